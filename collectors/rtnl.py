@@ -1,0 +1,301 @@
+"""Decode rtnetlink dumps of one namespace into model objects (links, qdiscs, classes, filters).
+
+Only the attributes kata-top shows are decoded; offsets follow <linux/if_link.h>,
+<linux/pkt_sched.h>, <linux/pkt_cls.h> and <linux/tc_act/tc_mirred.h>.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from collectors.netlink import (
+    RTM_GETQDISC,
+    RTM_GETTCLASS,
+    RTM_GETTFILTER,
+    RtnlSocket,
+    cstr,
+    iter_nested,
+    parse_attr_list,
+    parse_attrs,
+    u8,
+    u32,
+)
+from kata_top.model import (
+    Action,
+    ActionStats,
+    Filter,
+    Link,
+    LinkStats,
+    Qdisc,
+    QdiscStats,
+    TcClass,
+    TunInfo,
+)
+
+# if_link.h
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK = 1, 3, 4, 5
+IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_STATS64 = 10, 16, 18, 23
+IFLA_CARRIER, IFLA_LINK_NETNSID = 33, 37
+IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
+IFLA_TUN_TYPE, IFLA_TUN_PI, IFLA_TUN_VNET_HDR = 3, 4, 5
+IFLA_TUN_MULTI_QUEUE, IFLA_TUN_NUM_QUEUES = 7, 8
+IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
+OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
+
+# pkt_sched.h / pkt_cls.h / gen_stats.h
+TCA_KIND, TCA_OPTIONS, TCA_STATS2 = 1, 2, 7
+TCA_STATS_BASIC, TCA_STATS_QUEUE, TCA_STATS_PKT64 = 1, 3, 8
+TCA_HTB_PARMS, TCA_HTB_INIT, TCA_HTB_RATE64, TCA_HTB_CEIL64 = 1, 2, 6, 7
+TCA_U32_SEL, TCA_U32_ACT = 5, 7
+TCA_MATCHALL_ACT = 2
+TCA_FLOWER_ACT = 3
+TCA_ACT_KIND, TCA_ACT_OPTIONS, TCA_ACT_STATS = 1, 2, 4
+TCA_MIRRED_TM, TCA_MIRRED_PARMS = 1, 2
+MIRRED_EACTIONS = {
+    1: ("redirect", "egress"),
+    2: ("mirror", "egress"),
+    3: ("redirect", "ingress"),
+    4: ("mirror", "ingress"),
+}
+ACT_ATTR_BY_CLASSIFIER = {"u32": TCA_U32_ACT, "matchall": TCA_MATCHALL_ACT,
+                          "flower": TCA_FLOWER_ACT}
+TC_H_ROOT = 0xFFFFFFFF
+TC_H_INGRESS = 0xFFFFFFF1
+TC_H_CLSACT_INGRESS = 0xFFFFFFF2
+TC_H_CLSACT_EGRESS = 0xFFFFFFF3
+INGRESS_HANDLE = 0xFFFF0000
+USER_HZ = 100
+ETH_P_ALL = 0x0003
+PROTOCOLS = {0x0003: "all", 0x0800: "ip", 0x86DD: "ipv6", 0x0806: "arp", 0x8100: "802.1Q"}
+
+_STATS64 = struct.Struct("=8Q")
+
+
+def fmt_handle(h: int) -> str:
+    if h == TC_H_ROOT:
+        return "root"
+    if h == 0:
+        return "none"
+    major, minor = h >> 16, h & 0xFFFF
+    return f"{major:x}:" if minor == 0 else f"{major:x}:{minor:x}"
+
+
+def fmt_parent(h: int) -> str:
+    if h in (TC_H_ROOT, TC_H_INGRESS):
+        return {TC_H_ROOT: "root", TC_H_INGRESS: "ffff:fff1"}[h]
+    return fmt_handle(h)
+
+
+def _mac(b: bytes | None) -> str | None:
+    return ":".join(f"{x:02x}" for x in b) if b else None
+
+
+def decode_link(body: bytes) -> tuple[Link, int | None]:
+    _family, _type, index, flags, _change = struct.unpack_from("=BxHiII", body)
+    a = parse_attrs(body, 16)
+    kind = "device"
+    tun: TunInfo | None = None
+    info = parse_attrs(a[IFLA_LINKINFO]) if IFLA_LINKINFO in a else {}
+    if IFLA_INFO_KIND in info:
+        kind = cstr(info[IFLA_INFO_KIND]) or "device"
+    elif flags & IFF_LOOPBACK:
+        kind = "loopback"
+    if kind == "tun" and IFLA_INFO_DATA in info:
+        td = parse_attrs(info[IFLA_INFO_DATA])
+        tun = TunInfo(
+            type="tap" if u8(td.get(IFLA_TUN_TYPE)) == 2 else "tun",
+            pi=bool(u8(td.get(IFLA_TUN_PI))),
+            vnet_hdr=bool(u8(td.get(IFLA_TUN_VNET_HDR))),
+            multi_queue=bool(u8(td.get(IFLA_TUN_MULTI_QUEUE))),
+            num_queues=u32(td.get(IFLA_TUN_NUM_QUEUES)),
+        )
+    stats = LinkStats()
+    if IFLA_STATS64 in a and len(a[IFLA_STATS64]) >= _STATS64.size:
+        rxp, txp, rxb, txb, rxe, txe, rxd, txd = _STATS64.unpack_from(a[IFLA_STATS64])
+        stats = LinkStats(rx_bytes=rxb, rx_packets=rxp, tx_bytes=txb, tx_packets=txp,
+                          rx_dropped=rxd, tx_dropped=txd, rx_errors=rxe, tx_errors=txe)
+    oper = u8(a.get(IFLA_OPERSTATE))
+    carrier = u8(a.get(IFLA_CARRIER))
+    link_ifindex = u32(a.get(IFLA_LINK))
+    return Link(
+        name=cstr(a.get(IFLA_IFNAME)) or f"if{index}",
+        ifindex=index,
+        kind=kind,
+        mtu=u32(a.get(IFLA_MTU)) or 0,
+        mac=_mac(a.get(IFLA_ADDRESS)),
+        operstate=OPERSTATES[oper] if oper is not None and oper < len(OPERSTATES) else "unknown",
+        up=bool(flags & IFF_UP),
+        carrier=None if carrier is None else bool(carrier),
+        stats=stats,
+        master=u32(a.get(IFLA_MASTER)),
+        parent_ifindex=link_ifindex if link_ifindex and link_ifindex != index else None,
+        tun=tun,
+        peer=None,
+    ), u32(a.get(IFLA_LINK_NETNSID))
+
+
+def _gnet_stats(b: bytes | None) -> QdiscStats:
+    if not b:
+        return QdiscStats()
+    s = parse_attrs(b)
+    nbytes = packets = 0
+    if TCA_STATS_BASIC in s and len(s[TCA_STATS_BASIC]) >= 12:
+        nbytes, packets = struct.unpack_from("=QI", s[TCA_STATS_BASIC])
+    if TCA_STATS_PKT64 in s and len(s[TCA_STATS_PKT64]) >= 8:
+        # The 32-bit packet counter wraps; the kernel adds the 64-bit one when it matters.
+        packets = struct.unpack_from("=Q", s[TCA_STATS_PKT64])[0]
+    qlen = backlog = drops = requeues = overlimits = 0
+    if TCA_STATS_QUEUE in s and len(s[TCA_STATS_QUEUE]) >= 20:
+        qlen, backlog, drops, requeues, overlimits = struct.unpack_from("=5I", s[TCA_STATS_QUEUE])
+    return QdiscStats(bytes=nbytes, packets=packets, drops=drops, overlimits=overlimits,
+                      requeues=requeues, backlog=backlog, qlen=qlen)
+
+
+def _tcmsg(body: bytes) -> tuple[int, int, int, int, dict[int, bytes]]:
+    _family, ifindex, handle, parent, info = struct.unpack_from("=BxxxiIII", body)
+    return ifindex, handle, parent, info, parse_attrs(body, 20)
+
+
+def decode_qdisc(body: bytes, names: dict[int, str]) -> tuple[int, Qdisc]:
+    ifindex, handle, parent, _info, a = _tcmsg(body)
+    kind = cstr(a.get(TCA_KIND)) or "?"
+    default: str | None = None
+    if kind == "htb" and TCA_OPTIONS in a:
+        opts = parse_attrs(a[TCA_OPTIONS])
+        if TCA_HTB_INIT in opts and len(opts[TCA_HTB_INIT]) >= 20:
+            defcls = struct.unpack_from("=5I", opts[TCA_HTB_INIT])[2]
+            default = f"{defcls:x}"
+    return ifindex, Qdisc(dev=names.get(ifindex, f"if{ifindex}"), kind=kind,
+                          handle=fmt_handle(handle), parent=fmt_parent(parent),
+                          stats=_gnet_stats(a.get(TCA_STATS2)), default_class=default)
+
+
+def decode_class(body: bytes, names: dict[int, str]) -> TcClass:
+    ifindex, handle, parent, _info, a = _tcmsg(body)
+    kind = cstr(a.get(TCA_KIND)) or "?"
+    rate = ceil = None
+    if kind == "htb" and TCA_OPTIONS in a:
+        opts = parse_attrs(a[TCA_OPTIONS])
+        parms = opts.get(TCA_HTB_PARMS)
+        if parms and len(parms) >= 24:
+            # struct tc_ratespec is 12 bytes with the rate (bytes/s) in its last u32.
+            rate = struct.unpack_from("=I", parms, 8)[0] * 8
+            ceil = struct.unpack_from("=I", parms, 20)[0] * 8
+        if TCA_HTB_RATE64 in opts:
+            rate = struct.unpack_from("=Q", opts[TCA_HTB_RATE64])[0] * 8
+        if TCA_HTB_CEIL64 in opts:
+            ceil = struct.unpack_from("=Q", opts[TCA_HTB_CEIL64])[0] * 8
+    return TcClass(dev=names.get(ifindex, f"if{ifindex}"), kind=kind, handle=fmt_handle(handle),
+                   parent=fmt_parent(parent), rate_bps=rate, ceil_bps=ceil,
+                   stats=_gnet_stats(a.get(TCA_STATS2)))
+
+
+def _decode_action(b: bytes, names: dict[int, str]) -> Action:
+    a = parse_attrs(b)
+    kind = cstr(a.get(TCA_ACT_KIND)) or "?"
+    st = _gnet_stats(a.get(TCA_ACT_STATS))
+    stats = ActionStats(bytes=st.bytes, packets=st.packets, drops=st.drops,
+                        overlimits=st.overlimits)
+    action = direction = None
+    target_ifindex: int | None = None
+    installed = last_used = None
+    if kind == "mirred" and TCA_ACT_OPTIONS in a:
+        opts = parse_attrs(a[TCA_ACT_OPTIONS])
+        parms = opts.get(TCA_MIRRED_PARMS)
+        if parms and len(parms) >= 28:
+            eaction, target_ifindex = struct.unpack_from("=iI", parms, 20)
+            action, direction = MIRRED_EACTIONS.get(eaction, (f"eaction-{eaction}", None))
+        tm = opts.get(TCA_MIRRED_TM)
+        if tm and len(tm) >= 16:
+            install, lastuse = struct.unpack_from("=QQ", tm)
+            installed, last_used = install / USER_HZ, lastuse / USER_HZ
+    return Action(kind=kind, action=action, direction=direction,
+                  target=names.get(target_ifindex) if target_ifindex else None,
+                  target_ifindex=target_ifindex, stats=stats,
+                  installed_s=installed, last_used_s=last_used)
+
+
+def _u32_match_all(opts: dict[int, bytes]) -> bool:
+    sel = opts.get(TCA_U32_SEL)
+    if not sel or len(sel) < 16:
+        return False
+    nkeys = sel[2]
+    keys = [struct.unpack_from("=IIii", sel, 16 + 16 * i) for i in range(nkeys)
+            if 16 + 16 * (i + 1) <= len(sel)]
+    return all(mask == 0 for mask, _val, _off, _offmask in keys)
+
+
+def decode_filter(body: bytes, names: dict[int, str]) -> Filter | None:
+    """A filter with its actions, or None for the u32 bookkeeping entries (root, hash table)."""
+    ifindex, handle, parent, info, a = _tcmsg(body)
+    kind = cstr(a.get(TCA_KIND)) or "?"
+    if TCA_OPTIONS not in a:
+        return None
+    opts = parse_attrs(a[TCA_OPTIONS])
+    act_attr = ACT_ATTR_BY_CLASSIFIER.get(kind)
+    actions: tuple[Action, ...] = ()
+    if act_attr is not None and act_attr in opts:
+        actions = tuple(_decode_action(b, names) for _prio, b in parse_attr_list(opts[act_attr]))
+    if kind == "u32" and not actions and TCA_U32_SEL not in opts:
+        return None  # one u32 filter dumps as three messages; only the key carries actions
+    proto = socket.ntohs(info & 0xFFFF)
+    return Filter(
+        dev=names.get(ifindex, f"if{ifindex}"),
+        parent=fmt_parent(parent),
+        kind=kind,
+        prio=info >> 16,
+        protocol=PROTOCOLS.get(proto, f"0x{proto:04x}"),
+        handle=f"{handle:x}" if kind != "u32" else f"{handle >> 20:x}::{handle & 0xFFF:x}",
+        match_all=kind == "matchall" or (kind == "u32" and _u32_match_all(opts)),
+        actions=actions,
+    )
+
+
+@dataclass(frozen=True)
+class NetnsDump:
+    links: tuple[Link, ...]
+    peer_nsids: dict[int, int]  # ifindex -> IFLA_LINK_NETNSID
+    qdiscs: tuple[Qdisc, ...]
+    classes: tuple[TcClass, ...]
+    filters: tuple[Filter, ...]
+
+
+def dump_netns(sock: RtnlSocket, with_tc: bool = True) -> NetnsDump:
+    links: list[Link] = []
+    peer_nsids: dict[int, int] = {}
+    for body in sock.dump_links():
+        link, nsid = decode_link(body)
+        links.append(link)
+        if nsid is not None:
+            peer_nsids[link.ifindex] = nsid
+    if not with_tc:
+        return NetnsDump(tuple(links), peer_nsids, (), (), ())
+    names = {lk.ifindex: lk.name for lk in links}
+    qdiscs: list[tuple[int, Qdisc]] = [decode_qdisc(b, names) for b in sock.dump_tc(RTM_GETQDISC)]
+    classes: list[TcClass] = []
+    filters: list[Filter] = []
+    # Filter and class dumps are per link and per parent: ask only where something can hang.
+    for ifindex, q in qdiscs:
+        if q.kind == "ingress":
+            parents = [INGRESS_HANDLE]
+        elif q.kind == "clsact":
+            parents = [TC_H_CLSACT_INGRESS, TC_H_CLSACT_EGRESS]
+        elif q.kind in ("htb", "hfsc", "drr", "prio") and q.parent == "root":
+            classes.extend(decode_class(b, names)
+                           for b in sock.dump_tc(RTM_GETTCLASS, ifindex=ifindex))
+            parents = [int(q.handle.rstrip(":"), 16) << 16]
+        else:
+            continue
+        for parent in parents:
+            for b in sock.dump_tc(RTM_GETTFILTER, ifindex=ifindex, parent=parent):
+                f = decode_filter(b, names)
+                if f is not None:
+                    filters.append(f)
+    return NetnsDump(tuple(links), peer_nsids, tuple(q for _, q in qdiscs), tuple(classes),
+                     tuple(filters))
+
+
+__all__ = ["NetnsDump", "dump_netns", "fmt_handle", "iter_nested"]

@@ -1,0 +1,5 @@
+import sys
+
+from kata_top.cli import main
+
+sys.exit(main())

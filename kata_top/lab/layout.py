@@ -1,0 +1,65 @@
+"""Names and paths of everything the lab makes, derived from its prefix and run root."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from kata_top.lab.scenario import SandboxSpec
+
+DEFAULT_RUN_ROOT = "/run/kata-top-lab"
+DEFAULT_PREFIX = "ktlab"
+GUEST_CACHE = "/var/cache/kata-top-lab"
+TAP = "tap0_kata"
+BRIDGE = "ktbr0"
+NODE_IP = "10.77.255.254"
+NODE_CIDR = 16
+FORBIDDEN_ROOTS = ("/run", "/run/vc", "/run/kata", "/var/run", "/var/run/vc", "/var/run/kata")
+
+
+@dataclass(frozen=True)
+class Layout:
+    run_root: str
+    prefix: str
+
+    def __post_init__(self) -> None:
+        if os.path.normpath(self.run_root) in FORBIDDEN_ROOTS or self.run_root in ("", "/"):
+            raise ValueError(f"the lab never uses {self.run_root!r}: that is a real node's root")
+
+    @property
+    def node_ns(self) -> str:
+        return f"{self.prefix}-node"
+
+    @property
+    def lab_dir(self) -> str:
+        return os.path.join(self.run_root, "lab")
+
+    @property
+    def manifest(self) -> str:
+        return os.path.join(self.lab_dir, "manifest.json")
+
+    @property
+    def shim_script(self) -> str:
+        return os.path.join(self.lab_dir, "bin", "containerd-shim-kata-v2")
+
+    def pod_ns(self, spec: SandboxSpec) -> str:
+        return f"{self.prefix}-cni-{spec.short}"
+
+    def netns_path(self, spec: SandboxSpec) -> str:
+        return f"/var/run/netns/{self.pod_ns(spec)}"
+
+    def node_veth(self, spec: SandboxSpec) -> str:
+        return f"veth{spec.short}"
+
+    def state_dir(self, spec: SandboxSpec) -> str:
+        if spec.runtime == "rs":
+            return os.path.join(self.run_root, "kata", spec.id)
+        return os.path.join(self.run_root, "vc", "sbs", spec.id)
+
+    def vm_dir(self, spec: SandboxSpec) -> str:
+        if spec.runtime == "rs":
+            return os.path.join(self.run_root, "kata", spec.id)
+        return os.path.join(self.run_root, "vc", "vm", spec.id)
+
+    def shared_dir(self, spec: SandboxSpec) -> str:
+        return os.path.join(self.lab_dir, "shared", spec.id, "shared")

@@ -1,0 +1,130 @@
+"""Build the lab's namespaces, links and tc state with iproute2, the way Kata leaves them.
+
+The lab writes with `ip`/`tc` in batch mode (one process per namespace), so what it builds is
+exactly what an operator would type; kata-top's own read path never shells out.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+
+from kata_top.lab.layout import BRIDGE, NODE_CIDR, NODE_IP, TAP, Layout
+from kata_top.lab.scenario import SandboxSpec
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def run_batch(argv: Sequence[str], lines: Sequence[str]) -> None:
+    if not lines:
+        return
+    proc = subprocess.run([*argv, "-batch", "-"], input="\n".join(lines) + "\n", text=True,
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise LabError(f"{' '.join(argv)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+def guest_mac(spec: SandboxSpec) -> str:
+    """The veth's MAC, which Kata hands to the guest NIC (locally administered, from the id)."""
+    b = bytes.fromhex(spec.id[:10])
+    return "02:" + ":".join(f"{x:02x}" for x in b)
+
+
+def eth0_mac_after_macvtap(spec: SandboxSpec) -> str:
+    b = bytes.fromhex(spec.id[10:20])
+    return "06:" + ":".join(f"{x:02x}" for x in b)
+
+
+def rate_limit_lines(dev: str, rate_bps: int) -> list[str]:
+    """Kata's HTB shape: `htb 1: root default 2`, class 1:1 under 1:, class 1:2 under 1:1."""
+    r = f"{rate_bps}bit"
+    return [
+        f"qdisc add dev {dev} root handle 1: htb default 2",
+        f"class add dev {dev} parent 1: classid 1:1 htb rate {r} ceil {r}",
+        f"class add dev {dev} parent 1:1 classid 1:2 htb rate {r} ceil {r}",
+    ]
+
+
+def redirect_lines(src: str, dst: str) -> list[str]:
+    return [f"filter add dev {src} parent ffff: protocol all u32 match u8 0 0 "
+            f"action mirred egress redirect dev {dst}"]
+
+
+def build_node(layout: Layout) -> None:
+    run_batch(["ip"], [f"netns add {layout.node_ns}"])
+    run_batch(["ip", "-n", layout.node_ns], [
+        "link set lo up",
+        f"link add {BRIDGE} type bridge",
+        f"addr add {NODE_IP}/{NODE_CIDR} dev {BRIDGE}",
+        f"link set {BRIDGE} up",
+    ])
+
+
+def add_pod_namespaces(layout: Layout, specs: Sequence[SandboxSpec]) -> None:
+    run_batch(["ip"], [f"netns add {layout.pod_ns(s)}" for s in specs if s.model != "none"])
+
+
+def build_node_side(layout: Layout, specs: Sequence[SandboxSpec]) -> None:
+    """veth pairs (node end on the bridge), host-side taps for the `none` model, neighbours."""
+    lines: list[str] = []
+    for s in specs:
+        if s.model == "none":
+            lines += [f"tuntap add dev {TAP} mode tap multi_queue vnet_hdr",
+                      f"link set {TAP} master {BRIDGE} up"]
+            continue
+        veth = layout.node_veth(s)
+        lines += [
+            f"link add {veth} mtu {s.node_mtu} type veth peer name eth0 netns {layout.pod_ns(s)} "
+            f"address {guest_mac(s)} mtu 1500",
+            f"link set {veth} master {BRIDGE} up",
+        ]
+        # A permanent neighbour lets traffic reach the redirects even when no guest answers ARP.
+        lines.append(f"neigh replace {s.ip} lladdr {guest_mac(s)} dev {BRIDGE} nud permanent")
+    run_batch(["ip", "-n", layout.node_ns], lines)
+
+
+def build_pod(layout: Layout, spec: SandboxSpec) -> None:
+    if spec.model == "none":
+        return
+    ns = layout.pod_ns(spec)
+    ip_lines = ["link set lo up", "link set eth0 up", f"addr add {spec.ip}/{NODE_CIDR} dev eth0"]
+    tc_lines: list[str] = []
+    if spec.model == "tcfilter":
+        ip_lines += [f"tuntap add dev {TAP} mode tap multi_queue vnet_hdr",
+                     f"link set {TAP} mtu 1500 up"]
+        tc_lines += [f"qdisc add dev eth0 ingress", f"qdisc add dev {TAP} ingress"]
+        tc_lines += redirect_lines("eth0", TAP)
+        if "no-out-redirect" not in spec.faults:
+            tc_lines += redirect_lines(TAP, "eth0")
+        if spec.rx_rate_bps:
+            tc_lines += rate_limit_lines(TAP, spec.rx_rate_bps)
+        if spec.tx_rate_bps:
+            tc_lines += rate_limit_lines("eth0", spec.tx_rate_bps)
+    elif spec.model == "macvtap":
+        # Kata gives the macvtap the veth's MAC and moves the veth to a fresh one.
+        ip_lines += [
+            f"link set eth0 address {eth0_mac_after_macvtap(spec)}",
+            f"link add link eth0 name {TAP} type macvtap mode bridge",
+            f"link set {TAP} address {guest_mac(spec)} mtu 1500 up",
+        ]
+    run_batch(["ip", "-n", ns], ip_lines)
+    run_batch(["tc", "-n", ns], tc_lines)
+
+
+def delete_namespaces(names: Sequence[str]) -> list[str]:
+    """Delete the named namespaces that exist; returns what could not be deleted."""
+    failed: list[str] = []
+    for name in names:
+        proc = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True,
+                              check=False)
+        if proc.returncode != 0 and "No such file" not in proc.stderr:
+            failed.append(f"{name}: {proc.stderr.strip()}")
+    return failed
+
+
+def list_namespaces(prefix: str) -> list[str]:
+    proc = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+    return [n for n in names if n.startswith(prefix + "-")]

@@ -1,0 +1,73 @@
+"""What each lab sandbox looks like: network model, runtime, monitors and planted faults."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+SCENARIOS = ("demo", "tcfilter", "plain")
+SCENARIO_HELP = {
+    "demo": "every network model and every fault kata-top must recognise, then healthy tcfilter",
+    "tcfilter": "healthy tcfilter sandboxes, each with a QMP extra monitor",
+    "plain": "healthy tcfilter sandboxes without extra monitors (as most nodes run)",
+}
+NAMESPACES = ("default", "payments", "batch", "monitoring")
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    index: int
+    id: str
+    pod_name: str
+    pod_namespace: str
+    model: str = "tcfilter"  # tcfilter | macvtap | none
+    runtime: str = "go"  # go | rs
+    extra_monitor: str | None = None  # None | "qmp" | "hmp"
+    rx_rate_bps: int = 0  # into the VM (Kata's RxRateLimiterMaxRate)
+    tx_rate_bps: int = 0
+    faults: frozenset[str] = field(default_factory=frozenset)  # no-out-redirect, mtu, dead-vmm
+
+    @property
+    def short(self) -> str:
+        return self.id[:8]
+
+    @property
+    def ip(self) -> str:
+        return f"10.77.{self.index // 250}.{self.index % 250 + 2}"
+
+    @property
+    def node_mtu(self) -> int:
+        return 1450 if "mtu" in self.faults else 1500
+
+
+# The demo mix: one sandbox per model and per fault first, then healthy ones.
+_DEMO_MIX: tuple[tuple[str, dict[str, object]], ...] = (
+    ("web", {"extra_monitor": "qmp"}),
+    ("api", {"extra_monitor": "hmp"}),
+    ("throttled", {"extra_monitor": "qmp", "rx_rate_bps": 20_000_000, "tx_rate_bps": 10_000_000}),
+    ("no-out-redirect", {"faults": frozenset({"no-out-redirect"})}),
+    ("mtu-mismatch", {"faults": frozenset({"mtu"}), "extra_monitor": "qmp"}),
+    ("macvtap", {"model": "macvtap"}),
+    ("hostnet", {"model": "none"}),
+    ("rs", {"runtime": "rs"}),
+    ("dead-vm", {"faults": frozenset({"dead-vmm"})}),
+)
+
+
+def build(scenario: str, count: int) -> list[SandboxSpec]:
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    specs: list[SandboxSpec] = []
+    for i in range(count):
+        sid = secrets.token_hex(32)
+        ns = NAMESPACES[i % len(NAMESPACES)]
+        if scenario == "demo" and i < len(_DEMO_MIX):
+            role, extra = _DEMO_MIX[i]
+            specs.append(SandboxSpec(index=i, id=sid, pod_name=f"{role}-{i}", pod_namespace=ns,
+                                     **extra))  # type: ignore[arg-type]
+        else:
+            monitor = "qmp" if scenario == "tcfilter" or (scenario == "demo" and i % 2 == 0) \
+                else None
+            specs.append(SandboxSpec(index=i, id=sid, pod_name=f"web-{i}", pod_namespace=ns,
+                                     extra_monitor=monitor))
+    return specs
