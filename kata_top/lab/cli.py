@@ -87,10 +87,11 @@ def _dispatch(args: argparse.Namespace, layout: Layout) -> int:
         for problem in report.problems:
             print(f"  could not remove {problem}", file=sys.stderr)
         return 1 if report.problems else 0
-    man = build.status(layout)
-    if man is None:
+    found = build.status(layout)
+    if found is None:
         print(f"no lab at {layout.run_root}; start one with: kata-top lab up", file=sys.stderr)
         return 1
+    man = found
     if args.lab_cmd == "status":
         from kata_top.lab.processes import pid_alive
 

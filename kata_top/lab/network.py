@@ -94,7 +94,7 @@ def build_pod(layout: Layout, spec: SandboxSpec) -> None:
     if spec.model == "tcfilter":
         ip_lines += [f"tuntap add dev {TAP} mode tap multi_queue vnet_hdr",
                      f"link set {TAP} mtu 1500 up"]
-        tc_lines += [f"qdisc add dev eth0 ingress", f"qdisc add dev {TAP} ingress"]
+        tc_lines += ["qdisc add dev eth0 ingress", f"qdisc add dev {TAP} ingress"]
         tc_lines += redirect_lines("eth0", TAP)
         if "no-out-redirect" not in spec.faults:
             tc_lines += redirect_lines(TAP, "eth0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -33,7 +34,7 @@ def virtiofsd_binary() -> str | None:
     return None
 
 
-def open_tap(netns_path: str | None, name: str) -> int:
+def open_tap(netns_path: str, name: str) -> int:
     """Open a queue of the multi-queue tap inside its namespace, as Kata does, for QEMU's fds=."""
 
     def attach() -> int:
@@ -47,7 +48,8 @@ def open_tap(netns_path: str | None, name: str) -> int:
             raise
         return fd
 
-    return attach() if netns_path is None else netns.run_in(netns_path, attach)
+    # TUNSETIFF creates the tap when the name is unknown: always attach inside the namespace.
+    return netns.run_in(netns_path, attach)
 
 
 def open_macvtap(netns_path: str, name: str) -> int:
@@ -63,11 +65,10 @@ def open_macvtap(netns_path: str, name: str) -> int:
     return os.open(f"/dev/tap{links[name]}", os.O_RDWR)
 
 
-def _enter_ns(path: str | None) -> None:
-    if path:
-        fd = os.open(path, os.O_RDONLY)
-        netns.setns(fd)
-        os.close(fd)
+def _enter_ns(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    netns.setns(fd)
+    os.close(fd)
 
 
 def wait_for(path: str, timeout: float, what: str, pid: int | None = None) -> None:
@@ -98,12 +99,11 @@ def start_virtiofsd(layout: Layout, spec: SandboxSpec) -> int:
     with open(os.path.join(shared, "README"), "w") as fh:
         fh.write(f"kata-top lab sandbox {spec.id}\n")
     sock = os.path.join(vm, "vhost-fs.sock")
-    log = open(os.path.join(vm, "virtiofsd.log"), "ab")
-    proc = subprocess.Popen(
-        [binary, f"--socket-path={sock}", "-o", f"source={shared}", "-o", "cache=auto",
-         "--thread-pool-size=1"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    log.close()
+    with open(os.path.join(vm, "virtiofsd.log"), "ab") as log:
+        proc = subprocess.Popen(
+            [binary, f"--socket-path={sock}", "-o", f"source={shared}", "-o", "cache=auto",
+             "--thread-pool-size=1"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     wait_for(sock, 10, "virtiofsd", proc.pid)
     return proc.pid
 
@@ -152,21 +152,23 @@ def _uuid(spec: SandboxSpec) -> str:
 def start_qemu(layout: Layout, spec: SandboxSpec, accel: str,
                guest: tuple[str, str] | None) -> int:
     vm = layout.vm_dir(spec)
-    ns_path = None if spec.model == "none" else layout.netns_path(spec)
+    # `none` (disable_new_netns): the tap and QEMU live in the node's namespace, never ours.
+    ns_path = f"/var/run/netns/{layout.node_ns}" if spec.model == "none" \
+        else layout.netns_path(spec)
     tap_fd: int | None = None
     if spec.model in ("tcfilter", "none"):
         tap_fd = open_tap(ns_path, TAP)
-    elif spec.model == "macvtap" and ns_path:
+    elif spec.model == "macvtap":
         tap_fd = open_macvtap(ns_path, TAP)
-    log = open(os.path.join(vm, "qemu.log"), "ab")
     try:
-        proc = subprocess.Popen(
-            qemu_argv(layout, spec, tap_fd, accel, guest),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            pass_fds=(tap_fd,) if tap_fd is not None else (),
-            preexec_fn=(lambda: _enter_ns(ns_path)) if ns_path else None)
+        with open(os.path.join(vm, "qemu.log"), "ab") as log:
+            proc = subprocess.Popen(
+                qemu_argv(layout, spec, tap_fd, accel, guest),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                pass_fds=(tap_fd,) if tap_fd is not None else (),
+                preexec_fn=lambda: _enter_ns(ns_path))
     finally:
-        log.close()
+        # QEMU has its own copy of the tap fd now (or failed to start): ours must go.
         if tap_fd is not None:
             os.close(tap_fd)
     wait_for(os.path.join(vm, "qmp.sock"), 20, "QEMU", proc.pid)
@@ -215,17 +217,13 @@ def stop_pids(pids: Sequence[int], run_root: str, grace: float = 2.0) -> list[in
 
     live = [p for p in pids if ours(p)]
     for p in live:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(pid_alive(p) for p in live):
         time.sleep(0.05)
     for p in live:
         if pid_alive(p) and ours(p):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     return live

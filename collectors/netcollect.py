@@ -1,0 +1,131 @@
+"""Network state of sandbox namespaces, read over cached netlink sockets.
+
+One socket per namespace, keyed by the namespace file's (st_dev, st_ino). A socket pins its
+namespace, so sockets of namespaces that were not seen in a cycle are closed at its end:
+reading must not keep a deleted namespace alive.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from collectors import netns
+from collectors.netlink import RtnlSocket
+from collectors.rtnl import NetnsDump, dump_netns
+from kata_top.model import Link, PeerInfo
+
+
+class NetCollector:
+    def __init__(self) -> None:
+        self._socks: dict[netns.NetnsId, RtnlSocket] = {}
+        self._seen: set[netns.NetnsId] = set()
+        self._peer_cache: dict[tuple[netns.NetnsId, int], netns.NetnsId | None] = {}
+        self._candidates: dict[netns.NetnsId, tuple[str, str]] = {}  # id -> (path, label)
+        self._candidate_links: dict[netns.NetnsId, dict[int, Link]] = {}
+
+    def begin_cycle(self, sandbox_ns: set[netns.NetnsId]) -> None:
+        """Index the namespaces a veth peer can live in: ours and named non-sandbox ones."""
+        self._seen = set()
+        self._candidates = {}
+        self._candidate_links = {}
+        own = netns.own_netns_id()
+        self._candidates[own] = ("/proc/thread-self/ns/net", "host")
+        for nsid, name in netns.named_netns().items():
+            if nsid not in sandbox_ns and nsid != own:
+                self._candidates[nsid] = (os.path.join(netns.NETNS_RUN_DIR, name), name)
+
+    def end_cycle(self) -> None:
+        for key in list(self._socks):
+            if key not in self._seen:
+                self._socks.pop(key).close()
+        self._peer_cache = {k: v for k, v in self._peer_cache.items() if k[0] in self._seen}
+
+    def close(self) -> None:
+        for sock in self._socks.values():
+            sock.close()
+        self._socks.clear()
+
+    def _socket(self, path: str, key: netns.NetnsId) -> RtnlSocket:
+        sock = self._socks.get(key)
+        if sock is None:
+            sock = RtnlSocket.open(path)
+            self._socks[key] = sock
+        self._seen.add(key)
+        return sock
+
+    def collect(self, path: str) -> tuple[netns.NetnsId, NetnsDump]:
+        """Full dump of the namespace at path. FileNotFoundError when it is gone."""
+        key = netns.netns_id(path)
+        sock = self._socket(path, key)
+        try:
+            dump = dump_netns(sock)
+        except OSError:
+            # A namespace deleted and re-created under the same name: reopen once.
+            self._socks.pop(key, None)
+            sock.close()
+            key = netns.netns_id(path)
+            dump = dump_netns(self._socket(path, key))
+        return key, self._with_peers(key, sock, dump)
+
+    def _peer_ns(self, key: netns.NetnsId, sock: RtnlSocket, nsid: int) -> netns.NetnsId | None:
+        cache_key = (key, nsid)
+        if cache_key in self._peer_cache:
+            return self._peer_cache[cache_key]
+        found: netns.NetnsId | None = None
+        for cand, (cpath, _label) in self._candidates.items():
+            try:
+                fd = os.open(cpath, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if sock.peer_nsid(fd) == nsid:
+                    found = cand
+                    break
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+        self._peer_cache[cache_key] = found
+        return found
+
+    def _links_of(self, cand: netns.NetnsId) -> dict[int, Link]:
+        if cand not in self._candidate_links:
+            path, _ = self._candidates[cand]
+            try:
+                sock = self._socket(path, cand) if path.startswith(netns.NETNS_RUN_DIR) \
+                    else self._own_socket(cand)
+                links = dump_netns(sock, with_tc=False).links
+                self._candidate_links[cand] = {lk.ifindex: lk for lk in links}
+            except OSError:
+                self._candidate_links[cand] = {}
+        return self._candidate_links[cand]
+
+    def _own_socket(self, key: netns.NetnsId) -> RtnlSocket:
+        sock = self._socks.get(key)
+        if sock is None:
+            sock = RtnlSocket.open(None)
+            self._socks[key] = sock
+        self._seen.add(key)
+        return sock
+
+    def _with_peers(self, key: netns.NetnsId, sock: RtnlSocket, dump: NetnsDump) -> NetnsDump:
+        if not dump.peer_nsids:
+            return dump
+        links: list[Link] = []
+        for lk in dump.links:
+            nsid = dump.peer_nsids.get(lk.ifindex)
+            if lk.kind != "veth" or nsid is None or lk.parent_ifindex is None:
+                links.append(lk)
+                continue
+            peer = PeerInfo(ifindex=lk.parent_ifindex, netnsid=nsid)
+            cand = self._peer_ns(key, sock, nsid)
+            if cand is not None:
+                other = self._links_of(cand).get(lk.parent_ifindex)
+                label = self._candidates[cand][1]
+                peer = PeerInfo(ifindex=lk.parent_ifindex, netnsid=nsid, netns=label,
+                                name=other.name if other else None,
+                                mtu=other.mtu if other else None,
+                                operstate=other.operstate if other else None)
+            links.append(replace(lk, peer=peer))
+        return replace(dump, links=tuple(links))

@@ -1,0 +1,207 @@
+"""Kata's on-disk sandbox state: the Go runtime's persist.json and runtime-rs's state.json.
+
+The input is untrusted (Kata rewrites persist.json in place, so a reader can see it empty or
+half written; a disk can hold anything): every field is type-checked and a bad one becomes
+`None`, never an exception. Field names follow Kata's persist API structs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+GO_MODEL_NAMES = {0: "tcfilter", 1: "macvtap", 2: "tcfilter", 3: "none"}
+SANDBOX_NAME = "io.kubernetes.cri.sandbox-name"
+SANDBOX_NAMESPACE = "io.kubernetes.cri.sandbox-namespace"
+# CRI-O writes its own keys.
+CRIO_NAME = "io.kubernetes.cri-o.KubeName"
+CRIO_NAMESPACE = "io.kubernetes.pod.namespace"
+
+
+@dataclass(frozen=True)
+class StateRecord:
+    id: str
+    runtime: str  # go | rs
+    path: str
+    state: str | None = None
+    pod_name: str | None = None
+    pod_namespace: str | None = None
+    hypervisor: str | None = None
+    hypervisor_pid: int | None = None
+    hypervisor_path: str | None = None
+    api_socket: str | None = None
+    virtiofsd_pid: int | None = None
+    netns_path: str | None = None
+    model: str | None = None
+    tap_name: str | None = None
+    guest_mac: str | None = None
+    virt_iface: str | None = None
+    endpoint_type: str | None = None
+    rx_rate_bps: int = 0
+    tx_rate_bps: int = 0
+    disable_vhost_net: bool | None = None
+    debug: bool | None = None
+    error: str | None = None  # set when the file could not be read or parsed
+
+
+def _d(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _s(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _i(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def _b(v: Any) -> bool | None:
+    return v if isinstance(v, bool) else None
+
+
+def _l(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def parse_persist(sandbox_id: str, path: str, doc: Any) -> StateRecord:
+    """The Go runtime's persist.json (already decoded)."""
+    if not isinstance(doc, dict):
+        return StateRecord(id=sandbox_id, runtime="go", path=path,
+                           error=f"persist.json is a JSON {type(doc).__name__}, not an object")
+    hv = _d(doc.get("HypervisorState"))
+    net = _d(doc.get("Network"))
+    cfg = _d(doc.get("Config"))
+    hcfg = _d(cfg.get("HypervisorConfig"))
+    ncfg = _d(cfg.get("NetworkConfig"))
+    sandbox_container = _s(doc.get("SandboxContainer")) or sandbox_id
+    annotations: dict[str, Any] = {}
+    for cc in _l(cfg.get("ContainerConfigs")):
+        cc = _d(cc)
+        if cc.get("ID") == sandbox_container or not annotations:
+            annotations = _d(cc.get("Annotations"))
+    tap = mac = virt = etype = None
+    model_code: int | None = None
+    for ep in _l(net.get("Endpoints")):
+        ep = _d(ep)
+        etype = _s(ep.get("Type"))
+        pair = None
+        for key in ("Veth", "Macvlan", "IPVlan", "Netkit"):
+            if key in ep:
+                pair = _d(_d(ep.get(key)).get("NetPair"))
+                break
+        if pair is not None:
+            tap = _s(_d(pair.get("TAPIface")).get("Name"))
+            mac = _s(_d(pair.get("TAPIface")).get("HardAddr"))
+            virt = _s(_d(pair.get("VirtIface")).get("Name"))
+            model_code = _i(pair.get("NetInterworkingModel"))
+        elif "Tap" in ep:
+            ti = _d(_d(_d(ep.get("Tap")).get("TapInterface")))
+            tap = _s(_d(ti.get("TAPIface")).get("Name")) or _s(ti.get("Name"))
+            mac = _s(_d(ti.get("TAPIface")).get("HardAddr"))
+            model_code = 3
+        break  # the first endpoint is the pod's eth0
+    if model_code is None:
+        model_code = _i(ncfg.get("InterworkingModel"))
+    netns_path = _s(net.get("NetworkID")) or _s(ncfg.get("NetNSPath"))
+    return StateRecord(
+        id=sandbox_id, runtime="go", path=path,
+        state=_s(doc.get("State")),
+        pod_name=_s(annotations.get(SANDBOX_NAME)) or _s(annotations.get(CRIO_NAME)),
+        pod_namespace=_s(annotations.get(SANDBOX_NAMESPACE))
+        or _s(annotations.get(CRIO_NAMESPACE)),
+        hypervisor=_s(hv.get("Type")) or _s(cfg.get("HypervisorType")),
+        hypervisor_pid=_i(hv.get("Pid")) or None,
+        hypervisor_path=_s(hcfg.get("HypervisorPath")),
+        api_socket=_s(hv.get("APISocket")),
+        virtiofsd_pid=_i(hv.get("VirtiofsdPid")) or None,
+        netns_path=netns_path,
+        model=GO_MODEL_NAMES.get(model_code) if model_code is not None else None,
+        tap_name=tap, guest_mac=mac, virt_iface=virt, endpoint_type=etype,
+        rx_rate_bps=_i(hcfg.get("RxRateLimiterMaxRate")) or 0,
+        tx_rate_bps=_i(hcfg.get("TxRateLimiterMaxRate")) or 0,
+        disable_vhost_net=_b(hcfg.get("DisableVhostNet")),
+        debug=_b(hcfg.get("Debug")),
+    )
+
+
+def parse_rs_state(sandbox_id: str, path: str, doc: Any) -> StateRecord:
+    """runtime-rs's state.json (already decoded)."""
+    if not isinstance(doc, dict):
+        return StateRecord(id=sandbox_id, runtime="rs", path=path,
+                           error=f"state.json is a JSON {type(doc).__name__}, not an object")
+    hv = _d(doc.get("hypervisor"))
+    virt = None
+    for ep in _l(_d(doc.get("resource")).get("endpoint")):
+        veth = _d(_d(ep).get("veth_endpoint"))
+        if veth:
+            virt = _s(veth.get("if_name"))
+            break
+    return StateRecord(
+        id=sandbox_id, runtime="rs", path=path, state="running",
+        hypervisor=_s(hv.get("hypervisor_type")),
+        hypervisor_pid=_i(hv.get("pid")) or None,
+        hypervisor_path=_s(_d(hv.get("config")).get("path")),
+        api_socket=_s(hv.get("api_socket")),
+        virtiofsd_pid=_i(hv.get("virtiofs_daemon_pid")) or None,
+        netns_path=_s(hv.get("netns")),
+        virt_iface=virt,
+        tap_name="tap0_kata" if virt else None,  # runtime-rs always names taps tap<N>_kata
+    )
+
+
+def read_state_file(sandbox_id: str, path: str, runtime: str, retries: int = 2,
+                    retry_delay: float = 0.02) -> StateRecord:
+    """Read and parse with retries: Kata truncates and rewrites persist.json in place."""
+    parse = parse_persist if runtime == "go" else parse_rs_state
+    last_error = "unknown"
+    for attempt in range(retries + 1):
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(16 << 20)
+        except FileNotFoundError:
+            return StateRecord(id=sandbox_id, runtime=runtime, path=path,
+                               error="state file vanished (sandbox being removed)")
+        except PermissionError:
+            return StateRecord(id=sandbox_id, runtime=runtime, path=path,
+                               error="permission denied reading the state file (needs root)")
+        except OSError as exc:
+            return StateRecord(id=sandbox_id, runtime=runtime, path=path,
+                               error=f"cannot read state file: {exc.strerror}")
+        try:
+            return parse(sandbox_id, path, json.loads(raw))
+        except (ValueError, RecursionError) as exc:
+            last_error = "empty file" if not raw.strip() else f"not valid JSON ({exc})"[:200]
+        if attempt < retries:
+            time.sleep(retry_delay * (attempt + 1))
+    return StateRecord(id=sandbox_id, runtime=runtime, path=path,
+                       error=f"corrupt state file: {last_error}")
+
+
+@dataclass(frozen=True)
+class DiscoveryError:
+    where: str
+    message: str
+
+
+def discover(run_root: str) -> tuple[list[tuple[str, str, str]], list[DiscoveryError]]:
+    """(sandbox id, runtime, state file path) for every sandbox recorded under run_root."""
+    found: list[tuple[str, str, str]] = []
+    errors: list[DiscoveryError] = []
+    for runtime, base, fname in (("go", os.path.join(run_root, "vc", "sbs"), "persist.json"),
+                                 ("rs", os.path.join(run_root, "kata"), "state.json")):
+        try:
+            entries = sorted(os.listdir(base))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            errors.append(DiscoveryError(base, f"cannot list {base}: {exc.strerror}"))
+            continue
+        for entry in entries:
+            path = os.path.join(base, entry, fname)
+            if os.path.isdir(os.path.join(base, entry)):
+                found.append((entry, runtime, path))
+    return found, errors

@@ -1,0 +1,107 @@
+"""Facts derived from raw tc state: redirect pairs, Kata-shaped rate limits, the network model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kata_top.model import Filter, Link, Qdisc, RateLimit, Redirect, TcClass
+
+DEFAULT_TAP = "tap0_kata"
+DEFAULT_VIRT = "eth0"
+
+
+def find_tap(links: Sequence[Link], recorded: str | None) -> str | None:
+    names = {lk.name for lk in links}
+    if recorded and recorded in names:
+        return recorded
+    for lk in links:
+        if lk.name.startswith("tap") and lk.name.endswith("_kata"):
+            return lk.name
+    return recorded
+
+
+def infer_model(recorded: str | None, links: Sequence[Link], filters: Sequence[Filter],
+                tap: str | None) -> str:
+    if recorded:
+        return recorded
+    kinds = {lk.name: lk.kind for lk in links}
+    if tap and kinds.get(tap) == "macvtap":
+        return "macvtap"
+    if any(a.kind == "mirred" for f in filters for a in f.actions):
+        return "tcfilter"
+    return "none" if tap else "unknown"
+
+
+def redirect(filters: Sequence[Filter], direction: str, src: str, dst: str) -> Redirect:
+    """The mirred egress redirect src → dst on src's ingress, summed over matching filters."""
+    packets = nbytes = 0
+    prio: int | None = None
+    present = False
+    for f in filters:
+        if f.dev != src or f.parent not in ("ffff:", "ffff:fff2"):
+            continue
+        for a in f.actions:
+            if a.kind == "mirred" and a.action == "redirect" and a.direction == "egress" \
+                    and a.target == dst:
+                present = True
+                packets += a.stats.packets
+                nbytes += a.stats.bytes
+                prio = f.prio if prio is None else prio
+    return Redirect(direction="in" if direction == "in" else "out", from_dev=src, to_dev=dst,
+                    present=present, packets=packets, bytes=nbytes, prio=prio)
+
+
+def redirects(model: str, filters: Sequence[Filter], tap: str | None,
+              virt: str | None) -> tuple[Redirect, ...]:
+    if model != "tcfilter" or not tap:
+        return ()
+    v = virt or DEFAULT_VIRT
+    return (redirect(filters, "in", v, tap), redirect(filters, "out", tap, v))
+
+
+def kata_htb_rate(dev: str, qdiscs: Sequence[Qdisc], classes: Sequence[TcClass]) -> int | None:
+    """The rate of Kata's shape on dev (`htb 1: root default 2`, 1:1 under 1:, 1:2 under 1:1,
+    rate = ceil on both), or None when dev's shaping is not exactly that."""
+    root = [q for q in qdiscs if q.dev == dev and q.parent == "root"]
+    if len(root) != 1 or root[0].kind != "htb" or root[0].handle != "1:" \
+            or root[0].default_class != "2":
+        return None
+    cls = {c.handle: c for c in classes if c.dev == dev}
+    c1, c2 = cls.get("1:1"), cls.get("1:2")
+    if c1 is None or c2 is None or set(cls) != {"1:1", "1:2"}:
+        return None
+    if c1.parent not in ("root", "1:") or c2.parent != "1:1":
+        return None
+    if c1.rate_bps != c1.ceil_bps or c2.rate_bps != c2.ceil_bps or c1.rate_bps != c2.rate_bps:
+        return None
+    return c2.rate_bps
+
+
+SHAPING_QDISCS = ("htb", "tbf", "hfsc", "cake", "cbq", "netem")
+
+
+def rate_limits(model: str, links: Sequence[Link], qdiscs: Sequence[Qdisc],
+                classes: Sequence[TcClass], tap: str | None,
+                virt: str | None) -> tuple[RateLimit, ...]:
+    """Kata-shaped limits with their direction; other shaping qdiscs shown as they are."""
+    out: list[RateLimit] = []
+    v = virt or DEFAULT_VIRT
+    ifbs = {lk.name for lk in links if lk.kind == "ifb"}
+    for q in qdiscs:
+        if q.parent != "root" or q.kind not in SHAPING_QDISCS:
+            continue
+        if q.dev == tap:
+            direction = "in"
+        elif q.dev == v or q.dev in ifbs:
+            direction = "out"
+        else:
+            continue
+        rate = kata_htb_rate(q.dev, qdiscs, classes)
+        if rate is not None:
+            out.append(RateLimit(direction=direction, dev=q.dev, rate_bps=rate,  # type: ignore[arg-type]
+                                 shape="kata-htb"))
+        else:
+            rates = [c.rate_bps for c in classes if c.dev == q.dev and c.rate_bps]
+            out.append(RateLimit(direction=direction, dev=q.dev,  # type: ignore[arg-type]
+                                 rate_bps=min(rates) if rates else 0, shape=q.kind))
+    return tuple(out)

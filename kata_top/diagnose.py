@@ -1,0 +1,282 @@
+"""Findings: the incidents operators meet, named from the Snapshot (and the host probe).
+
+Each finding has a stable code, a severity, a one-line summary, evidence and a fix. Everything
+is computed from the Snapshot alone, so `check`, the JSON and the dashboard always agree.
+Rate-based findings carry hysteresis in their evidence: once raised they stay until their
+condition has been false for CLEAR_AFTER consecutive cycles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from kata_top.model import Finding, Sandbox, Severity, Snapshot
+from kata_top.select import label
+from kata_top.units import fmt_rate
+
+CLEAR_AFTER = 3
+SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
+ENABLE_MONITOR_FIX = ('in [hypervisor.qemu] of Kata\'s configuration.toml: '
+                      'extra_monitor_socket = "qmp" and enable_debug = true '
+                      "(new sandboxes get <vm dir>/extra-monitor.sock)")
+RATE_CODES = {"KT-S003", "KT-S012", "KT-S031"}
+
+
+def _f(sb: Sandbox, code: str, severity: Severity, summary: str, fix: str,
+       **evidence: Any) -> Finding:
+    return Finding(code=code, severity=severity, summary=summary, evidence=evidence, fix=fix,
+                   sandbox=sb.id)
+
+
+def _redirect_fix(sb: Sandbox, direction: str, src: str, dst: str) -> str:
+    ns = sb.netns.name or sb.netns.path or "<netns>"
+    return (f"kata-top redirect add {sb.id[:12]} --direction {direction}  "
+            f"(= ip netns exec {ns} tc filter add dev {src} parent ffff: protocol all u32 "
+            f"match u8 0 0 action mirred egress redirect dev {dst})")
+
+
+def _state_findings(sb: Sandbox) -> Iterable[Finding]:
+    if sb.state == "stale":
+        yield _f(sb, "KT-S020", "critical",
+                 f"{label(sb)}: state files remain but the VMM (pid {sb.hypervisor.pid}) is "
+                 "not running", "check the shim's logs (journalctl -t kata), then remove the "
+                 "pod (crictl stopp/rmp) so Kata cleans up its state",
+                 pid=sb.hypervisor.pid, state_path=sb.state_path)
+    elif sb.state == "orphan":
+        yield _f(sb, "KT-S021", "warning",
+                 f"VMM pid {sb.hypervisor.pid} runs sandbox {sb.id[:12]} with no state file",
+                 f"if no pod owns it: kill {sb.hypervisor.pid}", pid=sb.hypervisor.pid)
+    elif sb.state == "corrupt":
+        yield _f(sb, "KT-S023", "warning", f"{label(sb)}: state file unreadable",
+                 "compare with `crictl pods`; Kata rewrites persist.json on every change",
+                 errors=[e.message for e in sb.errors if e.where == "state"])
+    for e in sb.errors:
+        if e.where == "netns" and "gone" in e.message:
+            yield _f(sb, "KT-S022", "critical", f"{label(sb)}: network namespace is gone",
+                     "the pod lost its network; delete and re-create it",
+                     netns=sb.netns.path)
+
+
+def _redirect_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
+    if sb.network_model != "tcfilter" or not sb.redirects or sb.state == "stale":
+        return
+    missing = [r for r in sb.redirects if not r.present]
+    if len(missing) == 2:
+        yield _f(sb, "KT-S001", "critical",
+                 f"{label(sb)}: both tc redirects are missing: the VM is cut off",
+                 _redirect_fix(sb, "both", "eth0", sb.tap_name or "tap0_kata"),
+                 missing=["in", "out"])
+    elif missing:
+        r = missing[0]
+        what = "receive" if r.direction == "out" else "send"
+        yield _f(sb, "KT-S002", "critical",
+                 f"{label(sb)}: redirect {r.direction} ({r.from_dev} → {r.to_dev}) is missing: "
+                 f"traffic flows one way only, the VM can {what} but not "
+                 f"{'send' if what == 'receive' else 'receive'}",
+                 _redirect_fix(sb, r.direction, r.from_dev, r.to_dev),
+                 direction=r.direction, present=[x.direction for x in sb.redirects if x.present])
+    # A lost redirect: packets arrive on eth0 but the mirred counter of `in` stands still.
+    eth_rx = sb.rates.get("link.eth0.rx_pps")
+    red_in = sb.rates.get("redirect.in.pps")
+    if eth_rx is not None and red_in is not None:
+        cond = eth_rx >= 1.0 and red_in == 0 and any(r.present and r.direction == "in"
+                                                     for r in sb.redirects)
+        yield from _held(sb, prev, "KT-S003", cond, lambda: _f(
+            sb, "KT-S003", "warning",
+            f"{label(sb)}: eth0 receives {eth_rx:.0f} pkt/s but the in redirect counts none",
+            "another filter takes the packets first: tc -s filter show dev eth0 ingress",
+            eth0_rx_pps=eth_rx, redirect_in_pps=red_in))
+
+
+def _held(sb: Sandbox, prev: Sandbox | None, code: str, cond: bool,
+          make: Any) -> Iterable[Finding]:
+    """Hysteresis: raise at once, clear only after CLEAR_AFTER quiet cycles."""
+    before = next((f for f in (prev.findings if prev else ()) if f.code == code), None)
+    if cond:
+        f = make()
+        yield replace(f, evidence={**f.evidence, "quiet_cycles": 0})
+    elif before is not None:
+        quiet = int(before.evidence.get("quiet_cycles", 0)) + 1
+        if quiet < CLEAR_AFTER:
+            yield replace(before, evidence={**before.evidence, "quiet_cycles": quiet})
+
+
+def _mtu_findings(sb: Sandbox) -> Iterable[Finding]:
+    links = {lk.name: lk for lk in sb.links}
+    eth0 = links.get("eth0")
+    tap = links.get(sb.tap_name or "")
+    path: list[tuple[str, int]] = []
+    if eth0 and eth0.peer and eth0.peer.mtu:
+        path.append((f"node {eth0.peer.name or eth0.peer.ifindex}", eth0.peer.mtu))
+    if eth0:
+        path.append(("eth0", eth0.mtu))
+    if tap:
+        path.append((tap.name, tap.mtu))
+    if len(path) < 2:
+        return
+    low = min(m for _, m in path)
+    high = max(m for _, m in path)
+    if low != high:
+        hops = " → ".join(f"{n} {m}" for n, m in path)
+        yield _f(sb, "KT-S010", "warning",
+                 f"{label(sb)}: MTU mismatch along the datapath ({hops}): packets above "
+                 f"{low} bytes are dropped", f"make every hop {low}: set the pod network's MTU "
+                 f"(CNI config) to {low}, or ip link set dev eth0 mtu {low} and the tap alike",
+                 path=dict(path), lowest=low)
+
+
+def _tap_findings(sb: Sandbox) -> Iterable[Finding]:
+    if not sb.hypervisor.alive or not sb.tap_name:
+        return
+    tap = next((lk for lk in sb.links if lk.name == sb.tap_name), None)
+    if tap is None:
+        if sb.network_model in ("tcfilter", "macvtap") and sb.links:
+            yield _f(sb, "KT-S013", "critical", f"{label(sb)}: {sb.tap_name} is missing",
+                     "the VM's NIC has no host side; the pod must be re-created",
+                     tap=sb.tap_name)
+        return
+    if not tap.up or tap.carrier is False:
+        yield _f(sb, "KT-S011", "warning",
+                 f"{label(sb)}: {tap.name} is {'down' if not tap.up else 'without carrier'}",
+                 f"ip link set dev {tap.name} up (in the pod netns); no carrier means QEMU "
+                 "does not hold the tap", operstate=tap.operstate, up=tap.up,
+                 carrier=tap.carrier)
+
+
+def _qdisc_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
+    worst_dev, worst_rate = None, 0.0
+    for key, value in sb.rates.items():
+        if key.startswith("qdisc.") and key.endswith(".drops_ps") and value > worst_rate:
+            worst_dev, worst_rate = key.split(".")[1], value
+    if "qdisc." in " ".join(sb.rates):
+        yield from _held(sb, prev, "KT-S012", worst_rate > 0, lambda: _f(
+            sb, "KT-S012", "warning",
+            f"{label(sb)}: qdisc on {worst_dev} drops {worst_rate:.1f} pkt/s",
+            f"tc -s qdisc show dev {worst_dev}; a rate limit too low or a full queue",
+            dev=worst_dev, drops_ps=worst_rate))
+
+
+def _rate_limit_findings(sb: Sandbox) -> Iterable[Finding]:
+    actual = {r.direction: r for r in sb.rate_limits}
+    for r in sb.rate_limits:
+        yield _f(sb, "KT-S050", "info",
+                 f"{label(sb)}: rate limit {r.direction} {fmt_rate(r.rate_bps)} on {r.dev} "
+                 f"({r.shape})", f"kata-top ratelimit clear {sb.id[:12]} --direction "
+                 f"{r.direction} (if it is not wanted)", direction=r.direction, dev=r.dev,
+                 rate_bps=r.rate_bps, shape=r.shape)
+    for direction, configured in sb.configured_rate_limits.items():
+        have = actual.get(direction)  # type: ignore[call-overload]
+        if configured and (have is None or have.rate_bps != configured):
+            yield _f(sb, "KT-S051", "warning",
+                     f"{label(sb)}: Kata configured {direction} {fmt_rate(configured)} but tc "
+                     f"has {fmt_rate(have.rate_bps) if have else 'no limit'}",
+                     f"kata-top ratelimit set {sb.id[:12]} --{direction} {configured}bit",
+                     direction=direction, configured_bps=configured,
+                     actual_bps=have.rate_bps if have else None)
+
+
+def _virtiofsd_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
+    if not sb.hypervisor.alive or sb.hypervisor.kind != "qemu":
+        return
+    vhost_fs = sb.vmm is not None and ("vhost-user-fs" in sb.vmm.devices
+                                       or "vhost-user-fs-pci" in sb.vmm.devices)
+    if not sb.virtiofsd:
+        if vhost_fs:
+            yield _f(sb, "KT-S030", "critical", f"{label(sb)}: no virtiofsd for a VM with a "
+                     "virtio-fs device", "container file I/O hangs; re-create the pod")
+        return
+    v = sb.virtiofsd[0]
+    if not v.alive:
+        yield _f(sb, "KT-S030", "critical", f"{label(sb)}: virtiofsd (pid {v.pid}) is dead",
+                 "container file I/O hangs; re-create the pod", pid=v.pid)
+        return
+    if v.rate_limit_flags:
+        yield _f(sb, "KT-S031", "warning",
+                 f"{label(sb)}: virtiofsd runs with rate-limit flags "
+                 f"{' '.join(v.rate_limit_flags)}", "remove them from virtio_fs_extra_args",
+                 flags=list(v.rate_limit_flags))
+    busy = v.thread_pool_size == 1 and (v.cpu_percent or 0) >= 80
+    yield from _held(sb, prev, "KT-S032", busy, lambda: _f(
+        sb, "KT-S032", "warning",
+        f"{label(sb)}: virtiofsd has one worker thread and uses {v.cpu_percent:.0f}% CPU",
+        'virtio_fs_extra_args = ["--thread-pool-size=4"] in [hypervisor.qemu]',
+        cpu_percent=v.cpu_percent, thread_pool_size=1))
+
+
+def _vmm_findings(sb: Sandbox) -> Iterable[Finding]:
+    v = sb.vmm
+    if v is None or not sb.hypervisor.alive:
+        return
+    if v.error:
+        yield _f(sb, "KT-S041", "warning", f"{label(sb)}: VMM monitor error: {v.error}",
+                 "the VMM may be wedged: check its log", error=v.error)
+    elif v.source == "proc" and sb.hypervisor.kind == "qemu":
+        yield _f(sb, "KT-S040", "info",
+                 f"{label(sb)}: QMP not asked ({v.reason or 'no monitor'})", ENABLE_MONITOR_FIX,
+                 reason=v.reason)
+    if sb.guest_mac:
+        macs = [n.mac for n in v.nics if n.mac]
+        if macs and sb.guest_mac.lower() not in macs:
+            yield _f(sb, "KT-S042", "critical",
+                     f"{label(sb)}: guest NIC MAC {macs[0]} differs from the recorded "
+                     f"{sb.guest_mac}: ARP from the node fails",
+                     "re-create the pod", nic_macs=macs, recorded=sb.guest_mac)
+    held = [t for t in v.taps_held if not t.startswith("/dev/")]
+    targets = {r.to_dev for r in sb.redirects if r.direction == "in" and r.present}
+    if held and targets and not targets & set(held):
+        yield _f(sb, "KT-S043", "critical",
+                 f"{label(sb)}: the redirect feeds {', '.join(sorted(targets))} but QEMU holds "
+                 f"{', '.join(held)}", "re-create the pod", taps_held=held,
+                 redirect_targets=sorted(targets))
+
+
+def sandbox_findings(sb: Sandbox, prev: Sandbox | None) -> tuple[Finding, ...]:
+    out: list[Finding] = list(_state_findings(sb))
+    if sb.state == "stale":
+        # Without a VMM, counters and taps only echo the one fact that matters.
+        return tuple(out)
+    out += _redirect_findings(sb, prev)
+    out += _mtu_findings(sb)
+    out += _tap_findings(sb)
+    out += _qdisc_findings(sb, prev)
+    out += _rate_limit_findings(sb)
+    out += _virtiofsd_findings(sb, prev)
+    out += _vmm_findings(sb)
+    return tuple(sorted(out, key=lambda f: (-SEVERITY_ORDER[f.severity], f.code)))
+
+
+def annotate(snap: Snapshot, prev: Snapshot | None = None) -> Snapshot:
+    prev_by_id = {sb.id: sb for sb in prev.sandboxes} if prev else {}
+    return replace(snap, sandboxes=tuple(
+        replace(sb, findings=sandbox_findings(sb, prev_by_id.get(sb.id)))
+        for sb in snap.sandboxes))
+
+
+def worst(findings: Sequence[Finding]) -> str | None:
+    if not findings:
+        return None
+    return max(findings, key=lambda f: SEVERITY_ORDER[f.severity]).severity
+
+
+def host_findings() -> list[Finding]:
+    from kata_top.hostcheck import host_findings as probe
+
+    return probe()
+
+
+def render_findings(snap: Snapshot, findings: Sequence[Finding]) -> str:
+    if not findings:
+        return f"no findings: {len(snap.sandboxes)} sandboxes look healthy"
+    by_id = {sb.id: sb for sb in snap.sandboxes}
+    lines: list[str] = []
+    marks = {"critical": "CRIT", "warning": "WARN", "info": "info"}
+    for f in sorted(findings, key=lambda f: (-SEVERITY_ORDER[f.severity], f.code)):
+        where = "" if f.sandbox in by_id else "host: "
+        lines.append(f"{marks[f.severity]:<4} {f.code}  {where}{f.summary}")
+        lines.append(f"           fix: {f.fix}")
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITY_ORDER}
+    lines.append(f"{counts['critical']} critical, {counts['warning']} warning, "
+                 f"{counts['info']} info across {len(snap.sandboxes)} sandboxes")
+    return "\n".join(lines)

@@ -1,0 +1,260 @@
+"""The collection engine: one Snapshot per cycle from state files, /proc, netlink and monitors.
+
+A failure in one sandbox (namespace gone, VMM exiting, corrupt state) becomes an error in that
+sandbox's section; the rest of the snapshot is complete. Call `collect()` from one thread only:
+the netlink sockets it caches belong to the thread that made them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, replace
+
+from collectors import netns, procs, state
+from collectors.netcollect import NetCollector
+from collectors.rtnl import NetnsDump
+from kata_top import derive
+from kata_top.model import (
+    HostInfo,
+    Hypervisor,
+    NetnsInfo,
+    Pod,
+    ProcInfo,
+    Sandbox,
+    SandboxError,
+    Snapshot,
+    Virtiofsd,
+    Vmm,
+)
+from kata_top.vmm import VmmTarget, collect_vmms
+
+HYPERVISOR_NAMES = {"qemu": "qemu", "clh": "cloud-hypervisor", "firecracker": "firecracker",
+                    "dragonball": "dragonball"}
+VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--rlimit-nofile", "-o rlimit", "--iops", "--bps")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    run_root: str = "/run"
+    qmp_primary: bool = False
+    with_vmm: bool = True
+    monitor_deadline: float = 1.0
+    primary_deadline: float = 0.3
+
+
+class Engine:
+    def __init__(self, opts: EngineOptions) -> None:
+        self.opts = opts
+        self._net = NetCollector()
+        self._procs = procs.ProcCache()
+        self._named: dict[netns.NetnsId, str] = {}
+        self._host = HostInfo(node=os.uname().nodename, kernel=os.uname().release,
+                              run_root=opts.run_root, root=os.geteuid() == 0)
+
+    def close(self) -> None:
+        self._net.close()
+
+    def collect(self) -> Snapshot:
+        t0 = time.monotonic()
+        taken_at = time.time()
+        found, disc_errors = state.discover(self.opts.run_root)
+        records = {sid: state.read_state_file(sid, path, rt) for sid, rt, path in found}
+        pidx = procs.scan()
+        ids = list(records) + sorted(set(pidx.vmm) - set(records))
+        top_errors = [SandboxError(e.where, e.message) for e in disc_errors]
+        if not self._host.root:
+            top_errors.append(SandboxError("host", "not running as root: Kata's state files "
+                                           "(0600) and other namespaces may be unreadable"))
+
+        # Namespace of every sandbox first, so the peer index knows which are sandboxes.
+        ns_paths: dict[str, tuple[str | None, str | None]] = {}
+        sandbox_ns: set[netns.NetnsId] = set()
+        for sid in ids:
+            rec = records.get(sid)
+            path, source = self._netns_path(rec, pidx.vmm.get(sid))
+            ns_paths[sid] = (path, source)
+            # Only pod namespaces named by state are excluded from the veth-peer candidates:
+            # a `none` sandbox found through /proc usually shares the node's namespace.
+            if path and source == "state":
+                with contextlib.suppress(OSError):
+                    sandbox_ns.add(netns.netns_id(path))
+        sandbox_ns.discard(netns.own_netns_id())
+        self._net.begin_cycle(sandbox_ns)
+        self._named = netns.named_netns()
+
+        sandboxes: list[Sandbox] = []
+        targets: list[VmmTarget] = []
+        for sid in ids:
+            sb, target = self._one(sid, records.get(sid), pidx, ns_paths[sid])
+            sandboxes.append(sb)
+            if target is not None:
+                targets.append(target)
+        self._net.end_cycle()
+
+        if self.opts.with_vmm and targets:
+            vmms = collect_vmms(targets, qmp_primary=self.opts.qmp_primary,
+                                monitor_deadline=self.opts.monitor_deadline,
+                                primary_deadline=self.opts.primary_deadline)
+            sandboxes = [replace(sb, vmm=vmms.get(sb.id, sb.vmm)) for sb in sandboxes]
+        live = set(pidx.cmdlines)
+        self._procs.prune(live)
+        return Snapshot(taken_at=taken_at, host=self._host, sandboxes=tuple(sandboxes),
+                        errors=tuple(top_errors),
+                        duration_ms=round((time.monotonic() - t0) * 1000, 2))
+
+    @staticmethod
+    def _netns_path(rec: state.StateRecord | None,
+                    vmm_pid: int | None) -> tuple[str | None, str | None]:
+        if rec is not None and rec.netns_path:
+            return rec.netns_path, "state"
+        pid = (rec.hypervisor_pid if rec else None) or vmm_pid
+        if pid and procs.pid_alive(pid):
+            return f"/proc/{pid}/ns/net", "proc"
+        return None, None
+
+    def _vm_dir(self, sid: str, runtime: str) -> str:
+        if runtime == "rs":
+            return os.path.join(self.opts.run_root, "kata", sid)
+        return os.path.join(self.opts.run_root, "vc", "vm", sid)
+
+    def _one(self, sid: str, rec: state.StateRecord | None, pidx: procs.ProcessIndex,
+             ns: tuple[str | None, str | None]) -> tuple[Sandbox, VmmTarget | None]:
+        errors: list[SandboxError] = []
+        runtime = rec.runtime if rec else "unknown"
+        if rec is not None and rec.error:
+            errors.append(SandboxError("state", rec.error))
+        vmm_pid = pidx.vmm.get(sid) or (rec.hypervisor_pid if rec else None)
+        alive = procs.pid_alive(vmm_pid)
+        if alive and vmm_pid not in pidx.cmdlines and sid not in pidx.vmm:
+            # The recorded pid lives but is not this sandbox's VMM (pid reused).
+            alive = False
+        kind = pidx.vmm_kind.get(sid) or (rec.hypervisor if rec else None) or "unknown"
+        if rec is None:
+            sb_state = "orphan"
+        elif rec.error and rec.state is None:
+            sb_state = "corrupt"
+        elif not alive:
+            sb_state = "stale"
+        else:
+            sb_state = rec.state or "running"
+
+        path, ns_source = ns
+        netns_info = NetnsInfo(path=path, inode=None, source=ns_source)
+        dump: NetnsDump | None = None
+        if path:
+            try:
+                st = os.stat(path)
+                named = self._named.get(netns.NetnsId(st.st_dev, st.st_ino))
+                netns_info = NetnsInfo(path=path, inode=st.st_ino, dev=st.st_dev, name=named,
+                                       source=ns_source)
+                _key, dump = self._net.collect(path)
+            except FileNotFoundError:
+                errors.append(SandboxError("netns", f"network namespace {path} is gone"))
+            except PermissionError:
+                errors.append(SandboxError("netns", f"permission denied entering {path} "
+                                                    "(needs root)"))
+            except OSError as exc:
+                errors.append(SandboxError("netns", f"reading {path}: {exc.strerror or exc}"))
+        elif rec is not None and not rec.error:
+            errors.append(SandboxError("netns", "no network namespace recorded and no live VMM "
+                                                "to find it from"))
+
+        links = dump.links if dump else ()
+        filters = dump.filters if dump else ()
+        tap = derive.find_tap(links, rec.tap_name if rec else None)
+        virt = rec.virt_iface if rec and rec.virt_iface else derive.DEFAULT_VIRT
+        model = derive.infer_model(rec.model if rec else None, links, filters, tap)
+        if dump is not None and model == "none" and ns_source == "proc":
+            # `none` often shares the node's namespace: show only this sandbox's tap.
+            links = tuple(lk for lk in links if lk.name == tap)
+        redirects = derive.redirects(model, filters, tap, virt) if dump else ()
+        limits = derive.rate_limits(model, links, dump.qdiscs, dump.classes, tap, virt) \
+            if dump else ()
+        configured = {}
+        if rec is not None and (rec.rx_rate_bps or rec.tx_rate_bps):
+            configured = {"in": rec.rx_rate_bps, "out": rec.tx_rate_bps}
+
+        vmm_proc_info: ProcInfo | None = None
+        if alive and vmm_pid:
+            vmm_proc_info = self._procs.info(vmm_pid, HYPERVISOR_NAMES.get(kind, kind))
+        shim_pid = pidx.shim.get(sid)
+        shim = self._procs.info(shim_pid, "containerd-shim-kata-v2") if shim_pid else None
+        vfs = self._virtiofsd(sid, rec, pidx)
+
+        target: VmmTarget | None = None
+        vmm: Vmm | None = None
+        if alive and vmm_pid:
+            target = VmmTarget(sandbox_id=sid, kind=kind, pid=vmm_pid,
+                               argv=pidx.cmdlines.get(vmm_pid, ()),
+                               vm_dir=self._vm_dir(sid, runtime),
+                               api_socket=rec.api_socket if rec else None)
+        else:
+            vmm = Vmm(source="none", status="dead" if rec else "unknown",
+                      reason="the VMM process is not running" if vmm_pid or rec else None)
+        sb = Sandbox(
+            id=sid, runtime=runtime, state=sb_state,
+            pod=Pod(name=rec.pod_name if rec else None,
+                    namespace=rec.pod_namespace if rec else None),
+            hypervisor=Hypervisor(kind=HYPERVISOR_NAMES.get(kind, kind), pid=vmm_pid,
+                                  alive=alive, path=rec.hypervisor_path if rec else None),
+            netns=netns_info, network_model=model, links=links,
+            qdiscs=dump.qdiscs if dump else (), classes=dump.classes if dump else (),
+            filters=filters, redirects=redirects, rate_limits=limits,
+            configured_rate_limits=configured, tap_name=tap,
+            guest_mac=rec.guest_mac if rec else None, vmm=vmm, virtiofsd=vfs, shim=shim,
+            vmm_proc=vmm_proc_info, state_path=rec.path if rec else None,
+            errors=tuple(errors),
+        )
+        return sb, target
+
+    def _virtiofsd(self, sid: str, rec: state.StateRecord | None,
+                   pidx: procs.ProcessIndex) -> tuple[Virtiofsd, ...]:
+        pids = list(pidx.virtiofsd.get(sid, []))
+        if rec and rec.virtiofsd_pid and rec.virtiofsd_pid not in pids:
+            pids.insert(0, rec.virtiofsd_pid)
+        out: list[Virtiofsd] = []
+        for pid in pids:
+            argv = pidx.cmdlines.get(pid) or procs.read_cmdline(pid)
+            info = self._procs.info(pid, "virtiofsd") if procs.pid_alive(pid) else None
+            if argv and info is not None and pid not in pidx.cmdlines:
+                argv = ()  # recorded pid reused by something else
+            opts = _virtiofsd_opts(argv)
+            rd, wr = self._procs.io(pid) if info else (None, None)
+            out.append(Virtiofsd(
+                pid=pid, alive=info is not None, socket=opts.get("socket"),
+                shared_dir=opts.get("shared_dir"), cache=opts.get("cache"),
+                thread_pool_size=int(opts["threads"]) if opts.get("threads", "").isdigit()
+                else None,
+                rate_limit_flags=tuple(a for a in argv if a.startswith(VIRTIOFSD_RATE_FLAGS)),
+                cpu_percent=info.cpu_percent if info else None,
+                rss_bytes=info.rss_bytes if info else None,
+                threads=info.threads if info else None, read_bytes=rd, write_bytes=wr))
+        # The C virtiofsd forks a sandboxed child with the same command line: show the parent.
+        parents = [v for v in out if v.pid == (rec.virtiofsd_pid if rec else None)]
+        return tuple(parents or out[:1])
+
+
+def _virtiofsd_opts(argv: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    it = iter(argv[1:])
+    for a in it:
+        if a == "-o":
+            a = "-o" + next(it, "")
+        if a.startswith("--socket-path="):
+            out["socket"] = a.split("=", 1)[1]
+        elif a.startswith("--shared-dir="):
+            out["shared_dir"] = a.split("=", 1)[1]
+        elif a.startswith("--cache="):
+            out["cache"] = a.split("=", 1)[1]
+        elif a.startswith("--thread-pool-size="):
+            out["threads"] = a.split("=", 1)[1]
+        elif a.startswith("-o"):
+            for part in a[2:].split(","):
+                k, _, v = part.partition("=")
+                if k == "source":
+                    out["shared_dir"] = v
+                elif k == "cache":
+                    out["cache"] = v
+    return out

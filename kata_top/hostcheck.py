@@ -1,0 +1,157 @@
+"""Host findings: device nodes, kernel capabilities proven in a scratch namespace, Kata config.
+
+The capability probe runs `ip`/`tc` inside `unshare --net`: an anonymous namespace that exists
+only while the probe runs and vanishes with it, so nothing is left behind. The ifb test runs
+only when the ifb module is already loaded, because loading it creates ifb0/ifb1 in the root
+namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from kata_top.model import Finding
+
+CONFIG_PATHS = (
+    "/etc/kata-containers/configuration.toml",
+    "/opt/kata/share/defaults/kata-containers/configuration.toml",
+    "/usr/share/defaults/kata-containers/configuration.toml",
+)
+
+# (name, shell snippet run in the scratch namespace, severity if missing, why Kata needs it)
+PROBES: tuple[tuple[str, str, str, str], ...] = (
+    ("tun", "ip tuntap add dev kt0 mode tap && ip link set kt0 up", "critical",
+     "every Kata NIC is a tap"),
+    ("veth", "ip link add ktv0 type veth peer name ktv1", "critical", "pod networking"),
+    ("sch_ingress", "tc qdisc add dev ktv0 ingress", "critical", "tcfilter model"),
+    ("cls_u32+act_mirred", "tc filter add dev ktv0 parent ffff: protocol all u32 match u8 0 0 "
+     "action mirred egress redirect dev ktv1", "critical", "tcfilter model's redirects"),
+    ("sch_htb", "tc qdisc add dev ktv1 root handle 1: htb default 2", "warning",
+     "rx/tx rate limiters"),
+    ("macvtap", "ip link add link ktv0 name ktm0 type macvtap mode bridge", "warning",
+     "macvtap model"),
+)
+MODULE_HINT = {"tun": "tun", "veth": "veth", "sch_ingress": "sch_ingress",
+               "cls_u32+act_mirred": "cls_u32 act_mirred", "sch_htb": "sch_htb",
+               "macvtap": "macvtap"}
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+def probe_kernel() -> list[ProbeResult]:
+    if shutil.which("unshare") is None or shutil.which("tc") is None:
+        return [ProbeResult("probe", False, "unshare or tc not installed (util-linux, iproute2)")]
+    script = "ip link set lo up\n" + "".join(
+        f'if out=$( ({cmd}) 2>&1); then echo "OK {name}"; else echo "FAIL {name} $out"; fi\n'
+        for name, cmd, _sev, _why in PROBES)
+    if os.path.isdir("/sys/module/ifb"):
+        script += ('if out=$(ip link add ktifb0 type ifb 2>&1); then echo "OK ifb"; '
+                   'else echo "FAIL ifb $out"; fi\n')
+    try:
+        proc = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True,
+                              text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [ProbeResult("probe", False, f"scratch namespace probe failed: {exc}")]
+    if proc.returncode != 0 and not proc.stdout:
+        return [ProbeResult("probe", False, proc.stderr.strip() or "unshare failed")]
+    out: list[ProbeResult] = []
+    for line in proc.stdout.splitlines():
+        status, _, rest = line.partition(" ")
+        name, _, detail = rest.partition(" ")
+        out.append(ProbeResult(name, status == "OK", detail.strip()))
+    return out
+
+
+def read_kata_config() -> tuple[str | None, dict[str, Any]]:
+    for path in CONFIG_PATHS:
+        try:
+            with open(path, "rb") as fh:
+                return path, tomllib.load(fh)
+        except FileNotFoundError:
+            continue
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            return path, {"_error": str(exc)}
+    return None, {}
+
+
+def _dev_usable(path: str) -> tuple[bool, str]:
+    if not os.path.exists(path):
+        return False, "missing"
+    try:
+        fd = os.open(path, os.O_RDWR)
+        os.close(fd)
+        return True, "ok"
+    except OSError as exc:
+        return False, exc.strerror or str(exc)
+
+
+def host_findings() -> list[Finding]:
+    out: list[Finding] = []
+    cfg_path, cfg = read_kata_config()
+    qemu_cfg: dict[str, Any] = cfg.get("hypervisor", {}).get("qemu", {}) if cfg else {}
+    disable_vhost = qemu_cfg.get("disable_vhost_net")
+
+    ok, why = _dev_usable("/dev/vhost-net")
+    if not ok:
+        crit = cfg_path is not None and disable_vhost is False
+        out.append(Finding(
+            code="KT-H002", severity="critical" if crit else "warning",
+            summary=f"/dev/vhost-net is {why}: Kata fails with \"Could not setup vhost fds "
+                    f"eth0 : open /dev/vhost-net: no such file or directory\""
+                    + (" (configuration has disable_vhost_net = false)" if crit else ""),
+            evidence={"device": "/dev/vhost-net", "state": why, "config": cfg_path,
+                      "disable_vhost_net": disable_vhost},
+            fix="modprobe vhost_net (and add it to /etc/modules-load.d/), or set "
+                "disable_vhost_net = true in [hypervisor.qemu]"))
+    for dev, code, sev, fix in (
+            ("/dev/kvm", "KT-H001", "critical", "enable virtualisation (BIOS, nested) and "
+             "modprobe kvm_intel or kvm_amd"),
+            ("/dev/vhost-vsock", "KT-H003", "warning", "modprobe vhost_vsock"),
+            ("/dev/net/tun", "KT-H004", "critical", "modprobe tun")):
+        ok, why = _dev_usable(dev)
+        if not ok:
+            out.append(Finding(code=code, severity=sev,  # type: ignore[arg-type]
+                               summary=f"{dev} is {why}", evidence={"device": dev,
+                                                                    "state": why}, fix=fix))
+    for res in probe_kernel():
+        if res.ok:
+            continue
+        probe = next((p for p in PROBES if p[0] == res.name), None)
+        sev = probe[2] if probe else "warning"
+        why = probe[3] if probe else "kata-top's kernel probe"
+        out.append(Finding(
+            code="KT-H010", severity=sev,  # type: ignore[arg-type]
+            summary=f"kernel cannot do {res.name} (needed for {why}): {res.detail}",
+            evidence={"capability": res.name, "kernel_said": res.detail},
+            fix=f"modprobe {MODULE_HINT.get(res.name, res.name)} or enable it in the kernel "
+                "config (Kata reports this as `protocol not supported`)"))
+    if cfg_path is None:
+        out.append(Finding(code="KT-H020", severity="info",
+                           summary="no Kata configuration.toml found",
+                           evidence={"looked_in": list(CONFIG_PATHS)},
+                           fix="nothing to do on a node without Kata (e.g. the lab)"))
+    elif "_error" in cfg:
+        out.append(Finding(code="KT-H021", severity="warning",
+                           summary=f"{cfg_path} does not parse: {cfg['_error']}",
+                           evidence={"config": cfg_path}, fix="fix the TOML syntax"))
+    else:
+        monitor = qemu_cfg.get("extra_monitor_socket")
+        debug = qemu_cfg.get("enable_debug")
+        if not monitor or not debug:
+            out.append(Finding(
+                code="KT-H022", severity="info",
+                summary="Kata has no usable extra monitor: kata-top reads VMMs from /proc only",
+                evidence={"config": cfg_path, "extra_monitor_socket": monitor,
+                          "enable_debug": debug},
+                fix='extra_monitor_socket = "qmp" and enable_debug = true in [hypervisor.qemu]'))
+    return out

@@ -1,0 +1,62 @@
+"""Rates from two consecutive snapshots: bytes/s and packets/s per link and per redirect."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from kata_top.model import Sandbox, Snapshot
+
+
+def _delta(cur: int, prev: int) -> int:
+    # A counter that went down was reset (link re-created): count from zero, never negative.
+    return cur - prev if cur >= prev else cur
+
+
+def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float) -> dict[str, float]:
+    if prev is None or dt <= 0:
+        return {}
+    out: dict[str, float] = {}
+    prev_links = {lk.name: lk for lk in prev.links}
+    for lk in cur.links:
+        p = prev_links.get(lk.name)
+        if p is None or p.ifindex != lk.ifindex:
+            continue
+        s, ps = lk.stats, p.stats
+        out[f"link.{lk.name}.rx_bps"] = _delta(s.rx_bytes, ps.rx_bytes) * 8 / dt
+        out[f"link.{lk.name}.tx_bps"] = _delta(s.tx_bytes, ps.tx_bytes) * 8 / dt
+        out[f"link.{lk.name}.rx_pps"] = _delta(s.rx_packets, ps.rx_packets) / dt
+        out[f"link.{lk.name}.tx_pps"] = _delta(s.tx_packets, ps.tx_packets) / dt
+        out[f"link.{lk.name}.drops_ps"] = (_delta(s.rx_dropped + s.tx_dropped,
+                                                  ps.rx_dropped + ps.tx_dropped)) / dt
+    prev_red = {r.direction: r for r in prev.redirects}
+    for r in cur.redirects:
+        pr = prev_red.get(r.direction)
+        if pr is None:
+            continue
+        out[f"redirect.{r.direction}.bps"] = _delta(r.bytes, pr.bytes) * 8 / dt
+        out[f"redirect.{r.direction}.pps"] = _delta(r.packets, pr.packets) / dt
+    # Into/out of the VM, for every model: what the tap sends to QEMU and receives from it.
+    tap = cur.tap_name
+    if tap and f"link.{tap}.tx_bps" in out:
+        out["vm.in_bps"] = out[f"link.{tap}.tx_bps"]
+        out["vm.out_bps"] = out[f"link.{tap}.rx_bps"]
+        out["vm.in_pps"] = out[f"link.{tap}.tx_pps"]
+        out["vm.out_pps"] = out[f"link.{tap}.rx_pps"]
+    qprev = {(q.dev, q.handle, q.parent): q for q in prev.qdiscs}
+    for q in cur.qdiscs:
+        pq = qprev.get((q.dev, q.handle, q.parent))
+        if pq is None:
+            continue
+        out[f"qdisc.{q.dev}.{q.handle}.drops_ps"] = _delta(q.stats.drops, pq.stats.drops) / dt
+        out[f"qdisc.{q.dev}.{q.handle}.overlimits_ps"] = _delta(
+            q.stats.overlimits, pq.stats.overlimits) / dt
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def with_rates(cur: Snapshot, prev: Snapshot | None) -> Snapshot:
+    if prev is None:
+        return cur
+    dt = cur.taken_at - prev.taken_at
+    prev_by_id = {sb.id: sb for sb in prev.sandboxes}
+    return replace(cur, sandboxes=tuple(
+        replace(sb, rates=sandbox_rates(sb, prev_by_id.get(sb.id), dt)) for sb in cur.sandboxes))

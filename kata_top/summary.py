@@ -1,0 +1,57 @@
+"""One-word summaries of a sandbox, shared by the text table and the dashboard."""
+
+from __future__ import annotations
+
+from kata_top.model import Sandbox
+from kata_top.units import fmt_bytes, fmt_rate
+
+
+def redirect_health(sb: Sandbox) -> str:
+    """`both`, `in only`, `out only`, `none`, or `-` where the model has no redirects."""
+    if sb.network_model != "tcfilter":
+        return "-"
+    if not sb.redirects:
+        return "?" if sb.errors else "none"
+    present = {r.direction for r in sb.redirects if r.present}
+    if present == {"in", "out"}:
+        return "both"
+    if not present:
+        return "none"
+    return f"{present.pop()} only"
+
+
+def rate_limit_text(sb: Sandbox) -> str:
+    parts = [f"{r.direction} {fmt_rate(r.rate_bps)}" + ("" if r.shape == "kata-htb"
+                                                        else f" ({r.shape})")
+             for r in sorted(sb.rate_limits, key=lambda r: r.direction)]
+    return ", ".join(parts) or "-"
+
+
+def resources_text(sb: Sandbox) -> str:
+    v = sb.vmm
+    if v is None or (v.vcpus is None and v.memory_bytes is None):
+        return "-"
+    cpus = f"{v.vcpus}c" if v.vcpus else "?c"
+    return f"{cpus}/{fmt_bytes(v.memory_bytes)}" if v.memory_bytes else cpus
+
+
+def virtiofsd_text(sb: Sandbox) -> str:
+    if not sb.virtiofsd:
+        return "-"
+    alive = [v for v in sb.virtiofsd if v.alive]
+    if not alive:
+        return "dead"
+    v = alive[0]
+    if v.rate_limit_flags:
+        return "limited"
+    return "ok"
+
+
+def problem_count(sb: Sandbox) -> int:
+    return len(sb.errors) + sum(1 for f in sb.findings if f.severity != "info")
+
+
+def pod_text(sb: Sandbox) -> str:
+    if sb.pod.name:
+        return f"{sb.pod.namespace or '-'}/{sb.pod.name}"
+    return f"({sb.state})" if sb.state == "orphan" else "-"

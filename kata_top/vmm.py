@@ -1,0 +1,168 @@
+"""The `vmm` section of each sandbox: /proc facts always, a monitor or API when it is safe.
+
+Order (kata-notes.md, "QMP: the rule"): the extra monitor Kata creates with
+`extra_monitor_socket`; Kata's own `qmp.sock` only on explicit opt-in, with a short deadline;
+Cloud Hypervisor's REST API (many clients allowed); otherwise /proc alone, with the reason.
+All queries of a cycle run concurrently under a global bound, each with its own deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from collectors import qmp, vmm_proc
+from collectors.procs import pid_alive
+from kata_top.model import Vmm, VmmNic
+
+NO_MONITOR_REASON = ("no extra monitor configured; set extra_monitor_socket = \"qmp\" and "
+                     "enable_debug = true in [hypervisor.qemu] to allow it")
+PRIMARY_NOT_ASKED = ("qmp.sock belongs to the Kata runtime and was not asked "
+                     "(--qmp-primary opts in)")
+MONITOR_DEADLINE_S = 1.0
+PRIMARY_DEADLINE_S = 0.3
+CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class VmmTarget:
+    sandbox_id: str
+    kind: str  # qemu | clh | firecracker | dragonball | unknown
+    pid: int | None
+    argv: tuple[str, ...]
+    vm_dir: str
+    api_socket: str | None = None
+
+
+def _proc_vmm(t: VmmTarget) -> tuple[Vmm, vmm_proc.ProcVmm | None]:
+    if not t.pid or not pid_alive(t.pid):
+        return Vmm(source="none", status="dead", reason="the VMM process is not running"), None
+    if t.kind != "qemu":
+        return Vmm(source="proc", status="unknown", reason=f"{t.kind}: only /proc is read"), None
+    pv = vmm_proc.inspect(t.pid, t.argv)
+    return Vmm(source="proc", status="unknown", name=pv.name, machine=pv.machine,
+               accel=pv.accel, vcpus=pv.vcpus, vcpu_threads=tuple(pv.vcpu_threads),
+               memory_bytes=pv.memory_bytes, nics=tuple(pv.nics),
+               taps_held=tuple(pv.taps_held), vhost_net_fds=pv.vhost_net_fds,
+               devices=tuple(pv.devices)), pv
+
+
+def _merge_nics(monitor: Sequence[VmmNic], proc: Sequence[VmmNic]) -> tuple[VmmNic, ...]:
+    """Monitor NICs, with tap/vhost/queues filled from the command line where it knows them."""
+    by_netdev = {n.netdev: n for n in proc}
+    by_mac = {n.mac: n for n in proc}
+    out: list[VmmNic] = []
+    for n in monitor:
+        p = by_netdev.get(n.netdev) or by_mac.get(n.mac)
+        out.append(VmmNic(netdev=n.netdev, mac=n.mac, model=n.model,
+                          tap=n.tap or (p.tap if p else None),
+                          vhost=p.vhost if p else None, queues=p.queues if p else None,
+                          fds=n.fds or (p.fds if p else ()), rx_filter=n.rx_filter))
+    return tuple(out) or tuple(proc)
+
+
+def _from_monitor(base: Vmm, facts: qmp.MonitorFacts, source: str) -> Vmm:
+    return Vmm(source=source, status=facts.status, name=facts.name or base.name,
+               version=facts.version, machine=base.machine, accel=base.accel,
+               vcpus=facts.vcpus or base.vcpus,
+               vcpu_threads=tuple(facts.vcpu_threads) or base.vcpu_threads,
+               memory_bytes=facts.memory_bytes or base.memory_bytes,
+               plugged_memory_bytes=facts.plugged_memory_bytes,
+               nics=_merge_nics(facts.nics, base.nics), taps_held=base.taps_held,
+               vhost_net_fds=base.vhost_net_fds, devices=tuple(facts.devices) or base.devices,
+               chardevs=tuple(facts.chardevs), monitor_kind=facts.kind,
+               query_ms=round(facts.elapsed_ms, 2))
+
+
+def _with(base: Vmm, **kw: object) -> Vmm:
+    from dataclasses import replace
+
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+async def _clh_api(sock_path: str, deadline: float) -> dict[str, object]:
+    async def get(path: str) -> object:
+        reader, writer = await asyncio.open_unix_connection(sock_path)
+        try:
+            writer.write(f"GET /api/v1/{path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+            await writer.drain()
+            raw = await reader.read()
+        finally:
+            writer.close()
+        _head, _, body = raw.partition(b"\r\n\r\n")
+        return json.loads(body) if body.strip() else None
+
+    async def both() -> dict[str, object]:
+        return {"info": await get("vm.info"), "counters": await get("vm.counters")}
+
+    return await asyncio.wait_for(both(), deadline)
+
+
+async def _one(t: VmmTarget, sem: asyncio.Semaphore, qmp_primary: bool,
+               monitor_deadline: float, primary_deadline: float) -> Vmm:
+    base, _pv = _proc_vmm(t)
+    if base.status == "dead":
+        return base
+    async with sem:
+        if t.kind == "clh" and t.api_socket:
+            start = time.monotonic()
+            try:
+                api = await _clh_api(t.api_socket, monitor_deadline)
+            except (OSError, TimeoutError, ValueError) as exc:
+                return _with(base, error=f"cloud-hypervisor API: {exc or type(exc).__name__}")
+            info = api.get("info")
+            state = info.get("state") if isinstance(info, dict) else None
+            return _with(base, source="api", status=str(state or "unknown").lower(),
+                         query_ms=round((time.monotonic() - start) * 1000, 2))
+        if t.kind != "qemu":
+            return base
+        extra = os.path.join(t.vm_dir, "extra-monitor.sock")
+        primary = os.path.join(t.vm_dir, "qmp.sock")
+        if os.path.exists(extra):
+            try:
+                facts = await qmp.query_monitor(extra, monitor_deadline)
+                return _from_monitor(base, facts, "extra-monitor")
+            except qmp.MonitorBusy as exc:
+                return _with(base, reason=f"busy: the extra monitor has another client ({exc})")
+            except qmp.MonitorError as exc:
+                return _with(base, error=f"extra monitor: {exc}")
+        if qmp_primary and os.path.exists(primary):
+            try:
+                facts = await qmp.query_monitor(primary, primary_deadline)
+                return _from_monitor(base, facts, "qmp")
+            except qmp.MonitorBusy:
+                return _with(base, reason="busy: qmp.sock held by the runtime (no greeting "
+                                          f"within {primary_deadline * 1000:.0f} ms)")
+            except qmp.MonitorError as exc:
+                return _with(base, error=f"qmp.sock: {exc}")
+        return _with(base, reason=NO_MONITOR_REASON if not qmp_primary else
+                     "no qmp.sock or extra monitor found")
+
+
+def collect_vmms(targets: Sequence[VmmTarget], qmp_primary: bool = False,
+                 monitor_deadline: float = MONITOR_DEADLINE_S,
+                 primary_deadline: float = PRIMARY_DEADLINE_S,
+                 concurrency: int = CONCURRENCY) -> dict[str, Vmm]:
+    """Run all VMM queries of one cycle on a private event loop (call from a worker thread)."""
+    if not targets:
+        return {}
+
+    async def main() -> list[Vmm | BaseException]:
+        sem = asyncio.Semaphore(concurrency)
+        return await asyncio.gather(*(
+            _one(t, sem, qmp_primary, monitor_deadline, primary_deadline) for t in targets),
+            return_exceptions=True)
+
+    results = asyncio.run(main())
+    out: dict[str, Vmm] = {}
+    for t, r in zip(targets, results, strict=True):
+        if isinstance(r, BaseException):
+            out[t.sandbox_id] = Vmm(source="none", status="unknown",
+                                    error=f"{type(r).__name__}: {r}")
+        else:
+            out[t.sandbox_id] = r
+    return out
