@@ -14,6 +14,7 @@ TAP = "tap0_kata"
 BRIDGE = "ktbr0"
 NODE_IP = "10.77.255.254"
 NODE_CIDR = 16
+MAX_UNIX_PATH = 107  # sun_path is 108 bytes with the terminating NUL
 FORBIDDEN_ROOTS = ("/run", "/run/vc", "/run/kata", "/var/run", "/var/run/vc", "/var/run/kata")
 
 
@@ -25,6 +26,12 @@ class Layout:
     def __post_init__(self) -> None:
         if os.path.normpath(self.run_root) in FORBIDDEN_ROOTS or self.run_root in ("", "/"):
             raise ValueError(f"the lab never uses {self.run_root!r}: that is a real node's root")
+        longest = len(os.path.join(self.run_root, "vc", "vm", "0" * 64, "extra-monitor.sock"))
+        if longest > MAX_UNIX_PATH:
+            raise ValueError(
+                f"run root {self.run_root!r} is too long: QEMU's sockets under it would need "
+                f"{longest} bytes and unix sockets take {MAX_UNIX_PATH}; use at most "
+                f"{len(self.run_root) - (longest - MAX_UNIX_PATH)} characters")
 
     @property
     def node_ns(self) -> str:

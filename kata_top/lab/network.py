@@ -37,6 +37,10 @@ def eth0_mac_after_macvtap(spec: SandboxSpec) -> str:
     return "06:" + ":".join(f"{x:02x}" for x in b)
 
 
+def macvtap_ifindex(spec: SandboxSpec) -> int:
+    return 20000 + int(spec.id[:8], 16) % 40000
+
+
 def rate_limit_lines(dev: str, rate_bps: int) -> list[str]:
     """Kata's HTB shape: `htb 1: root default 2`, class 1:1 under 1:, class 1:2 under 1:1."""
     r = f"{rate_bps}bit"
@@ -56,7 +60,9 @@ def build_node(layout: Layout) -> None:
     run_batch(["ip"], [f"netns add {layout.node_ns}"])
     run_batch(["ip", "-n", layout.node_ns], [
         "link set lo up",
-        f"link add {BRIDGE} type bridge",
+        # A fixed MAC: otherwise each joining port may change it, and a MAC change flushes
+        # the bridge's neighbours, permanent ones included.
+        f"link add {BRIDGE} address 02:6b:74:00:00:01 type bridge",
         f"addr add {NODE_IP}/{NODE_CIDR} dev {BRIDGE}",
         f"link set {BRIDGE} up",
     ])
@@ -80,8 +86,10 @@ def build_node_side(layout: Layout, specs: Sequence[SandboxSpec]) -> None:
             f"address {guest_mac(s)} mtu 1500",
             f"link set {veth} master {BRIDGE} up",
         ]
-        # A permanent neighbour lets traffic reach the redirects even when no guest answers ARP.
-        lines.append(f"neigh replace {s.ip} lladdr {guest_mac(s)} dev {BRIDGE} nud permanent")
+    # Permanent neighbours let traffic reach the redirects even when no guest answers ARP;
+    # added after every port has joined the bridge.
+    lines += [f"neigh replace {s.ip} lladdr {guest_mac(s)} dev {BRIDGE} nud permanent"
+              for s in specs]
     run_batch(["ip", "-n", layout.node_ns], lines)
 
 
@@ -106,7 +114,9 @@ def build_pod(layout: Layout, spec: SandboxSpec) -> None:
         # Kata gives the macvtap the veth's MAC and moves the veth to a fresh one.
         ip_lines += [
             f"link set eth0 address {eth0_mac_after_macvtap(spec)}",
-            f"link add link eth0 name {TAP} type macvtap mode bridge",
+            # /dev/tap<ifindex> is global: an ifindex from the id keeps two labs apart.
+            f"link add link eth0 name {TAP} index {macvtap_ifindex(spec)} type macvtap "
+            "mode bridge",
             f"link set {TAP} address {guest_mac(spec)} mtu 1500 up",
         ]
     run_batch(["ip", "-n", ns], ip_lines)
