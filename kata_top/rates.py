@@ -35,9 +35,15 @@ def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float) -> dict[str, fl
             continue
         out[f"redirect.{r.direction}.bps"] = _delta(r.bytes, pr.bytes) * 8 / dt
         out[f"redirect.{r.direction}.pps"] = _delta(r.packets, pr.packets) / dt
-    # Into/out of the VM, for every model: what the tap sends to QEMU and receives from it.
+    # Into/out of the VM: for tcfilter the mirred hit counters (what the datapath carries
+    # toward QEMU even when the guest is not reading); otherwise what the tap sends/receives.
     tap = cur.tap_name
-    if tap and f"link.{tap}.tx_bps" in out:
+    if "redirect.in.bps" in out and "redirect.out.bps" in out:
+        out["vm.in_bps"] = out["redirect.in.bps"]
+        out["vm.out_bps"] = out["redirect.out.bps"]
+        out["vm.in_pps"] = out["redirect.in.pps"]
+        out["vm.out_pps"] = out["redirect.out.pps"]
+    elif tap and f"link.{tap}.tx_bps" in out:
         out["vm.in_bps"] = out[f"link.{tap}.tx_bps"]
         out["vm.out_bps"] = out[f"link.{tap}.rx_bps"]
         out["vm.in_pps"] = out[f"link.{tap}.tx_pps"]

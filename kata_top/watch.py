@@ -1,0 +1,79 @@
+"""Wake the dashboard when sandboxes come and go, without waiting for the next poll.
+
+pyinotify watches the state roots and /run/netns. Traps (library-notes.md): a directory that
+does not exist yet cannot be watched (watch the nearest existing parent, recursively, and
+let auto_add follow), `ip netns add` fires IN_CREATE before the namespace is mounted (a
+second wake-up shortly after catches it), and a queue overflow means events were lost (any
+event triggers a full collection anyway).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+MASK_NAMES = ("IN_CREATE", "IN_DELETE", "IN_MOVED_TO", "IN_MOVED_FROM", "IN_CLOSE_WRITE",
+              "IN_Q_OVERFLOW", "IN_DELETE_SELF")
+SECOND_LOOK_S = 0.3
+
+
+def nearest_existing(path: str) -> str:
+    while not os.path.isdir(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+class StateWatcher:
+    def __init__(self, paths: Sequence[str], on_change: Callable[[], None],
+                 min_interval: float = 0.2) -> None:
+        import pyinotify
+
+        self._on_change = on_change
+        self._min_interval = min_interval
+        self._last = 0.0
+        self._timer: threading.Timer | None = None
+        mask = 0
+        for name in MASK_NAMES:
+            mask |= getattr(pyinotify, name)
+        self._wm = pyinotify.WatchManager()
+        watcher = self
+
+        class Handler(pyinotify.ProcessEvent):  # type: ignore[misc]
+            def process_default(self, event: Any) -> None:
+                watcher._fire()
+
+        self._notifier = pyinotify.ThreadedNotifier(self._wm, Handler())
+        self._notifier.daemon = True
+        for p in sorted({nearest_existing(p) for p in paths}):
+            # Deep trees (/run itself) are watched one level down only.
+            deep = p not in ("/", "/run", "/var/run")
+            self._wm.add_watch(p, mask, rec=deep, auto_add=deep, quiet=True)
+
+    def start(self) -> None:
+        self._notifier.start()
+
+    def stop(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        self._notifier.stop()
+
+    def _fire(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._min_interval:
+            self._last = now
+            self._on_change()
+        # A second look catches the namespace that was not mounted yet at IN_CREATE.
+        if self._timer is None or not self._timer.is_alive():
+            self._timer = threading.Timer(SECOND_LOOK_S, self._on_change)
+            self._timer.daemon = True
+            self._timer.start()
+
+
+def watch_paths(run_root: str) -> list[str]:
+    return [os.path.join(run_root, "vc", "sbs"), os.path.join(run_root, "kata"), "/run/netns"]

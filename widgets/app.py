@@ -1,0 +1,347 @@
+"""kata-top's Textual app: a collection loop in a thread worker feeding the screens.
+
+The next cycle is scheduled only when the previous one ended (a slow node never stacks
+polls); snapshots reach the screens as one message per cycle; inotify wakes the loop early
+when sandboxes come and go. Widgets never read the kernel or QEMU: the source does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from functools import partial
+from typing import Any, Protocol
+
+from rich.text import Text
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Static
+from textual.worker import Worker, WorkerState
+
+import themes
+from kata_top.model import Snapshot
+from kata_top.select import label
+from kata_top.settings import Settings
+from widgets.modals import ActionScreen, ConfirmScreen, HelpScreen, HostScreen
+from widgets.screens import DetailScreen, OverviewScreen
+
+MIN_W, MIN_H = 80, 24
+REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Source(Protocol):
+    replay: bool
+
+    def next(self) -> Snapshot: ...
+
+    def close(self) -> None: ...
+
+
+class SnapshotReady(Message):
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class SandboxCommands(Provider):
+    """Command palette: jump to any sandbox."""
+
+    async def search(self, query: str) -> Hits:
+        app: KataTopApp = self.app  # type: ignore[assignment]
+        matcher = self.matcher(query)
+        for sb in app.snapshot.sandboxes if app.snapshot else ():
+            text = f"open {label(sb)} ({sb.id[:12]}, {sb.state})"
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), partial(app.open_sandbox, sb.id),
+                          help=f"{sb.network_model}, {sb.hypervisor.kind}")
+
+
+class KataTopApp(App[int]):
+    TITLE = "kata-top"
+    CSS_PATH = themes.TCSS_PATH
+    COMMANDS = App.COMMANDS | {SandboxCommands}
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("p,space", "pause", "Pause", id="pause"),
+        Binding("plus", "faster", "Faster", show=False, id="faster"),
+        Binding("minus", "slower", "Slower", show=False, id="slower"),
+        Binding("r", "refresh_now", "Refresh", show=False, id="refresh"),
+        Binding("t", "cycle_theme", "Theme", show=False, id="theme"),
+        Binding("n", "step(1)", "Step", show=False, id="step"),
+        Binding("b", "step(-1)", "Step back", show=False, id="step-back"),
+        Binding("right_square_bracket", "step(10)", "Seek +10", show=False, id="seek-forward"),
+        Binding("left_square_bracket", "step(-10)", "Seek -10", show=False, id="seek-back"),
+    ]
+
+    snapshot: reactive[Snapshot | None] = reactive(None, always_update=True)
+    paused: reactive[bool] = reactive(False)
+
+    def __init__(self, source: Source, refresh: float, theme: str, write: bool,
+                 settings: Settings, watch_paths: list[str] | None = None,
+                 replay_warning: str | None = None) -> None:
+        super().__init__()
+        self.source = source
+        self.refresh_s = refresh
+        self.write = write
+        self.settings = settings
+        self._initial_theme = theme
+        self._watch_paths = watch_paths or []
+        self._watcher: Any = None
+        self._collecting = False
+        self._again = False
+        self._timer: Any = None
+        self._received_at = 0.0
+        self._replay_warning = replay_warning
+        self._last_error: str | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def on_mount(self) -> None:
+        for t in themes.THEMES:
+            self.register_theme(t)
+        self.theme = self._initial_theme
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
+        self.push_screen(OverviewScreen())
+        self.set_interval(0.5, self._update_header)
+        if self._replay_warning:
+            self.notify(self._replay_warning, severity="warning", timeout=8)
+        if self._watch_paths and not self.source.replay:
+            try:
+                from kata_top.watch import StateWatcher
+
+                self._watcher = StateWatcher(self._watch_paths,
+                                             lambda: self.call_from_thread(self._wake))
+                self._watcher.start()
+            except Exception as exc:
+                self.notify(f"inotify unavailable ({exc}); polling only", severity="warning")
+        self.collect()
+
+    def on_unmount(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        self.source.close()
+
+    # ---- the collection loop -----------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="collect")
+    def collect(self) -> None:
+        self._collecting = True
+        snap = self.source.next()
+        self.post_message(SnapshotReady(snap))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "collect":
+            return
+        if event.state == WorkerState.ERROR:
+            err = str(event.worker.error)
+            if err != self._last_error:
+                self.notify(f"collection failed: {err}", severity="error", timeout=6)
+            self._last_error = err
+        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            self._collecting = False
+            if self._again:
+                self._again = False
+                self._schedule(0.0)
+            elif not self.paused:
+                self._schedule(self.refresh_s)
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(max(delay, 0.01), self._tick)
+
+    def _tick(self) -> None:
+        if not self._collecting:
+            self.collect()
+
+    def _wake(self) -> None:
+        """Something changed on disk: collect now, or right after the running cycle."""
+        if self.paused:
+            return
+        if self._collecting:
+            self._again = True
+        else:
+            self._schedule(0.0)
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        self._last_error = None
+        self._received_at = time.monotonic()
+        self.snapshot = message.snapshot
+        for screen in self.screen_stack:
+            show = getattr(screen, "show_snapshot", None)
+            if show is not None:
+                show(message.snapshot)
+        self._update_header()
+
+    # ---- header --------------------------------------------------------------------------
+    def header_text(self) -> Text:
+        snap = self.snapshot
+        t = Text()
+        t.append(" kata-top ", style="bold reverse")
+        if snap is not None:
+            t.append(f" {snap.host.node} · {snap.host.kernel} · {len(snap.sandboxes)} sandboxes")
+        t.append(f" · every {self.refresh_s:g}s ")
+        t.append(" WRITE " if self.write else " READ-ONLY ",
+                 style="bold black on yellow" if self.write else "bold black on green")
+        if self.paused:
+            t.append(" [PAUSED] ", style="bold black on cyan")
+        if self.source.replay:
+            pos = getattr(self.source, "position", lambda: "?")()
+            t.append(f" REPLAY {pos} ", style="bold black on magenta")
+        if snap is not None:
+            age = time.time() - snap.taken_at if not self.source.replay else \
+                time.monotonic() - self._received_at
+            stale = age > max(3 * self.refresh_s, 3.0) and not self.paused \
+                and not self.source.replay
+            t.append(f" data {age:.1f}s old", style="bold red" if stale else "dim")
+            if stale:
+                t.append(" STALE: the collector is slow or stuck ", style="bold red")
+            crit = sum(1 for f in snap.host_findings if f.severity != "info")
+            if crit:
+                t.append(f" host: {crit} findings (h)", style="yellow")
+        else:
+            t.append(" collecting…", style="dim")
+        return t
+
+    def _update_header(self) -> None:
+        text = self.header_text()
+        w, h = self.size
+        for screen in self.screen_stack:
+            for header in screen.query("#header"):
+                if isinstance(header, Static):
+                    header.update(text)
+            small = w < MIN_W or h < MIN_H
+            screen.set_class(small, "too-small")
+            for msg in screen.query("#too-small"):
+                if isinstance(msg, Static):
+                    msg.update(f"terminal is {w}×{h}; kata-top needs at least {MIN_W}×{MIN_H}"
+                               " — enlarge the window (q quits)")
+
+    def on_resize(self) -> None:
+        self._update_header()
+
+    # ---- actions ---------------------------------------------------------------------------
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen, self.write))
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused:
+            self._schedule(0.0)
+        elif self._timer is not None:
+            self._timer.stop()
+        self._update_header()
+
+    def _set_refresh(self, step: int) -> None:
+        idx = min(range(len(REFRESH_STEPS)), key=lambda i: abs(REFRESH_STEPS[i] -
+                                                                 self.refresh_s))
+        self.refresh_s = REFRESH_STEPS[max(0, min(len(REFRESH_STEPS) - 1, idx + step))]
+        self.notify(f"refresh every {self.refresh_s:g}s", timeout=1.5)
+        self._update_header()
+
+    def action_faster(self) -> None:
+        self._set_refresh(-1)
+
+    def action_slower(self) -> None:
+        self._set_refresh(1)
+
+    def action_refresh_now(self) -> None:
+        self._wake() if not self.paused else self._schedule(0.0)
+
+    def action_cycle_theme(self) -> None:
+        names = list(themes.CYCLE)
+        nxt = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names \
+            else names[0]
+        self.theme = nxt
+        self.settings.theme = nxt
+        try:
+            self.settings.save()
+        except OSError as exc:
+            self.notify(f"theme not saved: {exc}", severity="warning")
+        self.notify(f"theme {nxt}", timeout=1.5)
+
+    def action_step(self, delta: int) -> None:
+        if not self.source.replay:
+            self.notify("step and seek work in --replay", timeout=2)
+            return
+        self.paused = True
+        snap = self.source.seek(delta)  # type: ignore[attr-defined]
+        self.post_message(SnapshotReady(snap))
+
+    def open_sandbox(self, sandbox_id: str) -> None:
+        if isinstance(self.screen, DetailScreen):
+            self.pop_screen()
+        self.push_screen(DetailScreen(sandbox_id))
+
+    def show_host(self) -> None:
+        snap = self.snapshot
+        self.push_screen(HostScreen(snap.host_findings if snap else ()))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Pause / resume", "stop or restart collection", self.action_pause)
+        yield SystemCommand("Refresh now", "collect immediately", self.action_refresh_now)
+        yield SystemCommand("Host findings", "devices, kernel probe, Kata config",
+                            self.show_host)
+        yield SystemCommand("Next theme", "cycle the themes", self.action_cycle_theme)
+        if isinstance(screen, DetailScreen):
+            yield SystemCommand("Redirect…", "add or remove a tc redirect",
+                                screen.action_redirect)
+            yield SystemCommand("Rate limit…", "set or clear Kata's HTB limit",
+                                screen.action_ratelimit)
+
+    # ---- write actions (one engine with the CLI: kata_top.actions) -------------------------
+    def start_action(self, kind: str, sandbox_id: str) -> None:
+        if not self.write:
+            self.notify("kata-top is read-only: start it with --write to change tc state",
+                        severity="warning", timeout=4)
+            return
+        if self.source.replay:
+            self.notify("a replay cannot change anything", severity="warning")
+            return
+        snap = self.snapshot
+        sb = snap.find(sandbox_id) if snap else None
+        target = label(sb) if sb else sandbox_id[:12]
+
+        def chosen(result: tuple[str, str, str] | None) -> None:
+            if result is not None:
+                self._plan(sandbox_id, result)
+
+        self.push_screen(ActionScreen(kind, target), chosen)
+
+    @work(thread=True, exit_on_error=False, group="action")
+    def _plan(self, sandbox_id: str, request: tuple[str, str, str]) -> None:
+        from kata_top import actions
+
+        try:
+            plan = actions.plan_from_ui(self.source, sandbox_id, request)
+        except actions.ActionError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
+            return
+        if plan.noop:
+            self.call_from_thread(self.notify, plan.noop, timeout=4)
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self._apply(plan)
+
+        self.call_from_thread(self.push_screen,
+                              ConfirmScreen(plan.title, plan.commands()), confirmed)
+
+    @work(thread=True, exit_on_error=False, group="action")
+    def _apply(self, plan: Any) -> None:
+        from kata_top import actions
+
+        outcome = actions.execute(plan)
+        self.call_from_thread(self.notify, outcome.message,
+                              severity="information" if outcome.ok else "error", timeout=8)
+        self.call_from_thread(self._wake)

@@ -1,0 +1,331 @@
+"""The overview and sandbox-detail screens. They only display snapshots handed to them."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from rich.json import JSON
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Sparkline, Static, TabbedContent, TabPane
+
+from kata_top.jsonout import snapshot_to_dict
+from kata_top.model import Sandbox, Snapshot
+from kata_top.select import label
+from kata_top.units import fmt_bytes, fmt_rate
+from widgets.datapath import DatapathView
+from widgets.sandbox_table import COLUMNS, SandboxTable
+
+if TYPE_CHECKING:
+    from widgets.app import KataTopApp
+
+EMPTY_TEXT = ("No Kata sandboxes under {root} (vc/sbs/*/persist.json, kata/*/state.json) and "
+              "no Kata VMM is running.\n\nTo see kata-top at work without Kata:\n"
+              "  sudo kata-top lab up\n  sudo kata-top --run-root /run/kata-top-lab")
+
+
+class OverviewScreen(Screen[None]):
+    BINDINGS = [
+        Binding("enter", "open", "Open", id="open"),
+        Binding("j,down", "cursor_down", "Down", show=False, id="down"),
+        Binding("k,up", "cursor_up", "Up", show=False, id="up"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="clear-filter"),
+        Binding("s", "sort", "Sort", id="sort"),
+        Binding("S", "sort_reverse", "Reverse", show=False, id="sort-reverse"),
+        Binding("h", "host", "Host", id="host"),
+    ]
+
+    @property
+    def kapp(self) -> KataTopApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="header")
+        yield Static(id="too-small")
+        yield Static(id="empty")
+        yield SandboxTable(id="sandboxes")
+        yield Input(placeholder="filter: substring of pod/id/state/model (! negates), "
+                                "Enter keeps, Esc clears", id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(SandboxTable).set_width(self.size.width or 120)
+        if self.kapp.snapshot is not None:
+            self.show_snapshot(self.kapp.snapshot)
+
+    def on_resize(self) -> None:
+        self.query_one(SandboxTable).set_width(self.size.width)
+
+    def show_snapshot(self, snap: Snapshot) -> None:
+        table = self.query_one(SandboxTable)
+        table.show(snap.sandboxes)
+        empty = self.query_one("#empty", Static)
+        empty.set_class(not snap.sandboxes, "shown")
+        if not snap.sandboxes:
+            empty.update(EMPTY_TEXT.format(root=snap.host.run_root))
+
+    def action_cursor_down(self) -> None:
+        self.query_one(SandboxTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one(SandboxTable).action_cursor_up()
+
+    def action_open(self) -> None:
+        sid = self.query_one(SandboxTable).selected_id()
+        if sid:
+            self.kapp.open_sandbox(sid)
+
+    def on_data_table_row_selected(self, event: SandboxTable.RowSelected) -> None:
+        if event.row_key.value:
+            self.kapp.open_sandbox(str(event.row_key.value))
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("shown")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.remove_class("shown")
+        self._apply_filter("")
+        self.query_one(SandboxTable).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self._apply_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            if not event.value:
+                event.input.remove_class("shown")
+            self.query_one(SandboxTable).focus()
+
+    def _apply_filter(self, text: str) -> None:
+        table = self.query_one(SandboxTable)
+        table.filter_text = text.strip()
+        table.resort()
+
+    def action_sort(self) -> None:
+        table = self.query_one(SandboxTable)
+        name = table.resort(index=table.sort_index + 1)
+        self.notify(f"sorted by {name}", timeout=1.5)
+
+    def action_sort_reverse(self) -> None:
+        table = self.query_one(SandboxTable)
+        name = table.resort(reverse=not table.sort_reverse)
+        self.notify(f"sorted by {name} {'descending' if table.sort_reverse else 'ascending'}",
+                    timeout=1.5)
+
+    def action_host(self) -> None:
+        self.kapp.show_host()
+
+
+def _links_table(sb: Sandbox) -> Table:
+    t = Table("name", "idx", "kind", "mtu", "mac", "state", "rx", "tx", "rx pkt", "tx pkt",
+              "drops", "peer", expand=True, box=None, header_style="bold")
+    for lk in sb.links:
+        peer = ""
+        if lk.peer:
+            peer = f"{lk.peer.name or f'if{lk.peer.ifindex}'}@{lk.peer.netns or lk.peer.netnsid}"
+            if lk.peer.mtu and lk.peer.mtu != lk.mtu:
+                peer += f" mtu {lk.peer.mtu}"
+        kind = lk.kind
+        if lk.tun:
+            kind = f"{lk.tun.type}{' mq' if lk.tun.multi_queue else ''}" \
+                   f"{' vnet_hdr' if lk.tun.vnet_hdr else ''}"
+        t.add_row(lk.name, str(lk.ifindex), kind, str(lk.mtu), lk.mac or "-",
+                  f"{lk.operstate}{'' if lk.carrier is not False else ' no-carrier'}",
+                  fmt_rate(sb.rates.get(f"link.{lk.name}.rx_bps")),
+                  fmt_rate(sb.rates.get(f"link.{lk.name}.tx_bps")),
+                  str(lk.stats.rx_packets), str(lk.stats.tx_packets),
+                  str(lk.stats.rx_dropped + lk.stats.tx_dropped), peer)
+    return t
+
+
+def _tc_tables(sb: Sandbox) -> Table:
+    outer = Table.grid()
+    q = Table("dev", "kind", "handle", "parent", "bytes", "pkts", "drops", "overlimits",
+              "backlog", "qlen", title="qdiscs", box=None, expand=True, header_style="bold")
+    for x in sb.qdiscs:
+        q.add_row(x.dev, x.kind, x.handle, x.parent, str(x.stats.bytes), str(x.stats.packets),
+                  str(x.stats.drops), str(x.stats.overlimits), str(x.stats.backlog),
+                  str(x.stats.qlen))
+    outer.add_row(q)
+    if sb.classes:
+        c = Table("dev", "kind", "class", "parent", "rate", "ceil", "pkts", "drops",
+                  title="classes", box=None, expand=True, header_style="bold")
+        for k in sb.classes:
+            c.add_row(k.dev, k.kind, k.handle, k.parent, fmt_rate(k.rate_bps),
+                      fmt_rate(k.ceil_bps), str(k.stats.packets), str(k.stats.drops))
+        outer.add_row(c)
+    f = Table("dev", "parent", "kind", "prio", "proto", "action", "target", "pkts", "bytes",
+              "last used", title="filters", box=None, expand=True, header_style="bold")
+    for flt in sb.filters:
+        for a in flt.actions or ():
+            f.add_row(flt.dev, flt.parent, flt.kind + (" match-all" if flt.match_all else ""),
+                      str(flt.prio), flt.protocol,
+                      f"{a.kind} {a.direction or ''} {a.action or ''}".strip(),
+                      a.target or "-", str(a.stats.packets), str(a.stats.bytes),
+                      f"{a.last_used_s:.0f}s ago" if a.last_used_s is not None else "-")
+    outer.add_row(f)
+    return outer
+
+
+def _kv(rows: list[tuple[str, Any]]) -> Table:
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in rows:
+        t.add_row(k, v if isinstance(v, Text) else Text(str(v if v not in (None, "") else "-")))
+    return t
+
+
+def _vmm_panel(sb: Sandbox) -> Table:
+    v = sb.vmm
+    if v is None:
+        return _kv([("vmm", "not collected")])
+    rows: list[tuple[str, Any]] = [
+        ("source", v.source), ("status", v.status), ("reason", v.reason),
+        ("error", Text(v.error, style="red") if v.error else None), ("name", v.name),
+        ("version", v.version), ("machine", f"{v.machine or '-'} accel={v.accel or '-'}"),
+        ("vCPUs", f"{v.vcpus or '-'} threads {list(v.vcpu_threads) or '-'}"),
+        ("memory", f"{fmt_bytes(v.memory_bytes)} plugged {fmt_bytes(v.plugged_memory_bytes)}"),
+        ("devices", ", ".join(v.devices)), ("chardevs", ", ".join(v.chardevs)),
+        ("taps held", ", ".join(v.taps_held)), ("vhost-net fds", v.vhost_net_fds),
+        ("query", f"{v.query_ms} ms" if v.query_ms is not None else None),
+    ]
+    for n in v.nics:
+        rf = n.rx_filter or {}
+        rows.append((f"nic {n.netdev or '?'}",
+                     f"{n.model} mac {n.mac} tap {n.tap or '-'} vhost {n.vhost} queues "
+                     f"{n.queues} promisc {rf.get('promiscuous', '-')} multicast "
+                     f"{rf.get('multicast_table', '-')}"))
+    return _kv(rows)
+
+
+def _vfs_panel(sb: Sandbox) -> Table:
+    rows: list[tuple[str, Any]] = []
+    for v in sb.virtiofsd:
+        rows += [("pid", f"{v.pid} {'alive' if v.alive else 'DEAD'}"), ("socket", v.socket),
+                 ("shared dir", v.shared_dir), ("cache", v.cache),
+                 ("thread pool", v.thread_pool_size),
+                 ("rate-limit flags", " ".join(v.rate_limit_flags) or "none"),
+                 ("cpu / rss", f"{v.cpu_percent if v.cpu_percent is not None else '-'}% / "
+                               f"{fmt_bytes(v.rss_bytes)}"),
+                 ("io", f"read {fmt_bytes(v.read_bytes)} write {fmt_bytes(v.write_bytes)}")]
+    return _kv(rows or [("virtiofsd", "none found")])
+
+
+def _procs_panel(sb: Sandbox) -> Table:
+    t = Table("role", "pid", "cpu%", "rss", "threads", "command", box=None, expand=True,
+              header_style="bold")
+    for role, p in (("shim", sb.shim), ("vmm", sb.vmm_proc)):
+        if p:
+            t.add_row(role, str(p.pid), f"{p.cpu_percent:.1f}" if p.cpu_percent is not None
+                      else "-", fmt_bytes(p.rss_bytes), str(p.threads or "-"),
+                      " ".join(p.cmdline)[:200])
+    return t
+
+
+def _problems_panel(sb: Sandbox) -> Table:
+    t = Table("sev", "code", "summary / fix", box=None, expand=True, header_style="bold")
+    for e in sb.errors:
+        t.add_row(Text("error", style="bold red"), e.where, e.message)
+    for f in sb.findings:
+        style = {"critical": "bold red", "warning": "yellow", "info": "dim"}[f.severity]
+        t.add_row(Text(f.severity, style=style), f.code, Text(f"{f.summary}\nfix: {f.fix}"))
+    if not sb.errors and not sb.findings:
+        t.add_row("", "", "no problems found")
+    return t
+
+
+class DetailScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="back"),
+        Binding("d", "redirect", "Redirect…", id="redirect"),
+        Binding("l", "ratelimit", "Rate limit…", id="ratelimit"),
+    ]
+
+    def __init__(self, sandbox_id: str) -> None:
+        super().__init__()
+        self.sandbox_id = sandbox_id
+        self._in_hist: list[float] = []
+        self._out_hist: list[float] = []
+        self._last: Sandbox | None = None
+
+    @property
+    def kapp(self) -> KataTopApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="header")
+        yield Static(id="too-small")
+        with VerticalScroll(id="detail-body"):
+            yield Static(id="title")
+            yield DatapathView(id="datapath")
+            with Horizontal(id="history"):
+                yield Sparkline([], id="spark-in")
+                yield Sparkline([], id="spark-out")
+            with TabbedContent():
+                for pane_id, title in (("problems", "Problems"), ("links", "Links"),
+                                       ("tc", "tc"), ("vmm", "VMM"), ("vfs", "virtiofsd"),
+                                       ("procs", "Processes"), ("json", "JSON")):
+                    with TabPane(title, id=f"tab-{pane_id}"):
+                        yield Static(id=f"panel-{pane_id}", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.kapp.snapshot is not None:
+            self.show_snapshot(self.kapp.snapshot)
+
+    def show_snapshot(self, snap: Snapshot) -> None:
+        sb = snap.find(self.sandbox_id)
+        title = self.query_one("#title", Static)
+        if sb is None:
+            title.update(Text(f"sandbox {self.sandbox_id[:12]} is gone (removed from the "
+                              "node); Esc goes back", style="bold red"))
+            return
+        self._last = sb
+        self._in_hist = ([*self._in_hist, sb.rates.get("vm.in_bps", 0.0)])[-60:]
+        self._out_hist = ([*self._out_hist, sb.rates.get("vm.out_bps", 0.0)])[-60:]
+        head = Text()
+        head.append(label(sb), style="bold")
+        head.append(f"  {sb.id}\n", style="dim")
+        head.append(f"{sb.runtime} runtime · {sb.hypervisor.kind} pid {sb.hypervisor.pid} · "
+                    f"{sb.state} · {sb.network_model} · netns "
+                    f"{sb.netns.name or sb.netns.path} · in "
+                    f"{fmt_rate(sb.rates.get('vm.in_bps'))} out "
+                    f"{fmt_rate(sb.rates.get('vm.out_bps'))}")
+        title.update(head)
+        self.query_one(DatapathView).show(sb)
+        # Sparklines take a new list each tick: in-place changes are not seen.
+        self.query_one("#spark-in", Sparkline).data = list(self._in_hist)
+        self.query_one("#spark-out", Sparkline).data = list(self._out_hist)
+        self.query_one("#panel-problems", Static).update(_problems_panel(sb))
+        self.query_one("#panel-links", Static).update(_links_table(sb))
+        self.query_one("#panel-tc", Static).update(_tc_tables(sb))
+        self.query_one("#panel-vmm", Static).update(_vmm_panel(sb))
+        self.query_one("#panel-vfs", Static).update(_vfs_panel(sb))
+        self.query_one("#panel-procs", Static).update(_procs_panel(sb))
+        doc = snapshot_to_dict(snap)
+        raw: dict[str, Any] = next((s for s in doc["sandboxes"] if s["id"] == sb.id), {})
+        self.query_one("#panel-json", Static).update(JSON(json.dumps(raw)))
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_redirect(self) -> None:
+        self.kapp.start_action("redirect", self.sandbox_id)
+
+    def action_ratelimit(self) -> None:
+        self.kapp.start_action("ratelimit", self.sandbox_id)
+
+
+__all__ = ["COLUMNS", "DetailScreen", "OverviewScreen"]
