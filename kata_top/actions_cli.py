@@ -1,17 +1,113 @@
-"""`kata-top redirect ...` and `kata-top ratelimit ...` (not built yet)."""
+"""`kata-top redirect add|remove` and `kata-top ratelimit set|clear`: the CLI of kata_top.actions.
+
+Exit 0: done, or already so (says which). 1: refused or failed (and rolled back). 2: usage.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from kata_top.settings import audit_log_path
+
+EPILOG = """\
+Every change is planned from fresh state first and shown as the equivalent tc/ip commands;
+on a terminal kata-top asks before applying (--yes skips the question, --dry-run only
+prints). Steps apply all-or-nothing: a failure undoes the earlier steps. Applied actions are
+appended to the audit log: {log}"""
+
 
 def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    pass
+    def shared(p: argparse.ArgumentParser) -> None:
+        common(p)
+        p.add_argument("sandbox", metavar="SANDBOX", help="id, unique id prefix, or ns/pod")
+        p.add_argument("--yes", action="store_true", help="apply without asking")
+        p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+
+    epilog = EPILOG.format(log=audit_log_path())
+    red = sub.add_parser("redirect", help="add or remove Kata's tc mirred redirects",
+                         description="in = eth0 → tap0_kata (into the VM), out = tap0_kata → "
+                                     "eth0.", epilog=epilog,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    rsub = red.add_subparsers(dest="op", metavar="{add,remove}", required=True)
+    for op, text in (("add", "restore a redirect as Kata makes it"),
+                     ("remove", "take a redirect away (cuts the VM off that way)")):
+        p = rsub.add_parser(op, help=text, epilog=epilog,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        shared(p)
+        p.add_argument("--direction", default="both", choices=("in", "out", "both"))
+
+    rl = sub.add_parser("ratelimit", help="set or clear Kata's HTB rate limits",
+                        description="Kata's shape: htb 1: root default 2, classes 1:1 and 1:2, "
+                                    "rate = ceil; in on tap0_kata, out on eth0 (or an ifb).",
+                        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lsub = rl.add_subparsers(dest="op", metavar="{set,clear}", required=True)
+    st = lsub.add_parser("set", help="set a limit (50mbit, 500kbit, 1gbit, or bits/s)",
+                         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    shared(st)
+    st.add_argument("--in", dest="rate_in", metavar="RATE", help="into the VM")
+    st.add_argument("--out", dest="rate_out", metavar="RATE", help="out of the VM")
+    cl = lsub.add_parser("clear", help="remove a limit", epilog=epilog,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    shared(cl)
+    cl.add_argument("--direction", default="both", choices=("in", "out", "both"))
+
+
+def _usage(msg: str) -> int:
+    print(f"kata-top {msg}", file=sys.stderr)
+    return 2
 
 
 def run(args: argparse.Namespace) -> int:
-    print("kata-top: write actions are not available yet", file=sys.stderr)
-    return 2
+    from kata_top import actions
+    from kata_top.units import parse_rate
+
+    rates: dict[str, int | None] = {}
+    if args.cmd == "ratelimit" and args.op == "set":
+        if not args.rate_in and not args.rate_out:
+            return _usage("ratelimit set: give --in RATE and/or --out RATE")
+        for d, raw in (("in", args.rate_in), ("out", args.rate_out)):
+            if raw is None:
+                continue
+            try:
+                rates[d] = parse_rate(raw)
+            except ValueError as exc:
+                return _usage(f"ratelimit set: --{d}: {exc}")
+    elif args.cmd == "ratelimit":
+        rates = {d: None for d in (("in", "out") if args.direction == "both"
+                                   else (args.direction,))}
+    if os.geteuid() != 0 and not args.dry_run:
+        print("kata-top: changing tc state needs root (CAP_NET_ADMIN in the sandbox's "
+              "namespace); try --dry-run to see the plan", file=sys.stderr)
+        return 1
+    try:
+        sb = actions.find_sandbox(args.run_root, args.sandbox)
+        plan = actions.plan_redirect(sb, args.op, args.direction) if args.cmd == "redirect" \
+            else actions.plan_ratelimit(sb, rates)
+    except actions.ActionError as exc:
+        print(f"kata-top: {exc}", file=sys.stderr)
+        return 1
+    if plan.noop:
+        print(plan.noop + " (already so)")
+        return 0
+    print(f"plan: {plan.title}")
+    for cmd in plan.commands():
+        print(f"  {cmd}")
+    if args.dry_run:
+        print("dry run: nothing changed")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("kata-top: not a terminal, so nobody can confirm; pass --yes to apply",
+                  file=sys.stderr)
+            return 1
+        answer = input("apply? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            print("not applied")
+            return 1
+    outcome = actions.execute(plan)
+    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
+    return 0 if outcome.ok else 1
