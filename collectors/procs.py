@@ -21,12 +21,14 @@ VMM_NAMES = ("qemu-system", "qemu-kvm", "cloud-hypervisor", "firecracker")
 SHIM_NAME = "containerd-shim-kata-v2"
 SANDBOX_NAME_RE = re.compile(r"sandbox-([0-9a-f]{64})")
 ID_IN_PATH_RE = re.compile(r"/([0-9a-f]{64})(?:/|$)")
+RUN_ROOT_RE = re.compile(r"(/[^\s,=]*?)/(?:vc/vm|vc/sbs|kata)/[0-9a-f]{64}/")
 
 
 @dataclass
 class ProcessIndex:
     vmm: dict[str, int] = field(default_factory=dict)  # sandbox id -> pid
     vmm_kind: dict[str, str] = field(default_factory=dict)
+    vmm_root: dict[str, str] = field(default_factory=dict)  # run root named on its cmdline
     shim: dict[str, int] = field(default_factory=dict)
     virtiofsd: dict[str, list[int]] = field(default_factory=dict)
     cmdlines: dict[int, tuple[str, ...]] = field(default_factory=dict)
@@ -89,6 +91,9 @@ def scan(proc_root: str = "/proc") -> ProcessIndex:
                 idx.vmm[m.group(1)] = pid
                 idx.vmm_kind[m.group(1)] = kind
                 idx.cmdlines[pid] = argv
+                root = RUN_ROOT_RE.search(joined)
+                if root:
+                    idx.vmm_root[m.group(1)] = root.group(1)
             continue
         # The real shim is argv[0]; the lab's stand-in runs as `python3 <path>/<shim name>`.
         if any(os.path.basename(a) == SHIM_NAME for a in argv[:2]):

@@ -62,7 +62,12 @@ class Engine:
         found, disc_errors = state.discover(self.opts.run_root)
         records = {sid: state.read_state_file(sid, path, rt) for sid, rt, path in found}
         pidx = procs.scan()
-        ids = list(records) + sorted(set(pidx.vmm) - set(records))
+        # A VMM is an orphan of this run root unless its command line names another root
+        # (a lab or a rootless Kata beside the node's).
+        root = os.path.normpath(self.opts.run_root)
+        orphans = sorted(sid for sid in set(pidx.vmm) - set(records)
+                         if _same_root(pidx.vmm_root.get(sid), root))
+        ids = list(records) + orphans
         top_errors = [SandboxError(e.where, e.message) for e in disc_errors]
         if not self._host.root:
             top_errors.append(SandboxError("host", "not running as root: Kata's state files "
@@ -234,6 +239,15 @@ class Engine:
         # The C virtiofsd forks a sandboxed child with the same command line: show the parent.
         parents = [v for v in out if v.pid == (rec.virtiofsd_pid if rec else None)]
         return tuple(parents or out[:1])
+
+
+def _same_root(named: str | None, root: str) -> bool:
+    if named is None:
+        return True
+    named = os.path.normpath(named)
+    # Kata writes /run/vc/... but /var/run is the same directory on every modern distro.
+    alias = {"/var/run": "/run"}
+    return alias.get(named, named) == alias.get(root, root)
 
 
 def _virtiofsd_opts(argv: tuple[str, ...]) -> dict[str, str]:

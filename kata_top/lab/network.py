@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 
+from collectors import netns
 from kata_top.lab.layout import BRIDGE, NODE_CIDR, NODE_IP, TAP, Layout
 from kata_top.lab.scenario import SandboxSpec
 
@@ -121,6 +122,19 @@ def build_pod(layout: Layout, spec: SandboxSpec) -> None:
         ]
     run_batch(["ip", "-n", ns], ip_lines)
     run_batch(["tc", "-n", ns], tc_lines)
+    quiet_pod_stack(layout.netns_path(spec))
+
+
+def quiet_pod_stack(netns_path: str) -> None:
+    """The pod namespace keeps the pod IP on eth0 (as Kata does) but ignores ICMP echo, so a
+    ping reply proves the guest answered, not the namespace's own stack behind a lost
+    redirect. /proc/sys/net follows the namespace of the thread that opens it."""
+
+    def write() -> None:
+        with open("/proc/sys/net/ipv4/icmp_echo_ignore_all", "w") as fh:
+            fh.write("1")
+
+    netns.run_in(netns_path, write)
 
 
 def delete_namespaces(names: Sequence[str]) -> list[str]:

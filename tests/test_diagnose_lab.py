@@ -1,0 +1,107 @@
+"""Every planted fault of the demo lab is found with its code and severity; nothing else."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kata_top import diagnose, hostcheck
+from kata_top.engine import Engine, EngineOptions
+from kata_top.lab.layout import Layout
+from kata_top.lab.manifest import Manifest
+from kata_top.model import Snapshot
+from kata_top.rates import with_rates
+
+ROOT = os.path.dirname(os.path.dirname(__file__))
+
+
+@pytest.fixture(scope="module")
+def annotated(demo_lab: tuple[Layout, Manifest]) -> Snapshot:
+    layout, _ = demo_lab
+    engine = Engine(EngineOptions(run_root=layout.run_root))
+    try:
+        first = engine.collect()
+        return diagnose.annotate(with_rates(engine.collect(), first))
+    finally:
+        engine.close()
+
+
+def _codes(snap: Snapshot, pod: str) -> dict[str, str]:
+    sb = next(s for s in snap.sandboxes if s.pod.name == pod)
+    return {f.code: f.severity for f in sb.findings}
+
+
+def test_missing_redirect(annotated: Snapshot) -> None:
+    assert _codes(annotated, "no-out-redirect-3")["KT-S002"] == "critical"
+
+
+def test_mtu_mismatch(annotated: Snapshot) -> None:
+    assert _codes(annotated, "mtu-mismatch-4")["KT-S010"] == "warning"
+
+
+def test_dead_qemu_with_state_left(annotated: Snapshot) -> None:
+    assert _codes(annotated, "dead-vm-8") == {"KT-S020": "critical"}
+
+
+def test_rate_limiter(annotated: Snapshot) -> None:
+    codes = _codes(annotated, "throttled-2")
+    assert codes["KT-S050"] == "info"
+    assert "KT-S051" not in codes  # tc matches what Kata was configured with
+
+
+def test_healthy_sandboxes_get_no_warning(annotated: Snapshot) -> None:
+    for pod in ("web-0", "api-1", "web-9", "macvtap-5", "hostnet-6"):
+        bad = {c: s for c, s in _codes(annotated, pod).items() if s != "info"}
+        assert not bad, (pod, bad)
+    rs = next(s for s in annotated.sandboxes if s.runtime == "rs")
+    assert all(f.severity == "info" for f in rs.findings)
+
+
+def test_check_json_and_snapshot_agree(demo_lab: tuple[Layout, Manifest]) -> None:
+    layout, _ = demo_lab
+    chk = subprocess.run([sys.executable, "-m", "kata_top", "check", "--json", "--run-root",
+                          layout.run_root], capture_output=True, text=True, cwd=ROOT,
+                         check=False)
+    assert chk.returncode == 1  # criticals are planted
+    snap = subprocess.run([sys.executable, "-m", "kata_top", "snapshot", "--json",
+                           "--run-root", layout.run_root], capture_output=True, text=True,
+                          cwd=ROOT, check=True)
+    from_check = {(f["sandbox"], f["code"]) for f in json.loads(chk.stdout)["findings"]
+                  if f["sandbox"]}
+    from_snap = {(sb["id"], f["code"]) for sb in json.loads(snap.stdout)["sandboxes"]
+                 for f in sb["findings"]}
+    assert from_check == from_snap
+
+
+def test_check_exit_codes(demo_lab: tuple[Layout, Manifest]) -> None:
+    layout, man = demo_lab
+    healthy = next(s for s in man.sandboxes if s.spec.pod_name == "web-0")
+
+    def check(*args: str) -> int:
+        return subprocess.run([sys.executable, "-m", "kata_top", "check", "--run-root",
+                               layout.run_root, *args], capture_output=True, cwd=ROOT,
+                              check=False).returncode
+
+    # host warnings (no /dev/vhost-net here) count too: the exit tells about the whole node
+    assert check("--sandbox", "no-out-redirect-3") == 1
+    assert check("--sandbox", "nope/nope") == 2
+    assert healthy
+
+
+def test_host_check_reports_missing_vhost_net() -> None:
+    if os.path.exists("/dev/vhost-net"):
+        pytest.skip("this machine has /dev/vhost-net")
+    found = {f.code: f for f in hostcheck.host_findings()}
+    assert "KT-H002" in found and "modprobe vhost_net" in found["KT-H002"].fix
+
+
+def test_kernel_probe_leaves_nothing_behind() -> None:
+    before = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    results = hostcheck.probe_kernel()
+    assert {r.name for r in results} >= {"tun", "sch_ingress", "cls_u32+act_mirred", "sch_htb"}
+    assert all(r.ok for r in results if r.name in ("tun", "sch_ingress", "cls_u32+act_mirred"))
+    assert subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout == before

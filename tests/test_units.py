@@ -1,0 +1,272 @@
+"""Pure logic: rate parsing, selection, parsers of untrusted input (property tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collectors import netlink, qmp, rtnl, state, vmm_proc
+from kata_top import diagnose, jsonin, jsonout
+from kata_top.lab.layout import Layout
+from kata_top.lab.scenario import build as build_specs
+from kata_top.lab.statefiles import persist_json, state_json
+from kata_top.model import (
+    Finding,
+    HostInfo,
+    Hypervisor,
+    Link,
+    LinkStats,
+    NetnsInfo,
+    PeerInfo,
+    Pod,
+    Redirect,
+    Sandbox,
+    Snapshot,
+)
+from kata_top.select import SelectError, resolve
+from kata_top.units import fmt_rate, parse_rate, tc_rate
+
+ROOT = os.path.dirname(os.path.dirname(__file__))
+
+
+# ---- rates -------------------------------------------------------------------------------
+@pytest.mark.parametrize("text,bps", [("50mbit", 50_000_000), ("10Mbit", 10_000_000),
+                                      ("1gbit", 1_000_000_000), ("500kbit", 500_000),
+                                      ("1000000", 1_000_000), ("2.5mbit", 2_500_000),
+                                      (" 8bit ", 8)])
+def test_parse_rate(text: str, bps: int) -> None:
+    assert parse_rate(text) == bps
+
+
+@pytest.mark.parametrize("text", ["fast", "-5", "0", "1e99bit", "", "10mbps", "5 bits",
+                                  "99999tbit", "0.1bit"])
+def test_parse_rate_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rate(text)
+
+
+@given(st.text(max_size=30))
+def test_parse_rate_never_crashes(text: str) -> None:
+    try:
+        assert parse_rate(text) > 0
+    except ValueError as exc:
+        assert str(exc)
+
+
+@given(st.integers(min_value=8, max_value=10**12))
+def test_tc_rate_round_trips(bps: int) -> None:
+    assert parse_rate(tc_rate(bps)) == bps
+
+
+def test_fmt_rate() -> None:
+    assert fmt_rate(20_000_000) == "20Mbit" and fmt_rate(1500) == "1.5kbit"
+    assert fmt_rate(None) == "-"
+
+
+# ---- selection ---------------------------------------------------------------------------
+def _sb(sid: str, name: str | None = None, ns: str | None = None, **kw: object) -> Sandbox:
+    return Sandbox(id=sid, runtime="go", state="running", pod=Pod(name, ns),
+                   hypervisor=Hypervisor("qemu", 1, True), netns=NetnsInfo(None, None),
+                   network_model="tcfilter", **kw)  # type: ignore[arg-type]
+
+
+def test_resolve() -> None:
+    sbs = [_sb("ab" + "0" * 62, "web", "default"), _sb("ac" + "0" * 62, "web", "batch"),
+           _sb("bb" + "0" * 62, "db", "default")]
+    assert resolve(sbs, "default/web").id.startswith("ab")
+    assert resolve(sbs, "bb").id.startswith("bb")
+    assert resolve(sbs, "db").id.startswith("bb")
+    with pytest.raises(SelectError, match="ambiguous"):
+        resolve(sbs, "a")
+    with pytest.raises(SelectError, match="ambiguous"):
+        resolve(sbs, "web")
+    with pytest.raises(SelectError, match="no sandbox matches"):
+        resolve(sbs, "x/y")
+
+
+# ---- state files -------------------------------------------------------------------------
+def test_lab_state_files_parse() -> None:
+    layout = Layout("/run/ktx", "ktx")
+    for spec in build_specs("demo", 9):
+        if spec.runtime == "rs":
+            rec = state.parse_rs_state(spec.id, "p", state_json(layout, spec, 42, 43))
+            assert rec.hypervisor_pid == 42 and rec.virtiofsd_pid == 43
+            continue
+        rec = state.parse_persist(spec.id, "p", persist_json(layout, spec, 42, 43, False))
+        assert rec.error is None and rec.pod_name == spec.pod_name
+        assert rec.model == spec.model and rec.rx_rate_bps == spec.rx_rate_bps
+        assert rec.virtiofsd_pid == 43 and rec.guest_mac
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                max_size=6),
+    max_leaves=25)
+
+
+@given(json_values)
+def test_persist_parser_takes_anything(doc: object) -> None:
+    rec = state.parse_persist("x" * 64, "p", doc)
+    assert rec.id == "x" * 64
+    assert rec.hypervisor_pid is None or isinstance(rec.hypervisor_pid, int)
+
+
+@given(st.dictionaries(st.sampled_from(["State", "HypervisorState", "Network", "Config",
+                                        "SandboxContainer"]), json_values))
+def test_persist_parser_takes_wrong_types_in_known_keys(doc: dict[str, object]) -> None:
+    rec = state.parse_persist("x", "p", doc)
+    assert rec.state is None or isinstance(rec.state, str)
+
+
+@given(json_values)
+def test_rs_parser_takes_anything(doc: object) -> None:
+    state.parse_rs_state("y", "p", doc)
+
+
+@given(st.binary(max_size=400))
+@settings(max_examples=200)
+def test_state_file_reader_on_garbage(tmp_path_factory: pytest.TempPathFactory,
+                                      data: bytes) -> None:
+    path = tmp_path_factory.mktemp("s") / "persist.json"
+    path.write_bytes(data)
+    rec = state.read_state_file("z", str(path), "go", retries=0)
+    assert rec.error is None or rec.error
+
+
+def test_state_file_retry_sees_a_rewrite(tmp_path: object) -> None:
+    import threading
+    import time
+
+    path = os.path.join(str(tmp_path), "persist.json")
+    with open(path, "w") as fh:
+        fh.write('{"State": "run')  # half written, as Kata's truncate+write can leave it
+
+    def finish() -> None:
+        time.sleep(0.01)
+        with open(path, "w") as fh:
+            fh.write('{"State": "running"}')
+
+    t = threading.Thread(target=finish)
+    t.start()
+    rec = state.read_state_file("z", path, "go", retries=3, retry_delay=0.02)
+    t.join()
+    assert rec.error is None and rec.state == "running"
+
+
+# ---- netlink and proc parsers ------------------------------------------------------------
+@given(st.binary(max_size=300))
+def test_netlink_attrs_never_crash(data: bytes) -> None:
+    netlink.parse_attrs(data)
+    netlink.parse_attr_list(data)
+
+
+@given(st.binary(min_size=20, max_size=300))
+def test_tc_decoders_never_crash(data: bytes) -> None:
+    names = {1: "eth0"}
+    for fn in (lambda: rtnl.decode_qdisc(data, names), lambda: rtnl.decode_class(data, names),
+               lambda: rtnl.decode_filter(data, names)):
+        try:
+            fn()
+        except Exception as exc:  # only struct's own complaint about short input is fine
+            assert type(exc).__name__ == "error"
+
+
+def test_qemu_cmdline_as_kata_writes_it() -> None:
+    argv = ["/usr/bin/qemu-system-x86_64", "-name", "sandbox-" + "a" * 64, "-machine",
+            "q35,accel=kvm", "-m", "2048M,slots=10,maxmem=8G", "-smp",
+            "1,cores=1,threads=1,sockets=4,maxcpus=4",
+            "-netdev", "tap,id=network-0,vhost=on,vhostfds=3:4,fds=5:6",
+            "-device", "driver=virtio-net-pci,netdev=network-0,mac=02:42:AC:11:00:02,mq=on"]
+    pv = vmm_proc.parse_qemu_cmdline(argv)
+    assert pv.machine == "q35" and pv.accel == "kvm" and pv.memory_bytes == 2048 << 20
+    assert pv.vcpus == 1
+    nic = pv.nics[0]
+    assert nic.mac == "02:42:ac:11:00:02" and nic.vhost is True and nic.fds == (5, 6)
+    assert nic.queues == 2
+
+
+def test_info_network_parse() -> None:
+    text = ("net0: index=0,type=nic,model=virtio-net-pci,macaddr=02:aa:bb:cc:dd:ee\r\n"
+            " \\ network-0: index=0,type=tap,ifname=tap0_kata,script=no,downscript=no\r\n")
+    nics = qmp.parse_info_network(text.replace("\r", ""))
+    assert nics[0].tap == "tap0_kata" and nics[0].mac == "02:aa:bb:cc:dd:ee"
+
+
+# ---- recordings and findings -------------------------------------------------------------
+def _snap(t: float, eth_rx_pps: float, red_in_pps: float) -> Snapshot:
+    sb = _sb("c" * 64, "web", "default",
+             links=(Link("eth0", 2, "veth", 1500, None, "up", True, True, LinkStats(),
+                         peer=PeerInfo(5, 0, "node", "veth1", 1500)),),
+             redirects=(Redirect("in", "eth0", "tap0_kata", True),
+                        Redirect("out", "tap0_kata", "eth0", True)),
+             rates={"link.eth0.rx_pps": eth_rx_pps, "redirect.in.pps": red_in_pps})
+    return Snapshot(taken_at=t, host=HostInfo("n", "k", "/run", True), sandboxes=(sb,))
+
+
+def test_recording_round_trip() -> None:
+    snap = _snap(1.0, 3.0, 0.0)
+    doc = json.loads(jsonout.dumps(snap))
+    assert jsonin.snapshot_from_dict(doc) == snap
+    with pytest.raises(jsonin.RecordingError):
+        jsonin.snapshot_from_dict({"schema": "other"})
+    doc["sandboxes"][0]["links"][0]["mtu"] = "big"
+    with pytest.raises(jsonin.RecordingError, match="mtu"):
+        jsonin.snapshot_from_dict(doc)
+
+
+def test_cut_recording_loads_what_it_can(tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "rec.ndjson")
+    line = jsonout.dumps(_snap(1.0, 0, 0))
+    with open(path, "w") as fh:
+        fh.write(line + "\n" + line + "\n" + line[: len(line) // 2])
+    snaps, warning = jsonin.load_recording(path)
+    assert len(snaps) == 2 and warning and "cut off" in warning
+    with open(path, "w") as fh:
+        fh.write("hello\n")
+    with pytest.raises(jsonin.RecordingError, match="not a kata-top recording"):
+        jsonin.load_recording(path)
+
+
+def test_rate_finding_has_hysteresis() -> None:
+    """A flapping condition (true, false, true, ...) must not flap the finding."""
+    prev: Snapshot | None = None
+    present = []
+    for i in range(12):
+        flapping = i % 2 == 0
+        cur = diagnose.annotate(_snap(float(i), 5.0, 0.0 if flapping else 5.0), prev)
+        present.append(any(f.code == "KT-S003" for f in cur.sandboxes[0].findings))
+        prev = cur
+    assert all(present), present
+    # and it clears after CLEAR_AFTER quiet cycles
+    for i in range(diagnose.CLEAR_AFTER):
+        prev = diagnose.annotate(_snap(100.0 + i, 5.0, 5.0), prev)
+    assert not any(f.code == "KT-S003" for f in prev.sandboxes[0].findings)
+
+
+def test_findings_have_codes_severities_and_fixes() -> None:
+    snap = diagnose.annotate(replace(_snap(1.0, 0, 0), sandboxes=(replace(
+        _snap(1.0, 0, 0).sandboxes[0], redirects=(Redirect("in", "eth0", "tap0_kata", True),
+                                                  Redirect("out", "tap0_kata", "eth0",
+                                                           False))),)))
+    f: Finding = next(f for f in snap.sandboxes[0].findings if f.code == "KT-S002")
+    assert f.severity == "critical" and "redirect add" in f.fix and f.evidence
+
+
+# ---- import hygiene ----------------------------------------------------------------------
+def test_headless_path_imports_no_textual_rich_or_pyroute2(tmp_path: object) -> None:
+    code = ("import sys\nfrom kata_top.cli import main\n"
+            f"rc = main(['snapshot', '--json', '--run-root', {str(tmp_path)!r}])\n"
+            "bad = [m for m in ('textual', 'rich', 'pyroute2') if m in sys.modules]\n"
+            "print('BAD', bad, file=sys.stderr)\nsys.exit(1 if bad else 0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=False)
+    assert "BAD []" in out.stderr, out.stderr
+    assert json.loads(out.stdout)["sandboxes"] == []
