@@ -25,11 +25,6 @@ def run_dashboard(args: argparse.Namespace) -> int:
     if refresh <= 0:
         print("kata-top: --refresh takes a positive number of seconds", file=sys.stderr)
         return 2
-    if not sys.stdout.isatty() and os.environ.get("KATA_TOP_ALLOW_NO_TTY") != "1":
-        print("kata-top: the dashboard needs a terminal; for scripts use `kata-top snapshot "
-              "--json` or `kata-top check`", file=sys.stderr)
-        return 2
-
     warning = None
     watch: list[str] = []
     if args.replay:
@@ -56,6 +51,10 @@ def run_dashboard(args: argparse.Namespace) -> int:
         source = LiveSource(EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary))
         watch = watch_paths(args.run_root)
 
+    if not sys.stdout.isatty():
+        print("kata-top: the dashboard needs a terminal; for scripts use `kata-top snapshot "
+              "--json` or `kata-top check`", file=sys.stderr)
+        return 2
     from widgets.app import KataTopApp
 
     app = KataTopApp(source, refresh=refresh, theme=theme, write=args.write,  # type: ignore[arg-type]

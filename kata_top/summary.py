@@ -54,4 +54,5 @@ def problem_count(sb: Sandbox) -> int:
 def pod_text(sb: Sandbox) -> str:
     if sb.pod.name:
         return f"{sb.pod.namespace or '-'}/{sb.pod.name}"
-    return f"({sb.state})" if sb.state == "orphan" else "-"
+    # runtime-rs records no CRI annotations; an orphan has no state at all
+    return f"(orphan) {sb.id[:12]}" if sb.state == "orphan" else f"{sb.runtime}:{sb.id[:12]}"

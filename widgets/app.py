@@ -194,19 +194,21 @@ class KataTopApp(App[int]):
         if self.source.replay:
             pos = getattr(self.source, "position", lambda: "?")()
             t.append(f" REPLAY {pos} ", style="bold black on magenta")
-        if snap is not None:
-            age = time.time() - snap.taken_at if not self.source.replay else \
-                time.monotonic() - self._received_at
-            stale = age > max(3 * self.refresh_s, 3.0) and not self.paused \
-                and not self.source.replay
+        if snap is not None and self.source.replay:
+            t.append(time.strftime(" recorded %Y-%m-%d %H:%M:%S UTC", time.gmtime(snap.taken_at)),
+                     style="dim")
+        elif snap is not None:
+            age = time.time() - snap.taken_at
+            stale = age > max(3 * self.refresh_s, 3.0) and not self.paused
             t.append(f" data {age:.1f}s old", style="bold red" if stale else "dim")
             if stale:
                 t.append(" STALE: the collector is slow or stuck ", style="bold red")
+        else:
+            t.append(" collecting…", style="dim")
+        if snap is not None:
             crit = sum(1 for f in snap.host_findings if f.severity != "info")
             if crit:
                 t.append(f" host: {crit} findings (h)", style="yellow")
-        else:
-            t.append(" collecting…", style="dim")
         return t
 
     def _update_header(self) -> None:

@@ -71,10 +71,11 @@ class HelpScreen(ModalScreen[None]):
 
 
 def findings_table(findings: tuple[Finding, ...]) -> Table:
-    t = Table("sev", "code", "finding / fix", box=None, expand=True, header_style="bold")
+    t = Table("sev", "code", "finding / fix", box=None, expand=True, header_style="bold",
+              padding=(0, 1))
     for f in findings:
         style = {"critical": "bold red", "warning": "yellow", "info": "dim"}[f.severity]
-        t.add_row(Text(f.severity, style=style), f.code, Text(f"{f.summary}\nfix: {f.fix}"))
+        t.add_row(Text(f.severity + " ", style=style), f.code, Text(f"{f.summary}\nfix: {f.fix}"))
     if not findings:
         t.add_row("", "", "the host looks ready for Kata")
     return t

@@ -10,16 +10,16 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Sparkline, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from kata_top.jsonout import snapshot_to_dict
 from kata_top.model import Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
 from widgets.datapath import DatapathView
-from widgets.sandbox_table import COLUMNS, SandboxTable
+from widgets.sandbox_table import COLUMNS, SandboxTable, sparkline
 
 if TYPE_CHECKING:
     from widgets.app import KataTopApp
@@ -235,12 +235,13 @@ def _procs_panel(sb: Sandbox) -> Table:
 
 
 def _problems_panel(sb: Sandbox) -> Table:
-    t = Table("sev", "code", "summary / fix", box=None, expand=True, header_style="bold")
+    t = Table("sev", "code", "summary / fix", box=None, expand=True, header_style="bold",
+              padding=(0, 1))
     for e in sb.errors:
-        t.add_row(Text("error", style="bold red"), e.where, e.message)
+        t.add_row(Text("error ", style="bold red"), e.where, e.message)
     for f in sb.findings:
         style = {"critical": "bold red", "warning": "yellow", "info": "dim"}[f.severity]
-        t.add_row(Text(f.severity, style=style), f.code, Text(f"{f.summary}\nfix: {f.fix}"))
+        t.add_row(Text(f.severity + " ", style=style), f.code, Text(f"{f.summary}\nfix: {f.fix}"))
     if not sb.errors and not sb.findings:
         t.add_row("", "", "no problems found")
     return t
@@ -270,9 +271,7 @@ class DetailScreen(Screen[None]):
         with VerticalScroll(id="detail-body"):
             yield Static(id="title")
             yield DatapathView(id="datapath")
-            with Horizontal(id="history"):
-                yield Sparkline([], id="spark-in")
-                yield Sparkline([], id="spark-out")
+            yield Static(id="history")
             with TabbedContent():
                 for pane_id, title in (("problems", "Problems"), ("links", "Links"),
                                        ("tc", "tc"), ("vmm", "VMM"), ("vfs", "virtiofsd"),
@@ -297,7 +296,7 @@ class DetailScreen(Screen[None]):
         self._out_hist = ([*self._out_hist, sb.rates.get("vm.out_bps", 0.0)])[-60:]
         head = Text()
         head.append(label(sb), style="bold")
-        head.append(f"  {sb.id}\n", style="dim")
+        head.append(f" · {sb.id}\n", style="dim")
         head.append(f"{sb.runtime} runtime · {sb.hypervisor.kind} pid {sb.hypervisor.pid} · "
                     f"{sb.state} · {sb.network_model} · netns "
                     f"{sb.netns.name or sb.netns.path} · in "
@@ -305,9 +304,13 @@ class DetailScreen(Screen[None]):
                     f"{fmt_rate(sb.rates.get('vm.out_bps'))}")
         title.update(head)
         self.query_one(DatapathView).show(sb)
-        # Sparklines take a new list each tick: in-place changes are not seen.
-        self.query_one("#spark-in", Sparkline).data = list(self._in_hist)
-        self.query_one("#spark-out", Sparkline).data = list(self._out_hist)
+        hist = Text()
+        for name, values in (("into VM ", self._in_hist), ("out of VM", self._out_hist)):
+            hist.append(f"{name} ", style="bold")
+            hist.append(sparkline(values[-40:]).ljust(40, " "), style="cyan")
+            hist.append(f" {fmt_rate(values[-1] if values else None)}"
+                        f"  peak {fmt_rate(max(values) if values else None)}\n")
+        self.query_one("#history", Static).update(hist)
         self.query_one("#panel-problems", Static).update(_problems_panel(sb))
         self.query_one("#panel-links", Static).update(_links_table(sb))
         self.query_one("#panel-tc", Static).update(_tc_tables(sb))

@@ -1,0 +1,200 @@
+"""The dashboard, driven with Pilot: deterministic on a replayed recording, live on the lab."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from kata_top.jsonin import load_recording
+from kata_top.settings import Settings
+from kata_top.source import LiveSource, ReplaySource
+from widgets.app import KataTopApp
+from widgets.screens import DetailScreen, OverviewScreen
+from widgets.sandbox_table import SandboxTable
+
+ROOT = os.path.dirname(os.path.dirname(__file__))
+RECORDING = os.path.join(ROOT, "tests", "data", "demo.ndjson")
+
+
+@pytest.fixture(autouse=True)
+def _own_config(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KATA_TOP_CONFIG", os.path.join(str(tmp_path), "config.json"))
+
+
+def replay_app(theme: str = "kata-dark", write: bool = False) -> KataTopApp:
+    snaps, _ = load_recording(RECORDING)
+    # A refresh of an hour: the replay stays on its first step unless the test moves it.
+    return KataTopApp(ReplaySource(snaps), refresh=3600, theme=theme, write=write,
+                      settings=Settings())
+
+
+async def settle(pilot: Any) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def test_overview_lists_every_sandbox() -> None:
+    app = replay_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(SandboxTable)
+        snaps, _ = load_recording(RECORDING)
+        assert table.row_count == len(snaps[0].sandboxes)
+        assert "READ-ONLY" in str(app.header_text())
+
+
+async def test_enter_opens_detail_and_esc_goes_back() -> None:
+    app = replay_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(SandboxTable)
+        first = table.selected_id()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, DetailScreen) and app.screen.sandbox_id == first
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, OverviewScreen)
+
+
+async def test_cursor_stays_on_sandbox_across_sort_and_steps() -> None:
+    app = replay_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("j", "j", "j")
+        table = app.screen.query_one(SandboxTable)
+        chosen = table.selected_id()
+        await pilot.press("s", "s", "S")
+        await pilot.press("n")  # next recorded snapshot (replay step)
+        await settle(pilot)
+        assert app.screen.query_one(SandboxTable).selected_id() == chosen
+
+
+async def test_filter_and_negation() -> None:
+    app = replay_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(SandboxTable)
+        total = table.row_count
+        await pilot.press("slash", *"stale")
+        await pilot.pause()
+        assert table.row_count == 1
+        await pilot.press("escape")
+        await pilot.press("slash", "!", *"stale", "enter")
+        await pilot.pause()
+        assert table.row_count == total - 1
+
+
+async def test_help_lists_every_key_and_greys_writes() -> None:
+    app = replay_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        from widgets.modals import help_table
+
+        table = help_table(app.screen_stack[-2], write=False)
+        text = " ".join(str(c) for col in table.columns for c in col._cells)
+        for key in ("Enter", "/", "Pause", "Refresh", "Theme", "Quit", "Redirect",
+                    "read-only: start with --write"):
+            assert key in text
+        await pilot.press("escape")
+
+
+async def test_pause_badge_and_write_keys_explain_themselves() -> None:
+    app = replay_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("p")
+        assert "[PAUSED]" in str(app.header_text())
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("d")
+        await pilot.pause()
+        assert any("read-only" in str(n.message) for n in app._notifications)
+
+
+async def test_too_small_terminal_says_so() -> None:
+    app = replay_app()
+    async with app.run_test(size=(60, 20)) as pilot:
+        await settle(pilot)
+        assert app.screen.has_class("too-small")
+
+
+async def test_empty_run_root_says_how_to_start_the_lab(tmp_path: Any) -> None:
+    from kata_top.engine import EngineOptions
+
+    app = KataTopApp(LiveSource(EngineOptions(run_root=str(tmp_path), with_vmm=False)),
+                     refresh=3600, theme="kata-dark", write=False, settings=Settings())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        empty = app.screen.query_one("#empty")
+        assert empty.has_class("shown")
+        assert "kata-top lab up" in str(empty.render())
+
+
+async def test_live_lab_within_two_seconds(demo_lab: Any) -> None:
+    layout, man = demo_lab
+    from kata_top.engine import EngineOptions
+
+    app = KataTopApp(LiveSource(EngineOptions(run_root=layout.run_root)), refresh=1.0,
+                     theme="kata-dark", write=False, settings=Settings())
+    t0 = time.monotonic()
+    async with app.run_test(size=(160, 48)) as pilot:
+        while app.screen.query_one(SandboxTable).row_count < len(man.sandboxes):
+            assert time.monotonic() - t0 < 2.0, "overview not filled within 2 s"
+            await pilot.pause(0.05)
+        await pilot.press("q")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--theme", "purple"], "unknown theme"),
+    (["--replay", RECORDING + ".missing"], "cannot open"),
+    (["--replay", os.path.join(ROOT, "README.md")], "not a kata-top recording"),
+    (["--run-root", "/nonexistent/x"], "does not exist"),
+])
+def test_bad_dashboard_input(args: list[str], needle: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "kata_top", *args], capture_output=True,
+                         text=True, cwd=ROOT, check=False, timeout=30)
+    assert out.returncode == 2 and needle in out.stderr and "Traceback" not in out.stderr
+
+
+# ---- SVG snapshots (pytest-textual-snapshot), fed by the recording --------------------------
+SIZES = [(80, 24), (160, 48)]
+
+
+async def _to_detail(pilot: Any) -> None:
+    await settle(pilot)
+    await pilot.press("slash", *"no-out", "enter", "enter")  # the sandbox with a lost redirect
+    await settle(pilot)
+
+
+async def _help(pilot: Any) -> None:
+    await settle(pilot)
+    await pilot.press("question_mark")
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_overview(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(replay_app(), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_detail(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(replay_app(), terminal_size=size, run_before=_to_detail)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_help(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(replay_app(), terminal_size=size, run_before=_help)
+
+
+@pytest.mark.parametrize("theme", ["kata-light", "kata-high-contrast", "ansi-dark"])
+def test_snapshot_themes(snap_compare: Any, theme: str) -> None:
+    assert snap_compare(replay_app(theme=theme), terminal_size=(80, 24), run_before=settle)
