@@ -14,8 +14,8 @@ from kata_top.jsonin import load_recording
 from kata_top.settings import Settings
 from kata_top.source import LiveSource, ReplaySource
 from widgets.app import KataTopApp
-from widgets.screens import DetailScreen, OverviewScreen
 from widgets.sandbox_table import SandboxTable
+from widgets.screens import DetailScreen, OverviewScreen
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 RECORDING = os.path.join(ROOT, "tests", "data", "demo.ndjson")
