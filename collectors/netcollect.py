@@ -8,12 +8,15 @@ reading must not keep a deleted namespace alive.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 
 from collectors import netns
 from collectors.netlink import RtnlSocket
-from collectors.rtnl import NetnsDump, dump_netns
+from collectors.rtnl import DecodeMemo, NetnsDump, dump_netns
 from kata_top.model import Link, PeerInfo
+
+PEER_REFRESH_S = 5.0
 
 
 class NetCollector:
@@ -23,12 +26,13 @@ class NetCollector:
         self._peer_cache: dict[tuple[netns.NetnsId, int], netns.NetnsId | None] = {}
         self._candidates: dict[netns.NetnsId, tuple[str, str]] = {}  # id -> (path, label)
         self._candidate_links: dict[netns.NetnsId, dict[int, Link]] = {}
+        self._candidate_at: dict[netns.NetnsId, float] = {}
+        self._memo = DecodeMemo()
 
     def begin_cycle(self, sandbox_ns: set[netns.NetnsId]) -> None:
         """Index the namespaces a veth peer can live in: ours and named non-sandbox ones."""
         self._seen = set()
         self._candidates = {}
-        self._candidate_links = {}
         own = netns.own_netns_id()
         self._candidates[own] = ("/proc/thread-self/ns/net", "host")
         for nsid, name in netns.named_netns().items():
@@ -36,10 +40,14 @@ class NetCollector:
                 self._candidates[nsid] = (os.path.join(netns.NETNS_RUN_DIR, name), name)
 
     def end_cycle(self) -> None:
+        self._memo.rotate()
         for key in list(self._socks):
             if key not in self._seen:
                 self._socks.pop(key).close()
         self._peer_cache = {k: v for k, v in self._peer_cache.items() if k[0] in self._seen}
+        for key in list(self._candidate_links):
+            if key not in self._candidates:
+                del self._candidate_links[key]
 
     def close(self) -> None:
         for sock in self._socks.values():
@@ -59,13 +67,13 @@ class NetCollector:
         key = netns.netns_id(path)
         sock = self._socket(path, key)
         try:
-            dump = dump_netns(sock)
+            dump = dump_netns(sock, memo=self._memo)
         except OSError:
             # A namespace deleted and re-created under the same name: reopen once.
             self._socks.pop(key, None)
             sock.close()
             key = netns.netns_id(path)
-            dump = dump_netns(self._socket(path, key))
+            dump = dump_netns(self._socket(path, key), memo=self._memo)
         return key, self._with_peers(key, sock, dump)
 
     def _peer_ns(self, key: netns.NetnsId, sock: RtnlSocket, nsid: int) -> netns.NetnsId | None:
@@ -89,17 +97,25 @@ class NetCollector:
         self._peer_cache[cache_key] = found
         return found
 
-    def _links_of(self, cand: netns.NetnsId) -> dict[int, Link]:
-        if cand not in self._candidate_links:
+    def _links_of(self, cand: netns.NetnsId, ifindex: int) -> dict[int, Link]:
+        """The peer namespace's links by ifindex. A node holds one veth end per pod, so this
+        index is kept across cycles and re-read every PEER_REFRESH_S, or at once on a miss."""
+        links = self._candidate_links.get(cand)
+        fresh = time.monotonic() - self._candidate_at.get(cand, 0.0) < PEER_REFRESH_S
+        if links is None or not fresh or ifindex not in links:
             path, _ = self._candidates[cand]
             try:
                 sock = self._socket(path, cand) if path.startswith(netns.NETNS_RUN_DIR) \
                     else self._own_socket(cand)
-                links = dump_netns(sock, with_tc=False).links
-                self._candidate_links[cand] = {lk.ifindex: lk for lk in links}
+                links = {lk.ifindex: lk for lk in dump_netns(sock, with_tc=False).links}
             except OSError:
-                self._candidate_links[cand] = {}
-        return self._candidate_links[cand]
+                links = {}
+            self._candidate_links[cand] = links
+            self._candidate_at[cand] = time.monotonic()
+        else:
+            # keep the cached peer namespace's socket alive this cycle too
+            self._seen.add(cand)
+        return links
 
     def _own_socket(self, key: netns.NetnsId) -> RtnlSocket:
         sock = self._socks.get(key)
@@ -121,7 +137,7 @@ class NetCollector:
             peer = PeerInfo(ifindex=lk.parent_ifindex, netnsid=nsid)
             cand = self._peer_ns(key, sock, nsid)
             if cand is not None:
-                other = self._links_of(cand).get(lk.parent_ifindex)
+                other = self._links_of(cand, lk.parent_ifindex).get(lk.parent_ifindex)
                 label = self._candidates[cand][1]
                 peer = PeerInfo(ifindex=lk.parent_ifindex, netnsid=nsid, netns=label,
                                 name=other.name if other else None,

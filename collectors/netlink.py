@@ -41,16 +41,23 @@ class NetlinkError(OSError):
     pass
 
 
-def parse_attrs(data: bytes | memoryview, offset: int = 0) -> Attrs:
-    """Decode a run of rtattrs into {type: payload}; the last one of a type wins."""
+def parse_attrs(data: bytes | memoryview, offset: int = 0,
+                wanted: frozenset[int] | None = None) -> Attrs:
+    """Decode a run of rtattrs into {type: payload}; the last one of a type wins.
+
+    With `wanted`, only those types are copied out (link dumps carry kilobytes of
+    per-protocol configuration that kata-top never reads).
+    """
     out: Attrs = {}
-    mv = memoryview(data)
-    end = len(mv)
+    end = len(data)
+    unpack = _RTATTR.unpack_from
     while offset + 4 <= end:
-        alen, atype = _RTATTR.unpack_from(mv, offset)
+        alen, atype = unpack(data, offset)
         if alen < 4 or offset + alen > end:
             break
-        out[atype & NLA_TYPE_MASK] = bytes(mv[offset + 4 : offset + alen])
+        atype &= NLA_TYPE_MASK
+        if wanted is None or atype in wanted:
+            out[atype] = bytes(data[offset + 4 : offset + alen])
         offset += (alen + 3) & ~3
     return out
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from collectors.netlink import (
     RTM_GETQDISC,
@@ -71,7 +73,12 @@ USER_HZ = 100
 ETH_P_ALL = 0x0003
 PROTOCOLS = {0x0003: "all", 0x0800: "ip", 0x86DD: "ipv6", 0x0806: "arp", 0x8100: "802.1Q"}
 
+T = TypeVar("T")
 _STATS64 = struct.Struct("=8Q")
+LINK_ATTRS = frozenset({IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER,
+                        IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_STATS64, IFLA_CARRIER,
+                        IFLA_LINK_NETNSID})
+TC_ATTRS = frozenset({TCA_KIND, TCA_OPTIONS, TCA_STATS2})
 
 
 def fmt_handle(h: int) -> str:
@@ -95,7 +102,7 @@ def _mac(b: bytes | None) -> str | None:
 
 def decode_link(body: bytes) -> tuple[Link, int | None]:
     _family, _type, index, flags, _change = struct.unpack_from("=BxHiII", body)
-    a = parse_attrs(body, 16)
+    a = parse_attrs(body, 16, LINK_ATTRS)
     kind = "device"
     tun: TunInfo | None = None
     info = parse_attrs(a[IFLA_LINKINFO]) if IFLA_LINKINFO in a else {}
@@ -156,7 +163,7 @@ def _gnet_stats(b: bytes | None) -> QdiscStats:
 
 def _tcmsg(body: bytes) -> tuple[int, int, int, int, dict[int, bytes]]:
     _family, ifindex, handle, parent, info = struct.unpack_from("=BxxxiIII", body)
-    return ifindex, handle, parent, info, parse_attrs(body, 20)
+    return ifindex, handle, parent, info, parse_attrs(body, 20, TC_ATTRS)
 
 
 def decode_qdisc(body: bytes, names: dict[int, str]) -> tuple[int, Qdisc]:
@@ -263,18 +270,49 @@ class NetnsDump:
     filters: tuple[Filter, ...]
 
 
-def dump_netns(sock: RtnlSocket, with_tc: bool = True) -> NetnsDump:
+class DecodeMemo:
+    """Decoded objects by their raw message: an idle sandbox's links and qdiscs come back
+    byte for byte the same each cycle, and decoding is most of a collection's CPU."""
+
+    def __init__(self) -> None:
+        self._old: dict[bytes, object] = {}
+        self._new: dict[bytes, object] = {}
+
+    def get(self, body: bytes, decode: Callable[[bytes], T]) -> T:
+        hit = self._new.get(body)
+        if hit is None:
+            hit = self._old.get(body)
+            if hit is None:
+                hit = decode(body)
+            self._new[body] = hit
+        return hit  # type: ignore[return-value]
+
+    def rotate(self) -> None:
+        """End of a cycle: forget what was not seen in it."""
+        self._old, self._new = self._new, {}
+
+
+def dump_netns(sock: RtnlSocket, with_tc: bool = True,
+               memo: DecodeMemo | None = None) -> NetnsDump:
     links: list[Link] = []
     peer_nsids: dict[int, int] = {}
     for body in sock.dump_links():
-        link, nsid = decode_link(body)
+        link, nsid = memo.get(body, decode_link) if memo else decode_link(body)
         links.append(link)
         if nsid is not None:
             peer_nsids[link.ifindex] = nsid
     if not with_tc:
         return NetnsDump(tuple(links), peer_nsids, (), (), ())
     names = {lk.ifindex: lk.name for lk in links}
-    qdiscs: list[tuple[int, Qdisc]] = [decode_qdisc(b, names) for b in sock.dump_tc(RTM_GETQDISC)]
+    # A qdisc message names its device only by ifindex: memoise with the names in the key.
+    suffix = repr(sorted(names.items())).encode()
+
+    def qdisc_of(raw: bytes) -> tuple[int, Qdisc]:
+        return decode_qdisc(raw[: len(raw) - len(suffix)], names)
+
+    qdiscs: list[tuple[int, Qdisc]] = [
+        memo.get(b + suffix, qdisc_of) if memo else decode_qdisc(b, names)
+        for b in sock.dump_tc(RTM_GETQDISC)]
     classes: list[TcClass] = []
     filters: list[Filter] = []
     # Filter and class dumps are per link and per parent: ask only where something can hang.

@@ -181,6 +181,36 @@ def read_state_file(sandbox_id: str, path: str, runtime: str, retries: int = 2,
                        error=f"corrupt state file: {last_error}")
 
 
+class StateCache:
+    """Parsed state files keyed by (inode, size, mtime): an unchanged file is not re-read.
+
+    Kata rewrites persist.json in place on every change, which changes size or mtime.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[tuple[int, int, int], StateRecord]] = {}
+
+    def read(self, sandbox_id: str, path: str, runtime: str) -> StateRecord:
+        try:
+            st = os.stat(path)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            self._cache.pop(path, None)
+            return read_state_file(sandbox_id, path, runtime)
+        hit = self._cache.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        rec = read_state_file(sandbox_id, path, runtime)
+        if rec.error is None:
+            self._cache[path] = (key, rec)
+        return rec
+
+    def prune(self, live: set[str]) -> None:
+        for path in list(self._cache):
+            if path not in live:
+                del self._cache[path]
+
+
 @dataclass(frozen=True)
 class DiscoveryError:
     where: str

@@ -50,6 +50,7 @@ class Engine:
         self._net = NetCollector()
         self._procs = procs.ProcCache()
         self._named: dict[netns.NetnsId, str] = {}
+        self._states = state.StateCache()
         self._host = HostInfo(node=os.uname().nodename, kernel=os.uname().release,
                               run_root=opts.run_root, root=os.geteuid() == 0)
 
@@ -60,7 +61,8 @@ class Engine:
         t0 = time.monotonic()
         taken_at = time.time()
         found, disc_errors = state.discover(self.opts.run_root)
-        records = {sid: state.read_state_file(sid, path, rt) for sid, rt, path in found}
+        records = {sid: self._states.read(sid, path, rt) for sid, rt, path in found}
+        self._states.prune({path for _sid, _rt, path in found})
         pidx = procs.scan()
         # A VMM is an orphan of this run root unless its command line names another root
         # (a lab or a rootless Kata beside the node's).

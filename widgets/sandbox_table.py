@@ -148,6 +148,7 @@ class SandboxTable(DataTable[Text | str]):
         self.filter_text = ""
         self.sort_index = 0
         self.sort_reverse = False
+        self._shown: dict[tuple[str, str], tuple[str, str]] = {}
 
     def selected_id(self) -> str | None:
         if self.row_count == 0:
@@ -163,6 +164,7 @@ class SandboxTable(DataTable[Text | str]):
         if [c.key for c in cols] != [c.key for c in self._cols]:
             self._cols = cols
             self.clear(columns=True)
+            self._shown.clear()
             for c in cols:
                 self.add_column(c.label, width=c.width, key=c.key)
             self._apply(self._sandboxes, record=False)
@@ -190,14 +192,23 @@ class SandboxTable(DataTable[Text | str]):
             if current != [sb.id for sb in wanted]:
                 # Membership or order changed: rebuild rows (cheap at these sizes).
                 self.clear()
+                self._shown.clear()
                 for sb in wanted:
-                    self.add_row(*[cell(c.key, sb, list(self._history.get(sb.id, ())))
-                                   for c in self._cols], key=sb.id)
+                    values = [cell(c.key, sb, list(self._history.get(sb.id, ())))
+                              for c in self._cols]
+                    for c, v in zip(self._cols, values, strict=True):
+                        self._shown[(sb.id, c.key)] = (str(v), str(getattr(v, "style", "")))
+                    self.add_row(*values, key=sb.id)
             else:
+                # Most cells do not change between cycles: write only those that did.
                 for sb in wanted:
                     hist = list(self._history.get(sb.id, ()))
                     for c in self._cols:
-                        self.update_cell(sb.id, c.key, cell(c.key, sb, hist))
+                        value = cell(c.key, sb, hist)
+                        sig = (str(value), str(getattr(value, "style", "")))
+                        if self._shown.get((sb.id, c.key)) != sig:
+                            self._shown[(sb.id, c.key)] = sig
+                            self.update_cell(sb.id, c.key, value)
             if keep_id is not None and keep_id in {sb.id for sb in wanted}:
                 self.move_cursor(row=self.get_row_index(keep_id), animate=False)
 
