@@ -27,6 +27,7 @@ import themes
 from kata_top.model import Snapshot
 from kata_top.select import label
 from kata_top.settings import Settings
+from widgets.header import HeaderBar
 from widgets.modals import ActionScreen, ConfirmScreen, HelpScreen, HostScreen
 from widgets.screens import DetailScreen, OverviewScreen
 
@@ -110,6 +111,7 @@ class KataTopApp(App[int]):
             self.set_keymap(self.settings.keymap)
         self.push_screen(OverviewScreen())
         self.set_interval(0.5, self._update_header)
+        self.call_after_refresh(self._update_size_notice)
         if self._replay_warning:
             self.notify(self._replay_warning, severity="warning", timeout=8)
         if self._watch_paths and not self.source.replay:
@@ -213,20 +215,27 @@ class KataTopApp(App[int]):
 
     def _update_header(self) -> None:
         text = self.header_text()
-        w, h = self.size
         for screen in self.screen_stack:
-            for header in screen.query("#header"):
-                if isinstance(header, Static):
-                    header.update(text)
-            small = w < MIN_W or h < MIN_H
+            for header in screen.query(HeaderBar):
+                header.show(text)
+
+    def _update_size_notice(self) -> None:
+        w, h = self.size
+        small = w < MIN_W or h < MIN_H
+        for screen in self.screen_stack:
             screen.set_class(small, "too-small")
-            for msg in screen.query("#too-small"):
-                if isinstance(msg, Static):
-                    msg.update(f"terminal is {w}×{h}; kata-top needs at least {MIN_W}×{MIN_H}"
-                               " — enlarge the window (q quits)")
+            if small:
+                for msg in screen.query("#too-small"):
+                    if isinstance(msg, Static):
+                        msg.update(f"terminal is {w}×{h}; kata-top needs at least "
+                                   f"{MIN_W}×{MIN_H} — enlarge the window (q quits)")
 
     def on_resize(self) -> None:
+        self._update_size_notice()
         self._update_header()
+
+    def on_screen_resume(self) -> None:
+        self._update_size_notice()
 
     # ---- actions ---------------------------------------------------------------------------
     def action_help(self) -> None:

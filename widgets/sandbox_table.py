@@ -113,7 +113,8 @@ def cell(col: str, sb: Sandbox, history: Sequence[float]) -> Text | str:
     if col == "out":
         return fmt_rate(sb.rates.get("vm.out_bps")) if sb.rates else "-"
     if col == "trend":
-        return Text(sparkline(history), style="cyan")
+        # Fixed width: a steady row must render the same string every cycle.
+        return Text(sparkline(history).rjust(HISTORY), style="cyan")
     if col == "redirect":
         return _redirect_text(sb)
     if col == "limit":
@@ -210,7 +211,9 @@ class SandboxTable(DataTable[Text | str]):
                             self._shown[(sb.id, c.key)] = sig
                             self.update_cell(sb.id, c.key, value)
             if keep_id is not None and keep_id in {sb.id for sb in wanted}:
-                self.move_cursor(row=self.get_row_index(keep_id), animate=False)
+                index = self.get_row_index(keep_id)
+                if index != self.cursor_row:  # moving the cursor forces a full repaint
+                    self.move_cursor(row=index, animate=False)
 
     def resort(self, index: int | None = None, reverse: bool | None = None) -> str:
         if index is not None:

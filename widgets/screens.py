@@ -19,6 +19,7 @@ from kata_top.model import Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
 from widgets.datapath import DatapathView
+from widgets.header import HeaderBar
 from widgets.sandbox_table import COLUMNS, SandboxTable, sparkline
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class OverviewScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Static(id="header")
+        yield HeaderBar(id="header")
         yield Static(id="too-small")
         yield Static(id="empty")
         yield SandboxTable(id="sandboxes")
@@ -266,7 +267,7 @@ class DetailScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Static(id="header")
+        yield HeaderBar(id="header")
         yield Static(id="too-small")
         with VerticalScroll(id="detail-body"):
             yield Static(id="title")
