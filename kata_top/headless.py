@@ -49,9 +49,8 @@ def run_snapshot(args: argparse.Namespace) -> int:
         from kata_top.diagnose import annotate
 
         if args.watch is None:
-            first = engine.collect()
-            time.sleep(0.2)  # a short second look gives rates
-            snap = annotate(with_rates(engine.collect(), first))
+            # One collection: rates need two, and --watch streams them.
+            snap = annotate(engine.collect())
             try:
                 snap = _narrow(snap, args.sandbox)
             except SelectError as exc:

@@ -297,3 +297,26 @@ def test_not_root_still_prints(demo_lab: tuple[Layout, Manifest]) -> None:
     doc = json.loads(body)
     assert doc["schema"] == "kata-top/snapshot/1"
     assert any("root" in e["message"] for e in doc["errors"])
+
+
+def test_json_output_follows_the_committed_schema(demo_lab: tuple[Layout, Manifest]) -> None:
+    import jsonschema
+
+    from kata_top.schema_gen import snapshot_schema
+
+    committed_path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "kata_top",
+                                  "schema", "snapshot-1.json")
+    with open(committed_path) as fh:
+        committed = json.load(fh)
+    assert committed == snapshot_schema(), "regenerate: python -m kata_top.schema_gen"
+    layout, _ = demo_lab
+    out = subprocess.run([sys.executable, "-m", "kata_top", "snapshot", "--watch", "0.3",
+                          "--count", "2", "--run-root", layout.run_root], capture_output=True,
+                         text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        jsonschema.validate(json.loads(line), committed)
+    second = json.loads(lines[1])
+    assert any(sb["rates"] for sb in second["sandboxes"])
