@@ -40,6 +40,8 @@ from kata_top.model import (
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK = 1, 3, 4, 5
 IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_STATS64 = 10, 16, 18, 23
 IFLA_CARRIER, IFLA_LINK_NETNSID = 33, 37
+IFLA_AF_SPEC, AF_INET6, IFLA_INET6_CONF = 26, 10, 2
+DEVCONF_DISABLE_IPV6 = 26  # index into IFLA_INET6_CONF's array of s32 (uapi/linux/ipv6.h)
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_TUN_TYPE, IFLA_TUN_PI, IFLA_TUN_VNET_HDR = 3, 4, 5
 IFLA_TUN_MULTI_QUEUE, IFLA_TUN_NUM_QUEUES = 7, 8
@@ -77,7 +79,7 @@ T = TypeVar("T")
 _STATS64 = struct.Struct("=8Q")
 LINK_ATTRS = frozenset({IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER,
                         IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_STATS64, IFLA_CARRIER,
-                        IFLA_LINK_NETNSID})
+                        IFLA_LINK_NETNSID, IFLA_AF_SPEC})
 TC_ATTRS = frozenset({TCA_KIND, TCA_OPTIONS, TCA_STATS2})
 
 
@@ -124,6 +126,11 @@ def decode_link(body: bytes) -> tuple[Link, int | None]:
         rxp, txp, rxb, txb, rxe, txe, rxd, txd = _STATS64.unpack_from(a[IFLA_STATS64])
         stats = LinkStats(rx_bytes=rxb, rx_packets=rxp, tx_bytes=txb, tx_packets=txp,
                           rx_dropped=rxd, tx_dropped=txd, rx_errors=rxe, tx_errors=txe)
+    ipv6_disabled: bool | None = None
+    if IFLA_AF_SPEC in a:
+        conf = parse_attrs(parse_attrs(a[IFLA_AF_SPEC]).get(AF_INET6, b"")).get(IFLA_INET6_CONF)
+        if conf and len(conf) >= 4 * (DEVCONF_DISABLE_IPV6 + 1):
+            ipv6_disabled = bool(struct.unpack_from("=i", conf, 4 * DEVCONF_DISABLE_IPV6)[0])
     oper = u8(a.get(IFLA_OPERSTATE))
     carrier = u8(a.get(IFLA_CARRIER))
     link_ifindex = u32(a.get(IFLA_LINK))
@@ -141,6 +148,7 @@ def decode_link(body: bytes) -> tuple[Link, int | None]:
         parent_ifindex=link_ifindex if link_ifindex and link_ifindex != index else None,
         tun=tun,
         peer=None,
+        ipv6_disabled=ipv6_disabled,
     ), u32(a.get(IFLA_LINK_NETNSID))
 
 

@@ -145,6 +145,27 @@ def _tap_findings(sb: Sandbox) -> Iterable[Finding]:
                  carrier=tap.carrier)
 
 
+def _ipv6_findings(sb: Sandbox) -> Iterable[Finding]:
+    links = {lk.name: lk for lk in sb.links}
+    eth0, tap = links.get("eth0"), links.get(sb.tap_name or "")
+    if eth0 is None or tap is None or eth0.ipv6_disabled is None or tap.ipv6_disabled is None:
+        return
+    if eth0.ipv6_disabled != tap.ipv6_disabled:
+        off = eth0 if eth0.ipv6_disabled else tap
+        yield _f(sb, "KT-S014", "warning",
+                 f"{label(sb)}: IPv6 is disabled on {off.name} but not on the other side: "
+                 "Kata's fe80:: link-local add fails with EACCES (-13)",
+                 f"sysctl -w net.ipv6.conf.{off.name}.disable_ipv6=0 (in the pod netns), or "
+                 "disable IPv6 for the pod network as a whole",
+                 eth0_ipv6_disabled=eth0.ipv6_disabled, tap_ipv6_disabled=tap.ipv6_disabled)
+    elif eth0.ipv6_disabled:
+        yield _f(sb, "KT-S015", "info",
+                 f"{label(sb)}: IPv6 is disabled in the pod's namespace (eth0 and "
+                 f"{tap.name}); a pod that expects IPv6 will not get it",
+                 "enable IPv6 on the node and in the CNI config if the pod needs it",
+                 eth0_ipv6_disabled=True, tap_ipv6_disabled=True)
+
+
 def _qdisc_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
     worst_dev, worst_rate = None, 0.0
     for key, value in sb.rates.items():
@@ -240,6 +261,7 @@ def sandbox_findings(sb: Sandbox, prev: Sandbox | None) -> tuple[Finding, ...]:
     out += _redirect_findings(sb, prev)
     out += _mtu_findings(sb)
     out += _tap_findings(sb)
+    out += _ipv6_findings(sb)
     out += _qdisc_findings(sb, prev)
     out += _rate_limit_findings(sb)
     out += _virtiofsd_findings(sb, prev)

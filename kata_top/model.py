@@ -62,6 +62,7 @@ class Link:
     parent_ifindex: int | None = None
     tun: TunInfo | None = None
     peer: PeerInfo | None = None
+    ipv6_disabled: bool | None = None  # the device's disable_ipv6 (None: not reported)
 
 
 @dataclass(frozen=True)

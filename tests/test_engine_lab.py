@@ -320,3 +320,17 @@ def test_json_output_follows_the_committed_schema(demo_lab: tuple[Layout, Manife
         jsonschema.validate(json.loads(line), committed)
     second = json.loads(lines[1])
     assert any(sb["rates"] for sb in second["sandboxes"])
+
+
+def test_ipv6_disabled_is_read_from_the_kernel(scratch_lab: Layout) -> None:
+    need_qemu()  # a sandbox without a VMM is stale and reports only that
+    man = build.up(scratch_lab, build.UpOptions(sandboxes=1, scenario="plain"))
+    ns = scratch_lab.pod_ns(man.sandboxes[0].spec)
+    subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                    "net.ipv6.conf.tap0_kata.disable_ipv6=1"], check=True)
+    from kata_top.diagnose import annotate
+
+    sb = annotate(_collect(scratch_lab)).sandboxes[0]
+    links = {lk.name: lk for lk in sb.links}
+    assert links["tap0_kata"].ipv6_disabled is True and links["eth0"].ipv6_disabled is False
+    assert any(f.code == "KT-S014" for f in sb.findings)

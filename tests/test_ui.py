@@ -198,3 +198,78 @@ def test_snapshot_help(snap_compare: Any, size: tuple[int, int]) -> None:
 @pytest.mark.parametrize("theme", ["kata-light", "kata-high-contrast", "ansi-dark"])
 def test_snapshot_themes(snap_compare: Any, theme: str) -> None:
     assert snap_compare(replay_app(theme=theme), terminal_size=(80, 24), run_before=settle)
+
+
+# ---- live behaviour on a lab of the test's own -----------------------------------------------
+async def test_inotify_shows_new_and_removed_sandboxes_within_a_second(scratch_lab: Any) -> None:
+    import shutil
+
+    from kata_top.engine import EngineOptions
+    from kata_top.lab import build
+    from kata_top.watch import watch_paths
+
+    man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
+    app = KataTopApp(LiveSource(EngineOptions(run_root=scratch_lab.run_root)), refresh=3600,
+                     theme="kata-dark", write=False, settings=Settings(),
+                     watch_paths=watch_paths(scratch_lab.run_root))
+    src_dir = os.path.dirname(man.sandboxes[0].state_file or "")
+    new_dir = os.path.join(os.path.dirname(src_dir), "e" * 64)
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = app.screen.query_one(SandboxTable)
+        while table.row_count < 2:
+            await pilot.pause(0.05)
+        shutil.copytree(src_dir, new_dir)  # a sandbox appears; polling is an hour away
+        t0 = time.monotonic()
+        while table.row_count < 3:
+            assert time.monotonic() - t0 < 1.0, "new sandbox not shown within 1 s"
+            await pilot.pause(0.05)
+        shutil.rmtree(new_dir)
+        t0 = time.monotonic()
+        while table.row_count > 2:
+            assert time.monotonic() - t0 < 1.0, "removed sandbox still shown after 1 s"
+            await pilot.pause(0.05)
+
+
+async def test_keymap_from_config_remaps_a_binding() -> None:
+    snaps, _ = load_recording(RECORDING)
+    app = KataTopApp(ReplaySource(snaps), refresh=3600, theme="kata-dark", write=False,
+                     settings=Settings(keymap={"pause": "z"}))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("z")
+        assert app.paused
+
+
+async def test_write_flow_from_the_dashboard(scratch_lab: Any) -> None:
+    from kata_top.engine import EngineOptions
+    from kata_top.lab import build
+    from widgets.modals import ActionScreen, ConfirmScreen
+
+    build.up(scratch_lab, build.UpOptions(sandboxes=1, qemu=False, scenario="plain"))
+    app = KataTopApp(LiveSource(EngineOptions(run_root=scratch_lab.run_root)), refresh=1.0,
+                     theme="kata-dark", write=True, settings=Settings())
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = app.screen.query_one(SandboxTable)
+        while table.row_count < 1:
+            await pilot.pause(0.05)
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, ActionScreen)
+        await pilot.click("#remove")
+        await pilot.click("#in")
+        await pilot.click("#yes")
+        t0 = time.monotonic()
+        while not isinstance(app.screen, ConfirmScreen):
+            assert time.monotonic() - t0 < 5
+            await pilot.pause(0.05)
+        assert "tc filter del dev eth0" in str(app.screen.query_one("#confirm-box").render()) \
+            or any("tc filter del dev eth0" in str(w.render())
+                   for w in app.screen.query("Static"))
+        await pilot.press("y")
+        await pilot.press("escape")  # back to the overview while the change lands
+        t0 = time.monotonic()
+        while "out only" not in str(table.get_row_at(0)):
+            assert time.monotonic() - t0 < 3.0, "broken hop not shown within one refresh"
+            await pilot.pause(0.1)

@@ -270,3 +270,19 @@ def test_headless_path_imports_no_textual_rich_or_pyroute2(tmp_path: object) -> 
                          cwd=ROOT, check=False)
     assert "BAD []" in out.stderr, out.stderr
     assert json.loads(out.stdout)["sandboxes"] == []
+
+
+def test_ipv6_mismatch_between_eth0_and_tap() -> None:
+    def link(name: str, off: bool) -> Link:
+        return Link(name, 2, "veth", 1500, None, "up", True, True, LinkStats(),
+                    ipv6_disabled=off)
+
+    sb = _sb("d" * 64, "web", "default", links=(link("eth0", False), link("tap0_kata", True)),
+             tap_name="tap0_kata")
+    codes = {f.code: f.severity for f in diagnose.sandbox_findings(sb, None)}
+    assert codes.get("KT-S014") == "warning"
+    both = replace(sb, links=(link("eth0", True), link("tap0_kata", True)))
+    assert {f.code: f.severity for f in diagnose.sandbox_findings(both, None)}.get(
+        "KT-S015") == "info"
+    fine = replace(sb, links=(link("eth0", False), link("tap0_kata", False)))
+    assert not {f.code for f in diagnose.sandbox_findings(fine, None)} & {"KT-S014", "KT-S015"}
