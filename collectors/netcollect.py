@@ -54,7 +54,8 @@ class NetCollector:
             sock.close()
         self._socks.clear()
 
-    def _socket(self, path: str, key: netns.NetnsId) -> RtnlSocket:
+    def _socket(self, path: str | None, key: netns.NetnsId) -> RtnlSocket:
+        """The cached socket of a namespace (path None: our own), marked seen this cycle."""
         sock = self._socks.get(key)
         if sock is None:
             sock = RtnlSocket.open(path)
@@ -105,8 +106,8 @@ class NetCollector:
         if links is None or not fresh or ifindex not in links:
             path, _ = self._candidates[cand]
             try:
-                sock = self._socket(path, cand) if path.startswith(netns.NETNS_RUN_DIR) \
-                    else self._own_socket(cand)
+                own = not path.startswith(netns.NETNS_RUN_DIR)
+                sock = self._socket(None if own else path, cand)
                 links = {lk.ifindex: lk for lk in dump_netns(sock, with_tc=False).links}
             except OSError:
                 links = {}
@@ -116,14 +117,6 @@ class NetCollector:
             # keep the cached peer namespace's socket alive this cycle too
             self._seen.add(cand)
         return links
-
-    def _own_socket(self, key: netns.NetnsId) -> RtnlSocket:
-        sock = self._socks.get(key)
-        if sock is None:
-            sock = RtnlSocket.open(None)
-            self._socks[key] = sock
-        self._seen.add(key)
-        return sock
 
     def _with_peers(self, key: netns.NetnsId, sock: RtnlSocket, dump: NetnsDump) -> NetnsDump:
         if not dump.peer_nsids:

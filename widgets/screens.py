@@ -30,7 +30,19 @@ EMPTY_TEXT = ("No Kata sandboxes under {root} (vc/sbs/*/persist.json, kata/*/sta
               "  sudo kata-top lab up\n  sudo kata-top --run-root /run/kata-top-lab")
 
 
-class OverviewScreen(Screen[None]):
+class KataScreen(Screen[None]):
+    """What every full screen shares: the header line and the too-small notice."""
+
+    @property
+    def kapp(self) -> KataTopApp:
+        return self.app  # type: ignore[return-value]
+
+    def chrome(self) -> ComposeResult:
+        yield HeaderBar(id="header")
+        yield Static(id="too-small")
+
+
+class OverviewScreen(KataScreen):
     BINDINGS = [
         Binding("enter", "open", "Open", id="open"),
         Binding("j,down", "cursor_down", "Down", show=False, id="down"),
@@ -42,13 +54,8 @@ class OverviewScreen(Screen[None]):
         Binding("h", "host", "Host", id="host"),
     ]
 
-    @property
-    def kapp(self) -> KataTopApp:
-        return self.app  # type: ignore[return-value]
-
     def compose(self) -> ComposeResult:
-        yield HeaderBar(id="header")
-        yield Static(id="too-small")
+        yield from self.chrome()
         yield Static(id="empty")
         yield SandboxTable(id="sandboxes")
         yield Input(placeholder="filter: substring of pod/id/state/model (! negates), "
@@ -248,7 +255,7 @@ def _problems_panel(sb: Sandbox) -> Table:
     return t
 
 
-class DetailScreen(Screen[None]):
+class DetailScreen(KataScreen):
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
         Binding("d", "redirect", "Redirect…", id="redirect"),
@@ -260,15 +267,9 @@ class DetailScreen(Screen[None]):
         self.sandbox_id = sandbox_id
         self._in_hist: list[float] = []
         self._out_hist: list[float] = []
-        self._last: Sandbox | None = None
-
-    @property
-    def kapp(self) -> KataTopApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield HeaderBar(id="header")
-        yield Static(id="too-small")
+        yield from self.chrome()
         with VerticalScroll(id="detail-body"):
             yield Static(id="title")
             yield DatapathView(id="datapath")
@@ -292,7 +293,6 @@ class DetailScreen(Screen[None]):
             title.update(Text(f"sandbox {self.sandbox_id[:12]} is gone (removed from the "
                               "node); Esc goes back", style="bold red"))
             return
-        self._last = sb
         self._in_hist = ([*self._in_hist, sb.rates.get("vm.in_bps", 0.0)])[-60:]
         self._out_hist = ([*self._out_hist, sb.rates.get("vm.out_bps", 0.0)])[-60:]
         head = Text()
