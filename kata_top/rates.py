@@ -44,10 +44,13 @@ def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float) -> dict[str, fl
         out["vm.in_pps"] = out["redirect.in.pps"]
         out["vm.out_pps"] = out["redirect.out.pps"]
     elif tap and f"link.{tap}.tx_bps" in out:
-        out["vm.in_bps"] = out[f"link.{tap}.tx_bps"]
-        out["vm.out_bps"] = out[f"link.{tap}.rx_bps"]
-        out["vm.in_pps"] = out[f"link.{tap}.tx_pps"]
-        out["vm.out_pps"] = out[f"link.{tap}.rx_pps"]
+        # A tun tap transmits toward QEMU; a macvtap counts frames headed to QEMU as rx.
+        kind = next((lk.kind for lk in cur.links if lk.name == tap), "tun")
+        to_vm, from_vm = ("rx", "tx") if kind == "macvtap" else ("tx", "rx")
+        out["vm.in_bps"] = out[f"link.{tap}.{to_vm}_bps"]
+        out["vm.out_bps"] = out[f"link.{tap}.{from_vm}_bps"]
+        out["vm.in_pps"] = out[f"link.{tap}.{to_vm}_pps"]
+        out["vm.out_pps"] = out[f"link.{tap}.{from_vm}_pps"]
     qprev = {(q.dev, q.handle, q.parent): q for q in prev.qdiscs}
     for q in cur.qdiscs:
         pq = qprev.get((q.dev, q.handle, q.parent))

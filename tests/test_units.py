@@ -74,7 +74,7 @@ def test_fmt_rate() -> None:
 def _sb(sid: str, name: str | None = None, ns: str | None = None, **kw: object) -> Sandbox:
     return Sandbox(id=sid, runtime="go", state="running", pod=Pod(name, ns),
                    hypervisor=Hypervisor("qemu", 1, True), netns=NetnsInfo(None, None),
-                   network_model="tcfilter", **kw)  # type: ignore[arg-type]
+                   **{"network_model": "tcfilter", **kw})  # type: ignore[arg-type]
 
 
 def test_resolve() -> None:
@@ -286,3 +286,18 @@ def test_ipv6_mismatch_between_eth0_and_tap() -> None:
         "KT-S015") == "info"
     fine = replace(sb, links=(link("eth0", False), link("tap0_kata", False)))
     assert not {f.code for f in diagnose.sandbox_findings(fine, None)} & {"KT-S014", "KT-S015"}
+
+
+def test_vm_direction_of_tun_and_macvtap() -> None:
+    from kata_top.rates import sandbox_rates
+
+    def sb_with(kind: str, rx: int, tx: int) -> Sandbox:
+        tap = Link("tap0_kata", 3, kind, 1500, None, "up", True, True,
+                   LinkStats(rx_bytes=rx, tx_bytes=tx))
+        return _sb("f" * 64, links=(tap,), tap_name="tap0_kata", network_model="none")
+
+    for kind, to_vm in (("tun", "tx"), ("macvtap", "rx")):
+        prev = sb_with(kind, 0, 0)
+        cur = sb_with(kind, 1000 if to_vm == "rx" else 0, 1000 if to_vm == "tx" else 0)
+        r = sandbox_rates(cur, prev, 1.0)
+        assert r["vm.in_bps"] == 8000 and r["vm.out_bps"] == 0, kind
