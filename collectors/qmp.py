@@ -17,8 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from qemu.qmp import ExecuteError, QMPClient, QMPError
-
 from kata_top.model import VmmNic
 
 # qemu.qmp logs every failed connection at WARNING; our callers report them as data instead.
@@ -105,6 +103,8 @@ def parse_info_network(text: str) -> list[VmmNic]:
 
 
 async def _qmp_session(client: Any) -> MonitorFacts:
+    from qemu.qmp import ExecuteError
+
     facts = MonitorFacts(kind="qmp")
     greeting: Any = getattr(client, "greeting", None)
     try:
@@ -208,6 +208,9 @@ async def query_monitor(path: str, deadline_s: float) -> MonitorFacts:
     The greeting is peeked (MSG_PEEK), not consumed, so a QMP monitor is handed as it is to
     qemu.qmp and an HMP one is spoken to directly, on the same single connection.
     """
+    # Imported here: a node without extra monitors never pays for qemu.qmp.
+    from qemu.qmp import QMPClient, QMPError
+
     start = time.monotonic()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
                          | socket.SOCK_CLOEXEC)
