@@ -26,13 +26,21 @@ environment: KATA_TOP_RUN_ROOT (default run root), KATA_TOP_CONFIG (config file 
 NO_COLOR. Write actions are appended to the audit log: {audit_log_path()}"""
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run-root", default=os.environ.get("KATA_TOP_RUN_ROOT", "/run"),
+def _options(p: argparse.ArgumentParser, top: bool) -> None:
+    # On subcommands the defaults are SUPPRESS: `kata-top --run-root X snapshot` must keep X
+    # instead of having the subcommand's default overwrite it.
+    p.add_argument("--run-root", default=os.environ.get("KATA_TOP_RUN_ROOT", "/run") if top
+                   else argparse.SUPPRESS,
                    help="where Kata's vc/ and kata/ state trees live (default /run; the lab: "
                         "/run/kata-top-lab)")
-    p.add_argument("--qmp-primary", action="store_true", default=None,
+    p.add_argument("--qmp-primary", action="store_true",
+                   default=None if top else argparse.SUPPRESS,
                    help="also ask Kata's own qmp.sock (short deadline; reports `busy` when the "
                         "runtime holds it). Off by default: it can stall the runtime")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    _options(p, top=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="kata-top", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(p)
+    _options(p, top=True)
     p.add_argument("--refresh", type=float, default=None, metavar="SECONDS",
                    help="dashboard refresh interval (default 1)")
     p.add_argument("--theme", default=None, help="dark, light, high-contrast or terminal")

@@ -301,3 +301,12 @@ def test_vm_direction_of_tun_and_macvtap() -> None:
         cur = sb_with(kind, 1000 if to_vm == "rx" else 0, 1000 if to_vm == "tx" else 0)
         r = sandbox_rates(cur, prev, 1.0)
         assert r["vm.in_bps"] == 8000 and r["vm.out_bps"] == 0, kind
+
+
+def test_run_root_before_or_after_the_command() -> None:
+    from kata_top.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["--run-root", "/x", "snapshot"]).run_root == "/x"
+    assert p.parse_args(["snapshot", "--run-root", "/y"]).run_root == "/y"
+    assert p.parse_args(["--run-root", "/w", "check", "--json"]).run_root == "/w"
