@@ -99,9 +99,15 @@ def cstr(b: bytes | None) -> str | None:
 class RtnlSocket:
     """One NETLINK_ROUTE socket bound to the namespace it was created in."""
 
+    # A dump batch is at most 32 KiB (netlink caps it at the largest read size it has seen,
+    # up to 32 KiB); one reusable buffer spares a fresh allocation per recv().
+    RECV_BUFFER = 1 << 16
+
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._seq = 0
+        self._buf = bytearray(self.RECV_BUFFER)
+        self._view = memoryview(self._buf)
 
     @classmethod
     def open(cls, netns_path: str | None = None) -> RtnlSocket:
@@ -129,7 +135,14 @@ class RtnlSocket:
         self._sock.send(hdr + payload)
         out: list[bytes] = []
         while True:
-            data = self._sock.recv(1 << 20)
+            n = self._sock.recv_into(self._buf)
+            if n >= len(self._buf):
+                # Possibly truncated: never decode half a datagram. Grow for the next cycle.
+                self._buf = bytearray(2 * len(self._buf))
+                self._view = memoryview(self._buf)
+                self._drain()
+                raise NetlinkError(errno.EMSGSIZE, "netlink reply larger than the buffer")
+            data = bytes(self._view[:n])
             off = 0
             while off + _NLMSGHDR.size <= len(data):
                 mlen, mtype, mflags, mseq, _ = _NLMSGHDR.unpack_from(data, off)
@@ -152,6 +165,17 @@ class RtnlSocket:
                 out.append(body)
                 if not flags & NLM_F_DUMP:
                     return out
+
+    def _drain(self) -> None:
+        """Discard what is left of an aborted dump so the next request starts clean."""
+        self._sock.setblocking(False)
+        try:
+            while self._sock.recv_into(self._buf):
+                pass
+        except BlockingIOError:
+            pass
+        finally:
+            self._sock.setblocking(True)
 
     def dump_links(self) -> list[bytes]:
         return self.request(RTM_GETLINK, struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0))

@@ -310,3 +310,17 @@ def test_run_root_before_or_after_the_command() -> None:
     assert p.parse_args(["--run-root", "/x", "snapshot"]).run_root == "/x"
     assert p.parse_args(["snapshot", "--run-root", "/y"]).run_root == "/y"
     assert p.parse_args(["--run-root", "/w", "check", "--json"]).run_root == "/w"
+
+
+def test_oversized_netlink_reply_is_an_error_not_half_a_dump() -> None:
+    sock = netlink.RtnlSocket.open(None)
+    try:
+        sock._buf = bytearray(32)
+        sock._view = memoryview(sock._buf)
+        with pytest.raises(netlink.NetlinkError, match="larger than the buffer"):
+            sock.dump_links()
+        sock._buf = bytearray(1 << 16)
+        sock._view = memoryview(sock._buf)
+        assert any(rtnl.decode_link(b)[0].name == "lo" for b in sock.dump_links())
+    finally:
+        sock.close()
