@@ -18,7 +18,6 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.message import Message
-from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
@@ -81,8 +80,6 @@ class KataTopApp(App[int]):
         Binding("left_square_bracket", "step(-10)", "Seek -10", show=False, id="seek-back"),
     ]
 
-    snapshot: reactive[Snapshot | None] = reactive(None, always_update=True)
-    paused: reactive[bool] = reactive(False)
 
     def __init__(self, source: Source, refresh: float, theme: str, write: bool,
                  settings: Settings, watch_paths: list[str] | None = None,
@@ -101,6 +98,10 @@ class KataTopApp(App[int]):
         self._received_at = 0.0
         self._replay_warning = replay_warning
         self._last_error: str | None = None
+        # Plain attributes, not reactives: a reactive on the App repaints the whole screen
+        # (the 200-row table included) every time it is set.
+        self.snapshot: Snapshot | None = None
+        self.paused = False
 
     # ---- lifecycle -------------------------------------------------------------------
     def on_mount(self) -> None:
