@@ -235,13 +235,19 @@ def test_cut_recording_loads_what_it_can(tmp_path: object) -> None:
         jsonin.load_recording(path)
 
 
-def test_rate_finding_has_hysteresis() -> None:
-    """A flapping condition (true, false, true, ...) must not flap the finding."""
+def test_rate_finding_has_hysteresis(tmp_path: object) -> None:
+    """Replayed from a recording, a flapping condition must not flap the finding."""
+    path = os.path.join(str(tmp_path), "flapping.ndjson")
+    with open(path, "w") as fh:
+        for i in range(12):
+            stalled = i % 2 == 0  # eth0 receives, the in redirect counts nothing, then does
+            fh.write(jsonout.dumps(_snap(float(i), 5.0, 0.0 if stalled else 5.0)) + "\n")
+    recorded, warning = jsonin.load_recording(path)
+    assert warning is None and len(recorded) == 12
     prev: Snapshot | None = None
     present = []
-    for i in range(12):
-        flapping = i % 2 == 0
-        cur = diagnose.annotate(_snap(float(i), 5.0, 0.0 if flapping else 5.0), prev)
+    for snap in recorded:
+        cur = diagnose.annotate(snap, prev)
         present.append(any(f.code == "KT-S003" for f in cur.sandboxes[0].findings))
         prev = cur
     assert all(present), present
