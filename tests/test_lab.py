@@ -216,3 +216,29 @@ def test_traffic_moves_the_redirect_counters(demo_lab: tuple[Layout, Manifest]) 
     time.sleep(0.1)
     assert res[sb.spec.ip].udp_sent >= 40
     assert mirred_packets() - before >= 40
+
+
+def test_not_root_is_one_sentence_and_nothing_made() -> None:
+    need_root()  # to drop privileges we must have them
+    layout = make_layout("n")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        msg = "no error"
+        try:
+            os.setegid(65534)
+            os.seteuid(65534)
+            build.up(layout, build.UpOptions(sandboxes=1, qemu=False))
+        except LabError as exc:
+            msg = str(exc)
+        finally:
+            os.write(w, msg.encode())
+            os._exit(0)
+    os.close(w)
+    msg = os.read(r, 4096).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert "needs root" in msg and msg.count(".") <= 1
+    assert not os.path.exists(layout.run_root)
+    assert not [n for n in ns_names() if n.startswith(layout.prefix)]

@@ -195,9 +195,10 @@ def test_snapshot_help(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(replay_app(), terminal_size=size, run_before=_help)
 
 
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("theme", ["kata-light", "kata-high-contrast", "ansi-dark"])
-def test_snapshot_themes(snap_compare: Any, theme: str) -> None:
-    assert snap_compare(replay_app(theme=theme), terminal_size=(80, 24), run_before=settle)
+def test_snapshot_themes(snap_compare: Any, theme: str, size: tuple[int, int]) -> None:
+    assert snap_compare(replay_app(theme=theme), terminal_size=size, run_before=settle)
 
 
 # ---- live behaviour on a lab of the test's own -----------------------------------------------
