@@ -274,3 +274,13 @@ async def test_write_flow_from_the_dashboard(scratch_lab: Any) -> None:
         while "out only" not in str(table.get_row_at(0)):
             assert time.monotonic() - t0 < 3.0, "broken hop not shown within one refresh"
             await pilot.pause(0.1)
+
+
+async def test_theme_key_cycles_and_persists() -> None:
+    app = replay_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.theme == "kata-light"
+    assert Settings.load().theme == "kata-light"
