@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -43,17 +44,23 @@ def make_layout(tag: str) -> Layout:
     return Layout(run_root=f"/run/{TEST_PREFIX}{tag}", prefix=f"{TEST_PREFIX}{tag}")
 
 
+@contextmanager
+def running_lab(tag: str, opts: build.UpOptions) -> Iterator[tuple[Layout, Manifest]]:
+    """A lab under the test prefix, taken down whatever happens in the body."""
+    layout = make_layout(tag)
+    build.down(layout)
+    try:
+        yield layout, build.up(layout, opts)
+    finally:
+        build.down(layout)
+
+
 @pytest.fixture(scope="session")
 def demo_lab() -> Iterator[tuple[Layout, Manifest]]:
     """The default demo mix with QEMU, shared read-only by the tests that only look."""
     need_qemu()
-    layout = make_layout("d")
-    build.down(layout)
-    try:
-        man = build.up(layout, build.UpOptions(sandboxes=10, scenario="demo"))
-        yield layout, man
-    finally:
-        build.down(layout)
+    with running_lab("d", build.UpOptions(sandboxes=10, scenario="demo")) as lab:
+        yield lab
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from kata_top.lab import build
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest
 from kata_top.model import Sandbox
-from tests.conftest import make_layout, need_root
+from tests.conftest import need_root, running_lab
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 
@@ -23,12 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(__file__))
 def action_lab() -> Iterator[tuple[Layout, Manifest]]:
     """No QEMU: actions must work whether or not QEMU runs. Demo mix for the shapes."""
     need_root()
-    layout = make_layout("a")
-    build.down(layout)
-    try:
-        yield layout, build.up(layout, build.UpOptions(sandboxes=10, qemu=False))
-    finally:
-        build.down(layout)
+    with running_lab("a", build.UpOptions(sandboxes=10, qemu=False)) as lab:
+        yield lab
 
 
 def _sb(layout: Layout, pod: str) -> Sandbox:

@@ -12,16 +12,14 @@ from kata_top import actions
 from kata_top.lab import build, traffic
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest
-from tests.conftest import make_layout, need_qemu
+from tests.conftest import need_qemu, running_lab
 
 
 @pytest.fixture(scope="module")
 def guest_lab() -> Iterator[tuple[Layout, Manifest]]:
     need_qemu()
-    layout = make_layout("g")
-    build.down(layout)
-    try:
-        man = build.up(layout, build.UpOptions(sandboxes=2, scenario="tcfilter", guest=True))
+    opts = build.UpOptions(sandboxes=2, scenario="tcfilter", guest=True)
+    with running_lab("g", opts) as (layout, man):
         ips = [sb.spec.ip for sb in man.sandboxes]
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:  # TCG boots take a few seconds each
@@ -29,8 +27,6 @@ def guest_lab() -> Iterator[tuple[Layout, Manifest]]:
             if all(r.ping_replies for r in res.values()):
                 break
         yield layout, man
-    finally:
-        build.down(layout)
 
 
 def _pings(layout: Layout, ip: str, seconds: float = 2.0) -> int:

@@ -13,6 +13,9 @@ import pytest
 
 from collectors import qmp
 
+GREETING = (b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, '
+            b'"package": ""}, "capabilities": []}}\n')
+
 
 def _server(path: str, behave: Callable[[socket.socket], None]) -> Iterator[None]:
     srv = socket.socket(socket.AF_UNIX)
@@ -92,8 +95,7 @@ def test_garbage_greeting(sock_path: str) -> None:
 
 def test_qmp_greets_then_answers_garbage(sock_path: str) -> None:
     def bad(conn: socket.socket) -> None:
-        conn.sendall(b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, '
-                     b'"package": ""}, "capabilities": []}}\n')
+        conn.sendall(GREETING)
         conn.recv(4096)
         conn.sendall(b"this is not json\n")
         time.sleep(0.5)
@@ -106,8 +108,7 @@ def test_qmp_greets_then_answers_garbage(sock_path: str) -> None:
 
 def test_monitor_that_dies_mid_query(sock_path: str) -> None:
     def dies(conn: socket.socket) -> None:
-        conn.sendall(b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, '
-                     b'"package": ""}, "capabilities": []}}\n')
+        conn.sendall(GREETING)
         conn.recv(4096)
         conn.sendall(b'{"return": {}}\n')
         conn.recv(4096)  # query-status arrives... and the VMM is killed
