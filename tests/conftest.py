@@ -19,6 +19,8 @@ from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest
 
 IN_CI = os.environ.get("CI") == "true"
+# Snapshot tests must not depend on how far an animation got on a loaded machine.
+os.environ["TEXTUAL_ANIMATIONS"] = "none"
 TEST_PREFIX = f"kttest{os.getpid() % 100000}"
 
 
