@@ -176,6 +176,11 @@ async def _to_detail(pilot: Any) -> None:
     broken = next(sb for sb in snap.sandboxes if sb.pod.name == "no-out-redirect-3")
     pilot.app.open_sandbox(broken.id)
     await settle(pilot)
+    # The same snapshot arriving again (as it can, racing the mount) must not change a thing.
+    from widgets.app import SnapshotReady
+
+    pilot.app.post_message(SnapshotReady(snap))
+    await settle(pilot)
 
 
 async def _help(pilot: Any) -> None:

@@ -267,6 +267,7 @@ class DetailScreen(KataScreen):
         self.sandbox_id = sandbox_id
         self._in_hist: list[float] = []
         self._out_hist: list[float] = []
+        self._hist_at: float | None = None
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
@@ -293,8 +294,10 @@ class DetailScreen(KataScreen):
             title.update(Text(f"sandbox {self.sandbox_id[:12]} is gone (removed from the "
                               "node); Esc goes back", style="bold red"))
             return
-        self._in_hist = ([*self._in_hist, sb.rates.get("vm.in_bps", 0.0)])[-60:]
-        self._out_hist = ([*self._out_hist, sb.rates.get("vm.out_bps", 0.0)])[-60:]
+        if snap.taken_at != self._hist_at:  # on mount and on arrival: count a snapshot once
+            self._hist_at = snap.taken_at
+            self._in_hist = ([*self._in_hist, sb.rates.get("vm.in_bps", 0.0)])[-60:]
+            self._out_hist = ([*self._out_hist, sb.rates.get("vm.out_bps", 0.0)])[-60:]
         head = Text()
         head.append(label(sb), style="bold")
         head.append(f" · {sb.id}\n", style="dim")
