@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
-from kata_top.model import Redirect, Snapshot
+from kata_top.model import Redirect, Sandbox, Snapshot
 
 RENAMES = {"from_dev": "from", "to_dev": "to"}
 
@@ -23,6 +23,11 @@ def _convert(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): _convert(v) for k, v in obj.items()}
     return obj
+
+
+def sandbox_to_dict(sb: Sandbox) -> dict[str, Any]:
+    d: dict[str, Any] = _convert(sb)
+    return d
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
-from kata_top.jsonout import snapshot_to_dict
+from kata_top.jsonout import sandbox_to_dict
 from kata_top.model import Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
@@ -321,9 +321,8 @@ class DetailScreen(KataScreen):
         self.query_one("#panel-vmm", Static).update(_vmm_panel(sb))
         self.query_one("#panel-vfs", Static).update(_vfs_panel(sb))
         self.query_one("#panel-procs", Static).update(_procs_panel(sb))
-        doc = snapshot_to_dict(snap)
-        raw: dict[str, Any] = next((s for s in doc["sandboxes"] if s["id"] == sb.id), {})
-        self.query_one("#panel-json", Static).update(JSON(json.dumps(raw)))
+        # Only this sandbox: converting the whole snapshot each cycle would be wasted work.
+        self.query_one("#panel-json", Static).update(JSON(json.dumps(sandbox_to_dict(sb))))
 
     def action_back(self) -> None:
         self.app.pop_screen()
