@@ -11,7 +11,6 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Iterator
 
 from collectors import netns
 
@@ -197,7 +196,3 @@ class RtnlSocket:
                 return nsid
         return None
 
-
-def iter_nested(b: bytes | None) -> Iterator[tuple[int, bytes]]:
-    if b:
-        yield from parse_attr_list(b)

@@ -18,7 +18,6 @@ from collectors.netlink import (
     RTM_GETTFILTER,
     RtnlSocket,
     cstr,
-    iter_nested,
     parse_attr_list,
     parse_attrs,
     u8,
@@ -344,4 +343,4 @@ def dump_netns(sock: RtnlSocket, with_tc: bool = True,
                      tuple(filters))
 
 
-__all__ = ["NetnsDump", "dump_netns", "fmt_handle", "iter_nested"]
+__all__ = ["NetnsDump", "dump_netns", "fmt_handle"]

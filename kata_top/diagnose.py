@@ -21,7 +21,6 @@ SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 ENABLE_MONITOR_FIX = ('in [hypervisor.qemu] of Kata\'s configuration.toml: '
                       'extra_monitor_socket = "qmp" and enable_debug = true '
                       "(new sandboxes get <vm dir>/extra-monitor.sock)")
-RATE_CODES = {"KT-S003", "KT-S012", "KT-S031"}
 
 
 def _f(sb: Sandbox, code: str, severity: Severity, summary: str, fix: str,

@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from collectors import qmp, vmm_proc
 from collectors.procs import pid_alive
@@ -38,17 +38,17 @@ class VmmTarget:
     api_socket: str | None = None
 
 
-def _proc_vmm(t: VmmTarget) -> tuple[Vmm, vmm_proc.ProcVmm | None]:
+def _proc_vmm(t: VmmTarget) -> Vmm:
     if not t.pid or not pid_alive(t.pid):
-        return Vmm(source="none", status="dead", reason="the VMM process is not running"), None
+        return Vmm(source="none", status="dead", reason="the VMM process is not running")
     if t.kind != "qemu":
-        return Vmm(source="proc", status="unknown", reason=f"{t.kind}: only /proc is read"), None
+        return Vmm(source="proc", status="unknown", reason=f"{t.kind}: only /proc is read")
     pv = vmm_proc.inspect(t.pid, t.argv)
     return Vmm(source="proc", status="unknown", name=pv.name, machine=pv.machine,
                accel=pv.accel, vcpus=pv.vcpus, vcpu_threads=tuple(pv.vcpu_threads),
                memory_bytes=pv.memory_bytes, nics=tuple(pv.nics),
                taps_held=tuple(pv.taps_held), vhost_net_fds=pv.vhost_net_fds,
-               devices=tuple(pv.devices)), pv
+               devices=tuple(pv.devices))
 
 
 def _merge_nics(monitor: Sequence[VmmNic], proc: Sequence[VmmNic]) -> tuple[VmmNic, ...]:
@@ -79,8 +79,6 @@ def _from_monitor(base: Vmm, facts: qmp.MonitorFacts, source: str) -> Vmm:
 
 
 def _with(base: Vmm, **kw: object) -> Vmm:
-    from dataclasses import replace
-
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
@@ -104,7 +102,7 @@ async def _clh_api(sock_path: str, deadline: float) -> dict[str, object]:
 
 async def _one(t: VmmTarget, sem: asyncio.Semaphore, qmp_primary: bool,
                monitor_deadline: float, primary_deadline: float) -> Vmm:
-    base, _pv = _proc_vmm(t)
+    base = _proc_vmm(t)
     if base.status == "dead":
         return base
     async with sem:

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from collectors import state
+from collectors.procs import pid_alive
 from kata_top.lab import build, processes
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest
@@ -101,7 +102,7 @@ def test_qmp_single_client_rule_bites(demo_lab: tuple[Layout, Manifest]) -> None
 def test_dead_vmm_leaves_state_behind(demo_lab: tuple[Layout, Manifest]) -> None:
     _layout, man = demo_lab
     sb = next(s for s in man.sandboxes if "dead-vmm" in s.spec.faults)
-    assert sb.qemu_pid and not processes.pid_alive(sb.qemu_pid)
+    assert sb.qemu_pid and not pid_alive(sb.qemu_pid)
     assert sb.state_file and os.path.exists(sb.state_file)
 
 

@@ -95,7 +95,6 @@ class KataTopApp(App[int]):
         self._collecting = False
         self._again = False
         self._timer: Any = None
-        self._received_at = 0.0
         self._replay_warning = replay_warning
         self._last_error: str | None = None
         # Plain attributes, not reactives: a reactive on the App repaints the whole screen
@@ -174,7 +173,6 @@ class KataTopApp(App[int]):
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self._last_error = None
-        self._received_at = time.monotonic()
         self.snapshot = message.snapshot
         for screen in self.screen_stack:
             show = getattr(screen, "show_snapshot", None)

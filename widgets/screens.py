@@ -20,7 +20,7 @@ from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
 from widgets.datapath import DatapathView
 from widgets.header import HeaderBar
-from widgets.sandbox_table import COLUMNS, SandboxTable, sparkline
+from widgets.sandbox_table import SandboxTable, sparkline
 
 if TYPE_CHECKING:
     from widgets.app import KataTopApp
@@ -333,5 +333,3 @@ class DetailScreen(KataScreen):
     def action_ratelimit(self) -> None:
         self.kapp.start_action("ratelimit", self.sandbox_id)
 
-
-__all__ = ["COLUMNS", "DetailScreen", "OverviewScreen"]

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from collectors.procs import pid_alive
 from kata_top.lab import network, processes
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import LabSandbox, Manifest
@@ -149,7 +150,7 @@ def _plant_dead_vmm(man: Manifest) -> None:
         if "dead-vmm" in sb.spec.faults and sb.qemu_pid:
             os.kill(sb.qemu_pid, signal.SIGKILL)
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and processes.pid_alive(sb.qemu_pid):
+            while time.monotonic() < deadline and pid_alive(sb.qemu_pid):
                 time.sleep(0.02)
 
 

@@ -93,7 +93,7 @@ def _dispatch(args: argparse.Namespace, layout: Layout) -> int:
         return 1
     man = found
     if args.lab_cmd == "status":
-        from kata_top.lab.processes import pid_alive
+        from collectors.procs import pid_alive
 
         rows = []
         for sb in man.sandboxes:

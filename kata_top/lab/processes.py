@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 from collectors import netns
+from collectors.procs import pid_alive, read_cmdline
 from kata_top.lab.layout import TAP, Layout
 from kata_top.lab.network import LabError, guest_mac
 from kata_top.lab.scenario import SandboxSpec
@@ -79,14 +80,6 @@ def wait_for(path: str, timeout: float, what: str, pid: int | None = None) -> No
         if time.monotonic() > deadline:
             raise LabError(f"{what} did not create {path} within {timeout:.0f} s")
         time.sleep(0.02)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] not in "ZX"
-    except (OSError, IndexError):
-        return False
 
 
 def start_virtiofsd(layout: Layout, spec: SandboxSpec) -> int:
@@ -187,35 +180,22 @@ def start_shim(layout: Layout, spec: SandboxSpec) -> int:
     return proc.pid
 
 
-def cmdline(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
-    except OSError:
-        return []
+def _is_lab_process(pid: int, run_root: str) -> bool:
+    """Its command line names this lab's run root: the lab's own, nothing else."""
+    marker = run_root.rstrip("/") + "/"
+    return any(marker in a or a == run_root for a in read_cmdline(pid))
 
 
 def lab_pids(run_root: str) -> list[int]:
-    """Processes whose command line names this lab's run root: the lab's own, nothing else."""
-    marker = run_root.rstrip("/") + "/"
+    """Processes whose command line names this lab's run root."""
     own = os.getpid()
-    found: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == own:
-            continue
-        if any(marker in a or a == run_root for a in cmdline(int(entry))):
-            found.append(int(entry))
-    return found
+    return [int(e) for e in os.listdir("/proc")
+            if e.isdigit() and int(e) != own and _is_lab_process(int(e), run_root)]
 
 
 def stop_pids(pids: Sequence[int], run_root: str, grace: float = 2.0) -> list[int]:
     """SIGTERM then SIGKILL the given pids, only while they still belong to this lab."""
-    marker = run_root.rstrip("/") + "/"
-
-    def ours(pid: int) -> bool:
-        return any(marker in a or a == run_root for a in cmdline(pid))
-
-    live = [p for p in pids if ours(p)]
+    live = [p for p in pids if _is_lab_process(p, run_root)]
     for p in live:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGTERM)
@@ -223,7 +203,7 @@ def stop_pids(pids: Sequence[int], run_root: str, grace: float = 2.0) -> list[in
     while time.monotonic() < deadline and any(pid_alive(p) for p in live):
         time.sleep(0.05)
     for p in live:
-        if pid_alive(p) and ours(p):
+        if pid_alive(p) and _is_lab_process(p, run_root):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
     return live
