@@ -280,7 +280,7 @@ async def test_write_flow_from_the_dashboard(scratch_lab: Any) -> None:
         await pilot.press("y")
         await pilot.press("escape")  # back to the overview while the change lands
         t0 = time.monotonic()
-        while "out only" not in str(table.get_row_at(0)):
+        while "out only" not in table.row_text(0):
             assert time.monotonic() - t0 < 3.0, "broken hop not shown within one refresh"
             await pilot.pause(0.1)
 

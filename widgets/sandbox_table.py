@@ -1,184 +1,177 @@
-"""The overview table: one row per sandbox, diffed by row key so the cursor never jumps.
+"""The overview table: one line per sandbox, drawn with Textual's Line API.
 
-Columns drop by priority when the terminal is narrow; sorting keeps the cursor on the same
-sandbox; rows are updated cell by cell (update_width=False) and only re-added when new.
+Why not DataTable: at 200 sandboxes a second, DataTable drops its whole render cache on any
+`update_cell` and re-renders every visible cell through Rich; that alone cost ~10 % of a core
+(bench/ui.py). Here a refresh compares each row's cells (plain `(text, role)` tuples) with what
+is drawn, and repaints only the screen lines whose row changed; each drawn line is cached as a
+Strip per (row, cursor, zebra) until that row changes or the theme does. Moving the cursor
+repaints two lines. The cursor follows the sandbox id across refreshes, filters and re-sorts.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from rich.text import Text
-from textual.widgets import DataTable
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
-from kata_top import summary
 from kata_top.model import Sandbox
-from kata_top.units import fmt_rate
-
-SPARK = "▁▂▃▄▅▆▇█"
-HISTORY = 12
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    width: int
-    priority: int  # lower survives longer on a narrow terminal
-    sort: Callable[[Sandbox], object]
-
-
-def _in(sb: Sandbox) -> float:
-    return sb.rates.get("vm.in_bps", 0.0)
-
-
-def _out(sb: Sandbox) -> float:
-    return sb.rates.get("vm.out_bps", 0.0)
-
-
-COLUMNS: tuple[Column, ...] = (
-    Column("pod", "POD", 26, 0, summary.pod_text),
-    Column("id", "SANDBOX", 12, 2, lambda s: s.id),
-    Column("rt", "RT", 3, 6, lambda s: s.runtime),
-    Column("hv", "HV", 5, 7, lambda s: s.hypervisor.kind),
-    Column("state", "STATE", 8, 1, lambda s: s.state),
-    Column("model", "MODEL", 8, 4, lambda s: s.network_model),
-    Column("in", "IN", 9, 1, _in),
-    Column("out", "OUT", 9, 1, _out),
-    Column("trend", "TREND", HISTORY, 5, _in),
-    Column("redirect", "REDIRECT", 9, 0, summary.redirect_health),
-    Column("limit", "RATE LIMIT", 21, 3, summary.rate_limit_text),
-    Column("vm", "VM", 9, 6, summary.resources_text),
-    Column("vfs", "VFS", 7, 5, summary.virtiofsd_text),
-    Column("problems", "!", 3, 0, summary.problem_count),
+from widgets.overview_columns import (
+    COLUMNS,
+    HISTORY,
+    Cell,
+    Column,
+    matches,
+    row_cells,
+    sort_key,
+    visible_columns,
+    vm_in,
+    vm_out,
 )
 
-
-def sparkline(values: Sequence[float]) -> str:
-    if not values:
-        return ""
-    top = max(values) or 1.0
-    return "".join(SPARK[min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1)))] for v in values)
+ROLES = ("ok", "bad", "warn", "accent", "muted")
+HEADER_LINES = 1
 
 
-def visible_columns(width: int) -> list[Column]:
-    """The columns that fit in width, dropping the highest priority numbers first."""
-    cols = list(COLUMNS)
-    while cols and sum(c.width + 2 for c in cols) > width:
-        worst = max(cols, key=lambda c: (c.priority, COLUMNS.index(c)))
-        if worst.priority == 0:
-            break
-        cols.remove(worst)
-    return cols
-
-
-def _state_text(sb: Sandbox) -> Text:
-    style = {"running": "green", "stale": "bold red", "orphan": "yellow",
-             "corrupt": "bold red", "paused": "yellow"}.get(sb.state, "")
-    return Text(sb.state, style=style)
-
-
-def _redirect_text(sb: Sandbox) -> Text:
-    h = summary.redirect_health(sb)
-    style = {"both": "green", "none": "bold red", "in only": "bold red",
-             "out only": "bold red"}.get(h, "dim")
-    return Text(h, style=style)
-
-
-def _problems_text(sb: Sandbox) -> Text:
-    n = summary.problem_count(sb)
-    if not n:
-        return Text("")
-    crit = any(f.severity == "critical" for f in sb.findings) or sb.errors
-    return Text(str(n), style="bold red" if crit else "yellow")
-
-
-def cell(col: str, sb: Sandbox, history: Sequence[float]) -> Text | str:
-    if col == "pod":
-        return summary.pod_text(sb)
-    if col == "id":
-        return sb.id[:12]
-    if col == "rt":
-        return sb.runtime
-    if col == "hv":
-        return sb.hypervisor.kind[:5]
-    if col == "state":
-        return _state_text(sb)
-    if col == "model":
-        return sb.network_model
-    if col == "in":
-        return fmt_rate(sb.rates.get("vm.in_bps")) if sb.rates else "-"
-    if col == "out":
-        return fmt_rate(sb.rates.get("vm.out_bps")) if sb.rates else "-"
-    if col == "trend":
-        # Fixed width: a steady row must render the same string every cycle.
-        return Text(sparkline(history).rjust(HISTORY), style="cyan")
-    if col == "redirect":
-        return _redirect_text(sb)
-    if col == "limit":
-        return summary.rate_limit_text(sb)
-    if col == "vm":
-        return summary.resources_text(sb)
-    if col == "vfs":
-        v = summary.virtiofsd_text(sb)
-        return Text(v, style="bold red" if v == "dead" else "")
-    return _problems_text(sb)
-
-
-def matches(sb: Sandbox, text: str) -> bool:
-    """`/` filter: substring of pod, id, state, model or redirect health; `!` negates."""
-    negate = text.startswith("!")
-    needle = text[1:] if negate else text
-    hay = " ".join((summary.pod_text(sb), sb.id, sb.state, sb.network_model,
-                    summary.redirect_health(sb), sb.runtime)).lower()
-    hit = needle.lower() in hay
-    return not hit if negate else hit
-
-
-class SandboxTable(DataTable[Text | str]):
+class SandboxTable(ScrollView, can_focus=True):
     """Keeps one row per sandbox id; call show() with each new snapshot's sandboxes."""
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = True
-        self._cols: list[Column] = []
-        self._history: dict[str, deque[float]] = {}
-        self._sandboxes: list[Sandbox] = []
+    COMPONENT_CLASSES = {"sandbox-table--header", "sandbox-table--cursor",
+                         "sandbox-table--zebra", *(f"sandbox-table--{r}" for r in ROLES)}
+
+    class Opened(Message):
+        """A row was double-clicked (Enter is the screen's own binding)."""
+
+        def __init__(self, sandbox_id: str) -> None:
+            super().__init__()
+            self.sandbox_id = sandbox_id
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.cursor_row = 0
         self.filter_text = ""
         self.sort_index = 0
         self.sort_reverse = False
-        self._shown: dict[tuple[str, str], tuple[str, str]] = {}
+        self._cols: list[Column] = []
+        self._history: dict[str, deque[float]] = {}
+        self._sandboxes: list[Sandbox] = []
+        self._order: list[str] = []  # sandbox ids, as displayed
+        self._cells: dict[str, tuple[Cell, ...]] = {}
+        self._strips: dict[str, dict[tuple[bool, bool, int], Strip]] = {}
+        self._header: tuple[tuple[object, ...], Strip] | None = None
+
+    # ---- what the screens ask -------------------------------------------------------------
+    @property
+    def row_count(self) -> int:
+        return len(self._order)
 
     def selected_id(self) -> str | None:
-        if self.row_count == 0:
+        if not self._order:
             return None
-        try:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:
-            return None
-        return str(key.value) if key.value is not None else None
+        return self._order[min(self.cursor_row, len(self._order) - 1)]
+
+    def row_text(self, row: int) -> str:
+        """The text of a displayed row (0 is the first under the header)."""
+        return "  ".join(text for text, _ in self._cells[self._order[row]])
 
     def set_width(self, width: int) -> None:
         cols = visible_columns(width)
         if [c.key for c in cols] != [c.key for c in self._cols]:
             self._cols = cols
-            self.clear(columns=True)
-            self._shown.clear()
-            for c in cols:
-                self.add_column(c.label, width=c.width, key=c.key)
+            self._cells.clear()
+            self._forget_strips()
             self._apply(self._sandboxes, record=False)
 
     def show(self, sandboxes: Sequence[Sandbox]) -> None:
         self._apply(sandboxes, record=True)
 
+    def resort(self, index: int | None = None, reverse: bool | None = None) -> str:
+        if index is not None:
+            self.sort_index = index % len(COLUMNS)
+        if reverse is not None:
+            self.sort_reverse = reverse
+        self._header = None
+        self.refresh_lines(0)
+        self._apply(self._sandboxes, record=False)
+        return COLUMNS[self.sort_index].label
+
+    # ---- cursor ---------------------------------------------------------------------------
+    def move_cursor(self, row: int) -> None:
+        if not self._order:
+            self.cursor_row = 0
+            return
+        row = max(0, min(row, len(self._order) - 1))
+        old, self.cursor_row = self.cursor_row, row
+        if old != row:
+            self.refresh_lines(old + HEADER_LINES)
+            self.refresh_lines(row + HEADER_LINES)
+        self._scroll_to_cursor()
+
+    def _scroll_to_cursor(self) -> None:
+        rows_visible = max(1, self.scrollable_content_region.height - HEADER_LINES)
+        top = round(self.scroll_y)
+        if self.cursor_row < top:
+            self.scroll_to(y=self.cursor_row, animate=False)
+        elif self.cursor_row >= top + rows_visible:
+            self.scroll_to(y=self.cursor_row - rows_visible + 1, animate=False)
+
+    def action_cursor_down(self) -> None:
+        self.move_cursor(self.cursor_row + 1)
+
+    def action_cursor_up(self) -> None:
+        self.move_cursor(self.cursor_row - 1)
+
+    def action_page_down(self) -> None:
+        self.move_cursor(self.cursor_row + max(1, self.size.height - HEADER_LINES - 1))
+
+    def action_page_up(self) -> None:
+        self.move_cursor(self.cursor_row - max(1, self.size.height - HEADER_LINES - 1))
+
+    def action_first(self) -> None:
+        self.move_cursor(0)
+
+    def action_last(self) -> None:
+        self.move_cursor(len(self._order) - 1)
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        if offset.y < HEADER_LINES:
+            col = self._column_at(offset.x)
+            if col is not None:
+                reverse = not self.sort_reverse if COLUMNS.index(col) == self.sort_index \
+                    else False
+                self.resort(index=COLUMNS.index(col), reverse=reverse)
+            return
+        row = round(self.scroll_y) + offset.y - HEADER_LINES
+        if 0 <= row < len(self._order):
+            self.move_cursor(row)
+            if event.chain >= 2:
+                self.post_message(self.Opened(self._order[row]))
+
+    def _column_at(self, x: int) -> Column | None:
+        left = 0
+        for c in self._cols:
+            left += c.width + 2
+            if x < left:
+                return c
+        return None
+
+    # ---- diffing a new snapshot into the rows ---------------------------------------------
     def _apply(self, sandboxes: Sequence[Sandbox], record: bool) -> None:
         self._sandboxes = list(sandboxes)
         if record:
             for sb in sandboxes:
                 h = self._history.setdefault(sb.id, deque(maxlen=HISTORY))
-                h.append(_in(sb) + _out(sb))
+                h.append(vm_in(sb) + vm_out(sb))
             for gone in set(self._history) - {sb.id for sb in sandboxes}:
                 del self._history[gone]
         if not self._cols:
@@ -187,44 +180,111 @@ class SandboxTable(DataTable[Text | str]):
         wanted = [sb for sb in sandboxes if not self.filter_text or
                   matches(sb, self.filter_text)]
         col = COLUMNS[self.sort_index]
-        wanted.sort(key=lambda s: (_sort_key(col.sort(s)), s.id), reverse=self.sort_reverse)
-        current = [str(k.value) for k in self.rows]
-        with self.app.batch_update():
-            if current != [sb.id for sb in wanted]:
-                # Membership or order changed: rebuild rows (cheap at these sizes).
-                self.clear()
-                self._shown.clear()
-                for sb in wanted:
-                    values = [cell(c.key, sb, list(self._history.get(sb.id, ())))
-                              for c in self._cols]
-                    for c, v in zip(self._cols, values, strict=True):
-                        self._shown[(sb.id, c.key)] = (str(v), str(getattr(v, "style", "")))
-                    self.add_row(*values, key=sb.id)
-            else:
-                # Most cells do not change between cycles: write only those that did.
-                for sb in wanted:
-                    hist = list(self._history.get(sb.id, ()))
-                    for c in self._cols:
-                        value = cell(c.key, sb, hist)
-                        sig = (str(value), str(getattr(value, "style", "")))
-                        if self._shown.get((sb.id, c.key)) != sig:
-                            self._shown[(sb.id, c.key)] = sig
-                            self.update_cell(sb.id, c.key, value)
-            if keep_id is not None and keep_id in {sb.id for sb in wanted}:
-                index = self.get_row_index(keep_id)
-                if index != self.cursor_row:  # moving the cursor forces a full repaint
-                    self.move_cursor(row=index, animate=False)
+        wanted.sort(key=lambda s: (sort_key(col.sort(s)), s.id), reverse=self.sort_reverse)
+        order = [sb.id for sb in wanted]
+        changed: list[str] = []
+        for sb in wanted:
+            cells = row_cells(self._cols, sb, self._history.get(sb.id, ()))
+            if self._cells.get(sb.id) != cells:
+                self._cells[sb.id] = cells
+                self._strips.pop(sb.id, None)
+                changed.append(sb.id)
+        for gone in set(self._cells) - set(order):
+            del self._cells[gone]
+            self._strips.pop(gone, None)
+        if order != self._order:
+            # Membership or order changed: every line may be different.
+            self._order = order
+            self.virtual_size = Size(self._line_width(), len(order) + HEADER_LINES)
+            self.refresh()
+        else:
+            top = round(self.scroll_y)
+            bottom = top + self.size.height
+            index = {sid: i for i, sid in enumerate(order)} if changed else {}
+            for sid in changed:
+                row = index[sid]
+                if top <= row < bottom:
+                    self.refresh_lines(row + HEADER_LINES)
+        if keep_id is not None and keep_id in self._cells:
+            self.move_cursor(order.index(keep_id))
+        else:
+            self.move_cursor(self.cursor_row)
 
-    def resort(self, index: int | None = None, reverse: bool | None = None) -> str:
-        if index is not None:
-            self.sort_index = index % len(COLUMNS)
-        if reverse is not None:
-            self.sort_reverse = reverse
-        self._apply(self._sandboxes, record=False)
-        return COLUMNS[self.sort_index].label
+    # ---- drawing ------------------------------------------------------------------------
+    def _line_width(self) -> int:
+        return sum(c.width + 2 for c in self._cols)
 
+    def _forget_strips(self) -> None:
+        self._strips.clear()
+        self._header = None
+        self.refresh()
 
-def _sort_key(v: object) -> tuple[int, float, str]:
-    if isinstance(v, int | float):
-        return (0, float(v), "")
-    return (1, 0.0, str(v))
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._forget_strips()  # theme changed: cached lines carry the old colours
+
+    def on_resize(self) -> None:
+        self._forget_strips()
+        self._scroll_to_cursor()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        if y < HEADER_LINES:
+            return self._header_line(width)
+        row = round(self.scroll_y) + y - HEADER_LINES
+        if row >= len(self._order):
+            return Strip.blank(width, self.rich_style)
+        sid = self._order[row]
+        key = (row == self.cursor_row, row % 2 == 1, width)
+        per_row = self._strips.setdefault(sid, {})
+        strip = per_row.get(key)
+        if strip is None:
+            strip = per_row[key] = self._row_line(self._cells[sid], key[0], key[1], width)
+        return strip
+
+    def _header_line(self, width: int) -> Strip:
+        key = (width, self.sort_index, self.sort_reverse, tuple(c.key for c in self._cols))
+        if self._header is not None and self._header[0] == key:
+            return self._header[1]
+        style = self.get_component_rich_style("sandbox-table--header")
+        cells: list[Cell] = []
+        for c in self._cols:
+            mark = ("▼" if self.sort_reverse else "▲") if COLUMNS[self.sort_index] is c else ""
+            cells.append((c.label + mark, ""))
+        strip = self._draw(cells, style, width)
+        self._header = (key, strip)
+        return strip
+
+    def _row_line(self, cells: tuple[Cell, ...], cursor: bool, zebra: bool, width: int) -> Strip:
+        base = self.rich_style
+        if zebra:
+            base += self.get_component_rich_style("sandbox-table--zebra")
+        if cursor:
+            base += self.get_component_rich_style("sandbox-table--cursor")
+        return self._draw(cells, base, width, cursor=cursor)
+
+    def _draw(self, cells: Sequence[Cell], base: Style, width: int,
+              cursor: bool = False) -> Strip:
+        # Runs of one style become one segment: every style change costs escape codes on
+        # the wire, and an SSH link pays for each byte of a 200-row refresh.
+        segments: list[Segment] = []
+        run: list[str] = []
+        run_style = base
+        for c, (text, role) in zip(self._cols, cells, strict=True):
+            style = base
+            if role and not cursor:  # the cursor's own colours keep the row readable
+                style = base + self.get_component_rich_style(f"sandbox-table--{role}",
+                                                             partial=True)
+            if cell_len(text) > c.width:
+                text = set_cell_size(text, c.width - 1) + "…"
+            padded = set_cell_size(text, c.width)
+            if style == run_style:
+                run += (" ", padded, " ")
+                continue
+            stripped = padded.rstrip(" ")
+            run += (" ",)
+            segments.append(Segment("".join(run), run_style))
+            segments.append(Segment(stripped, style))
+            run, run_style = [" " * (len(padded) - len(stripped)), " "], base
+        segments.append(Segment("".join(run), run_style))
+        return Strip(segments).extend_cell_length(width, base).crop(0, width)

@@ -20,7 +20,8 @@ from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
 from widgets.datapath import DatapathView
 from widgets.header import HeaderBar
-from widgets.sandbox_table import SandboxTable, sparkline
+from widgets.overview_columns import sparkline
+from widgets.sandbox_table import SandboxTable
 
 if TYPE_CHECKING:
     from widgets.app import KataTopApp
@@ -51,6 +52,10 @@ class OverviewScreen(KataScreen):
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear-filter"),
         Binding("s", "sort", "Sort", id="sort"),
         Binding("S", "sort_reverse", "Reverse", show=False, id="sort-reverse"),
+        Binding("pagedown,ctrl+f", "page_down", "Page down", show=False, id="page-down"),
+        Binding("pageup,ctrl+b", "page_up", "Page up", show=False, id="page-up"),
+        Binding("home,g", "first", "First row", show=False, id="first"),
+        Binding("end,G", "last", "Last row", show=False, id="last"),
         Binding("h", "host", "Host", id="host"),
     ]
 
@@ -89,9 +94,20 @@ class OverviewScreen(KataScreen):
         if sid:
             self.kapp.open_sandbox(sid)
 
-    def on_data_table_row_selected(self, event: SandboxTable.RowSelected) -> None:
-        if event.row_key.value:
-            self.kapp.open_sandbox(str(event.row_key.value))
+    def action_page_down(self) -> None:
+        self.query_one(SandboxTable).action_page_down()
+
+    def action_page_up(self) -> None:
+        self.query_one(SandboxTable).action_page_up()
+
+    def action_first(self) -> None:
+        self.query_one(SandboxTable).action_first()
+
+    def action_last(self) -> None:
+        self.query_one(SandboxTable).action_last()
+
+    def on_sandbox_table_opened(self, event: SandboxTable.Opened) -> None:
+        self.kapp.open_sandbox(event.sandbox_id)
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
