@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 
 from collectors import netns
+from collectors.decode_memo import DecodeMemo
 from collectors.netlink import RtnlSocket
-from collectors.rtnl import DecodeMemo, NetnsDump, dump_netns
-from kata_top.model import Link, PeerInfo
+from collectors.rtnl import NetnsDump, dump_netns
+from kata_top.model import Link, PeerInfo, evolve
 
 PEER_REFRESH_S = 5.0
 
@@ -29,13 +29,14 @@ class NetCollector:
         self._candidate_at: dict[netns.NetnsId, float] = {}
         self._memo = DecodeMemo()
 
-    def begin_cycle(self, sandbox_ns: set[netns.NetnsId]) -> None:
+    def begin_cycle(self, sandbox_ns: set[netns.NetnsId],
+                    named: dict[netns.NetnsId, str] | None = None) -> None:
         """Index the namespaces a veth peer can live in: ours and named non-sandbox ones."""
         self._seen = set()
         self._candidates = {}
         own = netns.own_netns_id()
         self._candidates[own] = ("/proc/thread-self/ns/net", "host")
-        for nsid, name in netns.named_netns().items():
+        for nsid, name in (netns.named_netns() if named is None else named).items():
             if nsid not in sandbox_ns and nsid != own:
                 self._candidates[nsid] = (os.path.join(netns.NETNS_RUN_DIR, name), name)
 
@@ -63,9 +64,11 @@ class NetCollector:
         self._seen.add(key)
         return sock
 
-    def collect(self, path: str) -> tuple[netns.NetnsId, NetnsDump]:
-        """Full dump of the namespace at path. FileNotFoundError when it is gone."""
-        key = netns.netns_id(path)
+    def collect(self, path: str, key: netns.NetnsId | None = None
+                ) -> tuple[netns.NetnsId, NetnsDump]:
+        """Full dump of the namespace at path (key: its id, if just stat'ed).
+        FileNotFoundError when it is gone."""
+        key = key or netns.netns_id(path)
         sock = self._socket(path, key)
         try:
             dump = dump_netns(sock, memo=self._memo)
@@ -136,5 +139,5 @@ class NetCollector:
                                 name=other.name if other else None,
                                 mtu=other.mtu if other else None,
                                 operstate=other.operstate if other else None)
-            links.append(replace(lk, peer=peer))
-        return replace(dump, links=tuple(links))
+            links.append(evolve(lk, peer=peer))
+        return evolve(dump, links=tuple(links))

@@ -46,14 +46,6 @@ def own_netns_id() -> NetnsId:
     return netns_id("/proc/thread-self/ns/net")
 
 
-def is_nsfs(path: str) -> bool:
-    """True when `path` is a bound namespace, not the empty file `ip netns add` makes first."""
-    try:
-        return os.stat(path).st_dev == os.stat("/proc/self/ns/net").st_dev
-    except OSError:
-        return False
-
-
 def named_netns() -> dict[NetnsId, str]:
     """Map of namespaces mounted under /run/netns to their names (only real nsfs mounts)."""
     out: dict[NetnsId, str] = {}
@@ -61,14 +53,17 @@ def named_netns() -> dict[NetnsId, str]:
         names = os.listdir(NETNS_RUN_DIR)
     except OSError:
         return out
+    try:
+        nsfs_dev = os.stat("/proc/self/ns/net").st_dev
+    except OSError:
+        return out
     for name in names:
-        path = os.path.join(NETNS_RUN_DIR, name)
-        if not is_nsfs(path):
-            continue
         try:
-            out[netns_id(path)] = name
+            st = os.stat(os.path.join(NETNS_RUN_DIR, name))
         except OSError:
             continue
+        if st.st_dev == nsfs_dev:  # not the empty file `ip netns add` makes first
+            out[NetnsId(st.st_dev, st.st_ino)] = name
     return out
 
 

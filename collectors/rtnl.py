@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
 from collectors.netlink import (
     RTM_GETQDISC,
@@ -23,6 +22,10 @@ from collectors.netlink import (
     u8,
     u32,
 )
+
+if TYPE_CHECKING:
+    from collectors.decode_memo import DecodeMemo
+
 from kata_top.model import (
     Action,
     ActionStats,
@@ -74,7 +77,6 @@ USER_HZ = 100
 ETH_P_ALL = 0x0003
 PROTOCOLS = {0x0003: "all", 0x0800: "ip", 0x86DD: "ipv6", 0x0806: "arp", 0x8100: "802.1Q"}
 
-T = TypeVar("T")
 _STATS64 = struct.Struct("=8Q")
 LINK_ATTRS = frozenset({IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER,
                         IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_STATS64, IFLA_CARRIER,
@@ -101,6 +103,15 @@ def _mac(b: bytes | None) -> str | None:
     return ":".join(f"{x:02x}" for x in b) if b else None
 
 
+def link_stats(b: bytes) -> LinkStats:
+    """struct rtnl_link_stats64: the first eight counters."""
+    if len(b) < _STATS64.size:
+        return LinkStats()
+    rxp, txp, rxb, txb, rxe, txe, rxd, txd = _STATS64.unpack_from(b)
+    return LinkStats(rx_bytes=rxb, rx_packets=rxp, tx_bytes=txb, tx_packets=txp,
+                     rx_dropped=rxd, tx_dropped=txd, rx_errors=rxe, tx_errors=txe)
+
+
 def decode_link(body: bytes) -> tuple[Link, int | None]:
     _family, _type, index, flags, _change = struct.unpack_from("=BxHiII", body)
     a = parse_attrs(body, 16, LINK_ATTRS)
@@ -120,11 +131,7 @@ def decode_link(body: bytes) -> tuple[Link, int | None]:
             multi_queue=bool(u8(td.get(IFLA_TUN_MULTI_QUEUE))),
             num_queues=u32(td.get(IFLA_TUN_NUM_QUEUES)),
         )
-    stats = LinkStats()
-    if IFLA_STATS64 in a and len(a[IFLA_STATS64]) >= _STATS64.size:
-        rxp, txp, rxb, txb, rxe, txe, rxd, txd = _STATS64.unpack_from(a[IFLA_STATS64])
-        stats = LinkStats(rx_bytes=rxb, rx_packets=rxp, tx_bytes=txb, tx_packets=txp,
-                          rx_dropped=rxd, tx_dropped=txd, rx_errors=rxe, tx_errors=txe)
+    stats = link_stats(a[IFLA_STATS64]) if IFLA_STATS64 in a else LinkStats()
     ipv6_disabled: bool | None = None
     if IFLA_AF_SPEC in a:
         conf = parse_attrs(parse_attrs(a[IFLA_AF_SPEC]).get(AF_INET6, b"")).get(IFLA_INET6_CONF)
@@ -151,7 +158,7 @@ def decode_link(body: bytes) -> tuple[Link, int | None]:
     ), u32(a.get(IFLA_LINK_NETNSID))
 
 
-def _gnet_stats(b: bytes | None) -> QdiscStats:
+def gnet_stats(b: bytes | None) -> QdiscStats:
     if not b:
         return QdiscStats()
     s = parse_attrs(b)
@@ -184,7 +191,7 @@ def decode_qdisc(body: bytes, names: dict[int, str]) -> tuple[int, Qdisc]:
             default = f"{defcls:x}"
     return ifindex, Qdisc(dev=names.get(ifindex, f"if{ifindex}"), kind=kind,
                           handle=fmt_handle(handle), parent=fmt_parent(parent),
-                          stats=_gnet_stats(a.get(TCA_STATS2)), default_class=default)
+                          stats=gnet_stats(a.get(TCA_STATS2)), default_class=default)
 
 
 def decode_class(body: bytes, names: dict[int, str]) -> TcClass:
@@ -204,13 +211,13 @@ def decode_class(body: bytes, names: dict[int, str]) -> TcClass:
             ceil = struct.unpack_from("=Q", opts[TCA_HTB_CEIL64])[0] * 8
     return TcClass(dev=names.get(ifindex, f"if{ifindex}"), kind=kind, handle=fmt_handle(handle),
                    parent=fmt_parent(parent), rate_bps=rate, ceil_bps=ceil,
-                   stats=_gnet_stats(a.get(TCA_STATS2)))
+                   stats=gnet_stats(a.get(TCA_STATS2)))
 
 
 def _decode_action(b: bytes, names: dict[int, str]) -> Action:
     a = parse_attrs(b)
     kind = cstr(a.get(TCA_ACT_KIND)) or "?"
-    st = _gnet_stats(a.get(TCA_ACT_STATS))
+    st = gnet_stats(a.get(TCA_ACT_STATS))
     stats = ActionStats(bytes=st.bytes, packets=st.packets, drops=st.drops,
                         overlimits=st.overlimits)
     action = direction = None
@@ -277,48 +284,24 @@ class NetnsDump:
     filters: tuple[Filter, ...]
 
 
-class DecodeMemo:
-    """Decoded objects by their raw message: an idle sandbox's links and qdiscs come back
-    byte for byte the same each cycle, and decoding is most of a collection's CPU."""
-
-    def __init__(self) -> None:
-        self._old: dict[bytes, object] = {}
-        self._new: dict[bytes, object] = {}
-
-    def get(self, body: bytes, decode: Callable[[bytes], T]) -> T:
-        hit = self._new.get(body)
-        if hit is None:
-            hit = self._old.get(body)
-            if hit is None:
-                hit = decode(body)
-            self._new[body] = hit
-        return hit  # type: ignore[return-value]
-
-    def rotate(self) -> None:
-        """End of a cycle: forget what was not seen in it."""
-        self._old, self._new = self._new, {}
 
 
 def dump_netns(sock: RtnlSocket, with_tc: bool = True,
                memo: DecodeMemo | None = None) -> NetnsDump:
+    """Links, qdiscs, classes and filters of the socket's namespace; with a memo, only what
+    changed since the last cycle is decoded (collectors/decode_memo.py)."""
     links: list[Link] = []
     peer_nsids: dict[int, int] = {}
     for body in sock.dump_links():
-        link, nsid = memo.get(body, decode_link) if memo else decode_link(body)
+        link, nsid = memo.link(body) if memo else decode_link(body)
         links.append(link)
         if nsid is not None:
             peer_nsids[link.ifindex] = nsid
     if not with_tc:
         return NetnsDump(tuple(links), peer_nsids, (), (), ())
     names = {lk.ifindex: lk.name for lk in links}
-    # A qdisc message names its device only by ifindex: memoise with the names in the key.
-    suffix = repr(sorted(names.items())).encode()
-
-    def qdisc_of(raw: bytes) -> tuple[int, Qdisc]:
-        return decode_qdisc(raw[: len(raw) - len(suffix)], names)
-
     qdiscs: list[tuple[int, Qdisc]] = [
-        memo.get(b + suffix, qdisc_of) if memo else decode_qdisc(b, names)
+        memo.qdisc(b, names) if memo else decode_qdisc(b, names)
         for b in sock.dump_tc(RTM_GETQDISC)]
     classes: list[TcClass] = []
     filters: list[Filter] = []
@@ -329,14 +312,14 @@ def dump_netns(sock: RtnlSocket, with_tc: bool = True,
         elif q.kind == "clsact":
             parents = [TC_H_CLSACT_INGRESS, TC_H_CLSACT_EGRESS]
         elif q.kind in ("htb", "hfsc", "drr", "prio") and q.parent == "root":
-            classes.extend(decode_class(b, names)
+            classes.extend(memo.tc_class(b, names) if memo else decode_class(b, names)
                            for b in sock.dump_tc(RTM_GETTCLASS, ifindex=ifindex))
             parents = [int(q.handle.rstrip(":"), 16) << 16]
         else:
             continue
         for parent in parents:
             for b in sock.dump_tc(RTM_GETTFILTER, ifindex=ifindex, parent=parent):
-                f = decode_filter(b, names)
+                f = memo.filter(b, names) if memo else decode_filter(b, names)
                 if f is not None:
                     filters.append(f)
     return NetnsDump(tuple(links), peer_nsids, tuple(q for _, q in qdiscs), tuple(classes),

@@ -9,10 +9,9 @@ condition has been false for CLEAR_AFTER consecutive cycles.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from typing import Any
 
-from kata_top.model import Finding, Sandbox, Severity, Snapshot
+from kata_top.model import Finding, Sandbox, Severity, Snapshot, evolve
 from kata_top.select import label
 from kata_top.units import fmt_rate
 
@@ -95,11 +94,11 @@ def _held(sb: Sandbox, prev: Sandbox | None, code: str, cond: bool,
     before = next((f for f in (prev.findings if prev else ()) if f.code == code), None)
     if cond:
         f = make()
-        yield replace(f, evidence={**f.evidence, "quiet_cycles": 0})
+        yield evolve(f, evidence={**f.evidence, "quiet_cycles": 0})
     elif before is not None:
         quiet = int(before.evidence.get("quiet_cycles", 0)) + 1
         if quiet < CLEAR_AFTER:
-            yield replace(before, evidence={**before.evidence, "quiet_cycles": quiet})
+            yield evolve(before, evidence={**before.evidence, "quiet_cycles": quiet})
 
 
 def _mtu_findings(sb: Sandbox) -> Iterable[Finding]:
@@ -270,8 +269,8 @@ def sandbox_findings(sb: Sandbox, prev: Sandbox | None) -> tuple[Finding, ...]:
 
 def annotate(snap: Snapshot, prev: Snapshot | None = None) -> Snapshot:
     prev_by_id = {sb.id: sb for sb in prev.sandboxes} if prev else {}
-    return replace(snap, sandboxes=tuple(
-        replace(sb, findings=sandbox_findings(sb, prev_by_id.get(sb.id)))
+    return evolve(snap, sandboxes=tuple(
+        evolve(sb, findings=sandbox_findings(sb, prev_by_id.get(sb.id)))
         for sb in snap.sandboxes))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from collectors import netns, procs, state
 from collectors.netcollect import NetCollector
@@ -27,6 +27,7 @@ from kata_top.model import (
     Snapshot,
     Virtiofsd,
     Vmm,
+    evolve,
 )
 from kata_top.vmm import VmmTarget, collect_vmms
 
@@ -88,8 +89,8 @@ class Engine:
                 with contextlib.suppress(OSError):
                     sandbox_ns.add(netns.netns_id(path))
         sandbox_ns.discard(netns.own_netns_id())
-        self._net.begin_cycle(sandbox_ns)
         self._named = netns.named_netns()
+        self._net.begin_cycle(sandbox_ns, self._named)
 
         sandboxes: list[Sandbox] = []
         targets: list[VmmTarget] = []
@@ -104,7 +105,7 @@ class Engine:
             vmms = collect_vmms(targets, qmp_primary=self.opts.qmp_primary,
                                 monitor_deadline=self.opts.monitor_deadline,
                                 primary_deadline=self.opts.primary_deadline)
-            sandboxes = [replace(sb, vmm=vmms.get(sb.id, sb.vmm)) for sb in sandboxes]
+            sandboxes = [evolve(sb, vmm=vmms.get(sb.id, sb.vmm)) for sb in sandboxes]
         live = set(pidx.cmdlines)
         self._procs.prune(live)
         return Snapshot(taken_at=taken_at, host=self._host, sandboxes=tuple(sandboxes),
@@ -153,10 +154,11 @@ class Engine:
         if path:
             try:
                 st = os.stat(path)
-                named = self._named.get(netns.NetnsId(st.st_dev, st.st_ino))
+                ns_id = netns.NetnsId(st.st_dev, st.st_ino)
+                named = self._named.get(ns_id)
                 netns_info = NetnsInfo(path=path, inode=st.st_ino, dev=st.st_dev, name=named,
                                        source=ns_source)
-                _key, dump = self._net.collect(path)
+                _key, dump = self._net.collect(path, ns_id)
             except FileNotFoundError:
                 errors.append(SandboxError("netns", f"network namespace {path} is gone"))
             except PermissionError:

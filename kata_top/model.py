@@ -7,11 +7,26 @@ diffed, serialised to the versioned JSON contract (`schema/snapshot-1.json`) and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 SCHEMA = "kata-top/snapshot/1"
 
 Severity = Literal["info", "warning", "critical"]
+
+_T = TypeVar("_T")
+
+
+def evolve(obj: _T, **changes: Any) -> _T:
+    """`dataclasses.replace` for the hot paths: copies the field dict instead of re-running
+    `__init__` (about 5× faster; a 200-sandbox cycle makes thousands). Valid because no
+    class here has `__post_init__`, slots or derived fields."""
+    fields: dict[str, Any] = type(obj).__dataclass_fields__  # type: ignore[attr-defined]
+    if not changes.keys() <= fields.keys():
+        raise TypeError(f"{type(obj).__name__} has no field {set(changes) - set(fields)}")
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from kata_top.model import Sandbox, Snapshot
+from kata_top.model import Sandbox, Snapshot, evolve
 
 
 def _delta(cur: int, prev: int) -> int:
@@ -16,25 +14,32 @@ def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float) -> dict[str, fl
     if prev is None or dt <= 0:
         return {}
     out: dict[str, float] = {}
+    per_s = 1.0 / dt
     prev_links = {lk.name: lk for lk in prev.links}
     for lk in cur.links:
         p = prev_links.get(lk.name)
         if p is None or p.ifindex != lk.ifindex:
             continue
         s, ps = lk.stats, p.stats
-        out[f"link.{lk.name}.rx_bps"] = _delta(s.rx_bytes, ps.rx_bytes) * 8 / dt
-        out[f"link.{lk.name}.tx_bps"] = _delta(s.tx_bytes, ps.tx_bytes) * 8 / dt
-        out[f"link.{lk.name}.rx_pps"] = _delta(s.rx_packets, ps.rx_packets) / dt
-        out[f"link.{lk.name}.tx_pps"] = _delta(s.tx_packets, ps.tx_packets) / dt
-        out[f"link.{lk.name}.drops_ps"] = (_delta(s.rx_dropped + s.tx_dropped,
-                                                  ps.rx_dropped + ps.tx_dropped)) / dt
-    prev_red = {r.direction: r for r in prev.redirects}
-    for r in cur.redirects:
-        pr = prev_red.get(r.direction)
-        if pr is None:
+        pre = f"link.{lk.name}."
+        if s is ps or s == ps:  # idle link (the decoder memo hands back the same stats)
+            out[pre + "rx_bps"] = out[pre + "tx_bps"] = out[pre + "rx_pps"] = \
+                out[pre + "tx_pps"] = out[pre + "drops_ps"] = 0.0
             continue
-        out[f"redirect.{r.direction}.bps"] = _delta(r.bytes, pr.bytes) * 8 / dt
-        out[f"redirect.{r.direction}.pps"] = _delta(r.packets, pr.packets) / dt
+        out[pre + "rx_bps"] = round(_delta(s.rx_bytes, ps.rx_bytes) * 8 * per_s, 3)
+        out[pre + "tx_bps"] = round(_delta(s.tx_bytes, ps.tx_bytes) * 8 * per_s, 3)
+        out[pre + "rx_pps"] = round(_delta(s.rx_packets, ps.rx_packets) * per_s, 3)
+        out[pre + "tx_pps"] = round(_delta(s.tx_packets, ps.tx_packets) * per_s, 3)
+        out[pre + "drops_ps"] = round(_delta(s.rx_dropped + s.tx_dropped,
+                                             ps.rx_dropped + ps.tx_dropped) * per_s, 3)
+    if cur.redirects:
+        prev_red = {r.direction: r for r in prev.redirects}
+        for r in cur.redirects:
+            pr = prev_red.get(r.direction)
+            if pr is None:
+                continue
+            out[f"redirect.{r.direction}.bps"] = round(_delta(r.bytes, pr.bytes) * 8 * per_s, 3)
+            out[f"redirect.{r.direction}.pps"] = round(_delta(r.packets, pr.packets) * per_s, 3)
     # Into/out of the VM: for tcfilter the mirred hit counters (what the datapath carries
     # toward QEMU even when the guest is not reading); otherwise what the tap sends/receives.
     tap = cur.tap_name
@@ -51,15 +56,17 @@ def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float) -> dict[str, fl
         out["vm.out_bps"] = out[f"link.{tap}.{from_vm}_bps"]
         out["vm.in_pps"] = out[f"link.{tap}.{to_vm}_pps"]
         out["vm.out_pps"] = out[f"link.{tap}.{from_vm}_pps"]
-    qprev = {(q.dev, q.handle, q.parent): q for q in prev.qdiscs}
-    for q in cur.qdiscs:
-        pq = qprev.get((q.dev, q.handle, q.parent))
-        if pq is None:
-            continue
-        out[f"qdisc.{q.dev}.{q.handle}.drops_ps"] = _delta(q.stats.drops, pq.stats.drops) / dt
-        out[f"qdisc.{q.dev}.{q.handle}.overlimits_ps"] = _delta(
-            q.stats.overlimits, pq.stats.overlimits) / dt
-    return {k: round(v, 3) for k, v in out.items()}
+    if cur.qdiscs:
+        qprev = {(q.dev, q.handle, q.parent): q for q in prev.qdiscs}
+        for q in cur.qdiscs:
+            pq = qprev.get((q.dev, q.handle, q.parent))
+            if pq is None:
+                continue
+            pre = f"qdisc.{q.dev}.{q.handle}."
+            out[pre + "drops_ps"] = round(_delta(q.stats.drops, pq.stats.drops) * per_s, 3)
+            out[pre + "overlimits_ps"] = round(
+                _delta(q.stats.overlimits, pq.stats.overlimits) * per_s, 3)
+    return out
 
 
 def with_rates(cur: Snapshot, prev: Snapshot | None) -> Snapshot:
@@ -67,5 +74,5 @@ def with_rates(cur: Snapshot, prev: Snapshot | None) -> Snapshot:
         return cur
     dt = cur.taken_at - prev.taken_at
     prev_by_id = {sb.id: sb for sb in prev.sandboxes}
-    return replace(cur, sandboxes=tuple(
-        replace(sb, rates=sandbox_rates(sb, prev_by_id.get(sb.id), dt)) for sb in cur.sandboxes))
+    return evolve(cur, sandboxes=tuple(
+        evolve(sb, rates=sandbox_rates(sb, prev_by_id.get(sb.id), dt)) for sb in cur.sandboxes))

@@ -321,12 +321,11 @@ def test_run_root_before_or_after_the_command() -> None:
 def test_oversized_netlink_reply_is_an_error_not_half_a_dump() -> None:
     sock = netlink.RtnlSocket.open(None)
     try:
-        sock._buf = bytearray(32)
-        sock._view = memoryview(sock._buf)
+        netlink._local.buf = bytearray(32)
         with pytest.raises(netlink.NetlinkError, match="larger than the buffer"):
             sock.dump_links()
-        sock._buf = bytearray(1 << 16)
-        sock._view = memoryview(sock._buf)
+        assert len(netlink._buffer()) == 64  # grown for the next read
+        netlink._local.buf = bytearray(netlink.RECV_BUFFER)
         assert any(rtnl.decode_link(b)[0].name == "lo" for b in sock.dump_links())
     finally:
         sock.close()
