@@ -3,20 +3,49 @@
 One socket per namespace, keyed by the namespace file's (st_dev, st_ino). A socket pins its
 namespace, so sockets of namespaces that were not seen in a cycle are closed at its end:
 reading must not keep a deleted namespace alive.
+
+Idle namespaces skip their tc dumps. Each sandbox socket also listens to its namespace's tc
+notifications (RTNLGRP_TC: every qdisc, class, filter and action change). When a cycle's link
+dump is byte for byte the one taken with the last tc dump (no packet crossed any link, so no tc
+counter could move) and no notification came, that tc dump still holds, its action ages moved
+on by the time since. Every TC_FULL_EVERY_S the dump is taken anyway, for what the rule above
+cannot see (a packet the namespace itself sends and its qdisc drops).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 from collectors import netns
 from collectors.decode_memo import DecodeMemo
 from collectors.netlink import RtnlSocket
-from collectors.rtnl import NetnsDump, dump_netns
-from kata_top.model import Link, PeerInfo, evolve
+from collectors.rtnl import NetnsDump, TcDump, decode_links, dump_netns, dump_tc
+from kata_top.model import Filter, Link, PeerInfo, evolve
 
 PEER_REFRESH_S = 5.0
+TC_FULL_EVERY_S = 10.0
+
+
+@dataclass(frozen=True)
+class _LastTc:
+    raw_links: list[bytes]  # the link dump taken just before the tc dump
+    tc: TcDump
+    at: float  # monotonic time of the tc dump
+
+
+def _aged(filters: tuple[Filter, ...], dt: float) -> tuple[Filter, ...]:
+    """The filters as dumped dt seconds ago: their actions' ages grew by dt."""
+    out = []
+    for f in filters:
+        if any(a.last_used_s is not None for a in f.actions):
+            f = evolve(f, actions=tuple(
+                evolve(a, installed_s=a.installed_s + dt if a.installed_s is not None else None,
+                       last_used_s=a.last_used_s + dt if a.last_used_s is not None else None)
+                for a in f.actions))
+        out.append(f)
+    return tuple(out)
 
 
 class NetCollector:
@@ -28,11 +57,14 @@ class NetCollector:
         self._candidate_links: dict[netns.NetnsId, dict[int, Link]] = {}
         self._candidate_at: dict[netns.NetnsId, float] = {}
         self._memo = DecodeMemo()
+        self._last_tc: dict[netns.NetnsId, _LastTc] = {}
+        self.tc_reused = 0  # namespaces whose tc dump was skipped this cycle (for benchmarks)
 
     def begin_cycle(self, sandbox_ns: set[netns.NetnsId],
                     named: dict[netns.NetnsId, str] | None = None) -> None:
         """Index the namespaces a veth peer can live in: ours and named non-sandbox ones."""
         self._seen = set()
+        self.tc_reused = 0
         self._candidates = {}
         own = netns.own_netns_id()
         self._candidates[own] = ("/proc/thread-self/ns/net", "host")
@@ -46,6 +78,7 @@ class NetCollector:
             if key not in self._seen:
                 self._socks.pop(key).close()
         self._peer_cache = {k: v for k, v in self._peer_cache.items() if k[0] in self._seen}
+        self._last_tc = {k: v for k, v in self._last_tc.items() if k in self._socks}
         for key in list(self._candidate_links):
             if key not in self._candidates:
                 del self._candidate_links[key]
@@ -55,11 +88,12 @@ class NetCollector:
             sock.close()
         self._socks.clear()
 
-    def _socket(self, path: str | None, key: netns.NetnsId) -> RtnlSocket:
+    def _socket(self, path: str | None, key: netns.NetnsId,
+                tc_events: bool = False) -> RtnlSocket:
         """The cached socket of a namespace (path None: our own), marked seen this cycle."""
         sock = self._socks.get(key)
         if sock is None:
-            sock = RtnlSocket.open(path)
+            sock = RtnlSocket.open(path, tc_events=tc_events)
             self._socks[key] = sock
         self._seen.add(key)
         return sock
@@ -69,16 +103,33 @@ class NetCollector:
         """Full dump of the namespace at path (key: its id, if just stat'ed).
         FileNotFoundError when it is gone."""
         key = key or netns.netns_id(path)
-        sock = self._socket(path, key)
+        sock = self._socket(path, key, tc_events=True)
         try:
-            dump = dump_netns(sock, memo=self._memo)
+            dump = self._dump(key, sock)
         except OSError:
             # A namespace deleted and re-created under the same name: reopen once.
             self._socks.pop(key, None)
+            self._last_tc.pop(key, None)
             sock.close()
             key = netns.netns_id(path)
-            dump = dump_netns(self._socket(path, key), memo=self._memo)
+            sock = self._socket(path, key, tc_events=True)
+            dump = self._dump(key, sock)
         return key, self._with_peers(key, sock, dump)
+
+    def _dump(self, key: netns.NetnsId, sock: RtnlSocket) -> NetnsDump:
+        raw = sock.dump_links()
+        links, peer_nsids = decode_links(raw, self._memo)
+        notified = sock.take_notified()  # after the link dump, which read what was queued
+        now = time.monotonic()
+        last = self._last_tc.get(key)
+        if (last is not None and sock.tc_events and not notified and last.raw_links == raw
+                and now - last.at < TC_FULL_EVERY_S):
+            self.tc_reused += 1
+            qdiscs, classes, filters = last.tc
+            return NetnsDump(links, peer_nsids, qdiscs, classes, _aged(filters, now - last.at))
+        tc = dump_tc(sock, {lk.ifindex: lk.name for lk in links}, self._memo)
+        self._last_tc[key] = _LastTc(raw, tc, now)
+        return NetnsDump(links, peer_nsids, *tc)
 
     def _peer_ns(self, key: netns.NetnsId, sock: RtnlSocket, nsid: int) -> netns.NetnsId | None:
         cache_key = (key, nsid)

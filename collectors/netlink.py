@@ -28,6 +28,9 @@ RTM_GETQDISC = 38
 RTM_GETTCLASS = 42
 RTM_GETTFILTER = 46
 RTM_GETNSID = 90
+SOL_NETLINK = 270
+NETLINK_ADD_MEMBERSHIP = 1
+RTNLGRP_TC = 4
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _RTATTR = struct.Struct("=HH")
@@ -113,21 +116,31 @@ def _buffer() -> bytearray:
 class RtnlSocket:
     """One NETLINK_ROUTE socket bound to the namespace it was created in."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, tc_events: bool = False) -> None:
         self._sock = sock
         self._seq = 0
+        self.tc_events = tc_events
+        # Set by any message that is not a reply to us (with tc_events: a qdisc, class, filter
+        # or action changed in this namespace) and by a lost notification (ENOBUFS).
+        self._notified = True
 
     @classmethod
-    def open(cls, netns_path: str | None = None) -> RtnlSocket:
+    def open(cls, netns_path: str | None = None, tc_events: bool = False) -> RtnlSocket:
+        """A socket in the namespace at netns_path (None: ours). With tc_events it also
+        listens to the namespace's tc changes (RTNLGRP_TC): a listener changes nothing."""
+
         def make() -> socket.socket:
             s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+
             # Kernel's extended ack would only matter for writes; reads need strict checking off.
             s.bind((0, 0))
+            if tc_events:  # after bind: bind() rewrites the first 32 groups to its own mask
+                s.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, RTNLGRP_TC)
             return s
 
         sock = make() if netns_path is None else netns.run_in(netns_path, make)
-        return cls(sock)
+        return cls(sock, tc_events)
 
     def close(self) -> None:
         self._sock.close()
@@ -147,7 +160,13 @@ class RtnlSocket:
         recv_into = self._sock.recv_into
         out: list[bytes] = []
         while True:
-            n = recv_into(buf)
+            try:
+                n = recv_into(buf)
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self._notified = True  # notifications were dropped: assume a change
+                continue
             if n >= len(buf):
                 # Possibly truncated: never decode half a datagram. Grow for the next cycle.
                 _local.buf = bytearray(2 * len(buf))
@@ -172,7 +191,15 @@ class RtnlSocket:
                     out.append(bytes(view[off + 16 : end]))
                     if not flags & NLM_F_DUMP:
                         return out
+                else:
+                    self._notified = True
                 off += (mlen + 3) & ~3
+
+    def take_notified(self) -> bool:
+        """Whether anything but our own replies arrived since the last call (read during
+        requests: a request reads what was queued before its reply)."""
+        seen, self._notified = self._notified, False
+        return seen
 
     def _drain(self, buf: bytearray) -> None:
         """Discard what is left of an aborted dump so the next request starts clean."""

@@ -286,20 +286,23 @@ class NetnsDump:
 
 
 
-def dump_netns(sock: RtnlSocket, with_tc: bool = True,
-               memo: DecodeMemo | None = None) -> NetnsDump:
-    """Links, qdiscs, classes and filters of the socket's namespace; with a memo, only what
-    changed since the last cycle is decoded (collectors/decode_memo.py)."""
+def decode_links(raw: list[bytes], memo: DecodeMemo | None = None
+                 ) -> tuple[tuple[Link, ...], dict[int, int]]:
     links: list[Link] = []
     peer_nsids: dict[int, int] = {}
-    for body in sock.dump_links():
+    for body in raw:
         link, nsid = memo.link(body) if memo else decode_link(body)
         links.append(link)
         if nsid is not None:
             peer_nsids[link.ifindex] = nsid
-    if not with_tc:
-        return NetnsDump(tuple(links), peer_nsids, (), (), ())
-    names = {lk.ifindex: lk.name for lk in links}
+    return tuple(links), peer_nsids
+
+
+TcDump = tuple[tuple[Qdisc, ...], tuple[TcClass, ...], tuple[Filter, ...]]
+
+
+def dump_tc(sock: RtnlSocket, names: dict[int, str], memo: DecodeMemo | None = None) -> TcDump:
+    """Qdiscs, classes and filters of the socket's namespace (names: ifindex → link name)."""
     qdiscs: list[tuple[int, Qdisc]] = [
         memo.qdisc(b, names) if memo else decode_qdisc(b, names)
         for b in sock.dump_tc(RTM_GETQDISC)]
@@ -322,8 +325,18 @@ def dump_netns(sock: RtnlSocket, with_tc: bool = True,
                 f = memo.filter(b, names) if memo else decode_filter(b, names)
                 if f is not None:
                     filters.append(f)
-    return NetnsDump(tuple(links), peer_nsids, tuple(q for _, q in qdiscs), tuple(classes),
-                     tuple(filters))
+    return tuple(q for _, q in qdiscs), tuple(classes), tuple(filters)
 
 
-__all__ = ["NetnsDump", "dump_netns", "fmt_handle"]
+def dump_netns(sock: RtnlSocket, with_tc: bool = True,
+               memo: DecodeMemo | None = None) -> NetnsDump:
+    """Links, qdiscs, classes and filters of the socket's namespace; with a memo, only what
+    changed since the last cycle is decoded (collectors/decode_memo.py)."""
+    links, peer_nsids = decode_links(sock.dump_links(), memo)
+    if not with_tc:
+        return NetnsDump(links, peer_nsids, (), (), ())
+    return NetnsDump(links, peer_nsids, *dump_tc(sock, {lk.ifindex: lk.name for lk in links},
+                                                 memo))
+
+
+__all__ = ["NetnsDump", "decode_links", "dump_netns", "dump_tc", "fmt_handle"]

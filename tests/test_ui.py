@@ -293,3 +293,32 @@ async def test_theme_key_cycles_and_persists() -> None:
         await pilot.pause()
         assert app.theme == "kata-light"
     assert Settings.load().theme == "kata-light"
+
+
+async def test_rows_off_screen_show_the_newest_data_when_scrolled_in() -> None:
+    from dataclasses import replace
+
+    snaps, _ = load_recording(RECORDING)
+    base = next(sb for sb in snaps[0].sandboxes if sb.state == "running")
+    many = tuple(replace(base, id=f"{i:064x}", pod=replace(base.pod, name=f"pod-{i:03d}"))
+                 for i in range(60))
+    first = replace(snaps[0], sandboxes=many)
+    second = replace(first, sandboxes=tuple(
+        replace(sb, state="stale") if sb.pod.name == "pod-059" else sb for sb in many))
+    app = KataTopApp(ReplaySource([first, second]), refresh=3600, theme="kata-dark",
+                     write=False, settings=Settings())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(SandboxTable)
+        screen_text = " ".join(table.render_line(y).text for y in range(table.size.height))
+        assert "pod-000" in screen_text and "pod-059" not in screen_text
+        await pilot.press("n")  # the next recorded snapshot: pod-059, off screen, went stale
+        await settle(pilot)
+        await pilot.press("G")
+        await pilot.pause()
+        assert table.selected_id() == many[-1].id
+        bottom = table.render_line(table.size.height - 1).text
+        assert "pod-059" in bottom and "stale" in bottom
+        await pilot.press("g")
+        await pilot.pause()
+        assert "pod-000" in table.render_line(1).text and table.cursor_row == 0

@@ -63,6 +63,8 @@ class SandboxTable(ScrollView, can_focus=True):
         self._history: dict[str, deque[float]] = {}
         self._sandboxes: list[Sandbox] = []
         self._order: list[str] = []  # sandbox ids, as displayed
+        self._rows: dict[str, Sandbox] = {}  # the displayed rows' sandboxes
+        # Cells as last drawn; rows off screen have none and are built when they scroll in.
         self._cells: dict[str, tuple[Cell, ...]] = {}
         self._strips: dict[str, dict[tuple[bool, bool, int], Strip]] = {}
         self._header: tuple[tuple[object, ...], Strip] | None = None
@@ -79,7 +81,14 @@ class SandboxTable(ScrollView, can_focus=True):
 
     def row_text(self, row: int) -> str:
         """The text of a displayed row (0 is the first under the header)."""
-        return "  ".join(text for text, _ in self._cells[self._order[row]])
+        return "  ".join(text for text, _ in self._cells_of(self._order[row]))
+
+    def _cells_of(self, sid: str) -> tuple[Cell, ...]:
+        cells = self._cells.get(sid)
+        if cells is None:
+            cells = self._cells[sid] = row_cells(self._cols, self._rows[sid],
+                                                 self._history.get(sid, ()))
+        return cells
 
     def set_width(self, width: int) -> None:
         cols = visible_columns(width)
@@ -182,30 +191,31 @@ class SandboxTable(ScrollView, can_focus=True):
         col = COLUMNS[self.sort_index]
         wanted.sort(key=lambda s: (sort_key(col.sort(s)), s.id), reverse=self.sort_reverse)
         order = [sb.id for sb in wanted]
-        changed: list[str] = []
-        for sb in wanted:
-            cells = row_cells(self._cols, sb, self._history.get(sb.id, ()))
-            if self._cells.get(sb.id) != cells:
-                self._cells[sb.id] = cells
-                self._strips.pop(sb.id, None)
-                changed.append(sb.id)
-        for gone in set(self._cells) - set(order):
-            del self._cells[gone]
-            self._strips.pop(gone, None)
+        self._rows = {sb.id: sb for sb in wanted}
         if order != self._order:
             # Membership or order changed: every line may be different.
             self._order = order
+            self._cells.clear()
+            self._strips.clear()
             self.virtual_size = Size(self._line_width(), len(order) + HEADER_LINES)
             self.refresh()
         else:
+            # Only the rows on screen are compared (and their cells built): 200 rows a
+            # second is otherwise most of the UI's work. Rows off screen are forgotten and
+            # rebuilt from the newest snapshot when they scroll in.
             top = round(self.scroll_y)
-            bottom = top + self.size.height
-            index = {sid: i for i, sid in enumerate(order)} if changed else {}
-            for sid in changed:
-                row = index[sid]
-                if top <= row < bottom:
+            bottom = min(len(order), top + max(0, self.size.height - HEADER_LINES))
+            for row in range(top, bottom):
+                sid = order[row]
+                cells = row_cells(self._cols, self._rows[sid], self._history.get(sid, ()))
+                if self._cells.get(sid) != cells:
+                    self._cells[sid] = cells
+                    self._strips.pop(sid, None)
                     self.refresh_lines(row + HEADER_LINES)
-        if keep_id is not None and keep_id in self._cells:
+            for sid in order[:top] + order[bottom:]:
+                self._cells.pop(sid, None)
+                self._strips.pop(sid, None)
+        if keep_id is not None and keep_id in self._rows:
             self.move_cursor(order.index(keep_id))
         else:
             self.move_cursor(self.cursor_row)
@@ -239,7 +249,7 @@ class SandboxTable(ScrollView, can_focus=True):
         per_row = self._strips.setdefault(sid, {})
         strip = per_row.get(key)
         if strip is None:
-            strip = per_row[key] = self._row_line(self._cells[sid], key[0], key[1], width)
+            strip = per_row[key] = self._row_line(self._cells_of(sid), key[0], key[1], width)
         return strip
 
     def _header_line(self, width: int) -> Strip:
