@@ -289,9 +289,13 @@ async def test_theme_key_cycles_and_persists() -> None:
     app = replay_app()
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
+        table = app.screen.query_one(SandboxTable)
+        dark = [seg.style for seg in table.render_line(2)]
         await pilot.press("t")
         await pilot.pause()
         assert app.theme == "kata-light"
+        # The table's cached lines were dropped: the same row now has the light colours.
+        assert [seg.style for seg in table.render_line(2)] != dark
     assert Settings.load().theme == "kata-light"
 
 
