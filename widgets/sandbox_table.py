@@ -17,7 +17,7 @@ from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -107,7 +107,7 @@ class SandboxTable(ScrollView, can_focus=True):
         if reverse is not None:
             self.sort_reverse = reverse
         self._header = None
-        self.refresh_lines(0)
+        self.refresh(Region(0, 0, self.size.width, HEADER_LINES))  # the header never scrolls
         self._apply(self._sandboxes, record=False)
         return COLUMNS[self.sort_index].label
 
