@@ -326,3 +326,21 @@ async def test_rows_off_screen_show_the_newest_data_when_scrolled_in() -> None:
         await pilot.press("g")
         await pilot.pause()
         assert "pod-000" in table.render_line(1).text and table.cursor_row == 0
+
+
+async def test_mouse_sorts_by_header_and_opens_on_double_click() -> None:
+    app = replay_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(SandboxTable)
+        x = sum(c.width + 2 for c in table._cols[:3]) + 2  # inside the STATE header
+        assert table._cols[3].key == "state"
+        await pilot.click(SandboxTable, offset=(x, 0))
+        assert (table.sort_index, table.sort_reverse) == (4, False)
+        assert "running" in table.row_text(0)
+        await pilot.click(SandboxTable, offset=(x, 0))
+        assert table.sort_reverse and "stale" in table.row_text(0)
+        await pilot.double_click(SandboxTable, offset=(5, 3))
+        await settle(pilot)
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.sandbox_id == table.selected_id() and table.cursor_row == 2
