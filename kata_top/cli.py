@@ -17,6 +17,7 @@ EPILOG = f"""\
 commands:
   (none)      open the dashboard            kata-top --run-root /run/kata-top-lab
   snapshot    one collection, table/JSON    kata-top snapshot --json | jq .
+              or Prometheus text            kata-top snapshot --prometheus --output k.prom
   check       diagnose the node, exit 0/1/2 kata-top check --sandbox default/web-0
   redirect    add/remove a tc redirect      kata-top redirect add web-0 --direction out
   ratelimit   set/clear Kata's HTB limit    kata-top ratelimit set web-0 --in 50mbit
@@ -61,8 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     snap = sub.add_parser("snapshot", help="collect once (or --watch) and print",
                           description="Collect the node's Kata sandboxes headless.")
     _common(snap)
-    snap.add_argument("--json", action="store_true", help="one JSON document (schema "
-                      "kata-top/snapshot/1)")
+    fmt = snap.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON document (schema "
+                     "kata-top/snapshot/1)")
+    fmt.add_argument("--prometheus", action="store_true",
+                     help="Prometheus text format, e.g. for node_exporter's textfile collector")
+    snap.add_argument("--output", metavar="FILE",
+                      help="write to FILE atomically (temporary file + rename) instead of "
+                           "stdout; not with --watch")
     snap.add_argument("--watch", type=float, metavar="SECONDS",
                       help="stream NDJSON with rates every SECONDS (a recording --replay plays)")
     snap.add_argument("--count", type=int, help="with --watch: stop after N snapshots")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import replace
 
@@ -33,6 +35,21 @@ def _narrow(snap: Snapshot, query: str | None) -> Snapshot:
     return replace(snap, sandboxes=(sb,))
 
 
+def write_atomically(path: str, text: str) -> None:
+    """Readers (a scraper, a textfile collector) see the old file or the new, never half."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".kata-top-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def run_snapshot(args: argparse.Namespace) -> int:
     if args.watch is not None and args.watch <= 0:
         print("kata-top snapshot: --watch takes a positive number of seconds", file=sys.stderr)
@@ -40,6 +57,14 @@ def run_snapshot(args: argparse.Namespace) -> int:
     if args.count is not None and (args.count < 1 or args.watch is None):
         print("kata-top snapshot: --count needs --watch and a number of at least 1",
               file=sys.stderr)
+        return EXIT_USAGE
+    if args.output and args.watch is not None:
+        print("kata-top snapshot: --output writes one snapshot; --watch streams to stdout",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.prometheus and args.watch is not None:
+        print("kata-top snapshot: --prometheus is one snapshot (scrape or cron it); --watch "
+              "streams NDJSON", file=sys.stderr)
         return EXIT_USAGE
     if not os.path.isdir(args.run_root):
         print(f"kata-top snapshot: run root {args.run_root} does not exist", file=sys.stderr)
@@ -56,7 +81,23 @@ def run_snapshot(args: argparse.Namespace) -> int:
             except SelectError as exc:
                 print(f"kata-top snapshot: {exc}", file=sys.stderr)
                 return EXIT_USAGE
-            print(jsonout.dumps(snap, indent=2) if args.json else textout.render(snap))
+            if args.prometheus:
+                from kata_top import promout
+
+                text = promout.render(snap)
+            elif args.json:
+                text = jsonout.dumps(snap, indent=2) + "\n"
+            else:
+                text = textout.render(snap) + "\n"
+            if args.output:
+                try:
+                    write_atomically(args.output, text)
+                except OSError as exc:
+                    print(f"kata-top snapshot: cannot write {args.output}: "
+                          f"{exc.strerror or exc}", file=sys.stderr)
+                    return EXIT_USAGE
+            else:
+                sys.stdout.write(text)
         else:
             prev: Snapshot | None = None
             n = 0
