@@ -43,12 +43,13 @@ def run_dashboard(args: argparse.Namespace) -> int:
                   "/run/kata-top-lab: sudo kata-top lab up)", file=sys.stderr)
             return 2
         from kata_top.engine import EngineOptions
-        from kata_top.source import LiveSource
+        from kata_top.source import VMM_REFRESH_S, LiveSource
         from kata_top.watch import watch_paths
 
         qmp_primary = args.qmp_primary if args.qmp_primary is not None else \
             settings.qmp_primary
-        source = LiveSource(EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary))
+        source = LiveSource(EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary,
+                                          vmm_refresh_s=VMM_REFRESH_S))
         watch = watch_paths(args.run_root)
 
     if not sys.stdout.isatty():

@@ -43,6 +43,10 @@ class EngineOptions:
     with_vmm: bool = True
     monitor_deadline: float = 1.0
     primary_deadline: float = 0.3
+    # Re-ask a VMM's monitor or API at most this often (0: every collection). A VM's devices,
+    # vCPUs and memory change rarely, and QEMU answers QMP on its main loop: a dashboard
+    # refreshing every second need not knock on every VM every second.
+    vmm_refresh_s: float = 0.0
 
 
 class Engine:
@@ -52,13 +56,40 @@ class Engine:
         self._procs = procs.ProcCache()
         self._named: dict[netns.NetnsId, str] = {}
         self._states = state.StateCache()
+        self._vmm_cache: dict[str, tuple[int | None, float, Vmm]] = {}  # sid: (pid, asked, facts)
         self._host = HostInfo(node=os.uname().nodename, kernel=os.uname().release,
                               run_root=opts.run_root, root=os.geteuid() == 0)
 
     def close(self) -> None:
         self._net.close()
 
-    def collect(self) -> Snapshot:
+    def _vmms(self, targets: list[VmmTarget], fresh: bool) -> dict[str, Vmm]:
+        """VMM facts of this cycle: reused for a VM asked less than vmm_refresh_s ago (same
+        pid, and the answer was a monitor's or API's), asked afresh otherwise."""
+        now = time.monotonic()
+        reuse: dict[str, Vmm] = {}
+        ask: list[VmmTarget] = []
+        for t in targets:
+            cached = self._vmm_cache.get(t.sandbox_id)
+            if (not fresh and cached is not None and cached[0] == t.pid
+                    and now - cached[1] < self.opts.vmm_refresh_s):
+                reuse[t.sandbox_id] = cached[2]
+            else:
+                ask.append(t)
+        asked = collect_vmms(ask, qmp_primary=self.opts.qmp_primary,
+                             monitor_deadline=self.opts.monitor_deadline,
+                             primary_deadline=self.opts.primary_deadline)
+        by_pid = {t.sandbox_id: t.pid for t in targets}
+        self._vmm_cache = {sid: v for sid, v in self._vmm_cache.items() if sid in by_pid}
+        for sid, vmm in asked.items():
+            if vmm.queried_at is not None and not vmm.error:
+                self._vmm_cache[sid] = (by_pid[sid], now, vmm)
+            else:  # /proc only, busy or failed: ask again next cycle
+                self._vmm_cache.pop(sid, None)
+        return {**reuse, **asked}
+
+    def collect(self, fresh_vmm: bool = False) -> Snapshot:
+        """One snapshot. fresh_vmm: ask every VMM now, whatever vmm_refresh_s says."""
         t0 = time.monotonic()
         taken_at = time.time()
         found, disc_errors = state.discover(self.opts.run_root)
@@ -102,9 +133,7 @@ class Engine:
         self._net.end_cycle()
 
         if self.opts.with_vmm and targets:
-            vmms = collect_vmms(targets, qmp_primary=self.opts.qmp_primary,
-                                monitor_deadline=self.opts.monitor_deadline,
-                                primary_deadline=self.opts.primary_deadline)
+            vmms = self._vmms(targets, fresh_vmm)
             sandboxes = [evolve(sb, vmm=vmms.get(sb.id, sb.vmm)) for sb in sandboxes]
         live = set(pidx.cmdlines)
         self._procs.prune(live)

@@ -22,10 +22,14 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_NOT_ROOT = 0, 1, 2, 3
 
 def engine_for(args: argparse.Namespace) -> Engine:
     from kata_top.settings import Settings
+    from kata_top.source import VMM_REFRESH_S
 
     qmp_primary = args.qmp_primary if args.qmp_primary is not None else \
         Settings.load().qmp_primary
-    return Engine(EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary))
+    # A stream (--watch) re-asks VM monitors every few seconds, not every snapshot.
+    watching = getattr(args, "watch", None) is not None
+    return Engine(EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary,
+                                vmm_refresh_s=VMM_REFRESH_S if watching else 0.0))
 
 
 def _narrow(snap: Snapshot, query: str | None) -> Snapshot:

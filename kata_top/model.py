@@ -224,6 +224,9 @@ class Vmm:
     monitor_kind: str | None = None  # "qmp" | "hmp" for the extra monitor
     query_ms: float | None = None
     error: str | None = None
+    # When the monitor or API was asked (Unix time). The dashboard re-asks a VMM at most every
+    # few seconds, so this can be older than the snapshot.
+    queried_at: float | None = None
 
 
 @dataclass(frozen=True)

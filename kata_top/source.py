@@ -15,6 +15,7 @@ from kata_top.model import Finding, Snapshot
 from kata_top.rates import with_rates
 
 HOST_PROBE_EVERY_S = 300.0  # the kernel probe spawns a scratch namespace: not every second
+VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see EngineOptions)
 
 
 class LiveSource:
@@ -26,10 +27,17 @@ class LiveSource:
         self._host: tuple[Finding, ...] = ()
         self._host_at = 0.0
         self._lock = threading.Lock()
+        self._fresh = False
+
+    def refresh_all(self) -> None:
+        """The next snapshot asks every VMM again (the operator pressed `r`)."""
+        self._fresh = True
 
     def next(self) -> Snapshot:
         with self._lock:  # one collector thread at a time: its sockets are per thread
-            snap = annotate(with_rates(self._engine.collect(), self._prev), self._prev)
+            fresh, self._fresh = self._fresh, False
+            snap = annotate(with_rates(self._engine.collect(fresh_vmm=fresh), self._prev),
+                            self._prev)
             if time.monotonic() - self._host_at > HOST_PROBE_EVERY_S or not self._host_at:
                 from kata_top.hostcheck import host_findings
 
@@ -52,6 +60,9 @@ class ReplaySource:
     def __init__(self, snapshots: list[Snapshot]) -> None:
         self.snapshots = snapshots
         self.index = -1
+
+    def refresh_all(self) -> None:
+        """Nothing to ask again in a recording."""
 
     def next(self) -> Snapshot:
         if self.index < len(self.snapshots) - 1:

@@ -75,7 +75,7 @@ def _from_monitor(base: Vmm, facts: qmp.MonitorFacts, source: str) -> Vmm:
                nics=_merge_nics(facts.nics, base.nics), taps_held=base.taps_held,
                vhost_net_fds=base.vhost_net_fds, devices=tuple(facts.devices) or base.devices,
                chardevs=tuple(facts.chardevs), monitor_kind=facts.kind,
-               query_ms=round(facts.elapsed_ms, 2))
+               query_ms=round(facts.elapsed_ms, 2), queried_at=time.time())
 
 
 def _with(base: Vmm, **kw: object) -> Vmm:
@@ -115,7 +115,8 @@ async def _one(t: VmmTarget, sem: asyncio.Semaphore, qmp_primary: bool,
             info = api.get("info")
             state = info.get("state") if isinstance(info, dict) else None
             return _with(base, source="api", status=str(state or "unknown").lower(),
-                         query_ms=round((time.monotonic() - start) * 1000, 2))
+                         query_ms=round((time.monotonic() - start) * 1000, 2),
+                         queried_at=time.time())
         if t.kind != "qemu":
             return base
         extra = os.path.join(t.vm_dir, "extra-monitor.sock")

@@ -163,6 +163,36 @@ def test_vmm_sections(demo_lab: tuple[Layout, Manifest]) -> None:
         assert sb.virtiofsd[0].thread_pool_size == 1
 
 
+def test_vmm_monitors_are_asked_at_most_every_refresh(demo_lab: tuple[Layout, Manifest]) -> None:
+    layout, man = demo_lab
+    with_monitor = {s.spec.id for s in man.sandboxes
+                    if s.spec.extra_monitor and "dead-vmm" not in s.spec.faults}
+    assert with_monitor
+
+    def asked(snap: Snapshot) -> dict[str, float | None]:
+        return {sb.id: sb.vmm.queried_at if sb.vmm else None for sb in snap.sandboxes
+                if sb.id in with_monitor}
+
+    engine = Engine(EngineOptions(run_root=layout.run_root, vmm_refresh_s=60.0))
+    try:
+        first = asked(engine.collect())
+        assert all(t is not None for t in first.values())
+        time.sleep(0.05)
+        assert asked(engine.collect()) == first  # reused: no monitor was opened
+        fresh = asked(engine.collect(fresh_vmm=True))  # `r` in the dashboard
+        assert all(fresh[sid] > first[sid] for sid in first)  # type: ignore[operator]
+    finally:
+        engine.close()
+    every = Engine(EngineOptions(run_root=layout.run_root))  # snapshot: always asks
+    try:
+        a = asked(every.collect())
+        time.sleep(0.05)
+        b = asked(every.collect())
+        assert all(b[sid] > a[sid] for sid in a)  # type: ignore[operator]
+    finally:
+        every.close()
+
+
 def test_default_path_never_touches_qmp_sock(demo_lab: tuple[Layout, Manifest]) -> None:
     """Audit hooks see every connect(): none may go to a Kata-managed qmp.sock."""
     layout, man = demo_lab

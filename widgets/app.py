@@ -39,6 +39,8 @@ class Source(Protocol):
 
     def next(self) -> Snapshot: ...
 
+    def refresh_all(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -264,6 +266,7 @@ class KataTopApp(App[int]):
         self._set_refresh(1)
 
     def action_refresh_now(self) -> None:
+        self.source.refresh_all()  # VMM monitors too, not only what changes every cycle
         self._wake() if not self.paused else self._schedule(0.0)
 
     def action_cycle_theme(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from rich.json import JSON
@@ -223,7 +224,9 @@ def _vmm_panel(sb: Sandbox) -> Table:
         ("memory", f"{fmt_bytes(v.memory_bytes)} plugged {fmt_bytes(v.plugged_memory_bytes)}"),
         ("devices", ", ".join(v.devices)), ("chardevs", ", ".join(v.chardevs)),
         ("taps held", ", ".join(v.taps_held)), ("vhost-net fds", v.vhost_net_fds),
-        ("query", f"{v.query_ms} ms" if v.query_ms is not None else None),
+        ("query", f"{v.query_ms} ms, {max(0.0, time.time() - v.queried_at):.0f}s ago"
+                  if v.query_ms is not None and v.queried_at is not None
+                  else f"{v.query_ms} ms" if v.query_ms is not None else None),
     ]
     for n in v.nics:
         rf = n.rx_filter or {}
