@@ -145,7 +145,7 @@ class Terminal:
             os.close(self.master)
 
 
-def run(seconds: float, n: int, presses: bool) -> dict[str, object]:
+def run(seconds: float, n: int, presses: bool, detail: bool = False) -> dict[str, object]:
     term = Terminal([sys.executable, "-m", "kata_top", "--run-root", LAYOUT.run_root,
                      "--refresh", "1", "--theme", "dark"])
     try:
@@ -154,6 +154,11 @@ def run(seconds: float, n: int, presses: bool) -> dict[str, object]:
             raise SystemExit(f"the dashboard never showed {n} sandboxes; last screen bytes: "
                              f"{term.tail[-400:]!r}")
         first_screen_s = time.monotonic() - t_start
+        if detail:
+            term.wait_quiet(0.15, 1.5)
+            os.write(term.master, b"\r")  # Enter: the first sandbox's detail screen
+            if not term.wait_for(b"Problems", 10):
+                raise SystemExit("the detail screen did not open")
         time.sleep(2.0)  # let the first cycles' rates settle
         cpu0, t0, bytes0 = term.cpu_seconds(), time.monotonic(), term.total
         threads0 = term.thread_cpu()
@@ -201,6 +206,8 @@ def main() -> int:
     ap.add_argument("--sandboxes", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--no-idle", action="store_true", help="skip the run without key presses")
+    ap.add_argument("--detail", action="store_true",
+                    help="also measure with a sandbox's detail screen open (no key presses)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/ui.py builds a lab: run it as root", file=sys.stderr)
@@ -211,6 +218,9 @@ def main() -> int:
         results = {"with_keys": run(args.seconds, args.sandboxes, presses=True)}
         if not args.no_idle:
             results["idle"] = run(args.seconds, args.sandboxes, presses=False)
+        if args.detail:
+            results["detail_screen"] = run(args.seconds, args.sandboxes, presses=False,
+                                           detail=True)
     finally:
         build.down(LAYOUT)
     print(json.dumps({"sandboxes": args.sandboxes, "seconds": args.seconds,

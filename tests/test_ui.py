@@ -344,3 +344,62 @@ async def test_mouse_sorts_by_header_and_opens_on_double_click() -> None:
         await settle(pilot)
         assert isinstance(app.screen, DetailScreen)
         assert app.screen.sandbox_id == table.selected_id() and table.cursor_row == 2
+
+
+async def test_detail_tabs_fill_when_opened_and_follow_new_data() -> None:
+    from textual.widgets import Static, TabbedContent
+
+    app = replay_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        sb = next(s for s in app.snapshot.sandboxes if s.pod.name == "web-0")
+        app.open_sandbox(sb.id)
+        await settle(pilot)
+        tabs = app.screen.query_one(TabbedContent)
+        expect = {"links": "eth0", "tc": "mirred", "vmm": "source", "vfs": "shared dir",
+                  "procs": "role", "json": sb.id, "problems": "sev"}
+        for tab, word in expect.items():
+            tabs.active = f"tab-{tab}"
+            await settle(pilot)
+            shown = _text(app.screen.query_one(f"#panel-{tab}", Static))
+            assert word in shown, (tab, shown[:200])
+        tabs.active = "tab-json"
+        await settle(pilot)
+        before = _text(app.screen.query_one("#panel-json", Static))
+        await pilot.press("n")  # the next recorded snapshot: new counters
+        await settle(pilot)
+        assert _text(app.screen.query_one("#panel-json", Static)) != before
+
+
+def _text(widget: Any) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=160, file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text()
+
+
+async def test_overview_hidden_under_detail_catches_up_on_return() -> None:
+    from dataclasses import replace
+
+    snaps, _ = load_recording(RECORDING)
+    web = next(sb for sb in snaps[0].sandboxes if sb.pod.name == "web-0")
+    api = next(sb for sb in snaps[0].sandboxes if sb.pod.name == "api-1")
+    second = replace(snaps[0], taken_at=snaps[0].taken_at + 1, sandboxes=tuple(
+        replace(sb, state="stale") if sb.id == api.id else sb for sb in snaps[0].sandboxes))
+    app = KataTopApp(ReplaySource([snaps[0], second]), refresh=3600, theme="kata-dark",
+                     write=False, settings=Settings())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        app.open_sandbox(web.id)
+        await settle(pilot)
+        await pilot.press("n")  # api-1 goes stale while the overview is covered
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+        table = app.screen.query_one(SandboxTable)
+        row = next(i for i in range(table.row_count) if "payments/api-1" in table.row_text(i))
+        assert "stale" in table.row_text(row)
+        assert len(table._history[api.id]) == 2  # both snapshots counted once

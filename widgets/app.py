@@ -18,7 +18,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
@@ -173,11 +173,26 @@ class KataTopApp(App[int]):
         else:
             self._schedule(0.0)
 
+    def visible_screens(self) -> list[Screen[Any]]:
+        """The top screen and, under modals, the screen they float over. A screen hidden under
+        another full screen is not drawn to: Textual would repaint the top screen wherever
+        the hidden one changed (the whole 200-row overview under a detail screen)."""
+        out: list[Screen[Any]] = []
+        for screen in reversed(self.screen_stack):
+            out.append(screen)
+            if not isinstance(screen, ModalScreen):
+                break
+        return out
+
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self._last_error = None
         self.snapshot = message.snapshot
+        visible = self.visible_screens()
         for screen in self.screen_stack:
-            show = getattr(screen, "show_snapshot", None)
+            if screen in visible:
+                show = getattr(screen, "show_snapshot", None)
+            else:  # e.g. the overview under a detail screen: keep its trends, draw later
+                show = getattr(screen, "note_snapshot", None)
             if show is not None:
                 show(message.snapshot)
         self._update_header()
@@ -214,9 +229,12 @@ class KataTopApp(App[int]):
                 t.append(f" host: {crit} findings (h)", style="yellow")
         return t
 
+    def refresh_header(self) -> None:
+        self._update_header()
+
     def _update_header(self) -> None:
         text = self.header_text()
-        for screen in self.screen_stack:
+        for screen in self.visible_screens():
             for header in screen.query(HeaderBar):
                 header.show(text)
 

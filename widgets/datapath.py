@@ -9,7 +9,6 @@ from __future__ import annotations
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
 
 from kata_top.model import Link, Redirect, Sandbox
 from kata_top.units import fmt_rate
@@ -142,9 +141,3 @@ def datapath(sb: Sandbox) -> Group:
                               else "yellow"))
     return Group(grid, *notes)
 
-
-class DatapathView(Static):
-    """Shows datapath(sb); fed by the detail screen, never reads anything itself."""
-
-    def show(self, sb: Sandbox) -> None:
-        self.update(datapath(sb))

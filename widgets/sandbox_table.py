@@ -101,6 +101,14 @@ class SandboxTable(ScrollView, can_focus=True):
     def show(self, sandboxes: Sequence[Sandbox]) -> None:
         self._apply(sandboxes, record=True)
 
+    def record(self, sandboxes: Sequence[Sandbox]) -> None:
+        """Add to the trends only (the table is hidden); redraw() draws later."""
+        self._record(sandboxes)
+
+    def redraw(self, sandboxes: Sequence[Sandbox]) -> None:
+        """Draw sandboxes already recorded."""
+        self._apply(sandboxes, record=False)
+
     def resort(self, index: int | None = None, reverse: bool | None = None) -> str:
         if index is not None:
             self.sort_index = index % len(COLUMNS)
@@ -175,14 +183,17 @@ class SandboxTable(ScrollView, can_focus=True):
         return None
 
     # ---- diffing a new snapshot into the rows ---------------------------------------------
+    def _record(self, sandboxes: Sequence[Sandbox]) -> None:
+        for sb in sandboxes:
+            h = self._history.setdefault(sb.id, deque(maxlen=HISTORY))
+            h.append(vm_in(sb) + vm_out(sb))
+        for gone in set(self._history) - {sb.id for sb in sandboxes}:
+            del self._history[gone]
+
     def _apply(self, sandboxes: Sequence[Sandbox], record: bool) -> None:
         self._sandboxes = list(sandboxes)
         if record:
-            for sb in sandboxes:
-                h = self._history.setdefault(sb.id, deque(maxlen=HISTORY))
-                h.append(vm_in(sb) + vm_out(sb))
-            for gone in set(self._history) - {sb.id for sb in sandboxes}:
-                del self._history[gone]
+            self._record(sandboxes)
         if not self._cols:
             return
         keep_id = self.selected_id()

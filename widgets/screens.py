@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rich.console import RenderableType
 from rich.json import JSON
 from rich.table import Table
 from rich.text import Text
@@ -19,7 +21,7 @@ from kata_top.jsonout import sandbox_to_dict
 from kata_top.model import Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
-from widgets.datapath import DatapathView
+from widgets.datapath import datapath
 from widgets.header import HeaderBar
 from widgets.overview_columns import sparkline
 from widgets.sandbox_table import SandboxTable
@@ -43,8 +45,17 @@ class KataScreen(Screen[None]):
         yield HeaderBar(id="header")
         yield Static(id="too-small")
 
+    def on_screen_resume(self) -> None:
+        # Uncovered again: snapshots that came while hidden were not drawn here.
+        snap = self.kapp.snapshot
+        show = getattr(self, "show_snapshot", None)
+        if snap is not None and show is not None:
+            show(snap)
+        self.kapp.refresh_header()
+
 
 class OverviewScreen(KataScreen):
+    _recorded: Snapshot | None = None  # the last snapshot the table's trends counted
     BINDINGS = [
         Binding("enter", "open", "Open", id="open"),
         Binding("j,down", "cursor_down", "Down", show=False, id="down"),
@@ -76,9 +87,18 @@ class OverviewScreen(KataScreen):
     def on_resize(self) -> None:
         self.query_one(SandboxTable).set_width(self.size.width)
 
+    def note_snapshot(self, snap: Snapshot) -> None:
+        """Hidden under a detail screen: keep the trend history, draw nothing."""
+        self._recorded = snap
+        self.query_one(SandboxTable).record(snap.sandboxes)
+
     def show_snapshot(self, snap: Snapshot) -> None:
         table = self.query_one(SandboxTable)
-        table.show(snap.sandboxes)
+        if snap is self._recorded:
+            table.redraw(snap.sandboxes)  # its trends already count it
+        else:
+            self._recorded = snap
+            table.show(snap.sandboxes)
         empty = self.query_one("#empty", Static)
         empty.set_class(not snap.sandboxes, "shown")
         if not snap.sandboxes:
@@ -287,12 +307,15 @@ class DetailScreen(KataScreen):
         self._in_hist: list[float] = []
         self._out_hist: list[float] = []
         self._hist_at: float | None = None
+        self._sb: Sandbox | None = None
+        self._shown: dict[str, object] = {}  # what each part shows now
+        self._shape: dict[str, object] = {}  # what its height depends on
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
         with VerticalScroll(id="detail-body"):
             yield Static(id="title")
-            yield DatapathView(id="datapath")
+            yield Static(id="datapath")
             yield Static(id="history")
             with TabbedContent():
                 for pane_id, title in (("problems", "Problems"), ("links", "Links"),
@@ -308,10 +331,10 @@ class DetailScreen(KataScreen):
 
     def show_snapshot(self, snap: Snapshot) -> None:
         sb = snap.find(self.sandbox_id)
-        title = self.query_one("#title", Static)
+        self._sb = sb
         if sb is None:
-            title.update(Text(f"sandbox {self.sandbox_id[:12]} is gone (removed from the "
-                              "node); Esc goes back", style="bold red"))
+            self._put_text("title", Text(f"sandbox {self.sandbox_id[:12]} is gone (removed "
+                                         "from the node); Esc goes back", style="bold red"))
             return
         if snap.taken_at != self._hist_at:  # on mount and on arrival: count a snapshot once
             self._hist_at = snap.taken_at
@@ -325,23 +348,77 @@ class DetailScreen(KataScreen):
                     f"{sb.netns.name or sb.netns.path} · in "
                     f"{fmt_rate(sb.rates.get('vm.in_bps'))} out "
                     f"{fmt_rate(sb.rates.get('vm.out_bps'))}")
-        title.update(head)
-        self.query_one(DatapathView).show(sb)
+        self._put_text("title", head)
+        self._put("datapath", (sb.links, sb.redirects, sb.vmm, sb.hypervisor, sb.tap_name,
+                               tuple(sb.rates.items()),
+                               tuple((f.severity, f.summary) for f in sb.findings)),
+                  (sb.network_model, sum(f.severity != "info" for f in sb.findings)),
+                  lambda: datapath(sb))
         hist = Text()
         for name, values in (("into VM ", self._in_hist), ("out of VM", self._out_hist)):
             hist.append(f"{name} ", style="bold")
             hist.append(sparkline(values[-40:]).ljust(40, " "), style="cyan")
             hist.append(f" {fmt_rate(values[-1] if values else None)}"
                         f"  peak {fmt_rate(max(values) if values else None)}\n")
-        self.query_one("#history", Static).update(hist)
-        self.query_one("#panel-problems", Static).update(_problems_panel(sb))
-        self.query_one("#panel-links", Static).update(_links_table(sb))
-        self.query_one("#panel-tc", Static).update(_tc_tables(sb))
-        self.query_one("#panel-vmm", Static).update(_vmm_panel(sb))
-        self.query_one("#panel-vfs", Static).update(_vfs_panel(sb))
-        self.query_one("#panel-procs", Static).update(_procs_panel(sb))
-        # Only this sandbox: converting the whole snapshot each cycle would be wasted work.
-        self.query_one("#panel-json", Static).update(JSON(json.dumps(sandbox_to_dict(sb))))
+        self._put_text("history", hist)
+        self._show_panel()
+
+    # Each cycle repaints only what changed, and asks for a layout pass (which repaints the
+    # whole screen) only when a part's height may have changed. Only the visible tab is fed;
+    # another tab is filled when it is opened.
+    def _put(self, widget_id: str, key: object, shape: object,
+             build: Callable[[], RenderableType]) -> None:
+        """Show build() in the Static unless key (what it shows) is unchanged; re-layout
+        only when shape (what its height depends on) changed."""
+        if self._shown.get(widget_id) == key:
+            return
+        self._shown[widget_id] = key
+        layout = self._shape.get(widget_id) != shape
+        self._shape[widget_id] = shape
+        self.query_one(f"#{widget_id}", Static).update(build(), layout=layout)
+
+    def _put_text(self, widget_id: str, text: Text) -> None:
+        key = (text.plain, tuple(text.spans))
+        if self._shown.get(widget_id) == key:
+            return
+        widget = self.query_one(f"#{widget_id}", Static)
+        width = max(1, widget.content_size.width or self.size.width)
+        self._put(widget_id, key, len(text.wrap(self.app.console, width)), lambda: text)
+
+    def _show_panel(self) -> None:
+        sb = self._sb
+        if sb is None:
+            return
+        tab = self.query_one(TabbedContent).active.removeprefix("tab-")
+        key: object
+        shape: object
+        build: Any
+        if tab == "problems":
+            key = (sb.errors, tuple((f.severity, f.code, f.summary, f.fix) for f in sb.findings))
+            shape, build = key, _problems_panel
+        elif tab == "links":
+            key = (sb.links, tuple(sorted((k, v) for k, v in sb.rates.items()
+                                          if k.startswith("link."))))
+            shape, build = len(sb.links), _links_table
+        elif tab == "tc":
+            key = (sb.qdiscs, sb.classes, sb.filters)
+            shape = (len(sb.qdiscs), len(sb.classes), len(sb.filters))
+            build = _tc_tables
+        elif tab == "vmm":
+            age = int(time.time() - sb.vmm.queried_at) if sb.vmm and sb.vmm.queried_at else 0
+            key, shape, build = (sb.vmm, age), sb.vmm, _vmm_panel
+        elif tab == "vfs":
+            key, shape, build = sb.virtiofsd, len(sb.virtiofsd), _vfs_panel
+        elif tab == "procs":
+            key, shape, build = (sb.shim, sb.vmm_proc), (sb.shim is None, sb.vmm_proc is None), \
+                _procs_panel
+        else:
+            doc = json.dumps(sandbox_to_dict(sb), indent=2)
+            key, shape, build = doc, doc.count("\n"), lambda _sb: JSON(doc)
+        self._put(f"panel-{tab}", key, shape, lambda: build(sb))
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._show_panel()
 
     def action_back(self) -> None:
         self.app.pop_screen()
