@@ -19,6 +19,18 @@ def _cycle(nc: NetCollector, paths: list[str]) -> list[NetnsDump]:
         nc.end_cycle()
 
 
+def _idle_cycle(nc: NetCollector, paths: list[str]) -> list[NetnsDump]:
+    """A cycle in which every namespace reused its tc dump (stray packets, such as the MLD
+    reports IPv6 sends as it is switched off, make a namespace dump again)."""
+    t0 = time.monotonic()
+    while True:
+        dumps = _cycle(nc, paths)
+        if nc.tc_reused == len(paths):
+            return dumps
+        assert time.monotonic() - t0 < 15, "idle namespaces never reused their tc dump"
+        time.sleep(0.2)
+
+
 def _quiet(namespaces: list[str]) -> None:
     # IPv6 neighbour discovery in fresh namespaces would keep the links moving for a minute.
     for ns in namespaces:
@@ -37,29 +49,23 @@ def test_idle_namespaces_reuse_tc_and_every_change_shows_next_cycle(scratch_lab:
     paths = [f"/run/netns/{ns}" for ns in namespaces]
     nc = NetCollector()
     try:
-        t0 = time.monotonic()
-        while True:
-            first = _cycle(nc, paths)
-            if nc.tc_reused == 2:
-                break
-            assert time.monotonic() - t0 < 15, "idle namespaces never reused their tc dump"
-            time.sleep(0.2)
+        first = _idle_cycle(nc, paths)
         assert _redirects(first[0]) == {"eth0", "tap0_kata"}
 
         # Ages move on while reused.
         time.sleep(0.5)
-        again = _cycle(nc, paths)
-        assert nc.tc_reused == 2
+        again = _idle_cycle(nc, paths)
         age = [a.installed_s for f in first[0].filters for a in f.actions]
         later = [a.installed_s for f in again[0].filters for a in f.actions]
         assert all(b is not None and a is not None and b >= a + 0.4
                    for a, b in zip(age, later, strict=True))
 
         # A removed redirect in an idle namespace shows in the very next cycle.
+        _idle_cycle(nc, paths)
         subprocess.run(["tc", "-n", namespaces[0], "filter", "del", "dev", "eth0", "ingress"],
                        check=True)
         after = _cycle(nc, paths)
-        assert nc.tc_reused == 1
+        assert nc.tc_reused <= 1
         assert _redirects(after[0]) == {"tap0_kata"}
         assert _redirects(after[1]) == {"eth0", "tap0_kata"}
 
