@@ -134,7 +134,7 @@ class Engine:
 
         if self.opts.with_vmm and targets:
             vmms = self._vmms(targets, fresh_vmm)
-            sandboxes = [evolve(sb, vmm=vmms.get(sb.id, sb.vmm)) for sb in sandboxes]
+            sandboxes = [_with_vmm(sb, vmms.get(sb.id)) for sb in sandboxes]
         live = set(pidx.cmdlines)
         self._procs.prune(live)
         return Snapshot(taken_at=taken_at, host=self._host, sandboxes=tuple(sandboxes),
@@ -272,6 +272,18 @@ class Engine:
         # The C virtiofsd forks a sandboxed child with the same command line: show the parent.
         parents = [v for v in out if v.pid == (rec.virtiofsd_pid if rec else None)]
         return tuple(parents or out[:1])
+
+
+def _with_vmm(sb: Sandbox, vmm: Vmm | None) -> Sandbox:
+    """The sandbox with its VMM facts. A VMM seen dead when it was asked, after the sandbox
+    was seen alive, died during this collection: the later look wins, so one snapshot never
+    says both running and dead."""
+    if vmm is None:
+        return sb
+    if vmm.status == "dead" and sb.hypervisor.alive:
+        state = sb.state if sb.state in ("orphan", "corrupt") else "stale"
+        return evolve(sb, vmm=vmm, state=state, hypervisor=evolve(sb.hypervisor, alive=False))
+    return evolve(sb, vmm=vmm)
 
 
 def _same_root(named: str | None, root: str) -> bool:

@@ -329,3 +329,18 @@ def test_oversized_netlink_reply_is_an_error_not_half_a_dump() -> None:
         assert any(rtnl.decode_link(b)[0].name == "lo" for b in sock.dump_links())
     finally:
         sock.close()
+
+
+def test_a_vmm_seen_dead_after_its_sandbox_was_seen_alive_makes_it_stale() -> None:
+    from kata_top.engine import _with_vmm
+    from kata_top.model import Vmm
+
+    alive = replace(_sb("a" * 64, "web", "default"), hypervisor=Hypervisor("qemu", 42, True))
+    dead = Vmm(source="none", status="dead", reason="the VMM process is not running")
+    sb = _with_vmm(alive, dead)
+    assert sb.state == "stale" and not sb.hypervisor.alive and sb.vmm == dead
+    orphan = _with_vmm(replace(alive, state="orphan"), dead)
+    assert orphan.state == "orphan" and not orphan.hypervisor.alive
+    running = Vmm(source="extra-monitor", status="running")
+    assert _with_vmm(alive, running).state == "running"
+    assert _with_vmm(alive, None) is alive
