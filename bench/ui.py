@@ -12,10 +12,11 @@ Reports, over the measured window (after the first full snapshot is on screen):
   back (median, p90, worst). Each press waits for 150 ms of screen silence first, so it is
   not confused with a refresh frame; a refresh that lands in the same moment still counts,
   as it would for an operator.
-- idle: the same window with no key presses (collection + refresh only).
+- idle: the same window with no key presses (collection + refresh only);
+- detail_screen (--detail): the same with the first sandbox's detail screen open.
 
 Targets (issue 5): ≤ 10 % of one core, ≤ 150 MB, ≤ 100 ms.
-Run as root: python3 bench/ui.py [--sandboxes 200] [--seconds 60]
+Run as root: python3 bench/ui.py [--sandboxes 200] [--seconds 60] [--no-idle] [--detail]
 """
 
 from __future__ import annotations
