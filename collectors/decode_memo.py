@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collectors import rtnl
-from collectors.netlink import _RTATTR, NLA_TYPE_MASK
+from collectors.netlink import attr_spans
 from kata_top.model import ActionStats, Filter, Link, Qdisc, TcClass, evolve
 
 # What a span of a message is: zeroed only, or zeroed and patched back from the raw message.
@@ -43,32 +43,18 @@ _MISS = object()
 _AGES = struct.Struct("=QQ")
 
 
-def _attr_spans(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    """(type, payload start, payload end) of the rtattrs in data[start:end], no copies."""
-    out = []
-    unpack = _RTATTR.unpack_from
-    off = start
-    while off + 4 <= end:
-        alen, atype = unpack(data, off)
-        if alen < 4 or off + alen > end:
-            break
-        out.append((atype & NLA_TYPE_MASK, off + 4, off + alen))
-        off += (alen + 3) & ~3
-    return out
-
-
 def link_layout(body: bytes) -> Layout:
     spans: list[Span] = []
-    for atype, a0, a1 in _attr_spans(body, 16, len(body)):
+    for atype, a0, a1 in attr_spans(body, 16, len(body)):
         if atype == rtnl.IFLA_STATS64:
             spans.append((a0, a1, atype, LINK_STATS, 0))
         elif atype == IFLA_STATS:
             spans.append((a0, a1, atype, MASK, 0))
         elif atype == rtnl.IFLA_AF_SPEC:
-            for family, f0, f1 in _attr_spans(body, a0, a1):
+            for family, f0, f1 in attr_spans(body, a0, a1):
                 if family != rtnl.AF_INET6:
                     continue
-                for t, x0, x1 in _attr_spans(body, f0, f1):
+                for t, x0, x1 in attr_spans(body, f0, f1):
                     if t in (IFLA_INET6_STATS, IFLA_INET6_CACHEINFO, IFLA_INET6_ICMP6STATS):
                         spans.append((x0, x1, t, MASK, 0))
     return tuple(spans)
@@ -77,7 +63,7 @@ def link_layout(body: bytes) -> Layout:
 def tc_layout(body: bytes) -> Layout:
     """Qdiscs and classes: the statistics attributes."""
     spans: list[Span] = []
-    for atype, a0, a1 in _attr_spans(body, 20, len(body)):
+    for atype, a0, a1 in attr_spans(body, 20, len(body)):
         if atype == rtnl.TCA_STATS2:
             spans.append((a0, a1, atype, QDISC_STATS, 0))
         elif atype in (TCA_STATS, TCA_XSTATS):
@@ -89,20 +75,20 @@ def filter_layout(body: bytes) -> Layout:
     """Filters: per action its statistics and ages; the classifier's own hit counters."""
     spans: list[Span] = []
     act_attr = counters = None
-    for atype, a0, a1 in _attr_spans(body, 20, len(body)):
+    for atype, a0, a1 in attr_spans(body, 20, len(body)):
         if atype == rtnl.TCA_KIND:
             kind = body[a0:a1].split(b"\0", 1)[0].decode(errors="replace")
             act_attr = rtnl.ACT_ATTR_BY_CLASSIFIER.get(kind)
             counters = CLASSIFIER_COUNTERS.get(kind)
         elif atype == rtnl.TCA_OPTIONS and act_attr is not None:
-            for otype, o0, o1 in _attr_spans(body, a0, a1):
+            for otype, o0, o1 in attr_spans(body, a0, a1):
                 if otype == counters:
                     spans.append((o0, o1, otype, MASK, 0))
                 if otype != act_attr:
                     continue
-                for n, (_prio, p0, p1) in enumerate(_attr_spans(body, o0, o1)):
+                for n, (_prio, p0, p1) in enumerate(attr_spans(body, o0, o1)):
                     akind = b""
-                    for xtype, x0, x1 in _attr_spans(body, p0, p1):
+                    for xtype, x0, x1 in attr_spans(body, p0, p1):
                         if xtype == rtnl.TCA_ACT_KIND:
                             akind = body[x0:x1].split(b"\0", 1)[0]
                         elif xtype == rtnl.TCA_ACT_STATS:
@@ -110,19 +96,16 @@ def filter_layout(body: bytes) -> Layout:
                         elif xtype == rtnl.TCA_ACT_OPTIONS and akind != b"mirred":
                             spans.append((x0, x1, xtype, MASK, n))
                         elif xtype == rtnl.TCA_ACT_OPTIONS:
-                            for t, t0, t1 in _attr_spans(body, x0, x1):
+                            for t, t0, t1 in attr_spans(body, x0, x1):
                                 if t == rtnl.TCA_MIRRED_TM and t1 - t0 >= 16:
                                     spans.append((t0, t1, t, ACTION_AGES, n))
     return tuple(spans)
 
 
 def _fits(body: bytes, layout: Layout) -> bool:
-    unpack = _RTATTR.unpack_from
-    for a0, a1, atype, _what, _n in layout:
-        alen, t = unpack(body, a0 - 4)
-        if alen != a1 - a0 + 4 or t & NLA_TYPE_MASK != atype:
-            return False
-    return True
+    """Every recorded payload still sits behind an rtattr of its type and length."""
+    return all(attr_spans(body, a0 - 4, a1)[:1] == [(atype, a0, a1)]
+               for a0, a1, atype, _what, _n in layout)
 
 
 def masked(body: bytes, layout: Layout) -> bytes:
@@ -167,23 +150,20 @@ class DecodeMemo:
         self._new_layouts[sig] = lay
         return lay
 
-    def _get(self, key: tuple[str, bytes], decode: Callable[[], Any]) -> Any:
-        hit = self._new.get(key, _MISS)
-        if hit is _MISS:
-            hit = self._old.get(key, _MISS)
-            if hit is _MISS:
-                hit = decode()
-            self._new[key] = hit
-        return hit
-
     def _exact(self, key: tuple[str, bytes]) -> Any:
-        """The finished object for a message seen byte for byte before (an idle link or
-        qdisc); _MISS otherwise. Cheaper than masking and patching."""
+        """What was stored under key this cycle or the last (kept for the next); _MISS if
+        nothing. With a raw message as key: its finished object, cheaper than masking."""
         hit = self._new.get(key, _MISS)
         if hit is _MISS:
             hit = self._old.get(key, _MISS)
             if hit is not _MISS:
                 self._new[key] = hit
+        return hit
+
+    def _get(self, key: tuple[str, bytes], decode: Callable[[], Any]) -> Any:
+        hit = self._exact(key)
+        if hit is _MISS:
+            hit = self._new[key] = decode()
         return hit
 
     def link(self, body: bytes) -> tuple[Link, int | None]:
@@ -246,11 +226,11 @@ class DecodeMemo:
                                        for a, c in zip(f.actions, changes, strict=True)))
 
     def _action_stats(self, raw: bytes) -> ActionStats:
-        key = ("action-stats", raw)
-        hit = self._exact(key)
-        if hit is _MISS:
+        def decode() -> ActionStats:
             st = rtnl.gnet_stats(raw)
-            hit = self._new[key] = ActionStats(bytes=st.bytes, packets=st.packets,
-                                               drops=st.drops, overlimits=st.overlimits)
-        return hit  # type: ignore[no-any-return]
+            return ActionStats(bytes=st.bytes, packets=st.packets, drops=st.drops,
+                               overlimits=st.overlimits)
+
+        hit: ActionStats = self._get(("action-stats", raw), decode)
+        return hit
 

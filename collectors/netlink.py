@@ -65,17 +65,24 @@ def parse_attrs(data: bytes | memoryview, offset: int = 0,
     return out
 
 
+def attr_spans(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(type, payload start, payload end) of each rtattr in data[start:end], in order,
+    duplicates kept, nothing copied (the decode memo masks payloads by these offsets)."""
+    out: list[tuple[int, int, int]] = []
+    unpack = _RTATTR.unpack_from
+    off = start
+    while off + 4 <= end:
+        alen, atype = unpack(data, off)
+        if alen < 4 or off + alen > end:
+            break
+        out.append((atype & NLA_TYPE_MASK, off + 4, off + alen))
+        off += (alen + 3) & ~3
+    return out
+
+
 def parse_attr_list(data: bytes, offset: int = 0) -> list[tuple[int, bytes]]:
     """Like parse_attrs, but keeps order and duplicates (action lists)."""
-    out: list[tuple[int, bytes]] = []
-    end = len(data)
-    while offset + 4 <= end:
-        alen, atype = _RTATTR.unpack_from(data, offset)
-        if alen < 4 or offset + alen > end:
-            break
-        out.append((atype & NLA_TYPE_MASK, data[offset + 4 : offset + alen]))
-        offset += (alen + 3) & ~3
-    return out
+    return [(t, data[a0:a1]) for t, a0, a1 in attr_spans(data, offset, len(data))]
 
 
 def attr(atype: int, payload: bytes) -> bytes:
@@ -132,7 +139,6 @@ class RtnlSocket:
         def make() -> socket.socket:
             s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-
             # Kernel's extended ack would only matter for writes; reads need strict checking off.
             s.bind((0, 0))
             if tc_events:  # after bind: bind() rewrites the first 32 groups to its own mask

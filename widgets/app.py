@@ -112,7 +112,7 @@ class KataTopApp(App[int]):
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
         self.push_screen(OverviewScreen())
-        self.set_interval(0.5, self._update_header)
+        self.set_interval(0.5, self.update_header)
         self.call_after_refresh(self._update_size_notice)
         if self._replay_warning:
             self.notify(self._replay_warning, severity="warning", timeout=8)
@@ -195,7 +195,7 @@ class KataTopApp(App[int]):
                 show = getattr(screen, "note_snapshot", None)
             if show is not None:
                 show(message.snapshot)
-        self._update_header()
+        self.update_header()
 
     # ---- header --------------------------------------------------------------------------
     def header_text(self) -> Text:
@@ -229,10 +229,7 @@ class KataTopApp(App[int]):
                 t.append(f" host: {crit} findings (h)", style="yellow")
         return t
 
-    def refresh_header(self) -> None:
-        self._update_header()
-
-    def _update_header(self) -> None:
+    def update_header(self) -> None:
         text = self.header_text()
         for screen in self.visible_screens():
             for header in screen.query(HeaderBar):
@@ -251,7 +248,7 @@ class KataTopApp(App[int]):
 
     def on_resize(self) -> None:
         self._update_size_notice()
-        self._update_header()
+        self.update_header()
 
     def on_screen_resume(self) -> None:
         self._update_size_notice()
@@ -268,14 +265,14 @@ class KataTopApp(App[int]):
             self._schedule(0.0)
         elif self._timer is not None:
             self._timer.stop()
-        self._update_header()
+        self.update_header()
 
     def _set_refresh(self, step: int) -> None:
         idx = min(range(len(REFRESH_STEPS)), key=lambda i: abs(REFRESH_STEPS[i] -
                                                                  self.refresh_s))
         self.refresh_s = REFRESH_STEPS[max(0, min(len(REFRESH_STEPS) - 1, idx + step))]
         self.notify(f"refresh every {self.refresh_s:g}s", timeout=1.5)
-        self._update_header()
+        self.update_header()
 
     def action_faster(self) -> None:
         self._set_refresh(-1)

@@ -51,7 +51,7 @@ class KataScreen(Screen[None]):
         show = getattr(self, "show_snapshot", None)
         if snap is not None and show is not None:
             show(snap)
-        self.kapp.refresh_header()
+        self.kapp.update_header()
 
 
 class OverviewScreen(KataScreen):
