@@ -21,9 +21,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from collectors import qmp
+from collectors.vmm import VmmTarget, collect_vmms
 from kata_top.lab import build
 from kata_top.lab.layout import Layout
-from kata_top.vmm import VmmTarget, collect_vmms
 
 LAYOUT = Layout(run_root="/run/ktbenchv", prefix="ktbenchv")
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kata_top.model import VmmNic
+from kata_top.model import MonitorKind, VmmNic
 
 # qemu.qmp logs every failed connection at WARNING; our callers report them as data instead.
 logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
@@ -43,7 +43,7 @@ class MonitorError(Exception):
 
 @dataclass
 class MonitorFacts:
-    kind: str  # "qmp" | "hmp"
+    kind: MonitorKind
     status: str = "unknown"
     name: str | None = None
     version: str | None = None

@@ -11,9 +11,13 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-GO_MODEL_NAMES = {0: "tcfilter", 1: "macvtap", 2: "tcfilter", 3: "none"}
+from kata_top.model import NetworkModel
+
+KataRuntime = Literal["go", "rs"]
+
+GO_MODEL_NAMES: dict[int, NetworkModel] = {0: "tcfilter", 1: "macvtap", 2: "tcfilter", 3: "none"}
 SANDBOX_NAME = "io.kubernetes.cri.sandbox-name"
 SANDBOX_NAMESPACE = "io.kubernetes.cri.sandbox-namespace"
 # CRI-O writes its own keys.
@@ -24,7 +28,7 @@ CRIO_NAMESPACE = "io.kubernetes.pod.namespace"
 @dataclass(frozen=True)
 class StateRecord:
     id: str
-    runtime: str  # go | rs
+    runtime: KataRuntime
     path: str
     state: str | None = None
     pod_name: str | None = None
@@ -35,7 +39,7 @@ class StateRecord:
     api_socket: str | None = None
     virtiofsd_pid: int | None = None
     netns_path: str | None = None
-    model: str | None = None
+    model: NetworkModel | None = None
     tap_name: str | None = None
     guest_mac: str | None = None
     virt_iface: str | None = None
@@ -153,7 +157,7 @@ def parse_rs_state(sandbox_id: str, path: str, doc: Any) -> StateRecord:
     )
 
 
-def read_state_file(sandbox_id: str, path: str, runtime: str, retries: int = 2,
+def read_state_file(sandbox_id: str, path: str, runtime: KataRuntime, retries: int = 2,
                     retry_delay: float = 0.02) -> StateRecord:
     """Read and parse with retries: Kata truncates and rewrites persist.json in place."""
     parse = parse_persist if runtime == "go" else parse_rs_state
@@ -190,7 +194,7 @@ class StateCache:
     def __init__(self) -> None:
         self._cache: dict[str, tuple[tuple[int, int, int], StateRecord]] = {}
 
-    def read(self, sandbox_id: str, path: str, runtime: str) -> StateRecord:
+    def read(self, sandbox_id: str, path: str, runtime: KataRuntime) -> StateRecord:
         try:
             st = os.stat(path)
             key = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -217,12 +221,15 @@ class DiscoveryError:
     message: str
 
 
-def discover(run_root: str) -> tuple[list[tuple[str, str, str]], list[DiscoveryError]]:
+def discover(run_root: str) -> tuple[list[tuple[str, KataRuntime, str]],
+                                     list[DiscoveryError]]:
     """(sandbox id, runtime, state file path) for every sandbox recorded under run_root."""
-    found: list[tuple[str, str, str]] = []
+    found: list[tuple[str, KataRuntime, str]] = []
     errors: list[DiscoveryError] = []
-    for runtime, base, fname in (("go", os.path.join(run_root, "vc", "sbs"), "persist.json"),
-                                 ("rs", os.path.join(run_root, "kata"), "state.json")):
+    trees: tuple[tuple[KataRuntime, str, str], ...] = (
+        ("go", os.path.join(run_root, "vc", "sbs"), "persist.json"),
+        ("rs", os.path.join(run_root, "kata"), "state.json"))
+    for runtime, base, fname in trees:
         try:
             entries = sorted(os.listdir(base))
         except FileNotFoundError:

@@ -1,5 +1,5 @@
 import sys
 
-from kata_top.cli import main
+from kata_top.cli.main import main
 
 sys.exit(main())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kata_top.model import Filter, Link, Qdisc, RateLimit, Redirect, TcClass
+from kata_top.model import Filter, Link, NetworkModel, Qdisc, RateLimit, Redirect, TcClass
 
 DEFAULT_TAP = "tap0_kata"
 DEFAULT_VIRT = "eth0"
@@ -20,8 +20,8 @@ def find_tap(links: Sequence[Link], recorded: str | None) -> str | None:
     return recorded
 
 
-def infer_model(recorded: str | None, links: Sequence[Link], filters: Sequence[Filter],
-                tap: str | None) -> str:
+def infer_model(recorded: NetworkModel | None, links: Sequence[Link],
+                filters: Sequence[Filter], tap: str | None) -> NetworkModel:
     if recorded:
         return recorded
     kinds = {lk.name: lk.kind for lk in links}

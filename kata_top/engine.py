@@ -15,21 +15,26 @@ from dataclasses import dataclass
 from collectors import netns, procs, state
 from collectors.netcollect import NetCollector
 from collectors.rtnl import NetnsDump
+from collectors.vmm import VmmTarget, collect_vmms
 from kata_top import derive
 from kata_top.model import (
+    Direction,
     HostInfo,
     Hypervisor,
     NetnsInfo,
+    NetnsSource,
     Pod,
     ProcInfo,
+    Runtime,
     Sandbox,
     SandboxError,
+    SandboxState,
     Snapshot,
     Virtiofsd,
     Vmm,
     evolve,
+    kata_state,
 )
-from kata_top.vmm import VmmTarget, collect_vmms
 
 HYPERVISOR_NAMES = {"qemu": "qemu", "clh": "cloud-hypervisor", "firecracker": "firecracker",
                     "dragonball": "dragonball"}
@@ -108,7 +113,7 @@ class Engine:
                                            "(0600) and other namespaces may be unreadable"))
 
         # Namespace of every sandbox first, so the peer index knows which are sandboxes.
-        ns_paths: dict[str, tuple[str | None, str | None]] = {}
+        ns_paths: dict[str, tuple[str | None, NetnsSource | None]] = {}
         sandbox_ns: set[netns.NetnsId] = set()
         for sid in ids:
             rec = records.get(sid)
@@ -143,7 +148,7 @@ class Engine:
 
     @staticmethod
     def _netns_path(rec: state.StateRecord | None,
-                    vmm_pid: int | None) -> tuple[str | None, str | None]:
+                    vmm_pid: int | None) -> tuple[str | None, NetnsSource | None]:
         if rec is not None and rec.netns_path:
             return rec.netns_path, "state"
         pid = (rec.hypervisor_pid if rec else None) or vmm_pid
@@ -157,9 +162,9 @@ class Engine:
         return os.path.join(self.opts.run_root, "vc", "vm", sid)
 
     def _one(self, sid: str, rec: state.StateRecord | None, pidx: procs.ProcessIndex,
-             ns: tuple[str | None, str | None]) -> tuple[Sandbox, VmmTarget | None]:
+             ns: tuple[str | None, NetnsSource | None]) -> tuple[Sandbox, VmmTarget | None]:
         errors: list[SandboxError] = []
-        runtime = rec.runtime if rec else "unknown"
+        runtime: Runtime = rec.runtime if rec else "unknown"
         if rec is not None and rec.error:
             errors.append(SandboxError("state", rec.error))
         vmm_pid = pidx.vmm.get(sid) or (rec.hypervisor_pid if rec else None)
@@ -168,6 +173,7 @@ class Engine:
             # The recorded pid lives but is not this sandbox's VMM (pid reused).
             alive = False
         kind = pidx.vmm_kind.get(sid) or (rec.hypervisor if rec else None) or "unknown"
+        sb_state: SandboxState
         if rec is None:
             sb_state = "orphan"
         elif rec.error and rec.state is None:
@@ -175,7 +181,7 @@ class Engine:
         elif not alive:
             sb_state = "stale"
         else:
-            sb_state = rec.state or "running"
+            sb_state = kata_state(rec.state)
 
         path, ns_source = ns
         netns_info = NetnsInfo(path=path, inode=None, source=ns_source)
@@ -210,7 +216,7 @@ class Engine:
         redirects = derive.redirects(model, filters, tap, virt) if dump else ()
         limits = derive.rate_limits(model, links, dump.qdiscs, dump.classes, tap, virt) \
             if dump else ()
-        configured = {}
+        configured: dict[Direction, int] = {}
         if rec is not None and (rec.rx_rate_bps or rec.tx_rate_bps):
             configured = {"in": rec.rx_rate_bps, "out": rec.tx_rate_bps}
 

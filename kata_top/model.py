@@ -1,7 +1,7 @@
 """The Snapshot model: one immutable tree per collection cycle.
 
 Everything here is a frozen dataclass of plain values so a Snapshot can cross threads, be
-diffed, serialised to the versioned JSON contract (`schema/snapshot-1.json`) and replayed.
+diffed, serialised to the versioned JSON contract (`formats/schema/snapshot-1.json`) and replayed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,42 @@ from typing import Any, Literal, TypeVar
 SCHEMA = "kata-top/snapshot/1"
 
 Severity = Literal["info", "warning", "critical"]
+#: `in` = toward the VM (eth0 → tap), `out` = from the VM (tap → eth0)
+Direction = Literal["in", "out"]
+#: Kata's Go runtime (`/run/vc/sbs`), runtime-rs (`/run/kata`), or neither (an orphan VMM)
+Runtime = Literal["go", "rs", "unknown"]
+#: Kata's own states, then kata-top's: `stale` (state left, VMM gone), `orphan` (a VMM with
+#: no state), `corrupt` (state unreadable), `unknown` (a state value Kata does not write)
+SandboxState = Literal["ready", "running", "paused", "stopped", "stale", "orphan", "corrupt",
+                       "unknown"]
+KATA_STATES: frozenset[str] = frozenset({"ready", "running", "paused", "stopped"})
+
+
+def kata_state(raw: str | None) -> SandboxState:
+    """Kata's recorded state (absent: running, as runtime-rs writes none); a value Kata does
+    not write is `unknown`."""
+    if raw is None or raw == "":
+        return "running"
+    return raw if raw in KATA_STATES else "unknown"  # type: ignore[return-value]
+#: Kata's internetworking models; `unknown` when neither state nor tc state tells
+NetworkModel = Literal["tcfilter", "macvtap", "none", "unknown"]
+#: where the VMM facts came from
+VmmSource = Literal["extra-monitor", "qmp", "api", "proc", "none"]
+#: QEMU's RunState (QAPI) and Cloud Hypervisor's states, plus `dead` (no process) and
+#: `unknown` (not asked, or an answer outside this set)
+VmmStatus = Literal["running", "paused", "shutdown", "prelaunch", "inmigrate", "postmigrate",
+                    "finish-migrate", "restore-vm", "save-vm", "suspended", "watchdog",
+                    "guest-panicked", "internal-error", "io-error", "debug", "colo", "created",
+                    "dead", "unknown"]
+VMM_STATUSES: frozenset[str] = frozenset(VmmStatus.__args__)  # type: ignore[attr-defined]
+MonitorKind = Literal["qmp", "hmp"]
+
+
+def vmm_status(raw: str) -> VmmStatus:
+    """A monitor's or API's answer as a status: values outside the known set are `unknown`
+    (the answer is untrusted input; the model never carries what its schema does not allow)."""
+    return raw if raw in VMM_STATUSES else "unknown"  # type: ignore[return-value]
+NetnsSource = Literal["state", "proc"]
 
 _T = TypeVar("_T")
 
@@ -31,6 +67,8 @@ def evolve(obj: _T, **changes: Any) -> _T:
 
 @dataclass(frozen=True)
 class LinkStats:
+    """A link's 64-bit kernel counters (as `ip -s link` shows them)."""
+
     rx_bytes: int = 0
     rx_packets: int = 0
     tx_bytes: int = 0
@@ -43,7 +81,9 @@ class LinkStats:
 
 @dataclass(frozen=True)
 class TunInfo:
-    type: str  # "tap" | "tun"
+    """A tun/tap device's flags: Kata's taps are `tap`, no packet info, vnet headers."""
+
+    type: Literal["tap", "tun"]
     pi: bool
     vnet_hdr: bool
     multi_queue: bool
@@ -64,6 +104,8 @@ class PeerInfo:
 
 @dataclass(frozen=True)
 class Link:
+    """A network device in the sandbox's namespace (or, for `none`, the sandbox's tap)."""
+
     name: str
     ifindex: int
     kind: str  # veth, tun, macvtap, ipvlan, ifb, loopback, device, ...
@@ -82,6 +124,8 @@ class Link:
 
 @dataclass(frozen=True)
 class QdiscStats:
+    """A qdisc's or class's counters (TCA_STATS2: basic + queue)."""
+
     bytes: int = 0
     packets: int = 0
     drops: int = 0
@@ -93,6 +137,8 @@ class QdiscStats:
 
 @dataclass(frozen=True)
 class Qdisc:
+    """A queueing discipline on a device, with its counters."""
+
     dev: str
     kind: str
     handle: str
@@ -103,6 +149,8 @@ class Qdisc:
 
 @dataclass(frozen=True)
 class TcClass:
+    """A class of a classful qdisc (htb): rate and ceil in bits/s, counters."""
+
     dev: str
     kind: str
     handle: str
@@ -114,6 +162,8 @@ class TcClass:
 
 @dataclass(frozen=True)
 class ActionStats:
+    """A tc action's counters: for mirred, the redirect's hit counters."""
+
     bytes: int = 0
     packets: int = 0
     drops: int = 0
@@ -122,9 +172,12 @@ class ActionStats:
 
 @dataclass(frozen=True)
 class Action:
+    """A tc action of a filter (mirred: where it sends packets, and ages in seconds)."""
+
     kind: str
-    action: str | None  # mirred: "redirect" | "mirror"
-    direction: str | None  # mirred: "egress" | "ingress"
+    # mirred only. Open sets: an eaction this code does not know shows as `eaction-N`.
+    action: str | None  # "redirect" | "mirror" | "eaction-N"
+    direction: str | None  # "egress" | "ingress"
     target: str | None  # target device name (in the same namespace)
     target_ifindex: int | None
     stats: ActionStats
@@ -134,6 +187,8 @@ class Action:
 
 @dataclass(frozen=True)
 class Filter:
+    """A tc filter on a device's ingress, with its actions."""
+
     dev: str
     parent: str
     kind: str
@@ -148,7 +203,7 @@ class Filter:
 class Redirect:
     """One direction of the tcfilter model: `in` = eth0 → tap (into the VM), `out` = tap → eth0."""
 
-    direction: Literal["in", "out"]
+    direction: Direction
     from_dev: str
     to_dev: str
     present: bool
@@ -159,7 +214,9 @@ class Redirect:
 
 @dataclass(frozen=True)
 class RateLimit:
-    direction: Literal["in", "out"]
+    """A shaping qdisc; shape `kata-htb` is Kata's own (htb 1: default 2)."""
+
+    direction: Direction
     dev: str
     rate_bps: int
     shape: str  # "kata-htb" | what else was found
@@ -167,6 +224,8 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class ProcInfo:
+    """A process kata-top found for the sandbox (shim or VMM), with its resource use."""
+
     pid: int
     name: str
     cpu_percent: float | None = None
@@ -177,6 +236,8 @@ class ProcInfo:
 
 @dataclass(frozen=True)
 class Virtiofsd:
+    """A virtiofsd daemon serving the sandbox's shared directory."""
+
     pid: int
     alive: bool
     socket: str | None
@@ -193,6 +254,8 @@ class Virtiofsd:
 
 @dataclass(frozen=True)
 class VmmNic:
+    """A NIC of the VM as the monitor or the command line describes it."""
+
     netdev: str | None
     mac: str | None
     model: str | None
@@ -205,8 +268,10 @@ class VmmNic:
 
 @dataclass(frozen=True)
 class Vmm:
-    source: str  # "extra-monitor" | "qmp" | "api" | "proc" | "none"
-    status: str  # QEMU's run state, or "unknown"
+    """The VMM's view; `source` says who answered, `reason` why QMP was not asked."""
+
+    source: VmmSource
+    status: VmmStatus
     reason: str | None = None
     name: str | None = None
     version: str | None = None
@@ -221,7 +286,7 @@ class Vmm:
     vhost_net_fds: int = 0
     devices: tuple[str, ...] = ()
     chardevs: tuple[str, ...] = ()
-    monitor_kind: str | None = None  # "qmp" | "hmp" for the extra monitor
+    monitor_kind: MonitorKind | None = None  # which protocol the extra monitor spoke
     query_ms: float | None = None
     error: str | None = None
     # When the monitor or API was asked (Unix time). The dashboard re-asks a VMM at most every
@@ -231,6 +296,8 @@ class Vmm:
 
 @dataclass(frozen=True)
 class Hypervisor:
+    """The sandbox's hypervisor process as the state files and /proc tell it."""
+
     kind: str
     pid: int | None
     alive: bool
@@ -239,27 +306,35 @@ class Hypervisor:
 
 @dataclass(frozen=True)
 class Pod:
+    """The Kubernetes pod (from the CRI annotations in Kata's state)."""
+
     name: str | None
     namespace: str | None
 
 
 @dataclass(frozen=True)
 class NetnsInfo:
+    """The sandbox's network namespace: path, inode, name under /run/netns."""
+
     path: str | None
     inode: int | None
     dev: int | None = None
     name: str | None = None
-    source: str | None = None  # "state" | "proc"
+    source: NetnsSource | None = None
 
 
 @dataclass(frozen=True)
 class SandboxError:
+    """A part of the sandbox (or node) kata-top could not read, and why."""
+
     where: str
     message: str
 
 
 @dataclass(frozen=True)
 class Finding:
+    """A diagnosed problem with a stable code, severity, evidence and fix."""
+
     code: str
     severity: Severity
     summary: str
@@ -270,20 +345,22 @@ class Finding:
 
 @dataclass(frozen=True)
 class Sandbox:
+    """A Kata sandbox: state files, processes, network namespace and VMM."""
+
     id: str
-    runtime: str  # "go" | "rs" | "unknown"
-    state: str  # Kata's state, or "stale" / "orphan" / "corrupt"
+    runtime: Runtime
+    state: SandboxState
     pod: Pod
     hypervisor: Hypervisor
     netns: NetnsInfo
-    network_model: str
+    network_model: NetworkModel
     links: tuple[Link, ...] = ()
     qdiscs: tuple[Qdisc, ...] = ()
     classes: tuple[TcClass, ...] = ()
     filters: tuple[Filter, ...] = ()
     redirects: tuple[Redirect, ...] = ()
     rate_limits: tuple[RateLimit, ...] = ()
-    configured_rate_limits: dict[str, int] = field(default_factory=dict)
+    configured_rate_limits: dict[Direction, int] = field(default_factory=dict)
     tap_name: str | None = None
     guest_mac: str | None = None
     vmm: Vmm | None = None
@@ -298,6 +375,8 @@ class Sandbox:
 
 @dataclass(frozen=True)
 class HostInfo:
+    """The node the snapshot was taken on."""
+
     node: str
     kernel: str
     run_root: str
@@ -306,6 +385,8 @@ class HostInfo:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """One collection cycle of a node running Kata Containers."""
+
     taken_at: float
     host: HostInfo
     sandboxes: tuple[Sandbox, ...]

@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kata_top.fsutil import write_atomically
+
 
 def config_path() -> str:
     override = os.environ.get("KATA_TOP_CONFIG")
@@ -53,7 +55,4 @@ class Settings:
     def save(self) -> None:
         path = config_path()
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(asdict(self), fh, indent=2)
-        os.replace(tmp, path)
+        write_atomically(path, json.dumps(asdict(self), indent=2), mode=0o600)

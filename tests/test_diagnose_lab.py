@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from kata_top import diagnose, hostcheck
+from collectors import hostcheck
+from kata_top import diagnose
 from kata_top.engine import Engine, EngineOptions
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest

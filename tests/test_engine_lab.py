@@ -295,10 +295,8 @@ def test_not_root_still_prints(demo_lab: tuple[Layout, Manifest]) -> None:
     import io
     from contextlib import redirect_stdout
 
-    import kata_top.diagnose
-    import kata_top.headless
-    import kata_top.hostcheck  # noqa: F401 - imported before the uid drops
-    from kata_top.cli import main
+    import collectors.hostcheck  # noqa: F401 - imported before the uid drops
+    from kata_top.cli.main import main
 
     layout, _ = demo_lab
     r, w = os.pipe()
@@ -332,13 +330,13 @@ def test_not_root_still_prints(demo_lab: tuple[Layout, Manifest]) -> None:
 def test_json_output_follows_the_committed_schema(demo_lab: tuple[Layout, Manifest]) -> None:
     import jsonschema
 
-    from kata_top.schema_gen import snapshot_schema
+    from kata_top.formats.schema_gen import snapshot_schema
 
     committed_path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "kata_top",
-                                  "schema", "snapshot-1.json")
+                                  "formats", "schema", "snapshot-1.json")
     with open(committed_path) as fh:
         committed = json.load(fh)
-    assert committed == snapshot_schema(), "regenerate: python -m kata_top.schema_gen"
+    assert committed == snapshot_schema(), "regenerate: python -m kata_top.formats.schema_gen"
     layout, _ = demo_lab
     out = subprocess.run([sys.executable, "-m", "kata_top", "snapshot", "--watch", "0.3",
                           "--count", "2", "--run-root", layout.run_root], capture_output=True,

@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kata_top import promout
-from kata_top.jsonin import load_recording
+from kata_top.formats import prometheus as promout
+from kata_top.formats.jsonin import load_recording
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 RECORDING = os.path.join(ROOT, "tests", "data", "demo.ndjson")

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from kata_top.jsonin import load_recording
+from kata_top.formats.jsonin import load_recording
 from kata_top.settings import Settings
-from kata_top.source import LiveSource, ReplaySource
+from kata_top.sources.live import LiveSource
+from kata_top.sources.replay import ReplaySource
 from widgets.app import KataTopApp
 from widgets.sandbox_table import SandboxTable
 from widgets.screens import DetailScreen, OverviewScreen
@@ -26,11 +27,10 @@ def _own_config(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KATA_TOP_CONFIG", os.path.join(str(tmp_path), "config.json"))
 
 
-def replay_app(theme: str = "kata-dark", write: bool = False) -> KataTopApp:
+def replay_app(theme: str = "kata-dark") -> KataTopApp:
     snaps, _ = load_recording(RECORDING)
     # A refresh of an hour: the replay stays on its first step unless the test moves it.
-    return KataTopApp(ReplaySource(snaps), refresh=3600, theme=theme, write=write,
-                      settings=Settings())
+    return KataTopApp(ReplaySource(snaps), refresh=3600, theme=theme, settings=Settings())
 
 
 async def settle(pilot: Any) -> None:
@@ -131,7 +131,7 @@ async def test_empty_run_root_says_how_to_start_the_lab(tmp_path: Any) -> None:
     from kata_top.engine import EngineOptions
 
     app = KataTopApp(LiveSource(EngineOptions(run_root=str(tmp_path), with_vmm=False)),
-                     refresh=3600, theme="kata-dark", write=False, settings=Settings())
+                     refresh=3600, theme="kata-dark", settings=Settings())
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
         empty = app.screen.query_one("#empty")
@@ -144,7 +144,7 @@ async def test_live_lab_within_two_seconds(demo_lab: Any) -> None:
     from kata_top.engine import EngineOptions
 
     app = KataTopApp(LiveSource(EngineOptions(run_root=layout.run_root)), refresh=1.0,
-                     theme="kata-dark", write=False, settings=Settings())
+                     theme="kata-dark", settings=Settings())
     t0 = time.monotonic()
     async with app.run_test(size=(160, 48)) as pilot:
         while app.screen.query_one(SandboxTable).row_count < len(man.sandboxes):
@@ -216,12 +216,10 @@ async def test_inotify_shows_new_and_removed_sandboxes_within_a_second(scratch_l
 
     from kata_top.engine import EngineOptions
     from kata_top.lab import build
-    from kata_top.watch import watch_paths
 
     man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
     app = KataTopApp(LiveSource(EngineOptions(run_root=scratch_lab.run_root)), refresh=3600,
-                     theme="kata-dark", write=False, settings=Settings(),
-                     watch_paths=watch_paths(scratch_lab.run_root))
+                     theme="kata-dark", settings=Settings(), watch=True)
     src_dir = os.path.dirname(man.sandboxes[0].state_file or "")
     new_dir = os.path.join(os.path.dirname(src_dir), "e" * 64)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -242,7 +240,7 @@ async def test_inotify_shows_new_and_removed_sandboxes_within_a_second(scratch_l
 
 async def test_keymap_from_config_remaps_a_binding() -> None:
     snaps, _ = load_recording(RECORDING)
-    app = KataTopApp(ReplaySource(snaps), refresh=3600, theme="kata-dark", write=False,
+    app = KataTopApp(ReplaySource(snaps), refresh=3600, theme="kata-dark",
                      settings=Settings(keymap={"pause": "z"}))
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
@@ -256,8 +254,8 @@ async def test_write_flow_from_the_dashboard(scratch_lab: Any) -> None:
     from widgets.modals import ActionScreen, ConfirmScreen
 
     build.up(scratch_lab, build.UpOptions(sandboxes=1, qemu=False, scenario="plain"))
-    app = KataTopApp(LiveSource(EngineOptions(run_root=scratch_lab.run_root)), refresh=1.0,
-                     theme="kata-dark", write=True, settings=Settings())
+    app = KataTopApp(LiveSource(EngineOptions(run_root=scratch_lab.run_root), write=True),
+                     refresh=1.0, theme="kata-dark", settings=Settings())
     async with app.run_test(size=(160, 48)) as pilot:
         table = app.screen.query_one(SandboxTable)
         while table.row_count < 1:
@@ -310,7 +308,7 @@ async def test_rows_off_screen_show_the_newest_data_when_scrolled_in() -> None:
     second = replace(first, sandboxes=tuple(
         replace(sb, state="stale") if sb.pod.name == "pod-059" else sb for sb in many))
     app = KataTopApp(ReplaySource([first, second]), refresh=3600, theme="kata-dark",
-                     write=False, settings=Settings())
+                     settings=Settings())
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
         table = app.screen.query_one(SandboxTable)
@@ -390,7 +388,7 @@ async def test_overview_hidden_under_detail_catches_up_on_return() -> None:
     second = replace(snaps[0], taken_at=snaps[0].taken_at + 1, sandboxes=tuple(
         replace(sb, state="stale") if sb.id == api.id else sb for sb in snaps[0].sandboxes))
     app = KataTopApp(ReplaySource([snaps[0], second]), refresh=3600, theme="kata-dark",
-                     write=False, settings=Settings())
+                     settings=Settings())
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
         app.open_sandbox(web.id)

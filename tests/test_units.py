@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collectors import netlink, qmp, rtnl, state, vmm_proc
-from kata_top import diagnose, jsonin, jsonout
+from kata_top import diagnose
+from kata_top.formats import jsonin, jsonout
 from kata_top.lab.layout import Layout
 from kata_top.lab.scenario import build as build_specs
 from kata_top.lab.statefiles import persist_json, state_json
@@ -268,7 +269,7 @@ def test_findings_have_codes_severities_and_fixes() -> None:
 
 # ---- import hygiene ----------------------------------------------------------------------
 def test_headless_path_imports_no_textual_rich_or_pyroute2(tmp_path: object) -> None:
-    code = ("import sys\nfrom kata_top.cli import main\n"
+    code = ("import sys\nfrom kata_top.cli.main import main\n"
             f"rc = main(['snapshot', '--json', '--run-root', {str(tmp_path)!r}])\n"
             "bad = [m for m in ('textual', 'rich', 'pyroute2') if m in sys.modules]\n"
             "print('BAD', bad, file=sys.stderr)\nsys.exit(1 if bad else 0)\n")
@@ -310,12 +311,12 @@ def test_vm_direction_of_tun_and_macvtap() -> None:
 
 
 def test_run_root_before_or_after_the_command() -> None:
-    from kata_top.cli import build_parser
+    from kata_top.cli.main import build_parser
 
-    p = build_parser()
-    assert p.parse_args(["--run-root", "/x", "snapshot"]).run_root == "/x"
-    assert p.parse_args(["snapshot", "--run-root", "/y"]).run_root == "/y"
-    assert p.parse_args(["--run-root", "/w", "check", "--json"]).run_root == "/w"
+    for argv, root in ((["--run-root", "/x", "snapshot"], "/x"),
+                       (["snapshot", "--run-root", "/y"], "/y"),
+                       (["--run-root", "/w", "check", "--json"], "/w")):
+        assert build_parser(argv).parse_args(argv).run_root == root
 
 
 def test_oversized_netlink_reply_is_an_error_not_half_a_dump() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -24,24 +24,19 @@ from textual.worker import Worker, WorkerState
 
 import themes
 from kata_top.model import Snapshot
+from kata_top.requests import ActionError, ActionRequest, RedirectRequest
 from kata_top.select import label
 from kata_top.settings import Settings
+from kata_top.sources.base import Source
 from widgets.header import HeaderBar
 from widgets.modals import ActionScreen, ConfirmScreen, HelpScreen, HostScreen
 from widgets.screens import DetailScreen, OverviewScreen
 
+if TYPE_CHECKING:
+    from kata_top.actions import Plan
+
 MIN_W, MIN_H = 80, 24
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-
-
-class Source(Protocol):
-    replay: bool
-
-    def next(self) -> Snapshot: ...
-
-    def refresh_all(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class SnapshotReady(Message):
@@ -83,17 +78,14 @@ class KataTopApp(App[int]):
     ]
 
 
-    def __init__(self, source: Source, refresh: float, theme: str, write: bool,
-                 settings: Settings, watch_paths: list[str] | None = None,
-                 replay_warning: str | None = None) -> None:
+    def __init__(self, source: Source, refresh: float, theme: str, settings: Settings,
+                 replay_warning: str | None = None, watch: bool = False) -> None:
         super().__init__()
         self.source = source
         self.refresh_s = refresh
-        self.write = write
         self.settings = settings
         self._initial_theme = theme
-        self._watch_paths = watch_paths or []
-        self._watcher: Any = None
+        self._watch = watch
         self._collecting = False
         self._again = False
         self._timer: Any = None
@@ -116,20 +108,14 @@ class KataTopApp(App[int]):
         self.call_after_refresh(self._update_size_notice)
         if self._replay_warning:
             self.notify(self._replay_warning, severity="warning", timeout=8)
-        if self._watch_paths and not self.source.replay:
-            try:
-                from kata_top.watch import StateWatcher
-
-                self._watcher = StateWatcher(self._watch_paths,
-                                             lambda: self.call_from_thread(self._wake))
-                self._watcher.start()
-            except Exception as exc:
-                self.notify(f"inotify unavailable ({exc}); polling only", severity="warning")
+        if self._watch:
+            # The source calls back from its watcher thread: hop onto the UI thread.
+            problem = self.source.start_watching(lambda: self.call_from_thread(self._wake))
+            if problem:
+                self.notify(problem, severity="warning")
         self.collect()
 
     def on_unmount(self) -> None:
-        if self._watcher is not None:
-            self._watcher.stop()
         self.source.close()
 
     # ---- the collection loop -----------------------------------------------------------
@@ -209,10 +195,9 @@ class KataTopApp(App[int]):
                  style="bold black on yellow" if self.write else "bold black on green")
         if self.paused:
             t.append(" [PAUSED] ", style="bold black on cyan")
-        if self.source.replay:
-            pos = getattr(self.source, "position", lambda: "?")()
-            t.append(f" REPLAY {pos} ", style="bold black on magenta")
-        if snap is not None and self.source.replay:
+        if self.source.seekable:
+            t.append(f" REPLAY {self.source.position()} ", style="bold black on magenta")
+        if snap is not None and self.source.seekable:
             t.append(time.strftime(" recorded %Y-%m-%d %H:%M:%S UTC", time.gmtime(snap.taken_at)),
                      style="dim")
         elif snap is not None:
@@ -297,11 +282,11 @@ class KataTopApp(App[int]):
         self.notify(f"theme {nxt}", timeout=1.5)
 
     def action_step(self, delta: int) -> None:
-        if not self.source.replay:
+        if not self.source.seekable:
             self.notify("step and seek work in --replay", timeout=2)
             return
         self.paused = True
-        snap = self.source.seek(delta)  # type: ignore[attr-defined]
+        snap = self.source.seek(delta)
         self.post_message(SnapshotReady(snap))
 
     def open_sandbox(self, sandbox_id: str) -> None:
@@ -326,32 +311,35 @@ class KataTopApp(App[int]):
             yield SystemCommand("Rate limit…", "set or clear Kata's HTB limit",
                                 screen.action_ratelimit)
 
-    # ---- write actions (one engine with the CLI: kata_top.actions) -------------------------
+    # ---- write actions: typed requests through the source (it refuses when read-only) ---
+    @property
+    def write(self) -> bool:
+        """Whether this session may change anything (shown in the header and the help)."""
+        return not self.source.read_only
+
     def start_action(self, kind: str, sandbox_id: str) -> None:
-        if not self.write:
-            self.notify("kata-top is read-only: start it with --write to change tc state",
-                        severity="warning", timeout=4)
-            return
-        if self.source.replay:
-            self.notify("a replay cannot change anything", severity="warning")
+        if self.source.read_only:
+            # The source would refuse the plan anyway; say why before the dialog opens.
+            try:
+                self.source.plan(RedirectRequest(sandbox_id, "add", "both"))
+            except ActionError as exc:
+                self.notify(str(exc), severity="warning", timeout=4)
             return
         snap = self.snapshot
         sb = snap.find(sandbox_id) if snap else None
         target = label(sb) if sb else sandbox_id[:12]
 
-        def chosen(result: tuple[str, str, str] | None) -> None:
+        def chosen(result: ActionRequest | None) -> None:
             if result is not None:
-                self._plan(sandbox_id, result)
+                self._plan(result)
 
-        self.push_screen(ActionScreen(kind, target), chosen)
+        self.push_screen(ActionScreen(kind, target, sandbox_id), chosen)
 
     @work(thread=True, exit_on_error=False, group="action")
-    def _plan(self, sandbox_id: str, request: tuple[str, str, str]) -> None:
-        from kata_top import actions
-
+    def _plan(self, request: ActionRequest) -> None:
         try:
-            plan = actions.plan_from_ui(self.source, sandbox_id, request)
-        except actions.ActionError as exc:
+            plan = self.source.plan(request)
+        except ActionError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
             return
         if plan.noop:
@@ -366,10 +354,12 @@ class KataTopApp(App[int]):
                               ConfirmScreen(plan.title, plan.commands()), confirmed)
 
     @work(thread=True, exit_on_error=False, group="action")
-    def _apply(self, plan: Any) -> None:
-        from kata_top import actions
-
-        outcome = actions.execute(plan)
+    def _apply(self, plan: Plan) -> None:
+        try:
+            outcome = self.source.apply(plan)
+        except ActionError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
+            return
         self.call_from_thread(self.notify, outcome.message,
                               severity="information" if outcome.ok else "error", timeout=8)
         self.call_from_thread(self._wake)

@@ -12,7 +12,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
-from kata_top.model import Finding
+from kata_top.model import Direction, Finding
+from kata_top.requests import ActionRequest, RateLimitRequest, RedirectRequest
 
 if TYPE_CHECKING:
     from widgets.app import KataTopApp
@@ -129,18 +130,19 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(True)
 
 
-class ActionScreen(ModalScreen[tuple[str, str, str] | None]):
+class ActionScreen(ModalScreen[ActionRequest | None]):
     """Asks what to do: redirect add/remove + direction, or rate limit in/out values.
 
-    Returns (kind, operation, argument) or None; rates are validated as they are typed.
+    Returns a typed request (or None); rates are validated as they are typed.
     """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel-action")]
 
-    def __init__(self, kind: str, target: str) -> None:
+    def __init__(self, kind: str, target: str, sandbox_id: str = "") -> None:
         super().__init__()
         self.kind = kind
         self.target = target
+        self.sandbox_id = sandbox_id
 
     @property
     def kapp(self) -> KataTopApp:
@@ -168,29 +170,33 @@ class ActionScreen(ModalScreen[tuple[str, str, str] | None]):
                 yield Button("Cancel (Esc)", id="no")
                 yield Button("Show plan", id="yes", variant="primary")
 
-    def _validate(self) -> tuple[str, str, str] | str:
+    def _validate(self) -> ActionRequest | str:
+        """The request the dialog describes, or what is wrong with it."""
         from kata_top.units import parse_rate
 
         if self.kind == "redirect":
             op = self.query_one("#op", RadioSet).pressed_button
             d = self.query_one("#direction", RadioSet).pressed_button
-            return ("redirect", op.id if op and op.id else "add",
-                    d.id if d and d.id else "both")
-        vals: dict[str, str] = {}
-        for direction in ("in", "out"):
+            return RedirectRequest(self.sandbox_id,
+                                   "remove" if op is not None and op.id == "remove" else "add",
+                                   "in" if d is not None and d.id == "in" else
+                                   "out" if d is not None and d.id == "out" else "both")
+        rates: dict[Direction, int | None] = {}
+        directions: tuple[Direction, ...] = ("in", "out")
+        for direction in directions:
             raw = self.query_one(f"#{direction}-rate", Input).value.strip()
             if not raw:
                 continue
             if raw == "clear":
-                vals[direction] = "clear"
+                rates[direction] = None
                 continue
             try:
-                vals[direction] = str(parse_rate(raw))
+                rates[direction] = parse_rate(raw)
             except ValueError as exc:
                 return str(exc)
-        if not vals:
+        if not rates:
             return "give an in or out rate (or 'clear')"
-        return ("ratelimit", "apply", ",".join(f"{k}={v}" for k, v in vals.items()))
+        return RateLimitRequest(self.sandbox_id, rates)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         res = self._validate()

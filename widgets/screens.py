@@ -17,7 +17,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
-from kata_top.jsonout import sandbox_to_dict
+from kata_top.formats.jsonout import sandbox_to_dict
 from kata_top.model import Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate

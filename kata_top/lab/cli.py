@@ -29,10 +29,13 @@ scenarios:
 """ + "\n".join(f"  {k:<10} {v}" for k, v in SCENARIO_HELP.items())
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("lab", help="build a Kata-like node to watch (namespaces, tc, QEMU)",
-                       description="Real Kata-like sandboxes on any Linux machine (needs root).",
-                       epilog=LAB_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+HELP = "build a Kata-like node to watch (namespaces, tc, QEMU)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "Real Kata-like sandboxes on any Linux machine (needs root)."
+    p.epilog = LAB_EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--run-root", default=os.environ.get("KATA_TOP_LAB_RUN_ROOT",
                                                         DEFAULT_RUN_ROOT),
                    help=f"where the lab writes its Kata state tree (default {DEFAULT_RUN_ROOT})")

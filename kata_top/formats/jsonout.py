@@ -1,4 +1,4 @@
-"""The Snapshot as the versioned JSON contract (`kata_top/schema/snapshot-1.json`)."""
+"""The Snapshot as the versioned JSON contract (`kata_top/formats/schema/snapshot-1.json`)."""
 
 from __future__ import annotations
 
@@ -11,27 +11,27 @@ from kata_top.model import Redirect, Sandbox, Snapshot
 RENAMES = {"from_dev": "from", "to_dev": "to"}
 
 
-def _convert(obj: Any) -> Any:
+def to_plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out: dict[str, Any] = {}
         for f in dataclasses.fields(obj):
             key = RENAMES.get(f.name, f.name) if isinstance(obj, Redirect) else f.name
-            out[key] = _convert(getattr(obj, f.name))
+            out[key] = to_plain(getattr(obj, f.name))
         return out
     if isinstance(obj, tuple | list):
-        return [_convert(x) for x in obj]
+        return [to_plain(x) for x in obj]
     if isinstance(obj, dict):
-        return {str(k): _convert(v) for k, v in obj.items()}
+        return {str(k): to_plain(v) for k, v in obj.items()}
     return obj
 
 
 def sandbox_to_dict(sb: Sandbox) -> dict[str, Any]:
-    d: dict[str, Any] = _convert(sb)
+    d: dict[str, Any] = to_plain(sb)
     return d
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
-    d: dict[str, Any] = _convert(snap)
+    d: dict[str, Any] = to_plain(snap)
     # schema first, for humans reading the stream
     return {"schema": d.pop("schema"), **d}
 

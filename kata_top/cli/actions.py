@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
+from kata_top.cli.common import EXIT_USAGE, fail, node_options
 from kata_top.settings import audit_log_path
 
 EPILOG = """\
@@ -20,56 +19,62 @@ prints). Steps apply all-or-nothing: a failure undoes the earlier steps. Applied
 appended to the audit log: {log}"""
 
 
-def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    def shared(p: argparse.ArgumentParser) -> None:
-        common(p)
-        p.add_argument("sandbox", metavar="SANDBOX", help="id, unique id prefix, or ns/pod")
-        p.add_argument("--yes", action="store_true", help="apply without asking")
-        p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+def _shared(p: argparse.ArgumentParser) -> None:
+    node_options(p, top=False)
+    p.add_argument("sandbox", metavar="SANDBOX", help="id, unique id prefix, or ns/pod")
+    p.add_argument("--yes", action="store_true", help="apply without asking")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
 
+
+def add_redirect_arguments(red: argparse.ArgumentParser) -> None:
     epilog = EPILOG.format(log=audit_log_path())
-    red = sub.add_parser("redirect", help="add or remove Kata's tc mirred redirects",
-                         description="in = eth0 → tap0_kata (into the VM), out = tap0_kata → "
-                                     "eth0.", epilog=epilog,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    red.description = "in = eth0 → tap0_kata (into the VM), out = tap0_kata → eth0."
+    red.epilog = epilog
+    red.formatter_class = argparse.RawDescriptionHelpFormatter
     rsub = red.add_subparsers(dest="op", metavar="{add,remove}", required=True)
     for op, text in (("add", "restore a redirect as Kata makes it"),
                      ("remove", "take a redirect away (cuts the VM off that way)")):
         p = rsub.add_parser(op, help=text, epilog=epilog,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        shared(p)
+        _shared(p)
         p.add_argument("--direction", default="both", choices=("in", "out", "both"))
 
-    rl = sub.add_parser("ratelimit", help="set or clear Kata's HTB rate limits",
-                        description="Kata's shape: htb 1: root default 2, classes 1:1 and 1:2, "
-                                    "rate = ceil; in on tap0_kata, out on eth0 (or an ifb).",
-                        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def add_ratelimit_arguments(rl: argparse.ArgumentParser) -> None:
+    epilog = EPILOG.format(log=audit_log_path())
+    rl.description = ("Kata's shape: htb 1: root default 2, classes 1:1 and 1:2, rate = ceil; "
+                      "in on tap0_kata, out on eth0 (or an ifb).")
+    rl.epilog = epilog
+    rl.formatter_class = argparse.RawDescriptionHelpFormatter
     lsub = rl.add_subparsers(dest="op", metavar="{set,clear}", required=True)
     st = lsub.add_parser("set", help="set a limit (50mbit, 500kbit, 1gbit, or bits/s)",
                          epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    shared(st)
+    _shared(st)
     st.add_argument("--in", dest="rate_in", metavar="RATE", help="into the VM")
     st.add_argument("--out", dest="rate_out", metavar="RATE", help="out of the VM")
     cl = lsub.add_parser("clear", help="remove a limit", epilog=epilog,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    shared(cl)
+    _shared(cl)
     cl.add_argument("--direction", default="both", choices=("in", "out", "both"))
 
 
 def _usage(msg: str) -> int:
-    print(f"kata-top {msg}", file=sys.stderr)
-    return 2
+    return fail("", msg, EXIT_USAGE)
 
 
 def run(args: argparse.Namespace) -> int:
     from kata_top import actions
+    from kata_top.model import Direction
+    from kata_top.requests import ActionRequest, RateLimitRequest, RedirectRequest
     from kata_top.units import parse_rate
 
-    rates: dict[str, int | None] = {}
+    rates: dict[Direction, int | None] = {}
     if args.cmd == "ratelimit" and args.op == "set":
         if not args.rate_in and not args.rate_out:
             return _usage("ratelimit set: give --in RATE and/or --out RATE")
-        for d, raw in (("in", args.rate_in), ("out", args.rate_out)):
+        given: tuple[tuple[Direction, str | None], ...] = (("in", args.rate_in),
+                                                            ("out", args.rate_out))
+        for d, raw in given:
             if raw is None:
                 continue
             try:
@@ -77,16 +82,16 @@ def run(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 return _usage(f"ratelimit set: --{d}: {exc}")
     elif args.cmd == "ratelimit":
-        rates = {d: None for d in (("in", "out") if args.direction == "both"
-                                   else (args.direction,))}
+        both: tuple[Direction, ...] = ("in", "out")
+        rates = {d: None for d in both if args.direction in ("both", d)}
     if os.geteuid() != 0 and not args.dry_run:
         print("kata-top: changing tc state needs root (CAP_NET_ADMIN in the sandbox's "
               "namespace); try --dry-run to see the plan", file=sys.stderr)
         return 1
     try:
-        sb = actions.find_sandbox(args.run_root, args.sandbox)
-        plan = actions.plan_redirect(sb, args.op, args.direction) if args.cmd == "redirect" \
-            else actions.plan_ratelimit(sb, rates)
+        request: ActionRequest = RedirectRequest(args.sandbox, args.op, args.direction) \
+            if args.cmd == "redirect" else RateLimitRequest(args.sandbox, rates)
+        plan = actions.plan_request(args.run_root, request)
     except actions.ActionError as exc:
         print(f"kata-top: {exc}", file=sys.stderr)
         return 1

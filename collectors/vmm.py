@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from collectors import qmp, vmm_proc
 from collectors.procs import pid_alive
-from kata_top.model import Vmm, VmmNic
+from kata_top.model import Vmm, VmmNic, VmmSource, vmm_status
 
 NO_MONITOR_REASON = ("no extra monitor configured; set extra_monitor_socket = \"qmp\" and "
                      "enable_debug = true in [hypervisor.qemu] to allow it")
@@ -65,8 +65,8 @@ def _merge_nics(monitor: Sequence[VmmNic], proc: Sequence[VmmNic]) -> tuple[VmmN
     return tuple(out) or tuple(proc)
 
 
-def _from_monitor(base: Vmm, facts: qmp.MonitorFacts, source: str) -> Vmm:
-    return Vmm(source=source, status=facts.status, name=facts.name or base.name,
+def _from_monitor(base: Vmm, facts: qmp.MonitorFacts, source: VmmSource) -> Vmm:
+    return Vmm(source=source, status=vmm_status(facts.status), name=facts.name or base.name,
                version=facts.version, machine=base.machine, accel=base.accel,
                vcpus=facts.vcpus or base.vcpus,
                vcpu_threads=tuple(facts.vcpu_threads) or base.vcpu_threads,
@@ -114,7 +114,7 @@ async def _one(t: VmmTarget, sem: asyncio.Semaphore, qmp_primary: bool,
                 return _with(base, error=f"cloud-hypervisor API: {exc or type(exc).__name__}")
             info = api.get("info")
             state = info.get("state") if isinstance(info, dict) else None
-            return _with(base, source="api", status=str(state or "unknown").lower(),
+            return _with(base, source="api", status=vmm_status(str(state or "unknown").lower()),
                          query_ms=round((time.monotonic() - start) * 1000, 2),
                          queried_at=time.time())
         if t.kind != "qemu":

@@ -8,7 +8,7 @@ condition has been false for CLEAR_AFTER consecutive cycles.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from kata_top.model import Finding, Sandbox, Severity, Snapshot, evolve
@@ -186,7 +186,7 @@ def _rate_limit_findings(sb: Sandbox) -> Iterable[Finding]:
                  f"{r.direction} (if it is not wanted)", direction=r.direction, dev=r.dev,
                  rate_bps=r.rate_bps, shape=r.shape)
     for direction, configured in sb.configured_rate_limits.items():
-        have = actual.get(direction)  # type: ignore[call-overload]
+        have = actual.get(direction)
         if configured and (have is None or have.rate_bps != configured):
             yield _f(sb, "KT-S051", "warning",
                      f"{label(sb)}: Kata configured {direction} {fmt_rate(configured)} but tc "
@@ -272,31 +272,3 @@ def annotate(snap: Snapshot, prev: Snapshot | None = None) -> Snapshot:
     return evolve(snap, sandboxes=tuple(
         evolve(sb, findings=sandbox_findings(sb, prev_by_id.get(sb.id)))
         for sb in snap.sandboxes))
-
-
-def worst(findings: Sequence[Finding]) -> str | None:
-    if not findings:
-        return None
-    return max(findings, key=lambda f: SEVERITY_ORDER[f.severity]).severity
-
-
-def host_findings() -> list[Finding]:
-    from kata_top.hostcheck import host_findings as probe
-
-    return probe()
-
-
-def render_findings(snap: Snapshot, findings: Sequence[Finding]) -> str:
-    if not findings:
-        return f"no findings: {len(snap.sandboxes)} sandboxes look healthy"
-    by_id = {sb.id: sb for sb in snap.sandboxes}
-    lines: list[str] = []
-    marks = {"critical": "CRIT", "warning": "WARN", "info": "info"}
-    for f in sorted(findings, key=lambda f: (-SEVERITY_ORDER[f.severity], f.code)):
-        where = "" if f.sandbox in by_id else "host: "
-        lines.append(f"{marks[f.severity]:<4} {f.code}  {where}{f.summary}")
-        lines.append(f"           fix: {f.fix}")
-    counts = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITY_ORDER}
-    lines.append(f"{counts['critical']} critical, {counts['warning']} warning, "
-                 f"{counts['info']} info across {len(snap.sandboxes)} sandboxes")
-    return "\n".join(lines)

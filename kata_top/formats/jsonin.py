@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from kata_top import model
-from kata_top.jsonout import RENAMES
+from kata_top.formats.jsonout import RENAMES
 from kata_top.model import SCHEMA, Snapshot
 
 
@@ -56,8 +56,9 @@ def _build(tp: Any, value: Any, path: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise RecordingError(f"{path}: expected an object")
-        _k, vt = typing.get_args(tp)
-        return {str(k): _build(vt, v, f"{path}.{k}") for k, v in value.items()}
+        kt, vt = typing.get_args(tp)
+        return {_build(kt, str(k), f"{path} key") if kt is not str else str(k):
+                _build(vt, v, f"{path}.{k}") for k, v in value.items()}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise RecordingError(f"{path}: expected an object")

@@ -1,28 +1,29 @@
 """The JSON Schema of `kata-top/snapshot/1`, derived from the model's type hints.
 
-`python -m kata_top.schema_gen > kata_top/schema/snapshot-1.json` regenerates the committed
-file; a test fails when the model and the committed schema drift apart.
+`python -m kata_top.formats.schema_gen > kata_top/formats/schema/snapshot-1.json`
+regenerates the committed file; a test fails when the model and the committed schema drift apart.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import types
 import typing
 from typing import Any
 
 from kata_top import model
-from kata_top.jsonout import RENAMES
+from kata_top.formats.jsonout import RENAMES
 
-DESCRIPTIONS = {
-    "Snapshot": "One collection cycle of a node running Kata Containers.",
-    "Sandbox": "A Kata sandbox: state files, processes, network namespace and VMM.",
-    "Redirect": "One direction of the tcfilter model: in = eth0 → tap (into the VM).",
-    "RateLimit": "A shaping qdisc; shape `kata-htb` is Kata's own (htb 1: default 2).",
-    "Vmm": "The VMM's view; `source` says who answered, `reason` why QMP was not asked.",
-    "Finding": "A diagnosed problem with a stable code, severity, evidence and fix.",
-}
+
+def _description(tp: type) -> str | None:
+    """The class docstring's first paragraph (a dataclass without one gets a generated
+    signature as __doc__, which is not a description)."""
+    doc = inspect.getdoc(tp) or ""
+    if not doc or doc.startswith(f"{tp.__name__}("):
+        return None
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
@@ -50,8 +51,9 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
                 required.append(key)
             defs[name] = {"type": "object", "properties": props, "required": required,
                           "additionalProperties": False}
-            if name in DESCRIPTIONS:
-                defs[name]["description"] = DESCRIPTIONS[name]
+            description = _description(tp)
+            if description:
+                defs[name]["description"] = description
         return {"$ref": f"#/$defs/{name}"}
     simple = {int: "integer", float: "number", str: "string", bool: "boolean"}
     if tp in simple:

@@ -1,0 +1,62 @@
+"""`kata-top check`: findings for the host and every sandbox; the exit code says the worst."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from kata_top.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail, narrow, node_options
+
+if TYPE_CHECKING:
+    from kata_top.model import Snapshot
+
+HELP = "diagnose host and sandboxes"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Exit 0: nothing worse than info; 1: a warning or critical finding; 2: "
+                     "the check itself could not run.")
+    node_options(p, top=False)
+    p.add_argument("--json", action="store_true", help="schema kata-top/check/1")
+    p.add_argument("--sandbox", metavar="X", help="id, unique id prefix, or namespace/pod")
+
+
+def check_document(snap: Snapshot) -> dict[str, object]:
+    """The `kata-top/check/1` JSON of an annotated snapshot (also served at /api/v1/check)."""
+    from kata_top.formats.jsonout import to_plain
+
+    findings = list(snap.host_findings) + [f for sb in snap.sandboxes for f in sb.findings]
+    return {"schema": "kata-top/check/1", "taken_at": snap.taken_at,
+            "findings": [to_plain(f) for f in findings],
+            "errors": [to_plain(e) for e in snap.errors]}
+
+
+def run(args: argparse.Namespace) -> int:
+    from kata_top.cli.common import engine_for
+    from kata_top.diagnose import annotate, host_findings, render_findings, worst
+    from kata_top.rates import with_rates
+    from kata_top.select import SelectError
+
+    try:
+        engine = engine_for(args)
+        try:
+            first = engine.collect()
+            time.sleep(0.5)
+            snap = annotate(with_rates(engine.collect(), first))
+        finally:
+            engine.close()
+        snap = replace(snap, host_findings=tuple(host_findings()))
+        snap = narrow(snap, args.sandbox)
+    except SelectError as exc:
+        return fail("check", str(exc))
+    except Exception as exc:
+        return fail("check", f"the check could not run: {exc}", EXIT_USAGE)
+    findings = list(snap.host_findings) + [f for sb in snap.sandboxes for f in sb.findings]
+    if args.json:
+        print(json.dumps(check_document(snap), indent=2))
+    else:
+        print(render_findings(snap, findings))
+    return EXIT_FINDINGS if worst(findings) in ("warning", "critical") else EXIT_OK

@@ -1,0 +1,72 @@
+"""`kata-top` with no command: validate the options, build the source, start the Textual app.
+
+Bad input (unknown theme, unreadable recording, missing run root) is one clear sentence and
+exit 2 before any screen is drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from kata_top.cli.common import EXIT_OK, EXIT_USAGE, fail
+
+if TYPE_CHECKING:
+    from kata_top.settings import Settings
+    from kata_top.sources.base import Source
+
+
+def _source(args: argparse.Namespace, settings: Settings) -> tuple[Source, str | None]:
+    """The source the flags ask for, and a warning to show on the first screen."""
+    if args.replay:
+        if args.write:
+            raise ValueError("--write does not go with --replay: a recording cannot change "
+                             "anything")
+        from kata_top.formats.jsonin import RecordingError, load_recording
+        from kata_top.sources.replay import ReplaySource
+
+        try:
+            snaps, warning = load_recording(args.replay)
+        except RecordingError as exc:
+            raise ValueError(str(exc)) from exc
+        return ReplaySource(snaps), warning
+    if not os.path.isdir(args.run_root):
+        raise ValueError(f"run root {args.run_root} does not exist (the lab's is "
+                         "/run/kata-top-lab: sudo kata-top lab up)")
+    from kata_top.engine import EngineOptions
+    from kata_top.sources.live import VMM_REFRESH_S, LiveSource
+
+    qmp_primary = args.qmp_primary if args.qmp_primary is not None else settings.qmp_primary
+    opts = EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary,
+                         vmm_refresh_s=VMM_REFRESH_S)
+    return LiveSource(opts, write=args.write), None
+
+
+def run(args: argparse.Namespace) -> int:
+    import themes
+    from kata_top.settings import Settings
+
+    settings = Settings.load()
+    try:
+        theme = themes.resolve(args.theme or settings.theme)
+    except ValueError as exc:
+        return fail("", str(exc))
+    refresh = args.refresh if args.refresh is not None else settings.refresh
+    if refresh <= 0:
+        return fail("", "--refresh takes a positive number of seconds")
+    try:
+        source, warning = _source(args, settings)
+    except ValueError as exc:
+        return fail("", str(exc), EXIT_USAGE)
+    if not sys.stdout.isatty():
+        source.close()
+        return fail("", "the dashboard needs a terminal; for scripts use `kata-top snapshot "
+                        "--json` or `kata-top check`")
+    from widgets.app import KataTopApp
+
+    app = KataTopApp(source, refresh=refresh, theme=theme, settings=settings,
+                     replay_warning=warning)
+    app.run()
+    return EXIT_OK

@@ -1,0 +1,106 @@
+"""`kata-top [options] [COMMAND]`: the parser and the dispatch to one command module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from kata_top.cli.common import EXIT_INTERRUPTED, node_options
+
+DESCRIPTION = """\
+kata-top: one screen for a node running Kata Containers — sandboxes, their network namespace,
+veth/tap pair, tc mirred redirects with hit counters, qdiscs and rate limits, the QEMU VMM and
+virtiofsd. Read-only unless a write command or --write is given."""
+
+EPILOG = """\
+commands:
+  (none)      open the dashboard            kata-top --run-root /run/kata-top-lab
+  snapshot    one collection, table/JSON    kata-top snapshot --json | jq .
+              or Prometheus text            kata-top snapshot --prometheus --output k.prom
+  check       diagnose the node, exit 0/1/2 kata-top check --sandbox default/web-0
+  serve       exporter for Prometheus       kata-top serve --listen 127.0.0.1:9464
+  redirect    add/remove a tc redirect      kata-top redirect add web-0 --direction out
+  ratelimit   set/clear Kata's HTB limit    kata-top ratelimit set web-0 --in 50mbit
+  lab         a Kata-like node to watch     kata-top lab up
+
+exit codes: 0 ok; 1 findings (warning/critical) or an action refused; 2 usage, or the command
+could not run; 3 `snapshot` not run as root (other namespaces may be missing); 130 Ctrl-C.
+
+environment: KATA_TOP_RUN_ROOT (default run root), KATA_TOP_CONFIG (config file path),
+NO_COLOR. Logs: --log-file (default under $XDG_STATE_HOME/kata-top), --debug."""
+
+# command -> module with HELP, add_arguments(parser) and run(args) -> int
+COMMANDS: dict[str, str] = {
+    "snapshot": "kata_top.cli.snapshot",
+    "check": "kata_top.cli.check",
+    "serve": "kata_top.cli.serve",
+    "redirect": "kata_top.cli.redirect",
+    "ratelimit": "kata_top.cli.ratelimit",
+    "lab": "kata_top.lab.cli",
+}
+SHORT_HELP: dict[str, str] = {
+    "snapshot": "collect once (or --watch) and print",
+    "check": "diagnose host and sandboxes",
+    "serve": "HTTP exporter: /metrics for Prometheus, /api/v1/snapshot, /healthz",
+    "redirect": "add or remove Kata's tc mirred redirects",
+    "ratelimit": "set or clear Kata's HTB rate limits",
+    "lab": "build a Kata-like node to watch (namespaces, tc, QEMU)",
+}
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The command named on the line (the first word that is one), without parsing."""
+    return next((a for a in argv if a in COMMANDS), None)
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The whole parser; only the chosen command's subparser gets its arguments (and its
+    module imported), the others show their one-line help."""
+    from kata_top import __version__
+
+    p = argparse.ArgumentParser(prog="kata-top", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"kata-top {__version__}")
+    node_options(p, top=True)
+    p.add_argument("--refresh", type=float, default=None, metavar="SECONDS",
+                   help="dashboard refresh interval (default 1)")
+    p.add_argument("--theme", default=None, help="dark, light, high-contrast or terminal")
+    p.add_argument("--write", action="store_true",
+                   help="allow the dashboard to change tc state (asks before each change)")
+    p.add_argument("--replay", metavar="FILE",
+                   help="play a recording from `snapshot --watch` instead of the live node")
+    p.add_argument("--log-file", metavar="FILE",
+                   help="where to log (default: kata-top.log under $XDG_STATE_HOME/kata-top, "
+                        "or /var/log/kata-top as root)")
+    p.add_argument("--debug", action="store_true", help="log at debug level")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    chosen = _chosen(argv)
+    for name, module in COMMANDS.items():
+        sp = sub.add_parser(name, help=SHORT_HELP[name])
+        if name == chosen:
+            importlib.import_module(module).add_arguments(sp)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    from kata_top.logs import setup_logging
+
+    setup_logging(getattr(args, "log_file", None), getattr(args, "debug", False))
+    try:
+        if args.cmd:
+            code: int = importlib.import_module(COMMANDS[args.cmd]).run(args)
+            return code
+        from kata_top.cli.dashboard import run as run_dashboard
+
+        return run_dashboard(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `kata-top snapshot | head`: the reader left; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,0 +1,128 @@
+"""`kata-top snapshot`: one collection (or a --watch stream) as text, JSON or Prometheus.
+
+No Textual, no Rich, no lab: a test asserts which top-level modules this path imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from kata_top.cli.common import (
+    EXIT_NOT_ROOT,
+    EXIT_OK,
+    EXIT_USAGE,
+    engine_for,
+    fail,
+    narrow,
+    node_options,
+)
+
+if TYPE_CHECKING:
+    from kata_top.engine import Engine
+
+HELP = "collect once (or --watch) and print"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Collect the node's Kata sandboxes headless. Exit 0; 2 on bad usage; 3 "
+                     "when not run as root (the output may lack other namespaces).")
+    node_options(p, top=False)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON document (schema "
+                     "kata-top/snapshot/1)")
+    fmt.add_argument("--prometheus", action="store_true",
+                     help="Prometheus text format, e.g. for node_exporter's textfile collector "
+                          "(`kata-top serve` is the long-running alternative)")
+    p.add_argument("--output", metavar="FILE",
+                   help="write to FILE atomically (temporary file + rename) instead of "
+                        "stdout; not with --watch")
+    p.add_argument("--watch", type=float, metavar="SECONDS",
+                   help="stream NDJSON with rates every SECONDS (a recording --replay plays)")
+    p.add_argument("--count", type=int, help="with --watch: stop after N snapshots")
+    p.add_argument("--sandbox", metavar="X", help="id, unique id prefix, or namespace/pod")
+
+
+def _usage_error(args: argparse.Namespace) -> str | None:
+    if args.watch is not None and args.watch <= 0:
+        return "--watch takes a positive number of seconds"
+    if args.count is not None and (args.count < 1 or args.watch is None):
+        return "--count needs --watch and a number of at least 1"
+    if args.output and args.watch is not None:
+        return "--output writes one snapshot; --watch streams to stdout"
+    if args.prometheus and args.watch is not None:
+        return "--prometheus is one snapshot (scrape or cron it); --watch streams NDJSON"
+    if not os.path.isdir(args.run_root):
+        return f"run root {args.run_root} does not exist"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from kata_top.select import SelectError
+
+    problem = _usage_error(args)
+    if problem:
+        return fail("snapshot", problem)
+    from kata_top.sources.live import VMM_REFRESH_S
+
+    # A stream (--watch) re-asks VM monitors every few seconds, not every snapshot.
+    engine = engine_for(args, VMM_REFRESH_S if args.watch is not None else 0.0)
+    try:
+        code = _once(args, engine) if args.watch is None else _stream(args, engine)
+    except SelectError as exc:
+        return fail("snapshot", str(exc))
+    finally:
+        engine.close()
+    if code != EXIT_OK:
+        return code
+    return EXIT_NOT_ROOT if os.geteuid() != 0 else EXIT_OK
+
+
+def _once(args: argparse.Namespace, engine: Engine) -> int:
+    from kata_top.diagnose import annotate
+    from kata_top.formats import jsonout, textout
+
+    # One collection: rates need two, and --watch streams them.
+    snap = narrow(annotate(engine.collect()), args.sandbox)
+    if args.prometheus:
+        from kata_top.formats import prometheus
+
+        text = prometheus.render(snap)
+    elif args.json:
+        text = jsonout.dumps(snap, indent=2) + "\n"
+    else:
+        text = textout.render(snap) + "\n"
+    if args.output:
+        from kata_top.fsutil import write_atomically
+
+        try:
+            write_atomically(args.output, text)
+        except OSError as exc:
+            return fail("snapshot", f"cannot write {args.output}: {exc.strerror or exc}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _stream(args: argparse.Namespace, engine: Engine) -> int:
+    from kata_top.diagnose import annotate
+    from kata_top.formats import jsonout
+    from kata_top.model import Snapshot
+    from kata_top.rates import with_rates
+
+    prev: Snapshot | None = None
+    n = 0
+    while True:
+        started = time.monotonic()
+        snap = annotate(with_rates(engine.collect(), prev), prev)
+        prev = snap
+        sys.stdout.write(jsonout.dumps(narrow(snap, args.sandbox)) + "\n")
+        sys.stdout.flush()
+        n += 1
+        if args.count is not None and n >= args.count:
+            return EXIT_OK
+        time.sleep(max(0.0, args.watch - (time.monotonic() - started)))
+    return EXIT_USAGE  # not reached

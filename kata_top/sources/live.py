@@ -1,0 +1,106 @@
+"""This node, collected live: the engine, rates, findings, host probe, inotify wake-ups and
+(with --write) the write path. Plain Python: the UI calls `next()` from a worker thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from kata_top.diagnose import annotate
+from kata_top.engine import Engine, EngineOptions
+from kata_top.model import Finding, Snapshot
+from kata_top.rates import with_rates
+from kata_top.sources.base import Source
+
+if TYPE_CHECKING:
+    from kata_top.actions import ActionRequest, Outcome, Plan
+
+HOST_PROBE_EVERY_S = 300.0  # the kernel probe spawns a scratch namespace: not every second
+VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see EngineOptions)
+
+log = logging.getLogger(__name__)
+
+
+class LiveSource(Source):
+    kind = "live"
+
+    def __init__(self, opts: EngineOptions, write: bool = False) -> None:
+        self._engine = Engine(opts)
+        self.run_root = opts.run_root
+        self.read_only = not write
+        self._prev: Snapshot | None = None
+        self._host: tuple[Finding, ...] = ()
+        self._host_at = 0.0
+        self._lock = threading.Lock()
+        self._fresh = False
+        self._watcher: Any = None
+        self._logged: set[str] = set()
+
+    def refresh_all(self) -> None:
+        """The next snapshot asks every VMM again (the operator pressed `r`)."""
+        self._fresh = True
+
+    def next(self) -> Snapshot:
+        with self._lock:  # one collector thread at a time: its sockets are per thread
+            fresh, self._fresh = self._fresh, False
+            snap = annotate(with_rates(self._engine.collect(fresh_vmm=fresh), self._prev),
+                            self._prev)
+            if time.monotonic() - self._host_at > HOST_PROBE_EVERY_S or not self._host_at:
+                from collectors.hostcheck import host_findings
+
+                self._host = tuple(host_findings())
+                self._host_at = time.monotonic()
+            snap = replace(snap, host_findings=self._host)
+            self._log_new_errors(snap)
+            self._prev = snap
+            return snap
+
+    def _log_new_errors(self, snap: Snapshot) -> None:
+        """Each collection problem is logged once when it appears and once when it clears,
+        not every second, so the log stays readable through a long incident."""
+        now = {f"{e.where}: {e.message}" for e in snap.errors}
+        now |= {f"sandbox {sb.id[:12]} {e.where}: {e.message}"
+                for sb in snap.sandboxes for e in sb.errors}
+        for text in sorted(now - self._logged):
+            log.warning("collection: %s", text)
+        for text in sorted(self._logged - now):
+            log.info("collection recovered: %s", text)
+        self._logged = now
+
+    def start_watching(self, wake: Callable[[], None]) -> str | None:
+        from collectors.watch import StateWatcher, watch_paths
+
+        try:
+            self._watcher = StateWatcher(watch_paths(self._engine.opts.run_root), wake)
+            self._watcher.start()
+        except Exception as exc:
+            log.warning("inotify unavailable: %s", exc)
+            return f"inotify unavailable ({exc}); polling only"
+        return None
+
+    def plan(self, request: ActionRequest) -> Plan:
+        if self.read_only:
+            raise self._refusal()
+        from kata_top.actions import plan_request
+
+        return plan_request(self._engine.opts.run_root, request)
+
+    def apply(self, plan: Plan) -> Outcome:
+        if self.read_only:
+            raise self._refusal()
+        from kata_top.actions import execute
+
+        outcome = execute(plan)
+        log.info("action %s: %s", plan.operation, outcome.message)
+        return outcome
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        with self._lock:
+            self._engine.close()
