@@ -23,6 +23,8 @@ SANDBOX_NAMESPACE = "io.kubernetes.cri.sandbox-namespace"
 # CRI-O writes its own keys.
 CRIO_NAME = "io.kubernetes.cri-o.KubeName"
 CRIO_NAMESPACE = "io.kubernetes.pod.namespace"
+SANDBOX_UID = "io.kubernetes.cri.sandbox-uid"
+CRIO_UID = "io.kubernetes.pod.uid"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class StateRecord:
     state: str | None = None
     pod_name: str | None = None
     pod_namespace: str | None = None
+    pod_uid: str | None = None
     hypervisor: str | None = None
     hypervisor_pid: int | None = None
     hypervisor_path: str | None = None
@@ -115,6 +118,7 @@ def parse_persist(sandbox_id: str, path: str, doc: Any) -> StateRecord:
         id=sandbox_id, runtime="go", path=path,
         state=_s(doc.get("State")),
         pod_name=_s(annotations.get(SANDBOX_NAME)) or _s(annotations.get(CRIO_NAME)),
+        pod_uid=_s(annotations.get(SANDBOX_UID)) or _s(annotations.get(CRIO_UID)),
         pod_namespace=_s(annotations.get(SANDBOX_NAMESPACE))
         or _s(annotations.get(CRIO_NAMESPACE)),
         hypervisor=_s(hv.get("Type")) or _s(cfg.get("HypervisorType")),

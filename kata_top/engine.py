@@ -240,7 +240,8 @@ class Engine:
         sb = Sandbox(
             id=sid, runtime=runtime, state=sb_state,
             pod=Pod(name=rec.pod_name if rec else None,
-                    namespace=rec.pod_namespace if rec else None),
+                    namespace=rec.pod_namespace if rec else None,
+                    uid=rec.pod_uid if rec else None),
             hypervisor=Hypervisor(kind=HYPERVISOR_NAMES.get(kind, kind), pid=vmm_pid,
                                   alive=alive, path=rec.hypervisor_path if rec else None),
             netns=netns_info, network_model=model, links=links,

@@ -310,6 +310,7 @@ class Pod:
 
     name: str | None
     namespace: str | None
+    uid: str | None = None  # the pod's UID (kata-monitor's `cri_uid`)
 
 
 @dataclass(frozen=True)

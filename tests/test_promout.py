@@ -34,41 +34,54 @@ def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     family declared (HELP, TYPE) before its samples, no series twice."""
     assert text.endswith("\n")
     series: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    typed: set[str] = set()
+    typed: dict[str, str] = {}
     for line in text[:-1].split("\n"):  # the format splits on \n only
         if line.startswith("# HELP "):
             continue
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ")
             assert kind in ("gauge", "counter") and name not in typed
-            typed.add(name)
+            typed[name] = kind
             continue
         m = SAMPLE.match(line)
         assert m, f"not a sample: {line!r}"
         labels = tuple((k, _unescape(v[1:-1])) for k, v in LABEL.findall(m.group(2) or ""))
-        assert m.group(1) in typed, f"sample before its TYPE: {line!r}"
+        family = m.group(1)
+        if family.endswith("_total") and typed.get(family[:-6]) == "counter":
+            family = family[:-6]  # a counter's samples end in _total, its TYPE line does not
+        assert typed.get(family) in ("gauge", "counter"), f"sample before its TYPE: {line!r}"
+        assert (typed[family] == "counter") == m.group(1).endswith("_total"), line
         key = (m.group(1), labels)
         assert key not in series, f"series twice: {key}"
         series[key] = float(m.group(3))
     return series
 
 
+def _pod(labels: tuple[tuple[str, str], ...]) -> str:
+    d = dict(labels)
+    return f"{d['cri_namespace']}/{d['cri_name']}"
+
+
 def test_demo_recording_exposes_what_the_dashboard_shows() -> None:
     snaps, _ = load_recording(RECORDING)
     series = parse(promout.render(snaps[-1]))
-    by_pod = {dict(lab)["pod"]: v for (name, lab), v in series.items()
+    by_pod = {_pod(lab): v for (name, lab), v in series.items()
               if name == "kata_top_sandbox_info"}
     assert len(by_pod) == len(snaps[-1].sandboxes)
-    present = {(dict(lab)["pod"], dict(lab)["direction"]): v for (name, lab), v in series.items()
+    present = {(_pod(lab), dict(lab)["direction"]): v for (name, lab), v in series.items()
                if name == "kata_top_redirect_present"}
     assert present[("monitoring/no-out-redirect-3", "out")] == 0
     assert present[("monitoring/no-out-redirect-3", "in")] == 1
     assert present[("default/web-0", "out")] == 1
     limits = {dict(lab)["direction"]: v for (name, lab), v in series.items()
-              if name == "kata_top_rate_limit_bits_per_second"
-              and dict(lab)["pod"] == "batch/throttled-2"}
-    assert limits == {"in": 20e6, "out": 10e6}
-    assert any(name == "kata_top_findings" and dict(lab)["pod"] == "default/mtu-mismatch-4"
+              if name == "kata_top_rate_limit_bytes_per_second"
+              and _pod(lab) == "batch/throttled-2"}
+    assert limits == {"in": 20e6 / 8, "out": 10e6 / 8}
+    # kata-monitor's label set, exactly, on every per-sandbox series
+    for name, lab in series:
+        if any(k == "sandbox_id" for k, _ in lab):
+            assert {"sandbox_id", "cri_uid", "cri_name", "cri_namespace"} <= dict(lab).keys()
+    assert any(name == "kata_top_findings" and _pod(lab) == "default/mtu-mismatch-4"
                for name, lab in series)
 
 
@@ -80,10 +93,8 @@ def test_any_pod_name_stays_one_well_formed_label(name: str) -> None:
     sb = DEMO[0].sandboxes[0]
     snap = replace(DEMO[0], sandboxes=(replace(sb, pod=replace(sb.pod, name=name)),))
     series = parse(promout.render(snap))
-    pods = {dict(lab)["pod"] for (n, lab) in series if n == "kata_top_sandbox_info"}
-    assert len(pods) == 1
-    if name:
-        assert pods.pop().endswith("/" + name)  # escaped on the way out, intact on the way in
+    pods = {dict(lab)["cri_name"] for (n, lab) in series if n == "kata_top_sandbox_info"}
+    assert pods == {name}  # escaped on the way out, intact on the way in
 
 
 def test_cli_writes_the_file_atomically_and_refuses_watch(tmp_path: Any) -> None:

@@ -1,137 +1,235 @@
-"""A snapshot in the Prometheus text exposition format (version 0.0.4).
+"""A snapshot as Prometheus metric families, through prometheus_client.
 
-Made for node_exporter's textfile collector from cron (`kata-top snapshot --prometheus
---output /var/lib/node_exporter/textfile/kata.prom`, written atomically) or any scraper of
-plain files. Counters are the kernel's own (they reset when a link or filter is re-created,
-which Prometheus' rate() handles); every sandbox series carries `sandbox` (the full id) and
-`pod` (namespace/name) labels, so a dashboard can join either way.
+One collector serves `kata-top serve`'s /metrics (Prometheus text or OpenMetrics, as the
+scraper's Accept header asks) and `kata-top snapshot --prometheus` (text for node_exporter's
+textfile collector), so the two can never disagree.
+
+Names and labels (README, "Prometheus series", maps them to kata-monitor's):
+- every per-sandbox series carries kata-monitor's label set exactly — `sandbox_id`, `cri_uid`,
+  `cri_name`, `cri_namespace` — so PromQL joins with kata-monitor's and kube-state-metrics'
+  series; devices are `interface` (as kata-monitor's netdev series) or `device` (qdiscs, after
+  node_exporter's qdisc collector);
+- every name starts with `kata_top_`, also for quantities kata-monitor exports too: a cluster
+  running both never gets two series of one name that `sum()` would double;
+- rates are bytes per second (Prometheus' base unit, and what the kernel keeps for htb;
+  `promtool check metrics` rejects bits), so `kata_top_rate_limit_bytes_per_second * 8` is
+  what `tc` prints;
+- kernel counters are counters (`_total`); they reset when a link or filter is re-created,
+  which `rate()` handles.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 
-from kata_top import summary
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
 from kata_top.model import Sandbox, Snapshot
 
 PREFIX = "kata_top_"
+SANDBOX_LABELS = ("sandbox_id", "cri_uid", "cri_name", "cri_namespace")
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _who(sb: Sandbox) -> list[str]:
+    return [sb.id, sb.pod.uid or "", sb.pod.name or "", sb.pod.namespace or ""]
 
 
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+class _Families:
+    """Families by name, created on first use with their label names (HELP/TYPE once)."""
 
-
-def _number(v: float) -> str:
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, int) or float(v).is_integer():
-        return str(int(v))
-    return repr(float(v))
-
-
-@dataclass
-class _Family:
-    name: str
-    kind: str  # gauge | counter
-    help: str
-    samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
-
-
-class _Exposition:
     def __init__(self) -> None:
-        self._families: dict[str, _Family] = {}
+        self._by_name: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
 
-    def add(self, name: str, kind: str, help_text: str, labels: dict[str, str],
-            value: float) -> None:
-        fam = self._families.get(name)
+    def gauge(self, name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
+        fam = self._by_name.get(name)
         if fam is None:
-            fam = self._families[name] = _Family(PREFIX + name, kind, help_text)
-        fam.samples.append((labels, value))
+            fam = self._by_name[name] = GaugeMetricFamily(PREFIX + name, doc,
+                                                          labels=list(labels))
+        assert isinstance(fam, GaugeMetricFamily)
+        return fam
 
-    def lines(self) -> Iterable[str]:
-        # One HELP/TYPE block per family with all its samples together, as the format wants.
-        for fam in self._families.values():
-            yield f"# HELP {fam.name} {fam.help}"
-            yield f"# TYPE {fam.name} {fam.kind}"
-            for labels, value in fam.samples:
-                yield f"{fam.name}{_labels(labels)} {_number(value)}"
+    def counter(self, name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
+        fam = self._by_name.get(name)
+        if fam is None:
+            fam = self._by_name[name] = CounterMetricFamily(PREFIX + name, doc,
+                                                            labels=list(labels))
+        assert isinstance(fam, CounterMetricFamily)
+        return fam
+
+    def all(self) -> Iterator[Metric]:
+        yield from self._by_name.values()
 
 
-def _sandbox(ex: _Exposition, sb: Sandbox) -> None:
-    who = {"sandbox": sb.id, "pod": summary.pod_text(sb)}
-    ex.add("sandbox_info", "gauge", "A Kata sandbox on this node (always 1).",
-           {**who, "runtime": sb.runtime, "hypervisor": sb.hypervisor.kind,
-            "state": sb.state, "network_model": sb.network_model}, 1)
-    ex.add("sandbox_vmm_alive", "gauge", "1 when the sandbox's VMM process is running.",
-           who, int(sb.hypervisor.alive))
-    ex.add("sandbox_errors", "gauge", "Parts of this sandbox kata-top could not read.",
-           who, len(sb.errors))
+def _sandbox(fx: _Families, sb: Sandbox) -> None:
+    who = _who(sb)
+    sl = SANDBOX_LABELS
+    fx.gauge("sandbox_info", "A Kata sandbox on this node (always 1); its facts as labels.",
+             [*sl, "runtime", "hypervisor", "state", "network_model"]).add_metric(
+        [*who, sb.runtime, sb.hypervisor.kind, sb.state, sb.network_model], 1)
+    fx.gauge("sandbox_vmm_alive", "1 when the sandbox's VMM process is running.", sl
+             ).add_metric(who, int(sb.hypervisor.alive))
+    fx.gauge("sandbox_errors", "Parts of this sandbox kata-top could not read.", sl
+             ).add_metric(who, len(sb.errors))
     counts: dict[tuple[str, str], int] = {}
     for f in sb.findings:
         counts[(f.code, f.severity)] = counts.get((f.code, f.severity), 0) + 1
+    findings = fx.gauge("findings", "Diagnoses that hold now, by code (see `kata-top check`).",
+                        [*sl, "code", "severity"])
     for (code, severity), n in sorted(counts.items()):
-        ex.add("findings", "gauge", "Diagnoses that hold now, by code (see `kata-top check`).",
-               {**who, "code": code, "severity": severity}, n)
+        findings.add_metric([*who, code, severity], n)
+    _links(fx, sb, who)
+    _tc(fx, sb, who)
+    _vmm(fx, sb, who)
+    for v in sb.virtiofsd:
+        fx.gauge("virtiofsd_alive", "1 when the sandbox's virtiofsd runs.", [*sl, "pid"]
+                 ).add_metric([*who, str(v.pid)], int(v.alive))
+        fx.gauge("virtiofsd_info", "virtiofsd's options (always 1): cache mode, thread pool "
+                 "and whether any rate-limit flag is set.",
+                 [*sl, "pid", "cache", "thread_pool_size", "rate_limited"]).add_metric(
+            [*who, str(v.pid), v.cache or "", str(v.thread_pool_size or ""),
+             "true" if v.rate_limit_flags else "false"], 1)
+
+
+def _links(fx: _Families, sb: Sandbox, who: list[str]) -> None:
+    lab = [*SANDBOX_LABELS, "interface"]
     for lk in sb.links:
-        lab = {**who, "link": lk.name}
+        w = [*who, lk.name]
         st = lk.stats
-        ex.add("link_up", "gauge", "1 when the link is administratively up with carrier.",
-               lab, int(lk.up and lk.carrier is not False))
-        ex.add("link_mtu_bytes", "gauge", "Link MTU.", lab, lk.mtu)
+        fx.gauge("link_up", "1 when the link is administratively up with carrier.", lab
+                 ).add_metric(w, int(lk.up and lk.carrier is not False))
+        fx.gauge("link_mtu_bytes", "Link MTU.", lab).add_metric(w, lk.mtu)
         for name, value in (("receive_bytes", st.rx_bytes), ("transmit_bytes", st.tx_bytes),
                             ("receive_packets", st.rx_packets),
                             ("transmit_packets", st.tx_packets),
                             ("receive_dropped", st.rx_dropped),
-                            ("transmit_dropped", st.tx_dropped)):
-            ex.add(f"link_{name}_total", "counter",
-                   f"Link {name.replace('_', ' ')} (kernel counter).", lab, value)
+                            ("transmit_dropped", st.tx_dropped),
+                            ("receive_errors", st.rx_errors),
+                            ("transmit_errors", st.tx_errors)):
+            fx.counter(f"link_{name}", f"Link {name.replace('_', ' ')} (kernel counter).",
+                       lab).add_metric(w, value)
+
+
+def _tc(fx: _Families, sb: Sandbox, who: list[str]) -> None:
+    sl = SANDBOX_LABELS
+    red = [*sl, "direction", "from", "to"]
     for r in sb.redirects:
-        lab = {**who, "direction": r.direction, "from": r.from_dev, "to": r.to_dev}
-        ex.add("redirect_present", "gauge",
-               "1 when Kata's tc mirred redirect for this direction exists.", lab,
-               int(r.present))
-        ex.add("redirect_packets_total", "counter", "Packets the redirect carried.", lab,
-               r.packets)
-        ex.add("redirect_bytes_total", "counter", "Bytes the redirect carried.", lab, r.bytes)
+        w = [*who, r.direction, r.from_dev, r.to_dev]
+        fx.gauge("redirect_present", "1 when Kata's tc mirred redirect for this direction "
+                 "exists (in = eth0 → tap, out = tap → eth0).", red).add_metric(w, int(r.present))
+        fx.counter("redirect_packets", "Packets the redirect carried (mirred hit counter).",
+                   red).add_metric(w, r.packets)
+        fx.counter("redirect_bytes", "Bytes the redirect carried.", red).add_metric(w, r.bytes)
     for lim in sb.rate_limits:
-        ex.add("rate_limit_bits_per_second", "gauge", "Rate limit found in tc.",
-               {**who, "direction": lim.direction, "dev": lim.dev, "shape": lim.shape},
-               lim.rate_bps)
+        fx.gauge("rate_limit_bytes_per_second", "Rate limit found in tc (bytes/s, "
+                 "Prometheus' base unit; tc shows bits/s).",
+                 [*sl, "direction", "device", "shape"]).add_metric(
+            [*who, lim.direction, lim.dev, lim.shape], lim.rate_bps / 8)
+    for d, rate in sorted(sb.configured_rate_limits.items()):
+        if rate:
+            fx.gauge("configured_rate_limit_bytes_per_second", "Rate limit Kata's "
+                     "configuration asks for (rx/tx_rate_limiter_max_rate, in bytes/s).",
+                     [*sl, "direction"]).add_metric([*who, d], rate / 8)
+    ql = [*sl, "device", "kind", "handle", "parent"]
     for q in sb.qdiscs:
-        lab = {**who, "dev": q.dev, "kind": q.kind, "handle": q.handle, "parent": q.parent}
-        ex.add("qdisc_drops_total", "counter", "Packets the qdisc dropped.", lab, q.stats.drops)
-        ex.add("qdisc_overlimits_total", "counter", "Qdisc overlimit events.", lab,
-               q.stats.overlimits)
-        ex.add("qdisc_backlog_bytes", "gauge", "Bytes queued in the qdisc.", lab,
-               q.stats.backlog)
-    for v in sb.virtiofsd:
-        ex.add("virtiofsd_alive", "gauge", "1 when the sandbox's virtiofsd runs.",
-               {**who, "pid": str(v.pid)}, int(v.alive))
+        w = [*who, q.dev, q.kind, q.handle, q.parent]
+        for name, value in (("bytes", q.stats.bytes), ("packets", q.stats.packets),
+                            ("drops", q.stats.drops), ("requeues", q.stats.requeues),
+                            ("overlimits", q.stats.overlimits)):
+            fx.counter(f"qdisc_{name}", f"Qdisc {name} (kernel counter).", ql
+                       ).add_metric(w, value)
+        fx.gauge("qdisc_backlog_bytes", "Bytes queued in the qdisc.", ql
+                 ).add_metric(w, q.stats.backlog)
+        fx.gauge("qdisc_current_queue_length", "Packets queued in the qdisc.", ql
+                 ).add_metric(w, q.stats.qlen)
+    for c in sb.classes:
+        w = [*who, c.dev, c.kind, c.handle, c.parent]
+        for name, value in (("bytes", c.stats.bytes), ("packets", c.stats.packets),
+                            ("drops", c.stats.drops), ("overlimits", c.stats.overlimits)):
+            fx.counter(f"class_{name}", f"Traffic class {name} (kernel counter).", ql
+                       ).add_metric(w, value)
+        if c.rate_bps is not None:
+            fx.gauge("class_rate_bytes_per_second", "An htb class's rate.", ql
+                     ).add_metric(w, c.rate_bps / 8)
+        if c.ceil_bps is not None:
+            fx.gauge("class_ceil_bytes_per_second", "An htb class's ceil.", ql
+                     ).add_metric(w, c.ceil_bps / 8)
+    al = [*sl, "device", "parent", "prio", "kind", "action", "target"]
+    for f in sb.filters:
+        for a in f.actions:
+            w = [*who, f.dev, f.parent, str(f.prio), a.kind, a.action or "", a.target or ""]
+            fx.counter("filter_action_packets", "Packets a tc filter's action handled.", al
+                       ).add_metric(w, a.stats.packets)
+            fx.counter("filter_action_bytes", "Bytes a tc filter's action handled.", al
+                       ).add_metric(w, a.stats.bytes)
+            fx.counter("filter_action_drops", "Packets a tc filter's action dropped.", al
+                       ).add_metric(w, a.stats.drops)
 
 
-def render(snap: Snapshot) -> str:
-    ex = _Exposition()
-    ex.add("snapshot_timestamp_seconds", "gauge", "When this snapshot was taken (Unix time).",
-           {}, snap.taken_at)
-    ex.add("collection_duration_seconds", "gauge", "How long the collection took.", {},
-           snap.duration_ms / 1000)
-    ex.add("sandboxes", "gauge", "Sandboxes found (one kata_top_sandbox_info series each).",
-           {}, len(snap.sandboxes))
-    ex.add("collection_errors", "gauge", "Node-wide problems reading Kata's state.", {},
-           len(snap.errors))
+def _vmm(fx: _Families, sb: Sandbox, who: list[str]) -> None:
+    v = sb.vmm
+    if v is None:
+        return
+    sl = SANDBOX_LABELS
+    fx.gauge("vmm_status", "The VMM's run state: 1 for the state it is in (source: who told).",
+             [*sl, "status", "source"]).add_metric([*who, v.status, v.source], 1)
+    if v.vcpus is not None:
+        fx.gauge("vmm_vcpus", "vCPUs of the VM.", sl).add_metric(who, v.vcpus)
+    if v.memory_bytes is not None:
+        fx.gauge("vmm_memory_bytes", "Memory of the VM (boot memory).", sl
+                 ).add_metric(who, v.memory_bytes)
+    if v.query_ms is not None:
+        fx.gauge("vmm_query_seconds", "How long the VMM's monitor took to answer.", sl
+                 ).add_metric(who, v.query_ms / 1000)
+    for nic in v.nics:
+        rf = nic.rx_filter or {}
+        if "promiscuous" in rf and isinstance(rf["promiscuous"], bool):
+            fx.gauge("vmm_nic_rx_filter_promiscuous", "1 when the guest put the NIC in "
+                     "promiscuous mode (QMP query-rx-filter).", [*sl, "netdev", "mac"]
+                     ).add_metric([*who, nic.netdev or "", nic.mac or ""],
+                                  int(rf["promiscuous"]))
+
+
+def families(snap: Snapshot) -> list[Metric]:
+    """Every family of one snapshot, node-wide series first."""
+    fx = _Families()
+    fx.gauge("snapshot_timestamp_seconds", "When this snapshot was taken (Unix time)."
+             ).add_metric([], snap.taken_at)
+    fx.gauge("collection_duration_seconds", "How long the collection took."
+             ).add_metric([], snap.duration_ms / 1000)
+    fx.gauge("sandboxes", "Sandboxes found (one kata_top_sandbox_info series each)."
+             ).add_metric([], len(snap.sandboxes))
+    fx.gauge("collection_errors", "Node-wide problems reading Kata's state."
+             ).add_metric([], len(snap.errors))
     for sb in snap.sandboxes:
-        _sandbox(ex, sb)
+        _sandbox(fx, sb)
     host: dict[tuple[str, str], int] = {}
     for f in snap.host_findings:
         host[(f.code, f.severity)] = host.get((f.code, f.severity), 0) + 1
+    hf = fx.gauge("host_findings", "Host diagnoses that hold now, by code.", ["code", "severity"])
     for (code, severity), n in sorted(host.items()):
-        ex.add("host_findings", "gauge", "Host diagnoses that hold now, by code.",
-               {"code": code, "severity": severity}, n)
-    return "\n".join(ex.lines()) + "\n"
+        hf.add_metric([code, severity], n)
+    return list(fx.all())
+
+
+class SnapshotCollector(Collector):
+    """A prometheus_client collector over whatever snapshot `get()` returns at scrape time."""
+
+    def __init__(self, get: Callable[[], Snapshot]) -> None:
+        self._get = get
+
+    def collect(self) -> Iterable[Metric]:
+        return families(self._get())
+
+
+def registry_for(get: Callable[[], Snapshot]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(get))
+    return registry
+
+
+def render(snap: Snapshot) -> str:
+    """Prometheus text exposition (0.0.4) of one snapshot."""
+    from prometheus_client.exposition import generate_latest
+
+    return generate_latest(registry_for(lambda: snap)).decode("utf-8", errors="replace")
