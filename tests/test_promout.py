@@ -110,3 +110,61 @@ def test_cli_writes_the_file_atomically_and_refuses_watch(tmp_path: Any) -> None
                           "snapshot", "--prometheus", "--watch", "1"],
                          capture_output=True, text=True, cwd=ROOT, check=False, timeout=60)
     assert bad.returncode == 2 and "--prometheus" in bad.stderr
+
+
+def _samples(text: str, openmetrics: bool = False) -> set[tuple[str, tuple[tuple[str, str], ...],
+                                                                float]]:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+    from prometheus_client.parser import text_string_to_metric_families as txt
+
+    parse_fn = om if openmetrics else txt
+    return {(s.name, tuple(sorted(s.labels.items())), s.value)
+            for fam in parse_fn(text) for s in fam.samples}
+
+
+def test_kata_tops_encoder_agrees_with_prometheus_client_in_both_formats() -> None:
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+
+    snap = DEMO[-1]
+    registry = promout.registry_for(lambda: snap)
+    ours = _samples(promout.render(snap))
+    assert ours == _samples(generate_latest(registry).decode())
+    assert len(ours) > 500
+    assert _samples(promout.render(snap, openmetrics=True), True) == \
+        _samples(om_latest(registry).decode(), True)
+
+
+def test_text_cache_reuses_unchanged_sandboxes_and_renders_changes() -> None:
+    from kata_top.model import LinkStats
+
+    first, second = DEMO[-2], DEMO[-1]
+    cache = promout.TextCache()
+    assert cache.render(first) == promout.exposition(first).text()
+    assert cache.hits == 0
+    assert cache.render(first) == promout.exposition(first).text()
+    assert cache.hits == len(first.sandboxes)
+    # one sandbox's counters move: only it is rendered again, and the output says so
+    sb = next(s for s in second.sandboxes if any(lk.name == "eth0" for lk in s.links))
+    links = tuple(replace(lk, stats=LinkStats(rx_bytes=123456789)) if lk.name == "eth0" else lk
+                  for lk in sb.links)
+    moved = replace(second, sandboxes=tuple(replace(s, links=links) if s is sb else s
+                                            for s in second.sandboxes))
+    cache.render(second)
+    cache.hits = 0
+    text = cache.render(moved).decode()
+    assert text == promout.exposition(moved).text().decode()
+    assert "123456789" in text
+    assert cache.hits == len(moved.sandboxes) - 1
+
+
+@given(st.text(max_size=20), st.text(max_size=20))
+def test_any_label_text_survives_both_encoders(name: str, namespace: str) -> None:
+    sb = DEMO[0].sandboxes[0]
+    snap = replace(DEMO[0], sandboxes=(replace(sb, pod=replace(sb.pod, name=name,
+                                                               namespace=namespace)),))
+    text = promout.render(snap)
+    want_name = name.encode("utf-8", "replace").decode("utf-8")
+    got = {dict(lab).get("cri_name") for (n, lab) in parse(text)
+           if n == "kata_top_sandbox_info"}
+    assert got == {want_name}

@@ -1,13 +1,24 @@
-"""Apply a Plan all-or-nothing in the sandbox's namespace, then audit it."""
+"""Apply a Plan all-or-nothing in the sandbox's namespace, and audit it.
+
+Order: refuse in a read-only deployment; open the audit log (refuse if it cannot be opened);
+apply the steps; on *any* interruption — a kernel error, Ctrl-C, SystemExit — undo the
+finished steps in reverse; then append the outcome to the log, also after an interruption,
+and re-raise the interruption once the node is back as it was.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 from collectors import netns
-from kata_top.actions.audit import write_audit
+from kata_top.actions.audit import AuditLog, entry_for
 from kata_top.actions.model import ActionError, Outcome, Plan, Step
 from kata_top.select import label
+
+READ_ONLY_ENV = "KATA_TOP_READ_ONLY"
+log = logging.getLogger(__name__)
 
 
 def _kernel_words(exc: BaseException) -> str:
@@ -17,19 +28,46 @@ def _kernel_words(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def execute(plan: Plan, fail_at: int | None = None, audit: bool = True) -> Outcome:
+def refuse_if_read_only() -> None:
+    """A deployment (the DaemonSet's image) can forbid writes whatever the command says."""
+    if os.environ.get(READ_ONLY_ENV, "") not in ("", "0"):
+        raise ActionError(f"this kata-top is read-only ({READ_ONLY_ENV} is set, as in the "
+                          "exporter image); run the write command from a node shell instead")
+
+
+def execute(plan: Plan, fail_at: int | None = None, audit: bool = True,
+            audit_path: str | None = None) -> Outcome:
     """Apply every step or none. fail_at injects a failure before that step (tests)."""
     if plan.noop:
         return Outcome(True, plan.noop, False)
+    refuse_if_read_only()
+    book = AuditLog(audit_path) if audit else None
+    try:
+        outcome, interrupted = _apply(plan, fail_at)
+        if book is not None:
+            try:
+                book.append(entry_for(plan, outcome))
+            except OSError as exc:  # the change stands; say that it went unaudited
+                log.error("audit write failed: %s", exc)
+                outcome = Outcome(outcome.ok, f"{outcome.message} (NOT AUDITED: writing "
+                                  f"{book.path} failed: {exc.strerror or exc})", outcome.changed)
+    finally:
+        if book is not None:
+            book.close()
+    if interrupted is not None:
+        raise interrupted
+    return outcome
+
+
+def _apply(plan: Plan, fail_at: int | None) -> tuple[Outcome, BaseException | None]:
     from pyroute2 import IPRoute
 
     try:
         with netns.entered(plan.netns_path):
             ipr = IPRoute(ext_ack=True)  # its socket belongs to the sandbox's namespace
     except FileNotFoundError:
-        return _finish(plan, Outcome(False, f"{label(plan.sandbox)}: its namespace vanished "
-                                            "before the change; nothing was done", False),
-                       audit)
+        return Outcome(False, f"{label(plan.sandbox)}: its namespace vanished before the "
+                              "change; nothing was done", False), None
     done: list[Step] = []
     try:
         for i, step in enumerate(plan.steps):
@@ -37,7 +75,7 @@ def execute(plan: Plan, fail_at: int | None = None, audit: bool = True) -> Outco
                 raise ActionError("injected failure")
             step.do(ipr)
             done.append(step)
-    except Exception as exc:  # every failure is rolled back and reported
+    except BaseException as exc:  # errors *and* Ctrl-C/SystemExit: never leave half a change
         undo_errors = []
         for step in reversed(done):
             if step.undo is None:
@@ -48,17 +86,10 @@ def execute(plan: Plan, fail_at: int | None = None, audit: bool = True) -> Outco
                 undo_errors.append(f"{step.command}: {_kernel_words(uexc)}")
         ipr.close()
         failed = plan.steps[len(done)].command if len(done) < len(plan.steps) else "?"
-        msg = (f"{plan.title} failed at `{failed}`: {_kernel_words(exc)}; "
+        why = "interrupted" if not isinstance(exc, Exception) else _kernel_words(exc)
+        msg = (f"{plan.title} failed at `{failed}`: {why}; "
                + ("the earlier steps were undone" if not undo_errors else
                   f"undo failed too: {'; '.join(undo_errors)}"))
-        return _finish(plan, Outcome(False, msg, False), audit)
+        return Outcome(False, msg, False), None if isinstance(exc, Exception) else exc
     ipr.close()
-    return _finish(plan, Outcome(True, f"done: {plan.title} ({len(plan.steps)} steps)", True),
-                   audit)
-
-
-def _finish(plan: Plan, outcome: Outcome, audit: bool) -> Outcome:
-    if audit:
-        write_audit(plan, outcome)
-    return outcome
-
+    return Outcome(True, f"done: {plan.title} ({len(plan.steps)} steps)", True), None

@@ -3,6 +3,7 @@ Outcome out."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,9 @@ class Plan:
     before: dict[str, Any] = field(default_factory=dict)
 
     def commands(self) -> list[str]:
-        return [f"ip netns exec {self.netns_label} {s.command}" for s in self.steps]
+        # The label comes from a path or a name the node chose: quoted for copy-paste.
+        return [f"ip netns exec {shlex.quote(self.netns_label)} {s.command}"
+                for s in self.steps]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ pyroute2 is imported only on the write path (by apply.py); these functions take 
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ ETH_P_ALL = 0x0003
 KATA_PRIO = 49152  # what the kernel picks for the first filter, as Kata leaves it
 DEFAULT_ROOT_QDISCS = {"noqueue", "mq", "pfifo_fast", "fq_codel", "pfifo", "fq"}
 IFB = "ifb0"
+q = shlex.quote  # device names come from the kernel: quote them for copy-paste
 
 
 def ifindex(dump: NetnsDump, name: str) -> int:
@@ -40,13 +42,13 @@ def is_kata_filter(f: Filter) -> bool:
 
 # ---- step builders (pyroute2 is imported only on the write path) ------------------------
 def add_ingress(ifindex: int, dev: str) -> Step:
-    return Step(f"tc qdisc add dev {dev} ingress",
+    return Step(f"tc qdisc add dev {q(dev)} ingress",
                 lambda ipr: ipr.tc("add", "ingress", index=ifindex),
                 lambda ipr: ipr.tc("del", "ingress", index=ifindex))
 
 
 def del_ingress(ifindex: int, dev: str) -> Step:
-    return Step(f"tc qdisc del dev {dev} ingress",
+    return Step(f"tc qdisc del dev {q(dev)} ingress",
                 lambda ipr: ipr.tc("del", "ingress", index=ifindex),
                 lambda ipr: ipr.tc("add", "ingress", index=ifindex))
 
@@ -68,13 +70,13 @@ def filter_ops(src_idx: int, dst_idx: int, prio: int) -> tuple[Callable[[Any], N
 
 def add_redirect(src: str, src_idx: int, dst: str, dst_idx: int, prio: int) -> Step:
     add, delete = filter_ops(src_idx, dst_idx, prio)
-    return Step(f"tc filter add dev {src} parent ffff: protocol all prio {prio} u32 match u8 0 0 "
-                f"action mirred egress redirect dev {dst}", add, delete)
+    return Step(f"tc filter add dev {q(src)} parent ffff: protocol all prio {prio} u32 "
+                f"match u8 0 0 action mirred egress redirect dev {q(dst)}", add, delete)
 
 
 def del_redirect(src: str, src_idx: int, dst: str, dst_idx: int, prio: int) -> Step:
     add, delete = filter_ops(src_idx, dst_idx, prio)
-    return Step(f"tc filter del dev {src} parent ffff: protocol all prio {prio} u32", delete,
+    return Step(f"tc filter del dev {q(src)} parent ffff: protocol all prio {prio} u32", delete,
                 add)
 
 
@@ -86,12 +88,12 @@ def htb_steps(dev: str, idx: int, rate: int) -> list[Step]:
                                   rate=f"{rate}bit", ceil=f"{rate}bit")
 
     return [
-        Step(f"tc qdisc add dev {dev} root handle 1: htb default 2",
+        Step(f"tc qdisc add dev {q(dev)} root handle 1: htb default 2",
              lambda ipr: ipr.tc("add", "htb", index=idx, handle=0x10000, default=2),
              lambda ipr: ipr.tc("del", index=idx, handle=0x10000, parent=0xFFFFFFFF)),
-        Step(f"tc class add dev {dev} parent 1: classid 1:1 htb rate {r} ceil {r}",
+        Step(f"tc class add dev {q(dev)} parent 1: classid 1:1 htb rate {r} ceil {r}",
              cls(0x10001, 0x10000)),
-        Step(f"tc class add dev {dev} parent 1:1 classid 1:2 htb rate {r} ceil {r}",
+        Step(f"tc class add dev {q(dev)} parent 1:1 classid 1:2 htb rate {r} ceil {r}",
              cls(0x10002, 0x10001)),
     ]
 
@@ -102,7 +104,7 @@ def htb_change_steps(dev: str, idx: int, old: int, new: int) -> list[Step]:
                                   parent=parent, rate=f"{rate}bit", ceil=f"{rate}bit")
 
     r = tc_rate(new)
-    return [Step(f"tc class change dev {dev} parent {p} classid {c} htb rate {r} ceil {r}",
+    return [Step(f"tc class change dev {q(dev)} parent {p} classid {c} htb rate {r} ceil {r}",
                  change(new, h, ph), change(old, h, ph))
             for c, p, h, ph in (("1:1", "1:", 0x10001, 0x10000),
                                 ("1:2", "1:1", 0x10002, 0x10001))]
@@ -113,7 +115,7 @@ def del_htb(dev: str, idx: int, rate: int) -> Step:
         for s in htb_steps(dev, idx, rate):
             s.do(ipr)
 
-    return Step(f"tc qdisc del dev {dev} root handle 1: htb",
+    return Step(f"tc qdisc del dev {q(dev)} root handle 1: htb",
                 lambda ipr: ipr.tc("del", index=idx, handle=0x10000, parent=0xFFFFFFFF), restore)
 
 
@@ -138,7 +140,7 @@ def ifb_steps(dump: NetnsDump, tap: str) -> list[Step]:
     steps = [Step(f"ip link add {IFB} type ifb && ip link set {IFB} up", add_ifb, del_ifb)]
     if not any(q.dev == tap and q.kind == "ingress" for q in dump.qdiscs):
         steps.append(add_ingress(tap_idx, tap))
-    steps.append(Step(f"tc filter add dev {tap} parent ffff: protocol all prio {KATA_PRIO} u32 "
+    steps.append(Step(f"tc filter add dev {q(tap)} parent ffff: protocol all prio {KATA_PRIO} u32 "
                       f"match u8 0 0 action mirred egress redirect dev {IFB}", add_red, del_red))
     return steps
 

@@ -84,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.cmd == "ratelimit":
         both: tuple[Direction, ...] = ("in", "out")
         rates = {d: None for d in both if args.direction in ("both", d)}
+    if not args.dry_run:
+        from kata_top.actions.apply import refuse_if_read_only
+
+        try:
+            refuse_if_read_only()
+        except actions.ActionError as exc:
+            return fail("", str(exc), 1)
     if os.geteuid() != 0 and not args.dry_run:
         print("kata-top: changing tc state needs root (CAP_NET_ADMIN in the sandbox's "
               "namespace); try --dry-run to see the plan", file=sys.stderr)

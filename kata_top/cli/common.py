@@ -34,6 +34,11 @@ def node_options(p: argparse.ArgumentParser, top: bool) -> None:
                    default=None if top else argparse.SUPPRESS,
                    help="also ask Kata's own qmp.sock (short deadline; reports `busy` when the "
                         "runtime holds it). Off by default: it can stall the runtime")
+    p.add_argument("--log-file", metavar="FILE", default=None if top else argparse.SUPPRESS,
+                   help="where to log (default: kata-top.log under $XDG_STATE_HOME/kata-top, "
+                        "or /var/log/kata-top as root)")
+    p.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="log at debug level")
 
 
 def fail(cmd: str, message: str, code: int = EXIT_USAGE) -> int:

@@ -72,10 +72,6 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                    help="allow the dashboard to change tc state (asks before each change)")
     p.add_argument("--replay", metavar="FILE",
                    help="play a recording from `snapshot --watch` instead of the live node")
-    p.add_argument("--log-file", metavar="FILE",
-                   help="where to log (default: kata-top.log under $XDG_STATE_HOME/kata-top, "
-                        "or /var/log/kata-top as root)")
-    p.add_argument("--debug", action="store_true", help="log at debug level")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     chosen = _chosen(argv)
     for name, module in COMMANDS.items():

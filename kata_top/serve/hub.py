@@ -1,0 +1,139 @@
+"""Collections on demand, shared between concurrent requests, never stacked.
+
+The engine's netlink sockets belong to the thread that made them, so every collection runs on
+the hub's own thread. A request asks for a snapshot no older than `min_interval`: a fresh
+enough one is returned at once; otherwise the request waits for the next collection to finish
+(one already running counts), so two scrapers at once share one collection and a slow one is
+never started twice. A request that waits longer than its deadline gets `Unavailable`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kata_top.model import Snapshot
+from kata_top.sources.base import Source
+
+log = logging.getLogger(__name__)
+
+
+class Unavailable(Exception):
+    """No snapshot can be served now; the message says why (it becomes a 503's body)."""
+
+
+@dataclass(frozen=True)
+class HubStats:
+    collections: int
+    failures: int
+    last_duration_s: float
+    last_error: str | None
+
+
+class SnapshotHub:
+    def __init__(self, make_source: Callable[[], Source], run_root: str,
+                 min_interval: float = 1.0) -> None:
+        self._make_source = make_source
+        self._run_root = run_root
+        self.min_interval = min_interval
+        self._cond = threading.Condition()
+        self._snap: Snapshot | None = None
+        self._error: str | None = None
+        self._done_at = 0.0  # monotonic end of the last collection
+        self._seq = 0  # collections finished
+        self._wanted = False
+        self._running = False
+        self._stopping = False
+        self._failures = 0
+        self._last_duration = 0.0
+        self._thread = threading.Thread(target=self._loop, name="kata-top-collector",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def stats(self) -> HubStats:
+        with self._cond:
+            return HubStats(self._seq, self._failures, self._last_duration, self._error)
+
+    def get(self, deadline: float) -> Snapshot:
+        """A snapshot at most `min_interval` old, or Unavailable after `deadline` seconds."""
+        with self._cond:
+            fresh = self._snap is not None and self._error is None and \
+                time.monotonic() - self._done_at < self.min_interval
+            if fresh and self._snap is not None:
+                return self._snap
+            target = self._seq + 1
+            if not self._running:  # a running collection answers this request too
+                self._wanted = True
+                self._cond.notify_all()
+            if not self._cond.wait_for(lambda: self._seq >= target or self._stopping,
+                                       timeout=deadline):
+                raise Unavailable(f"no collection finished within {deadline:g} s (the node "
+                                  "is slow or a collector is stuck); see the exporter's log")
+            if self._stopping:
+                raise Unavailable("the exporter is shutting down")
+            if self._error is not None or self._snap is None:
+                raise Unavailable(self._error or "no snapshot")
+            return self._snap
+
+    def _loop(self) -> None:
+        source: Source | None = None
+        try:
+            source = self._make_source()
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._wanted or self._stopping)
+                    if self._stopping:
+                        return
+                    self._wanted = False
+                    self._running = True
+                self._collect_once(source)
+        except Exception:  # the source could not even be made: every request says so
+            log.exception("the collector thread failed")
+            with self._cond:
+                self._error = "the collector could not start; see the exporter's log"
+                self._seq += 1
+                self._cond.notify_all()
+        finally:
+            if source is not None:
+                source.close()
+
+    def _collect_once(self, source: Source) -> None:
+        t0 = time.monotonic()
+        snap: Snapshot | None = None
+        error: str | None = None
+        try:
+            if not os.path.isdir(self._run_root):
+                raise Unavailable(f"run root {self._run_root} does not exist (any more)")
+            snap = source.next()
+        except Unavailable as exc:
+            error = str(exc)
+        except Exception as exc:  # one bad cycle is a 503 with the reason, never a crash
+            log.exception("collection failed")
+            error = f"collection failed: {type(exc).__name__}: {exc}"
+        with self._cond:
+            if error is not None:
+                if error != self._error:
+                    log.warning("%s", error)
+                self._failures += 1
+            elif self._error is not None:
+                log.info("collections succeed again")
+            self._error = error
+            if snap is not None:
+                self._snap = snap
+            self._last_duration = time.monotonic() - t0
+            self._done_at = time.monotonic()
+            self._running = False
+            self._seq += 1
+            self._cond.notify_all()

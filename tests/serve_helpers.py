@@ -1,0 +1,140 @@
+"""Helpers for tests that run `kata-top serve` and Prometheus as real processes on loopback.
+
+Every process is started by the test, identified by pid, and stopped by pid; data directories
+are the test's own temporary ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 10.0,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers.items()), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers.items()), exc.read()
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM the process we started (by its pid), SIGKILL if it does not go."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+
+
+@contextmanager
+def serving(run_root: str, *extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`kata-top serve` on a free loopback port; yields (base URL, process)."""
+    proc = subprocess.Popen([sys.executable, "-m", "kata_top", "serve", "--run-root", run_root,
+                             "--listen", "127.0.0.1:0", "--log-file", os.devnull, *extra],
+                            cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        m = re.search(r"http://(127\.0\.0\.1:\d+)/", line)
+        assert m, f"serve did not say where it listens: {line!r}"
+        yield f"http://{m.group(1)}", proc
+    finally:
+        stop(proc)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def prometheus_binary() -> str | None:
+    return shutil.which("prometheus") or (
+        "/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None)
+
+
+@contextmanager
+def prometheus(tmp_dir: str, targets: dict[str, str], rule_files: tuple[str, ...] = (),
+               ) -> Iterator[str]:
+    """A real Prometheus on loopback scraping `targets` (node label -> host:port) every
+    second, with its own data directory; yields its base URL."""
+    import yaml
+
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
+                   "scrape_timeout": "900ms"},
+        "rule_files": list(rule_files),
+        "scrape_configs": [{
+            "job_name": "kata-top",
+            "static_configs": [{"targets": [addr], "labels": {"node": node}}
+                               for node, addr in targets.items()],
+        }],
+    }
+    cfg = os.path.join(tmp_dir, "prometheus.yml")
+    with open(cfg, "w") as fh:
+        yaml.safe_dump(config, fh)
+    binary = prometheus_binary()
+    assert binary, "prometheus is not installed (Debian's `prometheus` package)"
+    proc = subprocess.Popen([binary, f"--config.file={cfg}",
+                             f"--storage.tsdb.path={os.path.join(tmp_dir, 'data')}",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ready(base), 60, "Prometheus to be ready")
+        yield base
+    finally:
+        stop(proc)
+
+
+def _ready(base: str) -> bool:
+    try:
+        return http_get(base + "/-/ready", timeout=2)[0] == 200
+    except OSError:
+        return False
+
+
+def wait_for(cond: Any, timeout: float, what: str, every: float = 0.25) -> Any:
+    """Poll `cond()` until it returns something truthy; fail with `what` after `timeout`
+    (a bound on a hang, not a performance claim)."""
+    end = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < end:
+        last = cond()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+
+
+def promql(base: str, query: str) -> list[dict[str, Any]]:
+    status, _h, body = http_get(f"{base}/api/v1/query?query={urllib.parse.quote(query)}")
+    assert status == 200, body
+    doc = json.loads(body)
+    assert doc["status"] == "success", doc
+    result: list[dict[str, Any]] = doc["data"]["result"]
+    return result

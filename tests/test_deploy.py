@@ -1,0 +1,111 @@
+"""deploy/: manifests validated against Kubernetes' schemas, alert rules checked and unit-tested
+with promtool, the Grafana dashboard's queries only naming series kata-top exports."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from kata_top.formats import prometheus
+from kata_top.formats.jsonin import load_recording
+from tests.conftest import require
+from tests.deploy_helpers import DEPLOY, ROOT, load, write_rules
+
+K8S = kubernetes_validate.latest_version()
+CORE = ("namespace.yaml", "serviceaccount.yaml", "daemonset.yaml", "service.yaml")
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_core_manifests_validate(name: str) -> None:
+    assert kubernetes_validate.validate(load(name), K8S, strict=True)
+
+
+def test_validation_is_not_a_no_op() -> None:
+    ds = copy.deepcopy(load("daemonset.yaml"))
+    ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesytem"] \
+        = True  # a typo must fail strict validation
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(ds, K8S, strict=True)
+
+
+def test_daemonset_is_read_only_and_least_privilege() -> None:
+    spec = load("daemonset.yaml")["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    sc = c["securityContext"]
+    assert spec["hostPID"] is True and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert set(sc["capabilities"]["add"]) == {"SYS_ADMIN", "SYS_PTRACE"}  # no NET_ADMIN
+    assert not sc.get("privileged") and sc["allowPrivilegeEscalation"] is False
+    assert {"name": "KATA_TOP_READ_ONLY", "value": "1"} in c["env"]
+    assert c["args"][0] == "serve"
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    for path in ("/host/run/vc", "/host/run/kata", "/run/netns"):
+        assert mounts[path]["readOnly"] is True, path
+    assert "--run-root=/host/run" in c["args"]
+    assert c["resources"]["limits"]["memory"] and c["resources"]["requests"]["cpu"]
+
+
+def test_monitor_selects_the_daemonsets_pods() -> None:
+    pods = load("daemonset.yaml")["spec"]["template"]["metadata"]["labels"]
+    pm = load("podmonitor.yaml")["spec"]
+    assert pm["selector"]["matchLabels"].items() <= pods.items()
+    assert pm["podMetricsEndpoints"][0]["port"] == "metrics"
+    svc = load("service.yaml")["spec"]
+    assert svc["selector"].items() <= pods.items()
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool")
+    require(path is not None, "needs promtool (Debian's prometheus package)")
+    assert path is not None
+    return path
+
+
+def test_rules_check_and_unit_tests_pass(tmp_path: Any) -> None:
+    promtool = _promtool()
+    rules = write_rules(str(tmp_path / "rules.yaml"))
+    out = subprocess.run([promtool, "check", "rules", rules], capture_output=True, text=True,
+                         check=False, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    shutil.copy(os.path.join(ROOT, "tests", "data", "rules-test.yaml"), tmp_path / "t.yaml")
+    out = subprocess.run([promtool, "test", "rules", str(tmp_path / "t.yaml")],
+                         capture_output=True, text=True, check=False, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout + out.stderr
+
+
+def _exported_names() -> set[str]:
+    snaps, _ = load_recording(os.path.join(ROOT, "tests", "data", "demo.ndjson"))
+    text = prometheus.render(snaps[-1])
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
+             if line and not line.startswith("#")}
+    return names | {"kata_top_exporter_collections_total",
+                    "kata_top_exporter_collection_failures_total",
+                    "kata_top_exporter_last_collection_seconds"}
+
+
+def test_every_series_a_rule_or_dashboard_names_is_exported() -> None:
+    exported = _exported_names()
+    texts = [json.dumps(load("prometheusrule.yaml"))]
+    with open(os.path.join(DEPLOY, "grafana-dashboard.json"), encoding="utf-8") as fh:
+        dash = json.load(fh)
+    texts.append(json.dumps(dash))
+    named = set(re.findall(r"kata_top_[a-z_]+", " ".join(texts)))
+    assert named and named <= exported, sorted(named - exported)
+    assert len([p for p in dash["panels"] if p.get("targets")]) >= 6
+
+
+def test_containerfile_runs_the_read_only_exporter() -> None:
+    with open(os.path.join(DEPLOY, "Containerfile"), encoding="utf-8") as fh:
+        text = fh.read()
+    assert "KATA_TOP_READ_ONLY=1" in text
+    assert re.search(r'ENTRYPOINT \["kata-top"\]', text)
+    assert re.search(r'CMD \["serve"', text)
