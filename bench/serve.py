@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import re
 import os
+import re
 import resource
 import signal
 import statistics

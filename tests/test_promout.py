@@ -78,7 +78,7 @@ def test_demo_recording_exposes_what_the_dashboard_shows() -> None:
               and _pod(lab) == "batch/throttled-2"}
     assert limits == {"in": 20e6 / 8, "out": 10e6 / 8}
     # kata-monitor's label set, exactly, on every per-sandbox series
-    for name, lab in series:
+    for _name, lab in series:
         if any(k == "sandbox_id" for k, _ in lab):
             assert {"sandbox_id", "cri_uid", "cri_name", "cri_namespace"} <= dict(lab).keys()
     assert any(name == "kata_top_findings" and _pod(lab) == "default/mtu-mismatch-4"
