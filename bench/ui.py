@@ -15,7 +15,7 @@ Reports, over the measured window (after the first full snapshot is on screen):
 - idle: the same window with no key presses (collection + refresh only);
 - detail_screen (--detail): the same with the first sandbox's detail screen open.
 
-Targets (issue 5): ≤ 10 % of one core, ≤ 150 MB, ≤ 100 ms.
+Targets: ≤ 10 % of one core, ≤ 150 MB, ≤ 100 ms.
 Run as root: python3 bench/ui.py [--sandboxes 200] [--seconds 60] [--no-idle] [--detail]
 """
 

@@ -1,8 +1,9 @@
 """A minimal rtnetlink client: dumps on a raw socket and a decoder of only the attributes we read.
 
-pyroute2's generic attribute decoding costs ~8 ms per namespace (library-notes.md); this reader
-does the same dumps in ~0.5 ms. The socket is created inside the target namespace and keeps
-reading that namespace whatever thread later uses it.
+pyroute2's generic attribute decoding costs ~8 ms per namespace (measured with cached pyroute2
+handles on a Kata-shaped namespace); this reader does the same dumps in ~0.5 ms. The socket is
+created inside the target namespace and keeps reading that namespace whatever thread later
+uses it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The `vmm` section of each sandbox: /proc facts always, a monitor or API when it is safe.
 
-Order (kata-notes.md, "QMP: the rule"): the extra monitor Kata creates with
+Order, because QEMU serves one QMP client and Kata's shim holds `qmp.sock` for the VM's life
+(a second client could stall the runtime): the extra monitor Kata creates with
 `extra_monitor_socket`; Kata's own `qmp.sock` only on explicit opt-in, with a short deadline;
 Cloud Hypervisor's REST API (many clients allowed); otherwise /proc alone, with the reason.
 All queries of a cycle run concurrently under a global bound, each with its own deadline.

@@ -1,6 +1,6 @@
 """Wake the dashboard when sandboxes come and go, without waiting for the next poll.
 
-pyinotify watches the state roots and /run/netns. Traps (library-notes.md): a directory that
+pyinotify watches the state roots and /run/netns. Traps, each seen on this kernel: a directory that
 does not exist yet cannot be watched (watch the nearest existing parent, recursively, and
 let auto_add follow), `ip netns add` fires IN_CREATE before the namespace is mounted (a
 second wake-up shortly after catches it), and a queue overflow means events were lost (any

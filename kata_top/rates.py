@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from kata_top.model import Sandbox, Snapshot, evolve
 
 
@@ -76,3 +78,67 @@ def with_rates(cur: Snapshot, prev: Snapshot | None) -> Snapshot:
     prev_by_id = {sb.id: sb for sb in prev.sandboxes}
     return evolve(cur, sandboxes=tuple(
         evolve(sb, rates=sandbox_rates(sb, prev_by_id.get(sb.id), dt)) for sb in cur.sandboxes))
+
+
+# ---- typed reading of `Sandbox.rates` -----------------------------------------------------
+# The JSON contract keeps rates as one flat object with composed keys ("vm.in_bps",
+# "link.eth0.rx_pps", …); these are the only places that spell them.
+@dataclass(frozen=True)
+class VmRates:
+    """Into/out of the VM: the redirects' hit counters (tcfilter) or the tap's own."""
+
+    in_bps: float | None
+    out_bps: float | None
+    in_pps: float | None
+    out_pps: float | None
+
+
+@dataclass(frozen=True)
+class LinkRates:
+    rx_bps: float | None
+    tx_bps: float | None
+    rx_pps: float | None
+    tx_pps: float | None
+    drops_ps: float | None
+
+
+@dataclass(frozen=True)
+class RedirectRates:
+    bps: float | None
+    pps: float | None
+
+
+@dataclass(frozen=True)
+class QdiscRates:
+    dev: str
+    handle: str
+    drops_ps: float
+    overlimits_ps: float | None
+
+
+def vm(sb: Sandbox) -> VmRates:
+    r = sb.rates
+    return VmRates(r.get("vm.in_bps"), r.get("vm.out_bps"), r.get("vm.in_pps"),
+                   r.get("vm.out_pps"))
+
+
+def link(sb: Sandbox, dev: str) -> LinkRates:
+    r, pre = sb.rates, f"link.{dev}."
+    return LinkRates(r.get(pre + "rx_bps"), r.get(pre + "tx_bps"), r.get(pre + "rx_pps"),
+                     r.get(pre + "tx_pps"), r.get(pre + "drops_ps"))
+
+
+def redirect(sb: Sandbox, direction: str) -> RedirectRates:
+    r = sb.rates
+    return RedirectRates(r.get(f"redirect.{direction}.bps"), r.get(f"redirect.{direction}.pps"))
+
+
+def qdiscs(sb: Sandbox) -> list[QdiscRates]:
+    """Per-qdisc drop rates (present once two snapshots saw the qdisc)."""
+    out = []
+    for key, value in sb.rates.items():
+        if key.startswith("qdisc.") and key.endswith(".drops_ps"):
+            dev, handle = key[len("qdisc."):-len(".drops_ps")].rsplit(".", 1)
+            out.append(QdiscRates(dev, handle, value,
+                                  sb.rates.get(f"qdisc.{dev}.{handle}.overlimits_ps")))
+    return out

@@ -30,6 +30,7 @@ from kata_top.settings import Settings
 from kata_top.sources.base import Source
 from widgets.header import HeaderBar
 from widgets.modals import ActionScreen, ConfirmScreen, HelpScreen, HostScreen
+from widgets.palette import MUTED, palette_of
 from widgets.screens import DetailScreen, OverviewScreen
 
 if TYPE_CHECKING:
@@ -186,32 +187,33 @@ class KataTopApp(App[int]):
     # ---- header --------------------------------------------------------------------------
     def header_text(self) -> Text:
         snap = self.snapshot
+        p = palette_of(self)
         t = Text()
         t.append(" kata-top ", style="bold reverse")
         if snap is not None:
             t.append(f" {snap.host.node} · {snap.host.kernel} · {len(snap.sandboxes)} sandboxes")
         t.append(f" · every {self.refresh_s:g}s ")
         t.append(" WRITE " if self.write else " READ-ONLY ",
-                 style="bold black on yellow" if self.write else "bold black on green")
+                 style=p.badge(p.warn) if self.write else p.badge(p.ok))
         if self.paused:
-            t.append(" [PAUSED] ", style="bold black on cyan")
+            t.append(" [PAUSED] ", style=p.badge(p.value))
         if self.source.seekable:
-            t.append(f" REPLAY {self.source.position()} ", style="bold black on magenta")
+            t.append(f" REPLAY {self.source.position()} ", style=p.badge(p.accent))
         if snap is not None and self.source.seekable:
             t.append(time.strftime(" recorded %Y-%m-%d %H:%M:%S UTC", time.gmtime(snap.taken_at)),
-                     style="dim")
+                     style=MUTED)
         elif snap is not None:
             age = time.time() - snap.taken_at
             stale = age > max(3 * self.refresh_s, 3.0) and not self.paused
-            t.append(f" data {age:.1f}s old", style="bold red" if stale else "dim")
+            t.append(f" data {age:.1f}s old", style=p.bad_strong if stale else MUTED)
             if stale:
-                t.append(" STALE: the collector is slow or stuck ", style="bold red")
+                t.append(" STALE: the collector is slow or stuck ", style=p.bad_strong)
         else:
-            t.append(" collecting…", style="dim")
+            t.append(" collecting…", style=MUTED)
         if snap is not None:
             crit = sum(1 for f in snap.host_findings if f.severity != "info")
             if crit:
-                t.append(f" host: {crit} findings (h)", style="yellow")
+                t.append(f" host: {crit} findings (h)", style=p.warn)
         return t
 
     def update_header(self) -> None:

@@ -14,6 +14,8 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from kata_top.model import Direction, Finding
 from kata_top.requests import ActionRequest, RateLimitRequest, RedirectRequest
+from widgets.findings import findings_table
+from widgets.palette import palette_of
 
 if TYPE_CHECKING:
     from widgets.app import KataTopApp
@@ -71,17 +73,6 @@ class HelpScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
-def findings_table(findings: tuple[Finding, ...]) -> Table:
-    t = Table("sev", "code", "finding / fix", box=None, expand=True, header_style="bold",
-              padding=(0, 1))
-    for f in findings:
-        style = {"critical": "bold red", "warning": "yellow", "info": "dim"}[f.severity]
-        t.add_row(Text(f.severity + " ", style=style), f.code, Text(f"{f.summary}\nfix: {f.fix}"))
-    if not findings:
-        t.add_row("", "", "the host looks ready for Kata")
-    return t
-
-
 class HostScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,h,q", "dismiss", "Close", id="close-host")]
 
@@ -93,7 +84,8 @@ class HostScreen(ModalScreen[None]):
         with VerticalScroll(id="host-box"):
             yield Static(Text("Host findings (devices, kernel probe, Kata configuration)",
                               style="bold"))
-            yield Static(findings_table(self._findings))
+            yield Static(findings_table(self._findings, palette_of(self.app),
+                                        "the host looks ready for Kata"))
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(None)
@@ -115,7 +107,7 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(Text(self._title, style="bold"))
             yield Static(Text("The equivalent commands; they are applied together or not at "
                               "all:", style="dim"))
-            yield Static(Text("\n".join(self._commands), style="cyan"))
+            yield Static(Text("\n".join(self._commands), style=palette_of(self.app).value))
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel (Esc)", id="no")
                 yield Button("Apply (y)", id="yes", variant="warning")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from kata_top import summary
+from kata_top import rates, summary
 from kata_top.model import Sandbox
 from kata_top.units import fmt_rate
 
@@ -30,11 +30,17 @@ class Column:
 
 
 def vm_in(sb: Sandbox) -> float:
-    return sb.rates.get("vm.in_bps", 0.0)
+    return rates.vm(sb).in_bps or 0.0
 
 
 def vm_out(sb: Sandbox) -> float:
-    return sb.rates.get("vm.out_bps", 0.0)
+    return rates.vm(sb).out_bps or 0.0
+
+
+def vm_total(sb: Sandbox) -> float:
+    """What the TREND column draws and sorts by: traffic in and out of the VM."""
+    v = rates.vm(sb)
+    return (v.in_bps or 0.0) + (v.out_bps or 0.0)
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -46,7 +52,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("model", "MODEL", 8, 4, lambda s: s.network_model),
     Column("in", "IN", 9, 1, vm_in),
     Column("out", "OUT", 9, 1, vm_out),
-    Column("trend", "TREND", HISTORY, 5, vm_in),
+    Column("trend", "TREND", HISTORY, 5, vm_total),
     Column("redirect", "REDIRECT", 9, 0, summary.redirect_health),
     Column("limit", "RATE LIMIT", 21, 3, summary.rate_limit_text),
     Column("vm", "VM", 9, 6, summary.resources_text),
@@ -99,9 +105,9 @@ def cell(col: str, sb: Sandbox, history: Sequence[float]) -> Cell:
     if col == "model":
         return (sb.network_model, "")
     if col == "in":
-        return (fmt_rate(sb.rates.get("vm.in_bps")) if sb.rates else "-", "")
+        return (fmt_rate(rates.vm(sb).in_bps) if sb.rates else "-", "")
     if col == "out":
-        return (fmt_rate(sb.rates.get("vm.out_bps")) if sb.rates else "-", "")
+        return (fmt_rate(rates.vm(sb).out_bps) if sb.rates else "-", "")
     if col == "trend":
         # Fixed width: a steady row must render the same string every cycle.
         return (sparkline(history).rjust(HISTORY), "accent")

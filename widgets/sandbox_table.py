@@ -32,8 +32,7 @@ from widgets.overview_columns import (
     row_cells,
     sort_key,
     visible_columns,
-    vm_in,
-    vm_out,
+    vm_total,
 )
 
 ROLES = ("ok", "bad", "warn", "accent", "muted")
@@ -186,7 +185,7 @@ class SandboxTable(ScrollView, can_focus=True):
     def _record(self, sandboxes: Sequence[Sandbox]) -> None:
         for sb in sandboxes:
             h = self._history.setdefault(sb.id, deque(maxlen=HISTORY))
-            h.append(vm_in(sb) + vm_out(sb))
+            h.append(vm_total(sb))
         for gone in set(self._history) - {sb.id for sb in sandboxes}:
             del self._history[gone]
 

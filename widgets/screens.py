@@ -17,13 +17,16 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
+from kata_top import rates
 from kata_top.formats.jsonout import sandbox_to_dict
 from kata_top.model import Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
 from widgets.datapath import datapath
+from widgets.findings import findings_table
 from widgets.header import HeaderBar
 from widgets.overview_columns import sparkline
+from widgets.palette import MUTED, Palette, palette_of
 from widgets.sandbox_table import SandboxTable
 
 if TYPE_CHECKING:
@@ -172,7 +175,7 @@ class OverviewScreen(KataScreen):
         self.kapp.show_host()
 
 
-def _links_table(sb: Sandbox) -> Table:
+def _links_table(sb: Sandbox, p: Palette) -> Table:
     t = Table("name", "idx", "kind", "mtu", "mac", "state", "rx", "tx", "rx pkt", "tx pkt",
               "drops", "peer", expand=True, box=None, header_style="bold")
     for lk in sb.links:
@@ -187,14 +190,14 @@ def _links_table(sb: Sandbox) -> Table:
                    f"{' vnet_hdr' if lk.tun.vnet_hdr else ''}"
         t.add_row(lk.name, str(lk.ifindex), kind, str(lk.mtu), lk.mac or "-",
                   f"{lk.operstate}{'' if lk.carrier is not False else ' no-carrier'}",
-                  fmt_rate(sb.rates.get(f"link.{lk.name}.rx_bps")),
-                  fmt_rate(sb.rates.get(f"link.{lk.name}.tx_bps")),
+                  fmt_rate(rates.link(sb, lk.name).rx_bps),
+                  fmt_rate(rates.link(sb, lk.name).tx_bps),
                   str(lk.stats.rx_packets), str(lk.stats.tx_packets),
                   str(lk.stats.rx_dropped + lk.stats.tx_dropped), peer)
     return t
 
 
-def _tc_tables(sb: Sandbox) -> Table:
+def _tc_tables(sb: Sandbox, p: Palette) -> Table:
     outer = Table.grid()
     q = Table("dev", "kind", "handle", "parent", "bytes", "pkts", "drops", "overlimits",
               "backlog", "qlen", title="qdiscs", box=None, expand=True, header_style="bold")
@@ -232,13 +235,13 @@ def _kv(rows: list[tuple[str, Any]]) -> Table:
     return t
 
 
-def _vmm_panel(sb: Sandbox) -> Table:
+def _vmm_panel(sb: Sandbox, p: Palette) -> Table:
     v = sb.vmm
     if v is None:
         return _kv([("vmm", "not collected")])
     rows: list[tuple[str, Any]] = [
         ("source", v.source), ("status", v.status), ("reason", v.reason),
-        ("error", Text(v.error, style="red") if v.error else None), ("name", v.name),
+        ("error", Text(v.error, style=p.bad) if v.error else None), ("name", v.name),
         ("version", v.version), ("machine", f"{v.machine or '-'} accel={v.accel or '-'}"),
         ("vCPUs", f"{v.vcpus or '-'} threads {list(v.vcpu_threads) or '-'}"),
         ("memory", f"{fmt_bytes(v.memory_bytes)} plugged {fmt_bytes(v.plugged_memory_bytes)}"),
@@ -257,7 +260,7 @@ def _vmm_panel(sb: Sandbox) -> Table:
     return _kv(rows)
 
 
-def _vfs_panel(sb: Sandbox) -> Table:
+def _vfs_panel(sb: Sandbox, p: Palette) -> Table:
     rows: list[tuple[str, Any]] = []
     for v in sb.virtiofsd:
         rows += [("pid", f"{v.pid} {'alive' if v.alive else 'DEAD'}"), ("socket", v.socket),
@@ -270,28 +273,19 @@ def _vfs_panel(sb: Sandbox) -> Table:
     return _kv(rows or [("virtiofsd", "none found")])
 
 
-def _procs_panel(sb: Sandbox) -> Table:
+def _procs_panel(sb: Sandbox, _p: Palette) -> Table:
     t = Table("role", "pid", "cpu%", "rss", "threads", "command", box=None, expand=True,
               header_style="bold")
-    for role, p in (("shim", sb.shim), ("vmm", sb.vmm_proc)):
-        if p:
-            t.add_row(role, str(p.pid), f"{p.cpu_percent:.1f}" if p.cpu_percent is not None
-                      else "-", fmt_bytes(p.rss_bytes), str(p.threads or "-"),
-                      " ".join(p.cmdline)[:200])
+    for role, proc in (("shim", sb.shim), ("vmm", sb.vmm_proc)):
+        if proc:
+            t.add_row(role, str(proc.pid), f"{proc.cpu_percent:.1f}"
+                      if proc.cpu_percent is not None else "-", fmt_bytes(proc.rss_bytes),
+                      str(proc.threads or "-"), " ".join(proc.cmdline)[:200])
     return t
 
 
-def _problems_panel(sb: Sandbox) -> Table:
-    t = Table("sev", "code", "summary / fix", box=None, expand=True, header_style="bold",
-              padding=(0, 1))
-    for e in sb.errors:
-        t.add_row(Text("error ", style="bold red"), e.where, e.message)
-    for f in sb.findings:
-        style = {"critical": "bold red", "warning": "yellow", "info": "dim"}[f.severity]
-        t.add_row(Text(f.severity + " ", style=style), f.code, Text(f"{f.summary}\nfix: {f.fix}"))
-    if not sb.errors and not sb.findings:
-        t.add_row("", "", "no problems found")
-    return t
+def _problems_panel(sb: Sandbox, p: Palette) -> Table:
+    return findings_table(sb.findings, p, "no problems found", sb.errors)
 
 
 class DetailScreen(KataScreen):
@@ -334,30 +328,33 @@ class DetailScreen(KataScreen):
         self._sb = sb
         if sb is None:
             self._put_text("title", Text(f"sandbox {self.sandbox_id[:12]} is gone (removed "
-                                         "from the node); Esc goes back", style="bold red"))
+                                         "from the node); Esc goes back",
+                                         style=palette_of(self.app).bad_strong))
             return
         if snap.taken_at != self._hist_at:  # on mount and on arrival: count a snapshot once
             self._hist_at = snap.taken_at
-            self._in_hist = ([*self._in_hist, sb.rates.get("vm.in_bps", 0.0)])[-60:]
-            self._out_hist = ([*self._out_hist, sb.rates.get("vm.out_bps", 0.0)])[-60:]
+            vm = rates.vm(sb)
+            self._in_hist = ([*self._in_hist, vm.in_bps or 0.0])[-60:]
+            self._out_hist = ([*self._out_hist, vm.out_bps or 0.0])[-60:]
         head = Text()
         head.append(label(sb), style="bold")
-        head.append(f" · {sb.id}\n", style="dim")
+        head.append(f" · {sb.id}\n", style=MUTED)
         head.append(f"{sb.runtime} runtime · {sb.hypervisor.kind} pid {sb.hypervisor.pid} · "
                     f"{sb.state} · {sb.network_model} · netns "
                     f"{sb.netns.name or sb.netns.path} · in "
-                    f"{fmt_rate(sb.rates.get('vm.in_bps'))} out "
-                    f"{fmt_rate(sb.rates.get('vm.out_bps'))}")
+                    f"{fmt_rate(rates.vm(sb).in_bps)} out "
+                    f"{fmt_rate(rates.vm(sb).out_bps)}")
         self._put_text("title", head)
+        p = palette_of(self.app)
         self._put("datapath", (sb.links, sb.redirects, sb.vmm, sb.hypervisor, sb.tap_name,
                                tuple(sb.rates.items()),
-                               tuple((f.severity, f.summary) for f in sb.findings)),
+                               tuple((f.severity, f.summary) for f in sb.findings), p),
                   (sb.network_model, sum(f.severity != "info" for f in sb.findings)),
-                  lambda: datapath(sb))
+                  lambda: datapath(sb, p))
         hist = Text()
         for name, values in (("into VM ", self._in_hist), ("out of VM", self._out_hist)):
             hist.append(f"{name} ", style="bold")
-            hist.append(sparkline(values[-40:]).ljust(40, " "), style="cyan")
+            hist.append(sparkline(values[-40:]).ljust(40, " "), style=p.value)
             hist.append(f" {fmt_rate(values[-1] if values else None)}"
                         f"  peak {fmt_rate(max(values) if values else None)}\n")
         self._put_text("history", hist)
@@ -397,8 +394,7 @@ class DetailScreen(KataScreen):
             key = (sb.errors, tuple((f.severity, f.code, f.summary, f.fix) for f in sb.findings))
             shape, build = key, _problems_panel
         elif tab == "links":
-            key = (sb.links, tuple(sorted((k, v) for k, v in sb.rates.items()
-                                          if k.startswith("link."))))
+            key = (sb.links, tuple(rates.link(sb, lk.name) for lk in sb.links))
             shape, build = len(sb.links), _links_table
         elif tab == "tc":
             key = (sb.qdiscs, sb.classes, sb.filters)
@@ -414,8 +410,9 @@ class DetailScreen(KataScreen):
                 _procs_panel
         else:
             doc = json.dumps(sandbox_to_dict(sb), indent=2)
-            key, shape, build = doc, doc.count("\n"), lambda _sb: JSON(doc)
-        self._put(f"panel-{tab}", key, shape, lambda: build(sb))
+            key, shape, build = doc, doc.count("\n"), lambda _sb, _p: JSON(doc)
+        p = palette_of(self.app)  # a theme change redraws: the palette is part of the key
+        self._put(f"panel-{tab}", (key, p), shape, lambda: build(sb, p))
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self._show_panel()

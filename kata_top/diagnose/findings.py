@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from kata_top import rates
 from kata_top.model import Finding, Sandbox, Severity, Snapshot, evolve
 from kata_top.select import label
 from kata_top.units import fmt_rate
@@ -76,8 +77,8 @@ def _redirect_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
                  _redirect_fix(sb, r.direction, r.from_dev, r.to_dev),
                  direction=r.direction, present=[x.direction for x in sb.redirects if x.present])
     # A lost redirect: packets arrive on eth0 but the mirred counter of `in` stands still.
-    eth_rx = sb.rates.get("link.eth0.rx_pps")
-    red_in = sb.rates.get("redirect.in.pps")
+    eth_rx = rates.link(sb, "eth0").rx_pps
+    red_in = rates.redirect(sb, "in").pps
     if eth_rx is not None and red_in is not None:
         cond = eth_rx >= 1.0 and red_in == 0 and any(r.present and r.direction == "in"
                                                      for r in sb.redirects)
@@ -166,10 +167,11 @@ def _ipv6_findings(sb: Sandbox) -> Iterable[Finding]:
 
 def _qdisc_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
     worst_dev, worst_rate = None, 0.0
-    for key, value in sb.rates.items():
-        if key.startswith("qdisc.") and key.endswith(".drops_ps") and value > worst_rate:
-            worst_dev, worst_rate = key.split(".")[1], value
-    if "qdisc." in " ".join(sb.rates):
+    seen = rates.qdiscs(sb)
+    for q in seen:
+        if q.drops_ps > worst_rate:
+            worst_dev, worst_rate = q.dev, q.drops_ps
+    if seen:
         yield from _held(sb, prev, "KT-S012", worst_rate > 0, lambda: _f(
             sb, "KT-S012", "warning",
             f"{label(sb)}: qdisc on {worst_dev} drops {worst_rate:.1f} pkt/s",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kata_top import summary
+from kata_top import rates, summary
 from kata_top.model import Snapshot
 from kata_top.units import fmt_rate
 
@@ -26,8 +26,8 @@ def render(snap: Snapshot) -> str:
         r = sb.rates
         hv = sb.hypervisor.kind[:6]
         row = (summary.pod_text(sb), sb.id[:12], sb.runtime, hv, sb.state, sb.network_model,
-               fmt_rate(r.get("vm.in_bps")) if r else "-",
-               fmt_rate(r.get("vm.out_bps")) if r else "-",
+               fmt_rate(rates.vm(sb).in_bps) if r else "-",
+               fmt_rate(rates.vm(sb).out_bps) if r else "-",
                summary.redirect_health(sb), summary.rate_limit_text(sb),
                summary.resources_text(sb), summary.virtiofsd_text(sb),
                str(summary.problem_count(sb) or ""))
