@@ -19,12 +19,11 @@ counters, options of actions other than mirred) are zeroed and not patched.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import Any
 
 from collectors import rtnl
-from collectors.netlink import attr_spans
+from collectors.netlink import IFINFOMSG, TCF_T, TCMSG, attr_spans
 from kata_top.model import ActionStats, Filter, Link, Qdisc, TcClass, evolve
 
 # What a span of a message is: zeroed only, or zeroed and patched back from the raw message.
@@ -40,12 +39,11 @@ CLASSIFIER_COUNTERS = {"u32": TCA_U32_PCNT, "matchall": TCA_MATCHALL_PCNT}
 Span = tuple[int, int, int, int, int]  # payload start, end, rtattr type, what, action number
 Layout = tuple[Span, ...]
 _MISS = object()
-_AGES = struct.Struct("=QQ")
 
 
 def link_layout(body: bytes) -> Layout:
     spans: list[Span] = []
-    for atype, a0, a1 in attr_spans(body, 16, len(body)):
+    for atype, a0, a1 in attr_spans(body, IFINFOMSG.size, len(body)):
         if atype == rtnl.IFLA_STATS64:
             spans.append((a0, a1, atype, LINK_STATS, 0))
         elif atype == IFLA_STATS:
@@ -63,7 +61,7 @@ def link_layout(body: bytes) -> Layout:
 def tc_layout(body: bytes) -> Layout:
     """Qdiscs and classes: the statistics attributes."""
     spans: list[Span] = []
-    for atype, a0, a1 in attr_spans(body, 20, len(body)):
+    for atype, a0, a1 in attr_spans(body, TCMSG.size, len(body)):
         if atype == rtnl.TCA_STATS2:
             spans.append((a0, a1, atype, QDISC_STATS, 0))
         elif atype in (TCA_STATS, TCA_XSTATS):
@@ -75,7 +73,7 @@ def filter_layout(body: bytes) -> Layout:
     """Filters: per action its statistics and ages; the classifier's own hit counters."""
     spans: list[Span] = []
     act_attr = counters = None
-    for atype, a0, a1 in attr_spans(body, 20, len(body)):
+    for atype, a0, a1 in attr_spans(body, TCMSG.size, len(body)):
         if atype == rtnl.TCA_KIND:
             kind = body[a0:a1].split(b"\0", 1)[0].decode(errors="replace")
             act_attr = rtnl.ACT_ATTR_BY_CLASSIFIER.get(kind)
@@ -97,7 +95,7 @@ def filter_layout(body: bytes) -> Layout:
                             spans.append((x0, x1, xtype, MASK, n))
                         elif xtype == rtnl.TCA_ACT_OPTIONS:
                             for t, t0, t1 in attr_spans(body, x0, x1):
-                                if t == rtnl.TCA_MIRRED_TM and t1 - t0 >= 16:
+                                if t == rtnl.TCA_MIRRED_TM and t1 - t0 >= TCF_T.size:
                                     spans.append((t0, t1, t, ACTION_AGES, n))
     return tuple(spans)
 
@@ -141,7 +139,7 @@ class DecodeMemo:
         self._old_layouts, self._new_layouts = self._new_layouts, {}
 
     def _layout(self, kind: str, body: bytes, walk: Callable[[bytes], Layout]) -> Layout:
-        sig = (kind, body[:20], len(body))
+        sig = (kind, body[:TCMSG.size], len(body))
         lay = self._new_layouts.get(sig)
         if lay is None:
             lay = self._old_layouts.get(sig)
@@ -219,18 +217,13 @@ class DecodeMemo:
             if what == ACTION_STATS:
                 changes[n]["stats"] = self._action_stats(body[a0:a1])
             elif what == ACTION_AGES:
-                install, lastuse = _AGES.unpack_from(body, a0)
+                install, lastuse = TCF_T.unpack_from(body, a0)
                 changes[n]["installed_s"] = install / rtnl.USER_HZ
                 changes[n]["last_used_s"] = lastuse / rtnl.USER_HZ
         return evolve(f, actions=tuple(evolve(a, **c) if c else a
                                        for a, c in zip(f.actions, changes, strict=True)))
 
     def _action_stats(self, raw: bytes) -> ActionStats:
-        def decode() -> ActionStats:
-            st = rtnl.gnet_stats(raw)
-            return ActionStats(bytes=st.bytes, packets=st.packets, drops=st.drops,
-                               overlimits=st.overlimits)
-
-        hit: ActionStats = self._get(("action-stats", raw), decode)
+        hit: ActionStats = self._get(("action-stats", raw), lambda: rtnl.action_stats(raw))
         return hit
 

@@ -33,8 +33,28 @@ SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
 RTNLGRP_TC = 4
 
-_NLMSGHDR = struct.Struct("=IHHII")
-_RTATTR = struct.Struct("=HH")
+# Every kernel struct this package reads or writes, named once (as pyroute2's message classes
+# declare them); the decoders keep their speed by unpacking with these compiled Structs.
+_NLMSGHDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_RTATTR = struct.Struct("=HH")  # rtattr: len, type
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
+RTGENMSG = struct.Struct("=Bxxx")  # family (RTM_GETNSID)
+NLMSGERR_CODE = struct.Struct("=i")  # nlmsgerr.error (negative errno)
+U32 = struct.Struct("=I")
+S32 = struct.Struct("=i")
+U64 = struct.Struct("=Q")
+RTNL_LINK_STATS64 = struct.Struct("=8Q")  # the first eight counters of rtnl_link_stats64
+GNET_STATS_BASIC = struct.Struct("=QI")  # bytes, packets (32-bit)
+GNET_STATS_QUEUE = struct.Struct("=5I")  # qlen, backlog, drops, requeues, overlimits
+TC_HTB_GLOB = struct.Struct("=5I")  # version, rate2quantum, defcls, debug, direct_pkts
+TC_RATESPEC_RATE_AT = (8, 20)  # tc_htb_opt: offsets of rate.rate and ceil.rate (u32, bytes/s)
+TC_MIRRED_EACTION_IFINDEX = struct.Struct("=iI")  # tc_mirred after tc_gen: eaction, ifindex
+TC_MIRRED_EACTION_AT = 20
+TCF_T = struct.Struct("=QQ")  # tcf_t: install, lastuse (the first two fields), in jiffies
+TC_U32_KEY = struct.Struct("=IIii")  # mask, val, off, offmask
+TC_U32_SEL_KEYS_AT, TC_U32_KEY_SIZE = 16, 16
+NETNSA_NSID, NETNSA_FD = 1, 3
 NLA_F_NESTED = 0x8000
 NLA_TYPE_MASK = 0x3FFF
 
@@ -92,11 +112,11 @@ def attr(atype: int, payload: bytes) -> bytes:
 
 
 def u32(b: bytes | None) -> int | None:
-    return struct.unpack_from("=I", b)[0] if b is not None and len(b) >= 4 else None
+    return U32.unpack_from(b)[0] if b is not None and len(b) >= 4 else None
 
 
 def s32(b: bytes | None) -> int | None:
-    return struct.unpack_from("=i", b)[0] if b is not None and len(b) >= 4 else None
+    return S32.unpack_from(b)[0] if b is not None and len(b) >= 4 else None
 
 
 def u8(b: bytes | None) -> int | None:
@@ -189,7 +209,7 @@ class RtnlSocket:
                     if mtype == NLMSG_DONE:
                         return out
                     if mtype == NLMSG_ERROR:
-                        code = -struct.unpack_from("=i", buf, off + 16)[0]
+                        code = -NLMSGERR_CODE.unpack_from(buf, off + 16)[0]
                         if code == 0:
                             return out
                         raise NetlinkError(code, os.strerror(code))
@@ -220,21 +240,20 @@ class RtnlSocket:
             self._sock.setblocking(True)
 
     def dump_links(self) -> list[bytes]:
-        return self.request(RTM_GETLINK, struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0))
+        return self.request(RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
 
     def dump_tc(self, msg_type: int, ifindex: int = 0, parent: int = 0) -> list[bytes]:
-        return self.request(msg_type, struct.pack("=BxxxiIII", socket.AF_UNSPEC, ifindex, 0,
-                                                  parent, 0))
+        return self.request(msg_type, TCMSG.pack(socket.AF_UNSPEC, ifindex, 0, parent, 0))
 
     def peer_nsid(self, ns_fd: int) -> int | None:
         """The id this namespace gives to the namespace behind ns_fd, or None if none assigned.
 
         RTM_GETNSID only looks up; unlike RTM_NEWNSID it never assigns an id.
         """
-        payload = struct.pack("=Bxxx", socket.AF_UNSPEC) + attr(3, struct.pack("=I", ns_fd))
+        payload = RTGENMSG.pack(socket.AF_UNSPEC) + attr(NETNSA_FD, U32.pack(ns_fd))
         replies = self.request(RTM_GETNSID, payload, flags=0)
         for body in replies:
-            nsid = s32(parse_attrs(body, 4).get(1))
+            nsid = s32(parse_attrs(body, RTGENMSG.size).get(NETNSA_NSID))
             if nsid is not None and nsid >= 0:
                 return nsid
         return None

@@ -57,6 +57,32 @@ class MonitorFacts:
     elapsed_ms: float = 0.0
 
 
+# ---- answers are untrusted input: typed at the boundary, never passed through ----------
+MAX_TEXT = 256
+
+
+def _text(value: Any) -> str | None:
+    """A short printable string, or None (a dict as a status, an int as a name: None)."""
+    if not isinstance(value, str):
+        return None
+    return "".join(c if c.isprintable() else "?" for c in value[:MAX_TEXT])
+
+
+def _count(value: Any, limit: int = 1 << 62) -> int | None:
+    """A non-negative int below `limit` (bools, strings like "lots", floats: None)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
+        return None
+    return value
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _table_len(value: Any) -> int:
+    return len(value) if isinstance(value, list) else 0
+
+
 def _pci_devices(ret: Any) -> list[str]:
     names: list[str] = []
     for bus in ret if isinstance(ret, list) else []:
@@ -120,38 +146,39 @@ async def _qmp_session(client: Any) -> MonitorFacts:
             raise MonitorError(f"{cmd}: {exc}") from exc
 
     st = await call("query-status")
-    facts.status = st.get("status", "unknown") if isinstance(st, dict) else "unknown"
+    facts.status = (_text(st.get("status")) if isinstance(st, dict) else None) or "unknown"
     nm = await call("query-name")
-    facts.name = nm.get("name") if isinstance(nm, dict) else None
+    facts.name = _text(nm.get("name")) if isinstance(nm, dict) else None
     cpus = await call("query-cpus-fast")
     if isinstance(cpus, list):
-        facts.vcpus = len(cpus)
-        facts.vcpu_threads = [c["thread-id"] for c in cpus
-                              if isinstance(c, dict) and isinstance(c.get("thread-id"), int)]
+        facts.vcpus = _count(len(cpus), 1 << 16)
+        facts.vcpu_threads = [t for c in cpus if isinstance(c, dict)
+                              and (t := _count(c.get("thread-id"), 1 << 32)) is not None]
     mem = await call("query-memory-size-summary")
     if isinstance(mem, dict):
-        facts.memory_bytes = mem.get("base-memory")
-        facts.plugged_memory_bytes = mem.get("plugged-memory")
+        facts.memory_bytes = _count(mem.get("base-memory"))
+        facts.plugged_memory_bytes = _count(mem.get("plugged-memory"))
     facts.devices = _pci_devices(await call("query-pci"))
     chardevs = await call("query-chardev")
-    facts.chardevs = [c.get("label", "?") for c in chardevs if isinstance(c, dict)] \
+    facts.chardevs = [_text(c.get("label")) or "?" for c in chardevs if isinstance(c, dict)] \
         if isinstance(chardevs, list) else []
     info_net = await call("human-monitor-command", {"command-line": "info network"})
     nics = parse_info_network(info_net if isinstance(info_net, str) else "")
     rx = await call("query-rx-filter")
-    filters = {r.get("name"): r for r in rx if isinstance(r, dict)} if isinstance(rx, list) \
-        else {}
+    filters = {_text(r.get("name")): r for r in rx if isinstance(r, dict)} \
+        if isinstance(rx, list) else {}
     merged: list[VmmNic] = []
     for nic in nics:
         rf: dict[str, Any] | None = None
         for name, r in filters.items():
-            if str(r.get("main-mac", "")).lower() == nic.mac:
+            mac = _text(r.get("main-mac"))
+            if mac is not None and mac.lower() == nic.mac:
                 # Never carry the 4096-entry vlan table: summarise what matters.
-                rf = {"name": name, "promiscuous": r.get("promiscuous"),
-                      "main_mac": r.get("main-mac"),
-                      "multicast_table": len(r.get("multicast-table", []) or []),
-                      "unicast_table": len(r.get("unicast-table", []) or []),
-                      "vlan_table": len(r.get("vlan-table", []) or [])}
+                rf = {"name": name, "promiscuous": _flag(r.get("promiscuous")),
+                      "main_mac": mac,
+                      "multicast_table": _table_len(r.get("multicast-table")),
+                      "unicast_table": _table_len(r.get("unicast-table")),
+                      "vlan_table": _table_len(r.get("vlan-table"))}
                 break
         merged.append(VmmNic(netdev=nic.netdev, mac=nic.mac, model=nic.model, tap=nic.tap,
                              fds=nic.fds, rx_filter=rf))
@@ -180,9 +207,10 @@ async def _hmp_session(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     m2 = re.search(r"VM status: (\w+)", st)
     facts.status = m2.group(1) if m2 else "unknown"
     nm = await _hmp(reader, writer, "info name")
-    facts.name = nm.strip() or None
+    facts.name = _text(nm.strip()) or None
     cpus = await _hmp(reader, writer, "info cpus")
-    facts.vcpu_threads = [int(t) for t in re.findall(r"thread_id=(\d+)", cpus)]
+    facts.vcpu_threads = [t for x in re.findall(r"thread_id=(\d{1,10})", cpus)
+                          if (t := _count(int(x), 1 << 32)) is not None]
     facts.vcpus = len(facts.vcpu_threads) or None
     facts.nics = parse_info_network(await _hmp(reader, writer, "info network"))
     return facts

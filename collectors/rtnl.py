@@ -7,14 +7,29 @@ Only the attributes kata-top shows are decoded; offsets follow <linux/if_link.h>
 from __future__ import annotations
 
 import socket
-import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from collectors.netlink import (
+    GNET_STATS_BASIC,
+    GNET_STATS_QUEUE,
+    IFINFOMSG,
     RTM_GETQDISC,
     RTM_GETTCLASS,
     RTM_GETTFILTER,
+    RTNL_LINK_STATS64,
+    S32,
+    TC_HTB_GLOB,
+    TC_MIRRED_EACTION_AT,
+    TC_MIRRED_EACTION_IFINDEX,
+    TC_RATESPEC_RATE_AT,
+    TC_U32_KEY,
+    TC_U32_KEY_SIZE,
+    TC_U32_SEL_KEYS_AT,
+    TCF_T,
+    TCMSG,
+    U32,
+    U64,
     RtnlSocket,
     cstr,
     parse_attr_list,
@@ -77,7 +92,6 @@ USER_HZ = 100
 ETH_P_ALL = 0x0003
 PROTOCOLS = {0x0003: "all", 0x0800: "ip", 0x86DD: "ipv6", 0x0806: "arp", 0x8100: "802.1Q"}
 
-_STATS64 = struct.Struct("=8Q")
 LINK_ATTRS = frozenset({IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER,
                         IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_STATS64, IFLA_CARRIER,
                         IFLA_LINK_NETNSID, IFLA_AF_SPEC})
@@ -105,16 +119,16 @@ def _mac(b: bytes | None) -> str | None:
 
 def link_stats(b: bytes) -> LinkStats:
     """struct rtnl_link_stats64: the first eight counters."""
-    if len(b) < _STATS64.size:
+    if len(b) < RTNL_LINK_STATS64.size:
         return LinkStats()
-    rxp, txp, rxb, txb, rxe, txe, rxd, txd = _STATS64.unpack_from(b)
+    rxp, txp, rxb, txb, rxe, txe, rxd, txd = RTNL_LINK_STATS64.unpack_from(b)
     return LinkStats(rx_bytes=rxb, rx_packets=rxp, tx_bytes=txb, tx_packets=txp,
                      rx_dropped=rxd, tx_dropped=txd, rx_errors=rxe, tx_errors=txe)
 
 
 def decode_link(body: bytes) -> tuple[Link, int | None]:
-    _family, _type, index, flags, _change = struct.unpack_from("=BxHiII", body)
-    a = parse_attrs(body, 16, LINK_ATTRS)
+    _family, _type, index, flags, _change = IFINFOMSG.unpack_from(body)
+    a = parse_attrs(body, IFINFOMSG.size, LINK_ATTRS)
     kind = "device"
     tun: TunInfo | None = None
     info = parse_attrs(a[IFLA_LINKINFO]) if IFLA_LINKINFO in a else {}
@@ -135,8 +149,8 @@ def decode_link(body: bytes) -> tuple[Link, int | None]:
     ipv6_disabled: bool | None = None
     if IFLA_AF_SPEC in a:
         conf = parse_attrs(parse_attrs(a[IFLA_AF_SPEC]).get(AF_INET6, b"")).get(IFLA_INET6_CONF)
-        if conf and len(conf) >= 4 * (DEVCONF_DISABLE_IPV6 + 1):
-            ipv6_disabled = bool(struct.unpack_from("=i", conf, 4 * DEVCONF_DISABLE_IPV6)[0])
+        if conf and len(conf) >= S32.size * (DEVCONF_DISABLE_IPV6 + 1):
+            ipv6_disabled = bool(S32.unpack_from(conf, S32.size * DEVCONF_DISABLE_IPV6)[0])
     oper = u8(a.get(IFLA_OPERSTATE))
     carrier = u8(a.get(IFLA_CARRIER))
     link_ifindex = u32(a.get(IFLA_LINK))
@@ -158,26 +172,34 @@ def decode_link(body: bytes) -> tuple[Link, int | None]:
     ), u32(a.get(IFLA_LINK_NETNSID))
 
 
+def action_stats(b: bytes | None) -> ActionStats:
+    """A tc action's counters (its TCA_ACT_STATS, a gnet_stats nest)."""
+    st = gnet_stats(b)
+    return ActionStats(bytes=st.bytes, packets=st.packets, drops=st.drops,
+                       overlimits=st.overlimits)
+
+
 def gnet_stats(b: bytes | None) -> QdiscStats:
     if not b:
         return QdiscStats()
     s = parse_attrs(b)
     nbytes = packets = 0
-    if TCA_STATS_BASIC in s and len(s[TCA_STATS_BASIC]) >= 12:
-        nbytes, packets = struct.unpack_from("=QI", s[TCA_STATS_BASIC])
-    if TCA_STATS_PKT64 in s and len(s[TCA_STATS_PKT64]) >= 8:
+    if TCA_STATS_BASIC in s and len(s[TCA_STATS_BASIC]) >= GNET_STATS_BASIC.size:
+        nbytes, packets = GNET_STATS_BASIC.unpack_from(s[TCA_STATS_BASIC])
+    if TCA_STATS_PKT64 in s and len(s[TCA_STATS_PKT64]) >= U64.size:
         # The 32-bit packet counter wraps; the kernel adds the 64-bit one when it matters.
-        packets = struct.unpack_from("=Q", s[TCA_STATS_PKT64])[0]
+        packets = U64.unpack_from(s[TCA_STATS_PKT64])[0]
     qlen = backlog = drops = requeues = overlimits = 0
-    if TCA_STATS_QUEUE in s and len(s[TCA_STATS_QUEUE]) >= 20:
-        qlen, backlog, drops, requeues, overlimits = struct.unpack_from("=5I", s[TCA_STATS_QUEUE])
+    if TCA_STATS_QUEUE in s and len(s[TCA_STATS_QUEUE]) >= GNET_STATS_QUEUE.size:
+        qlen, backlog, drops, requeues, overlimits = GNET_STATS_QUEUE.unpack_from(
+            s[TCA_STATS_QUEUE])
     return QdiscStats(bytes=nbytes, packets=packets, drops=drops, overlimits=overlimits,
                       requeues=requeues, backlog=backlog, qlen=qlen)
 
 
 def _tcmsg(body: bytes) -> tuple[int, int, int, int, dict[int, bytes]]:
-    _family, ifindex, handle, parent, info = struct.unpack_from("=BxxxiIII", body)
-    return ifindex, handle, parent, info, parse_attrs(body, 20, TC_ATTRS)
+    _family, ifindex, handle, parent, info = TCMSG.unpack_from(body)
+    return ifindex, handle, parent, info, parse_attrs(body, TCMSG.size, TC_ATTRS)
 
 
 def decode_qdisc(body: bytes, names: dict[int, str]) -> tuple[int, Qdisc]:
@@ -186,8 +208,8 @@ def decode_qdisc(body: bytes, names: dict[int, str]) -> tuple[int, Qdisc]:
     default: str | None = None
     if kind == "htb" and TCA_OPTIONS in a:
         opts = parse_attrs(a[TCA_OPTIONS])
-        if TCA_HTB_INIT in opts and len(opts[TCA_HTB_INIT]) >= 20:
-            defcls = struct.unpack_from("=5I", opts[TCA_HTB_INIT])[2]
+        if TCA_HTB_INIT in opts and len(opts[TCA_HTB_INIT]) >= TC_HTB_GLOB.size:
+            defcls = TC_HTB_GLOB.unpack_from(opts[TCA_HTB_INIT])[2]
             default = f"{defcls:x}"
     return ifindex, Qdisc(dev=names.get(ifindex, f"if{ifindex}"), kind=kind,
                           handle=fmt_handle(handle), parent=fmt_parent(parent),
@@ -203,12 +225,14 @@ def decode_class(body: bytes, names: dict[int, str]) -> TcClass:
         parms = opts.get(TCA_HTB_PARMS)
         if parms and len(parms) >= 24:
             # struct tc_ratespec is 12 bytes with the rate (bytes/s) in its last u32.
-            rate = struct.unpack_from("=I", parms, 8)[0] * 8
-            ceil = struct.unpack_from("=I", parms, 20)[0] * 8
-        if TCA_HTB_RATE64 in opts:
-            rate = struct.unpack_from("=Q", opts[TCA_HTB_RATE64])[0] * 8
-        if TCA_HTB_CEIL64 in opts:
-            ceil = struct.unpack_from("=Q", opts[TCA_HTB_CEIL64])[0] * 8
+            rate_at, ceil_at = TC_RATESPEC_RATE_AT
+            rate = U32.unpack_from(parms, rate_at)[0] * 8
+            ceil = U32.unpack_from(parms, ceil_at)[0] * 8
+        # Past 4 GB/s the kernel adds 64-bit rates; a short attribute is ignored, not fatal.
+        if len(opts.get(TCA_HTB_RATE64, b"")) >= U64.size:
+            rate = U64.unpack_from(opts[TCA_HTB_RATE64])[0] * 8
+        if len(opts.get(TCA_HTB_CEIL64, b"")) >= U64.size:
+            ceil = U64.unpack_from(opts[TCA_HTB_CEIL64])[0] * 8
     return TcClass(dev=names.get(ifindex, f"if{ifindex}"), kind=kind, handle=fmt_handle(handle),
                    parent=fmt_parent(parent), rate_bps=rate, ceil_bps=ceil,
                    stats=gnet_stats(a.get(TCA_STATS2)))
@@ -217,21 +241,20 @@ def decode_class(body: bytes, names: dict[int, str]) -> TcClass:
 def _decode_action(b: bytes, names: dict[int, str]) -> Action:
     a = parse_attrs(b)
     kind = cstr(a.get(TCA_ACT_KIND)) or "?"
-    st = gnet_stats(a.get(TCA_ACT_STATS))
-    stats = ActionStats(bytes=st.bytes, packets=st.packets, drops=st.drops,
-                        overlimits=st.overlimits)
+    stats = action_stats(a.get(TCA_ACT_STATS))
     action = direction = None
     target_ifindex: int | None = None
     installed = last_used = None
     if kind == "mirred" and TCA_ACT_OPTIONS in a:
         opts = parse_attrs(a[TCA_ACT_OPTIONS])
         parms = opts.get(TCA_MIRRED_PARMS)
-        if parms and len(parms) >= 28:
-            eaction, target_ifindex = struct.unpack_from("=iI", parms, 20)
+        if parms and len(parms) >= TC_MIRRED_EACTION_AT + TC_MIRRED_EACTION_IFINDEX.size:
+            eaction, target_ifindex = TC_MIRRED_EACTION_IFINDEX.unpack_from(
+                parms, TC_MIRRED_EACTION_AT)
             action, direction = MIRRED_EACTIONS.get(eaction, (f"eaction-{eaction}", None))
         tm = opts.get(TCA_MIRRED_TM)
-        if tm and len(tm) >= 16:
-            install, lastuse = struct.unpack_from("=QQ", tm)
+        if tm and len(tm) >= TCF_T.size:
+            install, lastuse = TCF_T.unpack_from(tm)
             installed, last_used = install / USER_HZ, lastuse / USER_HZ
     return Action(kind=kind, action=action, direction=direction,
                   target=names.get(target_ifindex) if target_ifindex else None,
@@ -241,11 +264,12 @@ def _decode_action(b: bytes, names: dict[int, str]) -> Action:
 
 def _u32_match_all(opts: dict[int, bytes]) -> bool:
     sel = opts.get(TCA_U32_SEL)
-    if not sel or len(sel) < 16:
+    if not sel or len(sel) < TC_U32_SEL_KEYS_AT:
         return False
     nkeys = sel[2]
-    keys = [struct.unpack_from("=IIii", sel, 16 + 16 * i) for i in range(nkeys)
-            if 16 + 16 * (i + 1) <= len(sel)]
+    at, size = TC_U32_SEL_KEYS_AT, TC_U32_KEY_SIZE
+    keys = [TC_U32_KEY.unpack_from(sel, at + size * i) for i in range(nkeys)
+            if at + size * (i + 1) <= len(sel)]
     return all(mask == 0 for mask, _val, _off, _offmask in keys)
 
 

@@ -44,12 +44,7 @@ def _proc_vmm(t: VmmTarget) -> Vmm:
         return Vmm(source="none", status="dead", reason="the VMM process is not running")
     if t.kind != "qemu":
         return Vmm(source="proc", status="unknown", reason=f"{t.kind}: only /proc is read")
-    pv = vmm_proc.inspect(t.pid, t.argv)
-    return Vmm(source="proc", status="unknown", name=pv.name, machine=pv.machine,
-               accel=pv.accel, vcpus=pv.vcpus, vcpu_threads=tuple(pv.vcpu_threads),
-               memory_bytes=pv.memory_bytes, nics=tuple(pv.nics),
-               taps_held=tuple(pv.taps_held), vhost_net_fds=pv.vhost_net_fds,
-               devices=tuple(pv.devices))
+    return vmm_proc.inspect(t.pid, t.argv)
 
 
 def _merge_nics(monitor: Sequence[VmmNic], proc: Sequence[VmmNic]) -> tuple[VmmNic, ...]:

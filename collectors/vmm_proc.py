@@ -8,28 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 
-from kata_top.model import VmmNic
+from kata_top.model import Vmm, VmmNic, evolve
 
 VCPU_THREAD_RE = re.compile(r"^CPU \d+/(KVM|TCG|HVF)")
 SIZE_RE = re.compile(r"^(\d+)([KMGT]?)$", re.IGNORECASE)
 UNITS = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-@dataclass
-class ProcVmm:
-    machine: str | None = None
-    accel: str | None = None
-    memory_bytes: int | None = None
-    vcpus: int | None = None
-    name: str | None = None
-    nics: list[VmmNic] = field(default_factory=list)
-    devices: list[str] = field(default_factory=list)
-    taps_held: list[str] = field(default_factory=list)
-    vhost_net_fds: int = 0
-    vcpu_threads: list[int] = field(default_factory=list)
-    monitors: list[str] = field(default_factory=list)
 
 
 def _opts(value: str) -> tuple[str, dict[str, str]]:
@@ -47,8 +31,12 @@ def _opts(value: str) -> tuple[str, dict[str, str]]:
     return kind, out
 
 
-def parse_qemu_cmdline(argv: tuple[str, ...] | list[str]) -> ProcVmm:
-    pv = ProcVmm()
+def parse_qemu_cmdline(argv: tuple[str, ...] | list[str]) -> Vmm:
+    """The VMM facts QEMU's command line states (source `proc`: nobody was asked)."""
+    machine = accel = name = None
+    memory_bytes = vcpus = None
+    devices: list[str] = []
+    nics: list[VmmNic] = []
     netdevs: dict[str, dict[str, str]] = {}
     nic_devices: list[dict[str, str]] = []
     it = iter(range(len(argv)))
@@ -57,24 +45,24 @@ def parse_qemu_cmdline(argv: tuple[str, ...] | list[str]) -> ProcVmm:
         val = argv[i + 1] if i + 1 < len(argv) else ""
         if a in ("-machine", "-M"):
             kind, o = _opts(val)
-            pv.machine = o.get("type", kind) or None
-            pv.accel = o.get("accel", pv.accel)
+            machine = o.get("type", kind) or None
+            accel = o.get("accel", accel)
         elif a == "-accel":
-            pv.accel = _opts(val)[0] or pv.accel
+            accel = _opts(val)[0] or accel
         elif a == "-enable-kvm":
-            pv.accel = "kvm"
+            accel = "kvm"
         elif a == "-m":
             kind, o = _opts(val)
             size = o.get("size", kind)
             m = SIZE_RE.match(size or "")
             if m:
-                pv.memory_bytes = int(m.group(1)) * UNITS[m.group(2).upper()]
+                memory_bytes = int(m.group(1)) * UNITS[m.group(2).upper()]
         elif a == "-smp":
             kind, o = _opts(val)
             n = o.get("cpus", kind)
-            pv.vcpus = int(n) if n and n.isdigit() else pv.vcpus
+            vcpus = int(n) if n and n.isdigit() else vcpus
         elif a == "-name":
-            pv.name = _opts(val)[0] or None
+            name = _opts(val)[0] or None
         elif a == "-netdev":
             kind, o = _opts(val)
             o["_kind"] = kind
@@ -82,12 +70,12 @@ def parse_qemu_cmdline(argv: tuple[str, ...] | list[str]) -> ProcVmm:
         elif a == "-device":
             kind, o = _opts(val)
             driver = o.get("driver", kind)
-            pv.devices.append(driver)
+            devices.append(driver)
             if "netdev" in o:
                 o["_driver"] = driver
                 nic_devices.append(o)
         elif a in ("-qmp", "-monitor", "-mon"):
-            pv.monitors.append(val)
+            pass  # takes a value; which monitors exist is read from the VM directory
         else:
             continue
         next(it, None)
@@ -96,11 +84,13 @@ def parse_qemu_cmdline(argv: tuple[str, ...] | list[str]) -> ProcVmm:
         fds = tuple(int(x) for x in re.split(r"[:,]", nd.get("fds", nd.get("fd", "")))
                     if x.isdigit())
         queues = nd.get("queues")
-        pv.nics.append(VmmNic(
+        nics.append(VmmNic(
             netdev=dev["netdev"], mac=dev.get("mac", "").lower() or None, model=dev["_driver"],
             tap=nd.get("ifname"), vhost=nd.get("vhost") == "on" if "vhost" in nd else None,
             queues=int(queues) if queues and queues.isdigit() else (len(fds) or None), fds=fds))
-    return pv
+    return Vmm(source="proc", status="unknown", name=name, machine=machine, accel=accel,
+               vcpus=vcpus, memory_bytes=memory_bytes, nics=tuple(nics),
+               devices=tuple(devices))
 
 
 def read_fd_facts(pid: int, proc_root: str = "/proc") -> tuple[list[str], int]:
@@ -150,13 +140,13 @@ def vcpu_threads(pid: int, proc_root: str = "/proc") -> list[int]:
     return sorted(out)
 
 
-def inspect(pid: int, argv: tuple[str, ...]) -> ProcVmm:
-    pv = parse_qemu_cmdline(argv)
-    pv.taps_held, pv.vhost_net_fds = read_fd_facts(pid)
-    pv.vcpu_threads = vcpu_threads(pid)
+def inspect(pid: int, argv: tuple[str, ...]) -> Vmm:
+    """The command line's facts plus what /proc/PID shows: taps held, vhost fds, vCPU threads."""
+    vmm = parse_qemu_cmdline(argv)
+    taps, vhost_fds = read_fd_facts(pid)
+    nics = vmm.nics
     # Taps passed as fds carry no name on the command line: name them from fdinfo.
-    if len(pv.nics) == 1 and pv.nics[0].tap is None and pv.taps_held:
-        n = pv.nics[0]
-        pv.nics[0] = VmmNic(netdev=n.netdev, mac=n.mac, model=n.model, tap=pv.taps_held[0],
-                            vhost=n.vhost, queues=n.queues, fds=n.fds)
-    return pv
+    if len(nics) == 1 and nics[0].tap is None and taps:
+        nics = (evolve(nics[0], tap=taps[0]),)
+    return evolve(vmm, taps_held=tuple(taps), vhost_net_fds=vhost_fds,
+                  vcpu_threads=tuple(vcpu_threads(pid)), nics=nics)
