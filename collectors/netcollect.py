@@ -106,6 +106,13 @@ class NetCollector:
         sock = self._socket(path, key, tc_events=True)
         try:
             dump = self._dump(key, sock)
+        except (ValueError, LookupError, ArithmeticError):  # struct.error is a ValueError
+            # A message we could not decode: start this namespace afresh next cycle, and let
+            # the engine make it this sandbox's error.
+            self._socks.pop(key, None)
+            self._last_tc.pop(key, None)
+            sock.close()
+            raise
         except OSError:
             # A namespace deleted and re-created under the same name: reopen once.
             self._socks.pop(key, None)

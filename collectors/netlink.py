@@ -32,6 +32,7 @@ RTM_GETNSID = 90
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
 RTNLGRP_TC = 4
+RECV_TIMEOUT_S = 2.0
 
 # Every kernel struct this package reads or writes, named once (as pyroute2's message classes
 # declare them); the decoders keep their speed by unpacking with these compiled Structs.
@@ -160,6 +161,9 @@ class RtnlSocket:
         def make() -> socket.socket:
             s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            # A kernel that never answers (or a reply lost) must not hang the collector: recv
+            # raises TimeoutError, which becomes that sandbox's error.
+            s.settimeout(RECV_TIMEOUT_S)
             # Kernel's extended ack would only matter for writes; reads need strict checking off.
             s.bind((0, 0))
             if tc_events:  # after bind: bind() rewrites the first 32 groups to its own mask
@@ -237,7 +241,7 @@ class RtnlSocket:
         except BlockingIOError:
             pass
         finally:
-            self._sock.setblocking(True)
+            self._sock.settimeout(RECV_TIMEOUT_S)
 
     def dump_links(self) -> list[bytes]:
         return self.request(RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+from collectors.safeopen import open_netns
+
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
 
@@ -71,9 +73,10 @@ def named_netns() -> dict[NetnsId, str]:
 def entered(path: str) -> Iterator[None]:
     """Run the body with this thread inside the namespace at `path`, then return.
 
-    Raises FileNotFoundError when the namespace is gone; never creates one.
+    Raises FileNotFoundError when the namespace is gone, UnsafeFile when the path is not a
+    namespace (a FIFO, a placeholder file); never creates one and never blocks.
     """
-    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    target = open_netns(path)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         setns(target)

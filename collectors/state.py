@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from collectors.safeopen import UnsafeFile, read_file, read_under
 from kata_top.model import NetworkModel
 
 KataRuntime = Literal["go", "rs"]
@@ -161,15 +162,24 @@ def parse_rs_state(sandbox_id: str, path: str, doc: Any) -> StateRecord:
     )
 
 
+MAX_STATE_BYTES = 16 << 20
+
+
 def read_state_file(sandbox_id: str, path: str, runtime: KataRuntime, retries: int = 2,
-                    retry_delay: float = 0.02) -> StateRecord:
-    """Read and parse with retries: Kata truncates and rewrites persist.json in place."""
+                    retry_delay: float = 0.02, root: str | None = None) -> StateRecord:
+    """Read and parse with retries: Kata truncates and rewrites persist.json in place.
+
+    With `root` (the state tree the path lies in), nothing below it is followed if it is a
+    symlink; in any case a FIFO, device or oversized file is refused without blocking."""
     parse = parse_persist if runtime == "go" else parse_rs_state
     last_error = "unknown"
     for attempt in range(retries + 1):
         try:
-            with open(path, "rb") as fh:
-                raw = fh.read(16 << 20)
+            raw = read_under(root, os.path.relpath(path, root), MAX_STATE_BYTES) if root \
+                else read_file(path, MAX_STATE_BYTES)
+        except UnsafeFile as exc:
+            return StateRecord(id=sandbox_id, runtime=runtime, path=path,
+                               error=f"refused: {exc.strerror}")
         except FileNotFoundError:
             return StateRecord(id=sandbox_id, runtime=runtime, path=path,
                                error="state file vanished (sandbox being removed)")
@@ -181,7 +191,8 @@ def read_state_file(sandbox_id: str, path: str, runtime: KataRuntime, retries: i
                                error=f"cannot read state file: {exc.strerror}")
         try:
             return parse(sandbox_id, path, json.loads(raw))
-        except (ValueError, RecursionError) as exc:
+        except (ValueError, RecursionError, TypeError, AttributeError) as exc:
+            # Not JSON, too deep, or JSON of the wrong shape: this sandbox's error, not ours.
             last_error = "empty file" if not raw.strip() else f"not valid JSON ({exc})"[:200]
         if attempt < retries:
             time.sleep(retry_delay * (attempt + 1))
@@ -192,25 +203,31 @@ def read_state_file(sandbox_id: str, path: str, runtime: KataRuntime, retries: i
 class StateCache:
     """Parsed state files keyed by (inode, size, mtime): an unchanged file is not re-read.
 
-    Kata rewrites persist.json in place on every change, which changes size or mtime.
+    Kata rewrites persist.json in place on every change, which changes size or mtime. A file
+    that was corrupt is not retried (with its sleeps) every cycle either: only when it changed,
+    or after CORRUPT_RETRY_S, so twenty broken sandboxes cost what twenty healthy ones do.
     """
 
-    def __init__(self) -> None:
-        self._cache: dict[str, tuple[tuple[int, int, int], StateRecord]] = {}
+    CORRUPT_RETRY_S = 30.0
 
-    def read(self, sandbox_id: str, path: str, runtime: KataRuntime) -> StateRecord:
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[tuple[int, int, int], StateRecord, float]] = {}
+
+    def read(self, sandbox_id: str, path: str, runtime: KataRuntime,
+             root: str | None = None) -> StateRecord:
         try:
-            st = os.stat(path)
+            st = os.lstat(path)  # lstat: a symlink is refused by the read, not followed here
             key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        except OSError:
+        except (OSError, ValueError):
             self._cache.pop(path, None)
-            return read_state_file(sandbox_id, path, runtime)
+            return read_state_file(sandbox_id, path, runtime, root=root)
         hit = self._cache.get(path)
-        if hit is not None and hit[0] == key:
+        now = time.monotonic()
+        if hit is not None and hit[0] == key and (
+                hit[1].error is None or now - hit[2] < self.CORRUPT_RETRY_S):
             return hit[1]
-        rec = read_state_file(sandbox_id, path, runtime)
-        if rec.error is None:
-            self._cache[path] = (key, rec)
+        rec = read_state_file(sandbox_id, path, runtime, root=root)
+        self._cache[path] = (key, rec, now)
         return rec
 
     def prune(self, live: set[str]) -> None:
@@ -235,14 +252,14 @@ def discover(run_root: str) -> tuple[list[tuple[str, KataRuntime, str]],
         ("rs", os.path.join(run_root, "kata"), "state.json"))
     for runtime, base, fname in trees:
         try:
-            entries = sorted(os.listdir(base))
+            with os.scandir(base) as it:
+                # A symlinked sandbox directory is not followed (it could lead anywhere).
+                entries = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
         except FileNotFoundError:
             continue
         except OSError as exc:
             errors.append(DiscoveryError(base, f"cannot list {base}: {exc.strerror}"))
             continue
         for entry in entries:
-            path = os.path.join(base, entry, fname)
-            if os.path.isdir(os.path.join(base, entry)):
-                found.append((entry, runtime, path))
+            found.append((entry, runtime, os.path.join(base, entry, fname)))
     return found, errors

@@ -20,6 +20,7 @@ from collectors import qmp, vmm_proc
 from collectors.procs import pid_alive
 from kata_top.model import Vmm, VmmNic, VmmSource, vmm_status
 
+OVERALL_DEADLINE_S = 2.0
 NO_MONITOR_REASON = ("no extra monitor configured; set extra_monitor_socket = \"qmp\" and "
                      "enable_debug = true in [hypervisor.qemu] to allow it")
 PRIMARY_NOT_ASKED = ("qmp.sock belongs to the Kata runtime and was not asked "
@@ -141,21 +142,36 @@ async def _one(t: VmmTarget, sem: asyncio.Semaphore, qmp_primary: bool,
 def collect_vmms(targets: Sequence[VmmTarget], qmp_primary: bool = False,
                  monitor_deadline: float = MONITOR_DEADLINE_S,
                  primary_deadline: float = PRIMARY_DEADLINE_S,
-                 concurrency: int = CONCURRENCY) -> dict[str, Vmm]:
-    """Run all VMM queries of one cycle on a private event loop (call from a worker thread)."""
+                 concurrency: int = CONCURRENCY,
+                 overall_deadline: float = OVERALL_DEADLINE_S) -> dict[str, Vmm]:
+    """Run all VMM queries of one cycle on a private event loop (call from a worker thread).
+
+    Each query has its own deadline, and the cycle has one overall: silent monitors queue
+    behind the concurrency bound, so without it 17 of them cost seconds per collection.
+    Queries still running then are cancelled (their sockets closed) and say so."""
     if not targets:
         return {}
 
-    async def main() -> list[Vmm | BaseException]:
+    async def main() -> list[Vmm | BaseException | None]:
         sem = asyncio.Semaphore(concurrency)
-        return await asyncio.gather(*(
-            _one(t, sem, qmp_primary, monitor_deadline, primary_deadline) for t in targets),
-            return_exceptions=True)
+        tasks = [asyncio.ensure_future(
+            _one(t, sem, qmp_primary, monitor_deadline, primary_deadline)) for t in targets]
+        _done, pending = await asyncio.wait(tasks, timeout=overall_deadline)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)  # let them disconnect
+        return [None if task in pending else
+                (task.exception() or task.result()) for task in tasks]
 
     results = asyncio.run(main())
     out: dict[str, Vmm] = {}
     for t, r in zip(targets, results, strict=True):
-        if isinstance(r, BaseException):
+        if r is None:
+            out[t.sandbox_id] = _with(_proc_vmm(t), reason=(
+                f"not asked: this cycle's monitor time ({overall_deadline:g} s) ran out "
+                "(many monitors busy or silent)"))
+        elif isinstance(r, BaseException):
             out[t.sandbox_id] = Vmm(source="none", status="unknown",
                                     error=f"{type(r).__name__}: {r}")
         else:

@@ -1,8 +1,8 @@
 """Wake the dashboard when sandboxes come and go, without waiting for the next poll.
 
-pyinotify watches the state roots and /run/netns. Traps, each seen on this kernel: a directory that
-does not exist yet cannot be watched (watch the nearest existing parent, recursively, and
-let auto_add follow), `ip netns add` fires IN_CREATE before the namespace is mounted (a
+pyinotify watches the state roots and /run/netns. Traps, each seen on this kernel: a directory
+that does not exist yet cannot be watched (it is left to the poll; a parent is never watched
+recursively instead), `ip netns add` fires IN_CREATE before the namespace is mounted (a
 second wake-up shortly after catches it), and a queue overflow means events were lost (any
 event triggers a full collection anyway).
 """
@@ -18,15 +18,6 @@ from typing import Any
 MASK_NAMES = ("IN_CREATE", "IN_DELETE", "IN_MOVED_TO", "IN_MOVED_FROM", "IN_CLOSE_WRITE",
               "IN_Q_OVERFLOW", "IN_DELETE_SELF")
 SECOND_LOOK_S = 0.3
-
-
-def nearest_existing(path: str) -> str:
-    while not os.path.isdir(path):
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return path
 
 
 class StateWatcher:
@@ -50,10 +41,18 @@ class StateWatcher:
 
         self._notifier = pyinotify.ThreadedNotifier(self._wm, Handler())
         self._notifier.daemon = True
-        for p in sorted({nearest_existing(p) for p in paths}):
-            # Deep trees (/run itself) are watched one level down only.
-            deep = p not in ("/", "/run", "/var/run")
-            self._wm.add_watch(p, mask, rec=deep, auto_add=deep, quiet=True)
+        self._mask = mask
+        self.missing: list[str] = []
+        for p in paths:
+            if os.path.isdir(p) and not os.path.islink(p):
+                # Kata's trees are one directory per sandbox: recursion is two levels deep,
+                # a few watches per sandbox. auto_add follows new sandboxes.
+                self._wm.add_watch(p, mask, rec=True, auto_add=True, quiet=True)
+            else:
+                self.missing.append(p)
+        # A state tree that does not exist yet is never replaced by watching a parent
+        # recursively (a mistyped run root such as /usr would cost thousands of watches of
+        # root's inotify budget, shared with kubelet and containerd): the poll covers it.
 
     def start(self) -> None:
         self._notifier.start()

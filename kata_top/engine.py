@@ -8,6 +8,7 @@ the netlink sockets it caches belong to the thread that made them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from kata_top.model import (
 
 HYPERVISOR_NAMES = {"qemu": "qemu", "clh": "cloud-hypervisor", "firecracker": "firecracker",
                     "dragonball": "dragonball"}
+log = logging.getLogger(__name__)
+FAILED_RETRY_S = 30.0
 VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--rlimit-nofile", "-o rlimit", "--iops", "--bps")
 
 
@@ -62,6 +65,7 @@ class Engine:
         self._named: dict[netns.NetnsId, str] = {}
         self._states = state.StateCache()
         self._vmm_cache: dict[str, tuple[int | None, float, Vmm]] = {}  # sid: (pid, asked, facts)
+        self._vmm_failed: dict[str, tuple[int | None, float, Vmm]] = {}  # the same, failures
         self._host = HostInfo(node=os.uname().nodename, kernel=os.uname().release,
                               run_root=opts.run_root, root=os.geteuid() == 0)
 
@@ -81,24 +85,39 @@ class Engine:
                 reuse[t.sandbox_id] = cached[2]
             else:
                 ask.append(t)
-        asked = collect_vmms(ask, qmp_primary=self.opts.qmp_primary,
+        # A monitor that failed or was busy is not knocked on again every cycle: after
+        # FAILED_RETRY_S (or `r`), so broken VMs cost nothing between tries.
+        retry = [t for t in ask if fresh or not self._failed_recently(t, now)]
+        for t in ask:
+            if t not in retry:
+                reuse[t.sandbox_id] = self._vmm_failed[t.sandbox_id][2]
+        asked = collect_vmms(retry, qmp_primary=self.opts.qmp_primary,
                              monitor_deadline=self.opts.monitor_deadline,
                              primary_deadline=self.opts.primary_deadline)
         by_pid = {t.sandbox_id: t.pid for t in targets}
         self._vmm_cache = {sid: v for sid, v in self._vmm_cache.items() if sid in by_pid}
+        self._vmm_failed = {sid: v for sid, v in self._vmm_failed.items() if sid in by_pid}
         for sid, vmm in asked.items():
             if vmm.queried_at is not None and not vmm.error:
                 self._vmm_cache[sid] = (by_pid[sid], now, vmm)
-            else:  # /proc only, busy or failed: ask again next cycle
+                self._vmm_failed.pop(sid, None)
+            else:
                 self._vmm_cache.pop(sid, None)
+                if vmm.error or (vmm.reason or "").startswith("busy"):
+                    self._vmm_failed[sid] = (by_pid[sid], now, vmm)
         return {**reuse, **asked}
+
+    def _failed_recently(self, t: VmmTarget, now: float) -> bool:
+        failed = self._vmm_failed.get(t.sandbox_id)
+        return failed is not None and failed[0] == t.pid and now - failed[1] < FAILED_RETRY_S
 
     def collect(self, fresh_vmm: bool = False) -> Snapshot:
         """One snapshot. fresh_vmm: ask every VMM now, whatever vmm_refresh_s says."""
         t0 = time.monotonic()
         taken_at = time.time()
         found, disc_errors = state.discover(self.opts.run_root)
-        records = {sid: self._states.read(sid, path, rt) for sid, rt, path in found}
+        root = self.opts.run_root
+        records = {sid: self._states.read(sid, path, rt, root=root) for sid, rt, path in found}
         self._states.prune({path for _sid, _rt, path in found})
         pidx = procs.scan()
         # A VMM is an orphan of this run root unless its command line names another root
@@ -122,7 +141,7 @@ class Engine:
             # Only pod namespaces named by state are excluded from the veth-peer candidates:
             # a `none` sandbox found through /proc usually shares the node's namespace.
             if path and source == "state":
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, ValueError):  # ValueError: a NUL in it
                     sandbox_ns.add(netns.netns_id(path))
         sandbox_ns.discard(netns.own_netns_id())
         self._named = netns.named_netns()
@@ -131,7 +150,12 @@ class Engine:
         sandboxes: list[Sandbox] = []
         targets: list[VmmTarget] = []
         for sid in ids:
-            sb, target = self._one(sid, records.get(sid), pidx, ns_paths[sid])
+            try:
+                sb, target = self._one(sid, records.get(sid), pidx, ns_paths[sid])
+            except Exception as exc:  # one bad sandbox never fails the others
+                log.warning("sandbox %s: %s: %s", sid[:12], type(exc).__name__, exc,
+                            exc_info=log.isEnabledFor(logging.DEBUG))
+                sb, target = _unreadable(sid, records.get(sid), ns_paths[sid][0], exc), None
             sandboxes.append(sb)
             if target is not None:
                 targets.append(target)
@@ -279,6 +303,24 @@ class Engine:
         # The C virtiofsd forks a sandboxed child with the same command line: show the parent.
         parents = [v for v in out if v.pid == (rec.virtiofsd_pid if rec else None)]
         return tuple(parents or out[:1])
+
+
+def _unreadable(sid: str, rec: state.StateRecord | None, netns_path: str | None,
+                exc: Exception) -> Sandbox:
+    """A sandbox whose collection raised: what its state file said, and the error with the
+    path it was reading (the rest of the snapshot is unaffected)."""
+    where = f" (namespace {netns_path})" if netns_path else ""
+    return Sandbox(
+        id=sid, runtime=rec.runtime if rec else "unknown",
+        state=kata_state(rec.state) if rec and not rec.error else "corrupt" if rec else "orphan",
+        pod=Pod(name=rec.pod_name if rec else None, namespace=rec.pod_namespace if rec else None,
+                uid=rec.pod_uid if rec else None),
+        hypervisor=Hypervisor(kind=rec.hypervisor or "unknown" if rec else "unknown",
+                              pid=rec.hypervisor_pid if rec else None, alive=False),
+        netns=NetnsInfo(path=netns_path, inode=None), network_model="unknown",
+        state_path=rec.path if rec else None,
+        errors=(SandboxError("collect", f"could not read this sandbox{where}: "
+                                        f"{type(exc).__name__}: {exc}"[:500]),))
 
 
 def _with_vmm(sb: Sandbox, vmm: Vmm | None) -> Sandbox:

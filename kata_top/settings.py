@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,6 +26,10 @@ def audit_log_path() -> str:
     return os.path.join(base, "kata-top", "audit.jsonl")
 
 
+REFRESH_MIN, REFRESH_MAX = 0.1, 3600.0
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class Settings:
     theme: str = "kata-dark"
@@ -34,22 +39,30 @@ class Settings:
 
     @classmethod
     def load(cls) -> Settings:
+        from collectors.safeopen import read_file
+
         try:
-            with open(config_path()) as fh:
-                raw: Any = json.load(fh)
-        except (OSError, ValueError):
+            # Not followed if a symlink, never blocks on a FIFO, at most 1 MiB.
+            raw: Any = json.loads(read_file(config_path(), 1 << 20))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError, RecursionError) as exc:
+            log.warning("config %s ignored: %s", config_path(), exc)
             return cls()
         if not isinstance(raw, dict):
             return cls()
         s = cls()
         if isinstance(raw.get("theme"), str):
             s.theme = raw["theme"]
-        if isinstance(raw.get("refresh"), int | float) and raw["refresh"] > 0:
-            s.refresh = float(raw["refresh"])
+        refresh = raw.get("refresh")
+        if isinstance(refresh, int | float) and not isinstance(refresh, bool) and \
+                REFRESH_MIN <= refresh <= REFRESH_MAX:
+            s.refresh = float(refresh)
         if isinstance(raw.get("qmp_primary"), bool):
             s.qmp_primary = raw["qmp_primary"]
         if isinstance(raw.get("keymap"), dict):
-            s.keymap = {str(k): str(v) for k, v in raw["keymap"].items()}
+            s.keymap = {str(k)[:64]: str(v)[:64] for k, v in list(raw["keymap"].items())[:200]
+                        if isinstance(v, str)}
         return s
 
     def save(self) -> None:

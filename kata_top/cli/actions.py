@@ -64,6 +64,7 @@ def _usage(msg: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from kata_top import actions
+    from kata_top.formats.terminal import for_terminal
     from kata_top.model import Direction
     from kata_top.requests import ActionRequest, RateLimitRequest, RedirectRequest
     from kata_top.units import parse_rate
@@ -100,14 +101,14 @@ def run(args: argparse.Namespace) -> int:
             if args.cmd == "redirect" else RateLimitRequest(args.sandbox, rates)
         plan = actions.plan_request(args.run_root, request)
     except actions.ActionError as exc:
-        print(f"kata-top: {exc}", file=sys.stderr)
+        print(for_terminal(f"kata-top: {exc}"), file=sys.stderr)
         return 1
     if plan.noop:
-        print(plan.noop + " (already so)")
+        print(for_terminal(plan.noop + " (already so)"))
         return 0
-    print(f"plan: {plan.title}")
+    print(for_terminal(f"plan: {plan.title}"))
     for cmd in plan.commands():
-        print(f"  {cmd}")
+        print(for_terminal(f"  {cmd}"))
     if args.dry_run:
         print("dry run: nothing changed")
         return 0
@@ -121,5 +122,5 @@ def run(args: argparse.Namespace) -> int:
             print("not applied")
             return 1
     outcome = actions.execute(plan)
-    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
+    print(for_terminal(outcome.message), file=sys.stdout if outcome.ok else sys.stderr)
     return 0 if outcome.ok else 1

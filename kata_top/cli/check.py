@@ -37,6 +37,7 @@ def check_document(snap: Snapshot) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     from kata_top.cli.common import engine_for
     from kata_top.diagnose import annotate, host_findings, render_findings, worst
+    from kata_top.formats.terminal import for_terminal
     from kata_top.rates import with_rates
     from kata_top.select import SelectError
 
@@ -58,5 +59,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(check_document(snap), indent=2))
     else:
-        print(render_findings(snap, findings))
+        print(for_terminal(render_findings(snap, findings)))
     return EXIT_FINDINGS if worst(findings) in ("warning", "critical") else EXIT_OK

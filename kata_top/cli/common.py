@@ -43,7 +43,10 @@ def node_options(p: argparse.ArgumentParser, top: bool) -> None:
 
 def fail(cmd: str, message: str, code: int = EXIT_USAGE) -> int:
     """One line on stderr, prefixed with the command, and the exit code to return."""
-    print(f"kata-top {cmd}: {message}" if cmd else f"kata-top: {message}", file=sys.stderr)
+    from kata_top.formats.terminal import for_terminal
+
+    line = f"kata-top {cmd}: {message}" if cmd else f"kata-top: {message}"
+    print(for_terminal(line), file=sys.stderr)
     return code
 
 

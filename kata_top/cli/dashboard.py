@@ -46,7 +46,7 @@ def _source(args: argparse.Namespace, settings: Settings) -> tuple[Source, str |
 
 def run(args: argparse.Namespace) -> int:
     import themes
-    from kata_top.settings import Settings
+    from kata_top.settings import REFRESH_MAX, REFRESH_MIN, Settings
 
     settings = Settings.load()
     try:
@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail("", str(exc))
     refresh = args.refresh if args.refresh is not None else settings.refresh
-    if refresh <= 0:
-        return fail("", "--refresh takes a positive number of seconds")
+    if not REFRESH_MIN <= refresh <= REFRESH_MAX:  # also rejects nan and inf
+        return fail("", f"--refresh takes {REFRESH_MIN:g} to {REFRESH_MAX:g} seconds")
     try:
         source, warning = _source(args, settings)
     except ValueError as exc:

@@ -47,8 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _usage_error(args: argparse.Namespace) -> str | None:
-    if args.watch is not None and args.watch <= 0:
-        return "--watch takes a positive number of seconds"
+    if args.watch is not None and not 0.05 <= args.watch <= 86400:  # nan and inf too
+        return "--watch takes 0.05 to 86400 seconds"
     if args.count is not None and (args.count < 1 or args.watch is None):
         return "--count needs --watch and a number of at least 1"
     if args.output and args.watch is not None:
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
 def _once(args: argparse.Namespace, engine: Engine) -> int:
     from kata_top.diagnose import annotate
     from kata_top.formats import jsonout, textout
+    from kata_top.formats.terminal import for_terminal
 
     # One collection: rates need two, and --watch streams them.
     snap = narrow(annotate(engine.collect()), args.sandbox)
@@ -94,7 +95,7 @@ def _once(args: argparse.Namespace, engine: Engine) -> int:
     elif args.json:
         text = jsonout.dumps(snap, indent=2) + "\n"
     else:
-        text = textout.render(snap) + "\n"
+        text = for_terminal(textout.render(snap)) + "\n"
     if args.output:
         from kata_top.fsutil import write_atomically
 

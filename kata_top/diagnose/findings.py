@@ -8,6 +8,7 @@ condition has been false for CLEAR_AFTER consecutive cycles.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +18,7 @@ from kata_top.select import label
 from kata_top.units import fmt_rate
 
 CLEAR_AFTER = 3
+q = shlex.quote  # ids and names come from state files: every fix is safe to paste
 SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 ENABLE_MONITOR_FIX = ('in [hypervisor.qemu] of Kata\'s configuration.toml: '
                       'extra_monitor_socket = "qmp" and enable_debug = true '
@@ -31,9 +33,9 @@ def _f(sb: Sandbox, code: str, severity: Severity, summary: str, fix: str,
 
 def _redirect_fix(sb: Sandbox, direction: str, src: str, dst: str) -> str:
     ns = sb.netns.name or sb.netns.path or "<netns>"
-    return (f"kata-top redirect add {sb.id[:12]} --direction {direction}  "
-            f"(= ip netns exec {ns} tc filter add dev {src} parent ffff: protocol all u32 "
-            f"match u8 0 0 action mirred egress redirect dev {dst})")
+    return (f"kata-top redirect add {q(sb.id[:12])} --direction {direction}  "
+            f"(= ip netns exec {q(ns)} tc filter add dev {q(src)} parent ffff: protocol all u32 "
+            f"match u8 0 0 action mirred egress redirect dev {q(dst)})")
 
 
 def _state_findings(sb: Sandbox) -> Iterable[Finding]:
@@ -168,14 +170,14 @@ def _ipv6_findings(sb: Sandbox) -> Iterable[Finding]:
 def _qdisc_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
     worst_dev, worst_rate = None, 0.0
     seen = rates.qdiscs(sb)
-    for q in seen:
-        if q.drops_ps > worst_rate:
-            worst_dev, worst_rate = q.dev, q.drops_ps
+    for qr in seen:
+        if qr.drops_ps > worst_rate:
+            worst_dev, worst_rate = qr.dev, qr.drops_ps
     if seen:
         yield from _held(sb, prev, "KT-S012", worst_rate > 0, lambda: _f(
             sb, "KT-S012", "warning",
             f"{label(sb)}: qdisc on {worst_dev} drops {worst_rate:.1f} pkt/s",
-            f"tc -s qdisc show dev {worst_dev}; a rate limit too low or a full queue",
+            f"tc -s qdisc show dev {q(worst_dev or '?')}; a rate limit too low or a full queue",
             dev=worst_dev, drops_ps=worst_rate))
 
 
@@ -184,7 +186,7 @@ def _rate_limit_findings(sb: Sandbox) -> Iterable[Finding]:
     for r in sb.rate_limits:
         yield _f(sb, "KT-S050", "info",
                  f"{label(sb)}: rate limit {r.direction} {fmt_rate(r.rate_bps)} on {r.dev} "
-                 f"({r.shape})", f"kata-top ratelimit clear {sb.id[:12]} --direction "
+                 f"({r.shape})", f"kata-top ratelimit clear {q(sb.id[:12])} --direction "
                  f"{r.direction} (if it is not wanted)", direction=r.direction, dev=r.dev,
                  rate_bps=r.rate_bps, shape=r.shape)
     for direction, configured in sb.configured_rate_limits.items():
@@ -193,7 +195,7 @@ def _rate_limit_findings(sb: Sandbox) -> Iterable[Finding]:
             yield _f(sb, "KT-S051", "warning",
                      f"{label(sb)}: Kata configured {direction} {fmt_rate(configured)} but tc "
                      f"has {fmt_rate(have.rate_bps) if have else 'no limit'}",
-                     f"kata-top ratelimit set {sb.id[:12]} --{direction} {configured}bit",
+                     f"kata-top ratelimit set {q(sb.id[:12])} --{direction} {configured}bit",
                      direction=direction, configured_bps=configured,
                      actual_bps=have.rate_bps if have else None)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from functools import cache
@@ -72,9 +73,10 @@ def _build(tp: Any, value: Any, path: str) -> Any:
                 raise RecordingError(f"{path}: missing {key}")
         return tp(**kwargs)
     if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool) and \
+                math.isfinite(value):
             return float(value)
-        raise RecordingError(f"{path}: expected a number")
+        raise RecordingError(f"{path}: expected a finite number")
     if tp in (int, str, bool):
         if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
             return value
@@ -96,17 +98,21 @@ def load_recording(path: str) -> tuple[list[Snapshot], str | None]:
     """
     snaps: list[Snapshot] = []
     warning: str | None = None
+    from collectors.safeopen import open_regular
+
     try:
-        fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed below, read line by line
+        fh = open_regular(path)
     except OSError as exc:
-        raise RecordingError(f"cannot open {path}: {exc.strerror}") from exc
+        raise RecordingError(f"cannot open {path}: {exc.strerror or exc}") from exc
     with fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
             try:
-                snaps.append(snapshot_from_dict(json.loads(line)))
-            except (ValueError, RecordingError) as exc:
+                # Per line: bad UTF-8 or nesting deep enough to exhaust the stack is this
+                # line's damage (UnicodeDecodeError is a ValueError), never a traceback.
+                snaps.append(snapshot_from_dict(json.loads(raw.decode("utf-8"))))
+            except (ValueError, RecursionError, RecordingError) as exc:
                 if not snaps:
                     raise RecordingError(f"{path} is not a kata-top recording (line {n}: "
                                          f"{str(exc)[:120]}); make one with "

@@ -74,12 +74,17 @@ class LiveSource(Source):
     def start_watching(self, wake: Callable[[], None]) -> str | None:
         from collectors.watch import StateWatcher, watch_paths
 
+        root = self._engine.opts.run_root
         try:
-            self._watcher = StateWatcher(watch_paths(self._engine.opts.run_root), wake)
+            self._watcher = StateWatcher(watch_paths(root), wake)
             self._watcher.start()
         except Exception as exc:
             log.warning("inotify unavailable: %s", exc)
             return f"inotify unavailable ({exc}); polling only"
+        trees = [p for p in self._watcher.missing if p.startswith(root.rstrip("/") + "/")]
+        if len(trees) == 2:
+            return (f"{root} has neither vc/sbs nor kata: is it Kata's run root? (sandboxes "
+                    "that appear show at the next refresh)")
         return None
 
     def plan(self, request: ActionRequest) -> Plan:
