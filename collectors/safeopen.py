@@ -71,6 +71,11 @@ def read_under(root: str, relpath: str, max_bytes: int) -> bytes:
         for part in parts[:-1]:
             try:
                 nxt = os.open(part, _DIR | os.O_NOFOLLOW, dir_fd=fd)
+            except NotADirectoryError as exc:  # O_DIRECTORY|O_NOFOLLOW on a link: ENOTDIR
+                if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise UnsafeFile(errno.ELOOP, f"{os.path.join(root, part)} is a symlink; "
+                                     "kata-top does not follow links") from exc
+                raise
             except OSError as exc:
                 raise _loop_error(exc, os.path.join(root, part)) from exc
             os.close(fd)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -222,3 +224,48 @@ def test_cli_is_idempotent_and_audited(action_lab: tuple[Layout, Manifest],
     e = json.loads(entries[0])
     assert e["ok"] and e["plan"] and e["before"] and e["after"]["rate_limits"]["in"][
         "rate_bps"] == 7_000_000
+
+
+def test_ctrl_c_mid_apply_rolls_back_and_is_audited(action_lab: tuple[Layout, Manifest],
+                                                    tmp_path: Any) -> None:
+    layout, _ = action_lab
+    sb = _sb(layout, "web-0")
+    before = _tc_dump(layout, sb)
+    log = tmp_path / "audit.jsonl"
+    plan = actions.plan_ratelimit(sb, {"in": 3_000_000, "out": 4_000_000})
+    with pytest.raises(KeyboardInterrupt):
+        actions.execute(plan, fail_at=3, fail_with=KeyboardInterrupt, audit_path=str(log))
+    assert _tc_dump(layout, sb) == before  # the node is back as it was
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["ok"] is False and "interrupted" in entry["result"]
+    assert os.stat(log).st_mode & 0o777 == 0o600
+
+
+def test_an_audit_log_that_cannot_be_opened_refuses_before_any_change(
+        action_lab: tuple[Layout, Manifest], tmp_path: Any) -> None:
+    layout, _ = action_lab
+    sb = _sb(layout, "web-0")
+    before = _tc_dump(layout, sb)
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    link = tmp_path / "audit.jsonl"
+    os.symlink(target, link)
+    plan = actions.plan_redirect(sb, "remove", "in")
+    with pytest.raises(actions.ActionError, match="audit log"):
+        actions.execute(plan, audit_path=str(link))
+    assert _tc_dump(layout, sb) == before and target.read_text() == ""
+
+
+def test_read_only_deployment_refuses_writes(action_lab: tuple[Layout, Manifest],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    layout, _ = action_lab
+    sb = _sb(layout, "web-0")
+    before = _tc_dump(layout, sb)
+    monkeypatch.setenv("KATA_TOP_READ_ONLY", "1")
+    with pytest.raises(actions.ActionError, match="read-only"):
+        actions.execute(actions.plan_redirect(sb, "remove", "in"), audit=False)
+    proc = subprocess.run([sys.executable, "-m", "kata_top", "redirect", "remove", "web-0",
+                           "--yes", "--run-root", layout.run_root], capture_output=True,
+                          text=True, cwd=ROOT, check=False)
+    assert proc.returncode == 1 and "read-only" in proc.stderr
+    assert _tc_dump(layout, sb) == before

@@ -36,14 +36,15 @@ def refuse_if_read_only() -> None:
 
 
 def execute(plan: Plan, fail_at: int | None = None, audit: bool = True,
-            audit_path: str | None = None) -> Outcome:
-    """Apply every step or none. fail_at injects a failure before that step (tests)."""
+            audit_path: str | None = None,
+            fail_with: type[BaseException] = ActionError) -> Outcome:
+    """Apply every step or none. fail_at injects `fail_with` before that step (tests)."""
     if plan.noop:
         return Outcome(True, plan.noop, False)
     refuse_if_read_only()
     book = AuditLog(audit_path) if audit else None
     try:
-        outcome, interrupted = _apply(plan, fail_at)
+        outcome, interrupted = _apply(plan, fail_at, fail_with)
         if book is not None:
             try:
                 book.append(entry_for(plan, outcome))
@@ -59,7 +60,8 @@ def execute(plan: Plan, fail_at: int | None = None, audit: bool = True,
     return outcome
 
 
-def _apply(plan: Plan, fail_at: int | None) -> tuple[Outcome, BaseException | None]:
+def _apply(plan: Plan, fail_at: int | None,
+           fail_with: type[BaseException]) -> tuple[Outcome, BaseException | None]:
     from pyroute2 import IPRoute
 
     try:
@@ -72,7 +74,7 @@ def _apply(plan: Plan, fail_at: int | None) -> tuple[Outcome, BaseException | No
     try:
         for i, step in enumerate(plan.steps):
             if fail_at is not None and i == fail_at:
-                raise ActionError("injected failure")
+                raise fail_with("injected failure")
             step.do(ipr)
             done.append(step)
     except BaseException as exc:  # errors *and* Ctrl-C/SystemExit: never leave half a change

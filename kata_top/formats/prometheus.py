@@ -29,6 +29,7 @@ from typing import Literal
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from kata_top.formats.terminal import CONTROL, for_terminal
 from kata_top.model import Sandbox, Snapshot
 
 PREFIX = "kata_top_"
@@ -37,7 +38,11 @@ Kind = Literal["gauge", "counter"]
 
 
 def _esc(value: str) -> str:
-    """Label-value escaping of both formats (backslash, double quote, newline)."""
+    """Label-value escaping of both formats (backslash, double quote, newline). Other control
+    characters (only a hostile state file has them: Kubernetes names cannot) are shown as
+    \\xNN, so a scrape printed to a terminal cannot drive it."""
+    if CONTROL.search(value):
+        value = for_terminal(value)
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
@@ -96,6 +101,9 @@ def _assemble(families: Iterable[tuple[str, Kind, str, bytes]], openmetrics: boo
         doc = doc.replace("\\", "\\\\").replace("\n", "\\n")
         if openmetrics:
             doc = doc.replace('"', '\\"')
+        elif kind == "counter":
+            # Text 0.0.4 names a counter by its sample name; OpenMetrics by the family's.
+            name += "_total"
         out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n".encode())
         out.append(body)
     if openmetrics:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 
 # C0 controls but tab and newline, DEL, and the C1 controls (8-bit CSI etc.)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def for_terminal(text: str) -> str:
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
     return _SURROGATE.sub("\ufffd", text)
