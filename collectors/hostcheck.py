@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+from collectors.safeopen import read_file
 from kata_top.model import Finding
 
 CONFIG_PATHS = (
@@ -72,36 +74,49 @@ def probe_kernel() -> list[ProbeResult]:
     return out
 
 
-def read_kata_config() -> tuple[str | None, dict[str, Any]]:
-    for path in CONFIG_PATHS:
+def read_kata_config(paths: tuple[str, ...] = CONFIG_PATHS
+                     ) -> tuple[str | None, dict[str, Any]]:
+    """The first Kata configuration.toml found (path, parsed), or (None, {})."""
+    for path in paths:
         try:
-            with open(path, "rb") as fh:
-                return path, tomllib.load(fh)
+            return path, tomllib.loads(read_file(path, 4 << 20).decode("utf-8", "replace"))
         except FileNotFoundError:
             continue
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, tomllib.TOMLDecodeError, RecursionError) as exc:
             return path, {"_error": str(exc)}
     return None, {}
 
 
 def _dev_usable(path: str) -> tuple[bool, str]:
-    if not os.path.exists(path):
-        return False, "missing"
+    """Whether a device node exists, is a character device and opens read-write (what QEMU
+    and Kata do with it). Never blocks: O_NONBLOCK, and a FIFO in its place is refused."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False, "missing"
+    except OSError as exc:
+        return False, exc.strerror or str(exc)
+    if not stat.S_ISCHR(st.st_mode):
+        return False, "not a character device"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         os.close(fd)
         return True, "ok"
     except OSError as exc:
         return False, exc.strerror or str(exc)
 
 
-def host_findings() -> list[Finding]:
+def host_findings(dev_root: str = "/", probe: bool = True,
+                  config_paths: tuple[str, ...] | None = None) -> list[Finding]:
+    """The node's findings. dev_root/probe/config_paths let tests describe a host (a node with
+    or without /dev/vhost-net) without being one."""
     out: list[Finding] = []
-    cfg_path, cfg = read_kata_config()
+    cfg_path, cfg = read_kata_config(config_paths) if config_paths is not None else \
+        read_kata_config()
     qemu_cfg: dict[str, Any] = cfg.get("hypervisor", {}).get("qemu", {}) if cfg else {}
     disable_vhost = qemu_cfg.get("disable_vhost_net")
 
-    ok, why = _dev_usable("/dev/vhost-net")
+    ok, why = _dev_usable(os.path.join(dev_root, "dev/vhost-net"))
     if not ok:
         crit = cfg_path is not None and disable_vhost is False
         out.append(Finding(
@@ -118,17 +133,17 @@ def host_findings() -> list[Finding]:
              "modprobe kvm_intel or kvm_amd"),
             ("/dev/vhost-vsock", "KT-H003", "warning", "modprobe vhost_vsock"),
             ("/dev/net/tun", "KT-H004", "critical", "modprobe tun")):
-        ok, why = _dev_usable(dev)
+        ok, why = _dev_usable(os.path.join(dev_root, dev.lstrip("/")))
         if not ok:
             out.append(Finding(code=code, severity=sev,  # type: ignore[arg-type]
                                summary=f"{dev} is {why}", evidence={"device": dev,
                                                                     "state": why}, fix=fix))
-    for res in probe_kernel():
+    for res in probe_kernel() if probe else ():
         if res.ok:
             continue
-        probe = next((p for p in PROBES if p[0] == res.name), None)
-        sev = probe[2] if probe else "warning"
-        why = probe[3] if probe else "kata-top's kernel probe"
+        known = next((p for p in PROBES if p[0] == res.name), None)
+        sev = known[2] if known else "warning"
+        why = known[3] if known else "kata-top's kernel probe"
         out.append(Finding(
             code="KT-H010", severity=sev,  # type: ignore[arg-type]
             summary=f"kernel cannot do {res.name} (needed for {why}): {res.detail}",

@@ -1,60 +1,32 @@
-"""Shared fixtures: real labs under a test-only prefix and run root, always taken down.
+"""Fixtures, the unit/lab split and the leftover check.
 
-Tests that need root or QEMU skip only on a developer's machine; under CI (CI=true) a missing
-prerequisite is a failure, so nothing is silently skipped there.
+Every test under tests/lab/ is marked `lab` here (so `-m "not lab"` or `tests/unit` runs the
+fast half); a lab test skips only on a developer's machine without root or QEMU, never under
+CI=true, where a missing prerequisite fails.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from kata_top.lab import build
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest
+from tests.helpers import TEST_PREFIX, make_layout, need_qemu, need_root, ns_names, running_lab
 
-IN_CI = os.environ.get("CI") == "true"
 # Snapshot tests must not depend on how far an animation got on a loaded machine.
 os.environ["TEXTUAL_ANIMATIONS"] = "none"
-TEST_PREFIX = f"kttest{os.getpid() % 100000}"
+LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab") + os.sep
 
 
-def require(condition: bool, reason: str) -> None:
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"CI must provide this: {reason}")
-    pytest.skip(reason)
-
-
-def need_root() -> None:
-    require(os.geteuid() == 0, "needs root (network namespaces)")
-
-
-def need_qemu() -> None:
-    need_root()
-    require(shutil.which("qemu-system-x86_64") is not None, "needs qemu-system-x86_64")
-
-
-def make_layout(tag: str) -> Layout:
-    # Short on purpose: QEMU's socket paths under the root must fit in 107 bytes.
-    return Layout(run_root=f"/run/{TEST_PREFIX}{tag}", prefix=f"{TEST_PREFIX}{tag}")
-
-
-@contextmanager
-def running_lab(tag: str, opts: build.UpOptions) -> Iterator[tuple[Layout, Manifest]]:
-    """A lab under the test prefix, taken down whatever happens in the body."""
-    layout = make_layout(tag)
-    build.down(layout)
-    try:
-        yield layout, build.up(layout, opts)
-    finally:
-        build.down(layout)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if str(item.path).startswith(LAB_DIR):
+            item.add_marker(pytest.mark.lab)
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +38,7 @@ def demo_lab() -> Iterator[tuple[Layout, Manifest]]:
 
 
 @pytest.fixture
-def scratch_lab(request: pytest.FixtureRequest) -> Iterator[Layout]:
+def scratch_lab() -> Iterator[Layout]:
     """A lab of the test's own to break: the test calls build.up with what it needs."""
     need_root()
     layout = make_layout("s")
@@ -75,11 +47,6 @@ def scratch_lab(request: pytest.FixtureRequest) -> Iterator[Layout]:
         yield layout
     finally:
         build.down(layout)
-
-
-def ns_names() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
-    return {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

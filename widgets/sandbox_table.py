@@ -78,6 +78,15 @@ class SandboxTable(ScrollView, can_focus=True):
             return None
         return self._order[min(self.cursor_row, len(self._order) - 1)]
 
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        """The columns shown at the current width, left to right."""
+        return tuple(self._cols)
+
+    def trend(self, sandbox_id: str) -> tuple[float, ...]:
+        """The traffic samples the TREND column draws for a sandbox, oldest first."""
+        return tuple(self._history.get(sandbox_id, ()))
+
     def row_text(self, row: int) -> str:
         """The text of a displayed row (0 is the first under the header)."""
         return "  ".join(text for text, _ in self._cells_of(self._order[row]))

@@ -16,8 +16,8 @@ import pytest
 
 from kata_top.formats import prometheus
 from kata_top.formats.jsonin import load_recording
-from tests.conftest import require
 from tests.deploy_helpers import DEPLOY, ROOT, load, write_rules
+from tests.helpers import require
 
 K8S = kubernetes_validate.latest_version()
 CORE = ("namespace.yaml", "serviceaccount.yaml", "daemonset.yaml", "service.yaml")

@@ -28,90 +28,13 @@ from collectors.safeopen import UnsafeFile, read_file, read_under
 from kata_top.engine import Engine, EngineOptions
 from kata_top.formats import jsonout
 from kata_top.formats.jsonin import RecordingError, load_recording
-from kata_top.formats.terminal import for_terminal
-from kata_top.model import Snapshot
-from tests.conftest import need_root
+from tests.helpers import ROOT
+from tests.run_roots import SCHEMA, assert_schema_valid, collect, persist, run_root
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA_PATH = os.path.join(ROOT, "kata_top", "formats", "schema", "snapshot-1.json")
-with open(SCHEMA_PATH) as _fh:
-    SCHEMA = json.load(_fh)
-HEALTHY = "a" * 64
 pytestmark = pytest.mark.timeout(60)
 
 
-def persist(netns: str = "/proc/self/ns/net", name: str = "web-0", **extra: Any) -> dict[str, Any]:
-    """A minimal Go-runtime persist.json, as Kata writes its keys."""
-    doc: dict[str, Any] = {
-        "State": "running",
-        "HypervisorState": {"Type": "qemu", "Pid": 0},
-        "Network": {"NetworkID": netns, "Endpoints": []},
-        "Config": {"ContainerConfigs": [{"Annotations": {
-            "io.kubernetes.cri.sandbox-name": name,
-            "io.kubernetes.cri.sandbox-namespace": "default"}}]},
-    }
-    doc.update(extra)
-    return doc
-
-
-def run_root(tmp: Any, sandboxes: dict[str, Any]) -> str:
-    """A run root with vc/sbs/<id>/persist.json for each entry: a dict is written as JSON,
-    bytes as they are, a callable makes the file itself (FIFO, symlink…)."""
-    sbs = os.path.join(str(tmp), "vc", "sbs")
-    os.makedirs(sbs, exist_ok=True)
-    for sid, content in sandboxes.items():
-        d = os.path.join(sbs, sid)
-        os.makedirs(d, exist_ok=True)
-        path = os.path.join(d, "persist.json")
-        if callable(content):
-            content(path)
-        elif isinstance(content, bytes):
-            with open(path, "wb") as fh:
-                fh.write(content)
-        else:
-            with open(path, "w") as fh:
-                json.dump(content, fh)
-    return str(tmp)
-
-
-def collect(root: str) -> Snapshot:
-    engine = Engine(EngineOptions(run_root=root, with_vmm=False))
-    try:
-        return engine.collect()
-    finally:
-        engine.close()
-
-
-def by_id(snap: Snapshot) -> dict[str, Any]:
-    return {sb.id: sb for sb in snap.sandboxes}
-
-
-def assert_schema_valid(snap: Snapshot) -> None:
-    jsonschema.validate(jsonout.snapshot_to_dict(snap), SCHEMA)
-
-
 # ---- files that are not what they claim -------------------------------------------------
-def test_fifo_symlink_and_huge_state_files_are_that_sandboxes_error(tmp_path: Any) -> None:
-    need_root()  # the healthy sandbox's namespace is the node's own: setns needs root
-    secret = tmp_path / "outside.json"
-    secret.write_text(json.dumps(persist(name="stolen")))
-    root = run_root(tmp_path / "root", {
-        HEALTHY: persist(),
-        "b" * 64: lambda p: os.mkfifo(p),
-        "c" * 64: lambda p: os.symlink(str(secret), p),
-        "d" * 64: b"{" * 200_000,  # nesting deeper than the parser's stack
-        "e" * 64: b"",
-    })
-    snap = collect(root)
-    sbs = by_id(snap)
-    assert not sbs[HEALTHY].errors and sbs[HEALTHY].pod.name == "web-0"
-    assert sbs[HEALTHY].links, "the healthy sandbox was collected in full"
-    assert "FIFO" in sbs["b" * 64].errors[0].message
-    assert "symlink" in sbs["c" * 64].errors[0].message
-    assert sbs["c" * 64].pod.name is None  # nothing read through the link
-    assert "corrupt" in sbs["d" * 64].errors[0].message
-    assert sbs["e" * 64].state == "corrupt"
-    assert_schema_valid(snap)
 
 
 def test_symlinked_sandbox_directory_is_not_followed(tmp_path: Any) -> None:
@@ -121,30 +44,6 @@ def test_symlinked_sandbox_directory_is_not_followed(tmp_path: Any) -> None:
     root = run_root(tmp_path / "root", {})
     os.symlink(str(elsewhere), os.path.join(root, "vc", "sbs", "f" * 64))
     assert [sb.id for sb in collect(root).sandboxes] == []
-
-
-def test_namespace_paths_that_are_not_namespaces(tmp_path: Any) -> None:
-    need_root()
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    plain = tmp_path / "plain"
-    plain.write_text("")
-    root = run_root(tmp_path / "root", {
-        HEALTHY: persist(),
-        "1" * 64: persist(netns=str(fifo)),
-        "2" * 64: persist(netns=str(plain)),
-        "3" * 64: persist(netns="/run/netns/bad\x00name"),
-        "4" * 64: persist(netns=str(tmp_path / "no-such-ns")),
-    })
-    snap = collect(root)
-    sbs = by_id(snap)
-    assert not sbs[HEALTHY].errors and sbs[HEALTHY].links
-    assert "not a network namespace" in sbs["1" * 64].errors[0].message
-    assert "not a network namespace" in sbs["2" * 64].errors[0].message
-    assert "null" in sbs["3" * 64].errors[0].message.lower()
-    assert "gone" in sbs["4" * 64].errors[0].message
-    assert not os.path.exists(tmp_path / "no-such-ns")  # nothing was created
-    assert_schema_valid(snap)
 
 
 def test_safe_reads_refuse_what_they_must(tmp_path: Any) -> None:
@@ -266,22 +165,6 @@ def test_monitor_answers_of_the_wrong_type_never_reach_the_model(tmp_path: Any) 
 
 
 # ---- output to an operator's terminal ----------------------------------------------------
-def test_escape_sequences_and_bad_text_never_reach_the_terminal(tmp_path: Any) -> None:
-    need_root()
-    evil = "web\x1b]0;owned\x07\x1b[2J\udcff; rm -rf /"
-    root = run_root(tmp_path / "root", {HEALTHY: persist(name=evil, Network={
-        "NetworkID": "/proc/self/ns/net", "Endpoints": []})})
-    env = {**os.environ, "KATA_TOP_CONFIG": str(tmp_path / "none.json")}
-    for argv in (["snapshot"], ["check"], ["snapshot", "--prometheus"],
-                 ["snapshot", "--json"]):
-        out = subprocess.run([sys.executable, "-m", "kata_top", *argv, "--run-root", root,
-                              "--log-file", os.devnull], cwd=ROOT, capture_output=True,
-                             timeout=120, check=False, env=env)
-        assert b"Traceback" not in out.stderr, out.stderr
-        assert out.returncode in (0, 1, 3), (argv, out.stderr)
-        assert b"\x1b" not in out.stdout and b"\x07" not in out.stdout, argv
-        out.stdout.decode("utf-8")  # valid UTF-8 whatever the state file held
-    assert "\\x1b]0;owned\\x07" in for_terminal(evil)
 
 
 def test_fixes_are_shell_quoted() -> None:

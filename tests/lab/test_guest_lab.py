@@ -12,7 +12,7 @@ from kata_top import actions
 from kata_top.lab import build, traffic
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest
-from tests.conftest import need_qemu, running_lab
+from tests.helpers import need_qemu, running_lab
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +22,15 @@ def guest_lab() -> Iterator[tuple[Layout, Manifest]]:
     with running_lab("g", opts) as (layout, man):
         ips = [sb.spec.ip for sb in man.sandboxes]
         deadline = time.monotonic() + 90
+        silent = ips
         while time.monotonic() < deadline:  # TCG boots take a few seconds each
             res = traffic.run(layout.node_ns, ips, seconds=1.0, rate_pps=0)
-            if all(r.ping_replies for r in res.values()):
+            silent = [ip for ip, r in res.items() if not r.ping_replies]
+            if not silent:
                 break
+        if silent:
+            pytest.fail(f"no guest answered ping within 90 s: {', '.join(silent)} (the guest "
+                        "kernel or initramfs did not boot; see the lab's QEMU console logs)")
         yield layout, man
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -14,11 +13,12 @@ from kata_top.formats.jsonin import load_recording
 from kata_top.settings import Settings
 from kata_top.sources.live import LiveSource
 from kata_top.sources.replay import ReplaySource
+from tests.helpers import ROOT
 from widgets.app import KataTopApp
+from widgets.modals import HelpScreen
 from widgets.sandbox_table import SandboxTable
 from widgets.screens import DetailScreen, OverviewScreen
 
-ROOT = os.path.dirname(os.path.dirname(__file__))
 RECORDING = os.path.join(ROOT, "tests", "data", "demo.ndjson")
 
 
@@ -31,6 +31,17 @@ def replay_app(theme: str = "kata-dark") -> KataTopApp:
     snaps, _ = load_recording(RECORDING)
     # A refresh of an hour: the replay stays on its first step unless the test moves it.
     return KataTopApp(ReplaySource(snaps), refresh=3600, theme=theme, settings=Settings())
+
+
+def shown_text(screen: Any) -> str:
+    """The text of every Static and Toast on a screen, rendered as the terminal shows it."""
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    for widget in screen.query("Static"):  # Toasts are Statics too
+        console.print(widget.content)
+    console.file.close()
+    return console.export_text()
 
 
 async def settle(pilot: Any) -> None:
@@ -97,10 +108,8 @@ async def test_help_lists_every_key_and_greys_writes() -> None:
         await settle(pilot)
         await pilot.press("question_mark")
         await pilot.pause()
-        from widgets.modals import help_table
-
-        table = help_table(app.screen_stack[-2], write=False)
-        text = " ".join(str(c) for col in table.columns for c in col._cells)
+        assert isinstance(app.screen, HelpScreen)
+        text = shown_text(app.screen)  # what the help screen shows, as an operator reads it
         for key in ("Enter", "/", "Pause", "Refresh", "Theme", "Quit", "Redirect",
                     "read-only: start with --write"):
             assert key in text
@@ -108,8 +117,16 @@ async def test_help_lists_every_key_and_greys_writes() -> None:
 
 
 async def test_pause_badge_and_write_keys_explain_themselves() -> None:
+    from textual.notifications import Notify
+
     app = replay_app()
-    async with app.run_test(size=(160, 48)) as pilot:
+    told: list[str] = []
+
+    def hook(message: object) -> None:  # what the app tells the operator, as it is posted
+        if isinstance(message, Notify):
+            told.append(message.notification.message)
+
+    async with app.run_test(size=(160, 48), message_hook=hook) as pilot:
         await settle(pilot)
         await pilot.press("p")
         assert "[PAUSED]" in str(app.header_text())
@@ -117,7 +134,7 @@ async def test_pause_badge_and_write_keys_explain_themselves() -> None:
         await settle(pilot)
         await pilot.press("d")
         await pilot.pause()
-        assert any("read-only" in str(n.message) for n in app._notifications)
+        assert any("read-only" in m for m in told)
 
 
 async def test_too_small_terminal_says_so() -> None:
@@ -137,20 +154,6 @@ async def test_empty_run_root_says_how_to_start_the_lab(tmp_path: Any) -> None:
         empty = app.screen.query_one("#empty")
         assert empty.has_class("shown")
         assert "kata-top lab up" in str(empty.render())
-
-
-async def test_live_lab_within_two_seconds(demo_lab: Any) -> None:
-    layout, man = demo_lab
-    from kata_top.engine import EngineOptions
-
-    app = KataTopApp(LiveSource(EngineOptions(run_root=layout.run_root)), refresh=1.0,
-                     theme="kata-dark", settings=Settings())
-    t0 = time.monotonic()
-    async with app.run_test(size=(160, 48)) as pilot:
-        while app.screen.query_one(SandboxTable).row_count < len(man.sandboxes):
-            assert time.monotonic() - t0 < 2.0, "overview not filled within 2 s"
-            await pilot.pause(0.05)
-        await pilot.press("q")
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -211,31 +214,6 @@ def test_snapshot_themes(snap_compare: Any, theme: str, size: tuple[int, int]) -
 
 
 # ---- live behaviour on a lab of the test's own -----------------------------------------------
-async def test_inotify_shows_new_and_removed_sandboxes_within_a_second(scratch_lab: Any) -> None:
-    import shutil
-
-    from kata_top.engine import EngineOptions
-    from kata_top.lab import build
-
-    man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
-    app = KataTopApp(LiveSource(EngineOptions(run_root=scratch_lab.run_root)), refresh=3600,
-                     theme="kata-dark", settings=Settings(), watch=True)
-    src_dir = os.path.dirname(man.sandboxes[0].state_file or "")
-    new_dir = os.path.join(os.path.dirname(src_dir), "e" * 64)
-    async with app.run_test(size=(160, 48)) as pilot:
-        table = app.screen.query_one(SandboxTable)
-        while table.row_count < 2:
-            await pilot.pause(0.05)
-        shutil.copytree(src_dir, new_dir)  # a sandbox appears; polling is an hour away
-        t0 = time.monotonic()
-        while table.row_count < 3:
-            assert time.monotonic() - t0 < 1.0, "new sandbox not shown within 1 s"
-            await pilot.pause(0.05)
-        shutil.rmtree(new_dir)
-        t0 = time.monotonic()
-        while table.row_count > 2:
-            assert time.monotonic() - t0 < 1.0, "removed sandbox still shown after 1 s"
-            await pilot.pause(0.05)
 
 
 async def test_keymap_from_config_remaps_a_binding() -> None:
@@ -246,41 +224,6 @@ async def test_keymap_from_config_remaps_a_binding() -> None:
         await settle(pilot)
         await pilot.press("z")
         assert app.paused
-
-
-async def test_write_flow_from_the_dashboard(scratch_lab: Any) -> None:
-    from kata_top.engine import EngineOptions
-    from kata_top.lab import build
-    from widgets.modals import ActionScreen, ConfirmScreen
-
-    build.up(scratch_lab, build.UpOptions(sandboxes=1, qemu=False, scenario="plain"))
-    app = KataTopApp(LiveSource(EngineOptions(run_root=scratch_lab.run_root), write=True),
-                     refresh=1.0, theme="kata-dark", settings=Settings())
-    async with app.run_test(size=(160, 48)) as pilot:
-        table = app.screen.query_one(SandboxTable)
-        while table.row_count < 1:
-            await pilot.pause(0.05)
-        await pilot.press("enter")
-        await pilot.pause()
-        await pilot.press("d")
-        await pilot.pause()
-        assert isinstance(app.screen, ActionScreen)
-        await pilot.click("#remove")
-        await pilot.click("#in")
-        await pilot.click("#yes")
-        t0 = time.monotonic()
-        while not isinstance(app.screen, ConfirmScreen):
-            assert time.monotonic() - t0 < 5
-            await pilot.pause(0.05)
-        assert "tc filter del dev eth0" in str(app.screen.query_one("#confirm-box").render()) \
-            or any("tc filter del dev eth0" in str(w.render())
-                   for w in app.screen.query("Static"))
-        await pilot.press("y")
-        await pilot.press("escape")  # back to the overview while the change lands
-        t0 = time.monotonic()
-        while "out only" not in table.row_text(0):
-            assert time.monotonic() - t0 < 3.0, "broken hop not shown within one refresh"
-            await pilot.pause(0.1)
 
 
 async def test_theme_key_cycles_and_persists() -> None:
@@ -331,8 +274,8 @@ async def test_mouse_sorts_by_header_and_opens_on_double_click() -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
         table = app.screen.query_one(SandboxTable)
-        x = sum(c.width + 2 for c in table._cols[:3]) + 2  # inside the STATE header
-        assert table._cols[3].key == "state"
+        x = sum(c.width + 2 for c in table.columns[:3]) + 2  # inside the STATE header
+        assert table.columns[3].key == "state"
         await pilot.click(SandboxTable, offset=(x, 0))
         assert (table.sort_index, table.sort_reverse) == (4, False)
         assert "running" in table.row_text(0)
@@ -400,4 +343,4 @@ async def test_overview_hidden_under_detail_catches_up_on_return() -> None:
         table = app.screen.query_one(SandboxTable)
         row = next(i for i in range(table.row_count) if "payments/api-1" in table.row_text(i))
         assert "stale" in table.row_text(row)
-        assert len(table._history[api.id]) == 2  # both snapshots counted once
+        assert len(table.trend(api.id)) == 2  # both snapshots counted once

@@ -16,9 +16,7 @@ from kata_top.lab import build
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest
 from kata_top.model import Sandbox
-from tests.conftest import need_root, running_lab
-
-ROOT = os.path.dirname(os.path.dirname(__file__))
+from tests.helpers import ROOT, need_root, running_lab
 
 
 @pytest.fixture(scope="module")

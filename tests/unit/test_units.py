@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors import netlink, qmp, rtnl, state, vmm_proc
+from collectors import hostcheck, netlink, qmp, rtnl, state, vmm_proc
 from kata_top import diagnose
 from kata_top.formats import jsonin, jsonout
 from kata_top.lab.layout import Layout
@@ -33,8 +34,7 @@ from kata_top.model import (
 )
 from kata_top.select import SelectError, resolve
 from kata_top.units import fmt_rate, parse_rate, tc_rate
-
-ROOT = os.path.dirname(os.path.dirname(__file__))
+from tests.helpers import ROOT
 
 
 # ---- rates -------------------------------------------------------------------------------
@@ -113,23 +113,45 @@ json_values = st.recursive(
     max_leaves=25)
 
 
+def _typed(rec: state.StateRecord) -> None:
+    """Every field of a record has its declared type, whatever the file held."""
+    for name in ("state", "pod_name", "pod_namespace", "pod_uid", "netns_path", "tap_name",
+                 "guest_mac", "hypervisor", "api_socket"):
+        value = getattr(rec, name)
+        assert value is None or isinstance(value, str), (name, value)
+    for name in ("hypervisor_pid", "virtiofsd_pid"):
+        value = getattr(rec, name)
+        assert value is None or (isinstance(value, int) and not isinstance(value, bool)), name
+    assert rec.model in (None, "tcfilter", "macvtap", "none")
+    assert isinstance(rec.rx_rate_bps, int) and isinstance(rec.tx_rate_bps, int)
+
+
 @given(json_values)
 def test_persist_parser_takes_anything(doc: object) -> None:
     rec = state.parse_persist("x" * 64, "p", doc)
-    assert rec.id == "x" * 64
-    assert rec.hypervisor_pid is None or isinstance(rec.hypervisor_pid, int)
+    assert rec.id == "x" * 64 and rec.runtime == "go"
+    if isinstance(doc, dict):
+        assert rec.error is None  # any object is a (perhaps empty) record
+    else:
+        assert rec.error is not None and "not an object" in rec.error
+    _typed(rec)
 
 
 @given(st.dictionaries(st.sampled_from(["State", "HypervisorState", "Network", "Config",
                                         "SandboxContainer"]), json_values))
 def test_persist_parser_takes_wrong_types_in_known_keys(doc: dict[str, object]) -> None:
     rec = state.parse_persist("x", "p", doc)
-    assert rec.state is None or isinstance(rec.state, str)
+    assert rec.error is None
+    _typed(rec)
+    assert rec.state == (doc["State"] if isinstance(doc.get("State"), str) and doc["State"]
+                         else None)
 
 
 @given(json_values)
 def test_rs_parser_takes_anything(doc: object) -> None:
-    state.parse_rs_state("y", "p", doc)
+    rec = state.parse_rs_state("y", "p", doc)
+    assert rec.runtime == "rs" and (rec.error is None) == isinstance(doc, dict)
+    _typed(rec)
 
 
 @given(st.binary(max_size=400))
@@ -139,7 +161,15 @@ def test_state_file_reader_on_garbage(tmp_path_factory: pytest.TempPathFactory,
     path = tmp_path_factory.mktemp("s") / "persist.json"
     path.write_bytes(data)
     rec = state.read_state_file("z", str(path), "go", retries=0)
-    assert rec.error is None or rec.error
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        assert rec.error is not None and rec.error.startswith("corrupt state file")
+        return
+    if isinstance(doc, dict):
+        assert rec.error is None
+    else:
+        assert rec.error is not None and "not an object" in rec.error
 
 
 def test_state_file_retry_sees_a_rewrite(tmp_path: object) -> None:
@@ -164,20 +194,19 @@ def test_state_file_retry_sees_a_rewrite(tmp_path: object) -> None:
 
 # ---- netlink and proc parsers ------------------------------------------------------------
 @given(st.binary(max_size=300))
-def test_netlink_attrs_never_crash(data: bytes) -> None:
-    netlink.parse_attrs(data)
-    netlink.parse_attr_list(data)
+def test_netlink_attrs_stay_inside_the_message(data: bytes) -> None:
+    attrs = netlink.parse_attrs(data)
+    listed = netlink.parse_attr_list(data)
+    assert all(0 <= t <= netlink.NLA_TYPE_MASK for t in attrs)
+    assert sum(4 + len(v) for _t, v in listed) <= len(data)  # nothing read past the end
+    assert attrs == dict(listed)  # the dict view is the list's, the last of a type winning
 
 
-@given(st.binary(min_size=20, max_size=300))
-def test_tc_decoders_never_crash(data: bytes) -> None:
-    names = {1: "eth0"}
-    for fn in (lambda: rtnl.decode_qdisc(data, names), lambda: rtnl.decode_class(data, names),
-               lambda: rtnl.decode_filter(data, names)):
-        try:
-            fn()
-        except Exception as exc:  # only struct's own complaint about short input is fine
-            assert type(exc).__name__ == "error"
+@given(st.tuples(st.integers(1, 0x3FFF), st.binary(max_size=60)), st.binary(max_size=3))
+def test_a_well_formed_attribute_reads_back_whatever_follows(attr: tuple[int, bytes],
+                                                             tail: bytes) -> None:
+    atype, payload = attr
+    assert netlink.parse_attrs(netlink.attr(atype, payload) + tail).get(atype) == payload
 
 
 def test_qemu_cmdline_as_kata_writes_it() -> None:
@@ -326,7 +355,10 @@ def test_oversized_netlink_reply_is_an_error_not_half_a_dump() -> None:
         with pytest.raises(netlink.NetlinkError, match="larger than the buffer"):
             sock.dump_links()
         assert len(netlink._buffer()) == 64  # grown for the next read
+    finally:
+        # the thread's shared buffer is module state: restored whatever happened above
         netlink._local.buf = bytearray(netlink.RECV_BUFFER)
+    try:
         assert any(rtnl.decode_link(b)[0].name == "lo" for b in sock.dump_links())
     finally:
         sock.close()
@@ -345,3 +377,36 @@ def test_a_vmm_seen_dead_after_its_sandbox_was_seen_alive_makes_it_stale() -> No
     running = Vmm(source="extra-monitor", status="running")
     assert _with_vmm(alive, running).state == "running"
     assert _with_vmm(alive, None) is alive
+
+
+# ---- the host probe, on hosts described rather than this one -----------------------------
+def _host(tmp_path: Any, devices: tuple[str, ...], config: str | None) -> dict[str, Any]:
+    dev = tmp_path / "dev"
+    (dev / "net").mkdir(parents=True)
+    for name in devices:  # a real character device stands in for each present node
+        os.symlink("/dev/null", dev / name)
+    paths: tuple[str, ...] = ()
+    if config is not None:
+        (tmp_path / "configuration.toml").write_text(config)
+        paths = (str(tmp_path / "configuration.toml"),)
+    return {f.code: f for f in hostcheck.host_findings(dev_root=str(tmp_path), probe=False,
+                                                       config_paths=paths)}
+
+
+def test_vhost_net_finding_on_hosts_with_and_without_the_device(tmp_path: Any) -> None:
+    all_devs = ("kvm", "vhost-net", "vhost-vsock", "net/tun")
+    present = _host(tmp_path / "a", all_devs, None)
+    assert not {"KT-H001", "KT-H002", "KT-H003", "KT-H004"} & present.keys()
+    missing = _host(tmp_path / "b", ("kvm", "vhost-vsock", "net/tun"),
+                    "[hypervisor.qemu]\ndisable_vhost_net = false\n")
+    f = missing["KT-H002"]
+    assert f.severity == "critical" and "modprobe vhost_net" in f.fix
+    assert f.evidence["state"] == "missing" and f.evidence["disable_vhost_net"] is False
+    # without a Kata configuration that insists on vhost-net, it is a warning
+    assert _host(tmp_path / "c", ("kvm",), None)["KT-H002"].severity == "warning"
+    # a regular file where the device belongs is not the device
+    (tmp_path / "d" / "dev" / "net").mkdir(parents=True)
+    (tmp_path / "d" / "dev" / "vhost-net").write_text("")
+    found = hostcheck.host_findings(dev_root=str(tmp_path / "d"), probe=False, config_paths=())
+    assert next(x for x in found if x.code == "KT-H002").evidence["state"] == \
+        "not a character device"

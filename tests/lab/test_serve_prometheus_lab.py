@@ -13,8 +13,8 @@ from kata_top import actions
 from kata_top.lab import build
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest
-from tests.conftest import need_root, require, running_lab
 from tests.deploy_helpers import write_rules
+from tests.helpers import need_root, require, running_lab
 from tests.serve_helpers import http_get, prometheus, prometheus_binary, promql, serving, wait_for
 
 

@@ -8,9 +8,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import need_qemu
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT, need_qemu
 
 
 def test_short_churn_soak_leaks_nothing_and_never_raises() -> None:

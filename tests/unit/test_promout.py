@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from kata_top.formats import prometheus as promout
 from kata_top.formats.jsonin import load_recording
 from kata_top.formats.terminal import for_terminal
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(__file__))
 RECORDING = os.path.join(ROOT, "tests", "data", "demo.ndjson")
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -173,7 +173,7 @@ def test_any_label_text_survives_both_encoders(name: str, namespace: str) -> Non
 def test_promtool_lints_both_encoders_clean() -> None:
     import shutil
 
-    from tests.conftest import require
+    from tests.helpers import require
 
     promtool = shutil.which("promtool")
     require(promtool is not None, "needs promtool (Debian's prometheus package)")

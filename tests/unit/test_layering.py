@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 
 def _modules(package: str) -> Iterator[str]:

@@ -17,7 +17,7 @@ from kata_top.lab import build, processes
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest
 from kata_top.lab.network import LabError
-from tests.conftest import make_layout, need_qemu, need_root, ns_names
+from tests.helpers import make_layout, need_qemu, need_root, ns_names
 
 
 def _root_links() -> list[str]:
