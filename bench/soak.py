@@ -49,6 +49,13 @@ LAYOUT = Layout(run_root="/run/ktbsoak", prefix="ktbsoak")
 QEMU_LAYOUT = Layout(run_root="/run/ktbsoakq", prefix="ktbsoakq")
 
 
+def use_prefix(prefix: str) -> None:
+    """Labs of their own (a test runs the short variant beside whatever else runs)."""
+    global LAYOUT, QEMU_LAYOUT
+    LAYOUT = Layout(run_root=f"/run/{prefix}", prefix=prefix)
+    QEMU_LAYOUT = Layout(run_root=f"/run/{prefix}q", prefix=f"{prefix}q")
+
+
 def own_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -93,7 +100,7 @@ class Churn:
 
     def destroy(self) -> None:
         ns, sdir = self.live.pop(0)
-        subprocess.run(["ip", "netns", "del", ns], check=True)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
         time.sleep(0.05)  # the namespace is gone, the state not yet: a half-gone sandbox
         shutil.rmtree(sdir)
 
@@ -251,11 +258,14 @@ def main() -> int:
     ap.add_argument("--qemu-sandboxes", type=int, default=3)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--no-broken", action="store_true")
+    ap.add_argument("--prefix", default="ktbsoak",
+                    help="name prefix of the labs and their run roots /run/PREFIX[q]")
     ap.add_argument("--log-file", default=os.devnull,
                     help="where the collectors log what they meet (default: nowhere)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     setup_logging(args.log_file)
+    use_prefix(args.prefix)
     for layout in (LAYOUT, QEMU_LAYOUT):
         build.down(layout)
     try:
