@@ -74,9 +74,13 @@ def probe_kernel() -> list[ProbeResult]:
     return out
 
 
-def read_kata_config(paths: tuple[str, ...] = CONFIG_PATHS
+def read_kata_config(paths: tuple[str, ...] | None = None
                      ) -> tuple[str | None, dict[str, Any]]:
-    """The first Kata configuration.toml found (path, parsed), or (None, {})."""
+    """The first Kata configuration.toml found (path, parsed), or (None, {}). KATA_CONF_FILE
+    names it, as it does for Kata's runtime."""
+    if paths is None:
+        env = os.environ.get("KATA_CONF_FILE")
+        paths = (env,) if env else CONFIG_PATHS
     for path in paths:
         try:
             return path, tomllib.loads(read_file(path, 4 << 20).decode("utf-8", "replace"))
@@ -111,8 +115,7 @@ def host_findings(dev_root: str = "/", probe: bool = True,
     """The node's findings. dev_root/probe/config_paths let tests describe a host (a node with
     or without /dev/vhost-net) without being one."""
     out: list[Finding] = []
-    cfg_path, cfg = read_kata_config(config_paths) if config_paths is not None else \
-        read_kata_config()
+    cfg_path, cfg = read_kata_config(config_paths)
     qemu_cfg: dict[str, Any] = cfg.get("hypervisor", {}).get("qemu", {}) if cfg else {}
     disable_vhost = qemu_cfg.get("disable_vhost_net")
 

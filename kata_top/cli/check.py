@@ -35,12 +35,20 @@ def check_document(snap: Snapshot) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from kata_top.cli.common import engine_for
+    from kata_top.cli.hints import missing_run_root, not_kata_root, not_root
     from kata_top.diagnose import annotate, host_findings, render_findings, worst
     from kata_top.formats.terminal import for_terminal
     from kata_top.rates import with_rates
     from kata_top.select import SelectError
 
+    if not os.path.isdir(args.run_root):
+        return fail("check", missing_run_root(args.run_root))
+    for hint in (not_root("check"), not_kata_root(args.run_root)):
+        if hint:
+            fail("check", hint, 0)
     try:
         engine = engine_for(args)
         try:

@@ -32,16 +32,18 @@ def _source(args: argparse.Namespace, settings: Settings) -> tuple[Source, str |
         except RecordingError as exc:
             raise ValueError(str(exc)) from exc
         return ReplaySource(snaps), warning
+    from kata_top.cli.hints import missing_run_root, not_root
+
     if not os.path.isdir(args.run_root):
-        raise ValueError(f"run root {args.run_root} does not exist (the lab's is "
-                         "/run/kata-top-lab: sudo kata-top lab up)")
+        raise ValueError(missing_run_root(args.run_root))
+    warning = not_root("")  # shown on the first screen: the dashboard still starts
     from kata_top.engine import EngineOptions
     from kata_top.sources.live import VMM_REFRESH_S, LiveSource
 
     qmp_primary = args.qmp_primary if args.qmp_primary is not None else settings.qmp_primary
     opts = EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary,
                          vmm_refresh_s=VMM_REFRESH_S)
-    return LiveSource(opts, write=args.write), None
+    return LiveSource(opts, write=args.write), warning
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
 """`kata-top [options] [COMMAND]`: the parser and the dispatch to one command module."""
+# PYTHON_ARGCOMPLETE_OK
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ commands:
   redirect    add/remove a tc redirect      kata-top redirect add web-0 --direction out
   ratelimit   set/clear Kata's HTB limit    kata-top ratelimit set web-0 --in 50mbit
   lab         a Kata-like node to watch     kata-top lab up
+  completion  shell completion script       eval "$(kata-top completion bash)"
 
 exit codes: 0 ok; 1 findings (warning/critical) or an action refused; 2 usage, or the command
 could not run; 3 `snapshot` not run as root (other namespaces may be missing); 130 Ctrl-C.
@@ -40,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "redirect": "kata_top.cli.redirect",
     "ratelimit": "kata_top.cli.ratelimit",
     "lab": "kata_top.lab.cli",
+    "completion": "kata_top.cli.completion",
 }
 SHORT_HELP: dict[str, str] = {
     "snapshot": "collect once (or --watch) and print",
@@ -48,6 +51,7 @@ SHORT_HELP: dict[str, str] = {
     "redirect": "add or remove Kata's tc mirred redirects",
     "ratelimit": "set or clear Kata's HTB rate limits",
     "lab": "build a Kata-like node to watch (namespaces, tc, QEMU)",
+    "completion": "print the bash or zsh completion script",
 }
 
 
@@ -74,16 +78,36 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                    help="play a recording from `snapshot --watch` instead of the live node")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     chosen = _chosen(argv)
+    completing = "_ARGCOMPLETE" in os.environ  # the shell asks: every parser, in full
     for name, module in COMMANDS.items():
         sp = sub.add_parser(name, help=SHORT_HELP[name])
-        if name == chosen:
+        if name == chosen or completing:
             importlib.import_module(module).add_arguments(sp)
+    if completing:
+        _attach_completers(p)
     return p
+
+
+def _attach_completers(parser: argparse.ArgumentParser) -> None:
+    """Sandbox arguments complete from the run root (argcomplete reads `.completer`)."""
+    from kata_top.cli.completion import sandbox_names
+
+    for action in parser._actions:  # argparse has no public walk of its actions
+        if action.dest == "sandbox":
+            action.completer = sandbox_names  # type: ignore[attr-defined]
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in action.choices.values():
+                _attach_completers(sp)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    if "_ARGCOMPLETE" in os.environ:
+        import argcomplete
+
+        argcomplete.autocomplete(parser)  # answers the shell and exits
+    args = parser.parse_args(argv)
     from kata_top.logs import setup_logging
 
     setup_logging(getattr(args, "log_file", None), getattr(args, "debug", False))

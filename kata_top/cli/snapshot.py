@@ -56,7 +56,9 @@ def _usage_error(args: argparse.Namespace) -> str | None:
     if args.prometheus and args.watch is not None:
         return "--prometheus is one snapshot (scrape or cron it); --watch streams NDJSON"
     if not os.path.isdir(args.run_root):
-        return f"run root {args.run_root} does not exist"
+        from kata_top.cli.hints import missing_run_root
+
+        return missing_run_root(args.run_root)
     return None
 
 
@@ -66,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
     problem = _usage_error(args)
     if problem:
         return fail("snapshot", problem)
+    from kata_top.cli.hints import not_kata_root, not_root
+
+    for hint in (not_root("snapshot"), not_kata_root(args.run_root)):
+        if hint:
+            fail("snapshot", hint, 0)  # said once on stderr; the output still follows
     from kata_top.sources.live import VMM_REFRESH_S
 
     # A stream (--watch) re-asks VM monitors every few seconds, not every snapshot.

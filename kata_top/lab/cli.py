@@ -18,8 +18,9 @@ per sandbox a pod namespace with a veth (eth0), tap0_kata and Kata's tc redirect
 qmp.sock, and Kata's state files under <run-root>/vc and <run-root>/kata.
 
 examples:
-  kata-top lab up                       the demo mix: every model and fault, 10 sandboxes
-  kata-top lab up --guest --traffic     booted guests that answer ping, with a steady flow
+  kata-top lab up                       the demo mix: every model and fault, 10 sandboxes,
+                                        with booted guests that answer ping
+  kata-top lab up --traffic             the same with a steady flow both ways
   kata-top lab up --sandboxes 200 --no-qemu --scenario plain
   kata-top --run-root /run/kata-top-lab watch the lab like a node
   kata-top lab traffic --seconds 30     make the counters move
@@ -47,8 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     up.add_argument("--scenario", default="demo", help=f"one of {', '.join(SCENARIOS)}")
     up.add_argument("--no-qemu", action="store_true",
                     help="namespaces, tc state and state files only (scale runs)")
-    up.add_argument("--guest", action="store_true",
-                    help="boot a tiny Linux guest that takes the pod IP and answers ping")
+    guest = up.add_mutually_exclusive_group()
+    guest.add_argument("--guest", dest="guest", action="store_const", const=True,
+                       help="require booted guests (fail if the guest kernel cannot be had)")
+    guest.add_argument("--no-guest", dest="guest", action="store_const", const=False,
+                       help="QEMU without a guest: only the direction into the VM moves")
+    up.set_defaults(guest=None)
     up.add_argument("--accel", default="tcg", help="tcg (default) or kvm")
     up.add_argument("--traffic", action="store_true",
                     help="keep a gentle background flow going until `lab down`")
@@ -77,8 +82,20 @@ def _dispatch(args: argparse.Namespace, layout: Layout) -> int:
     from kata_top.lab import build
 
     if args.lab_cmd == "up":
+        # Guests by default (both directions of every redirect carry traffic); when the guest
+        # kernel cannot be had, say why in one line and come up without them.
+        guest = bool(args.guest) and not args.no_qemu
+        if args.guest is None and not args.no_qemu:
+            from kata_top.lab.guest import prepare_guest
+
+            try:
+                prepare_guest()
+                guest = True
+            except (LabError, OSError) as exc:
+                print(f"lab up: no guests ({exc}); QEMU runs without one, so only traffic "
+                      "into the VMs moves", file=sys.stderr)
         opts = build.UpOptions(sandboxes=args.sandboxes, scenario=args.scenario,
-                               qemu=not args.no_qemu, guest=args.guest, accel=args.accel,
+                               qemu=not args.no_qemu, guest=guest, accel=args.accel,
                                traffic=args.traffic)
         man = build.up(layout, opts, progress=build.terminal_progress)
         print(f"lab up: {len(man.sandboxes)} sandboxes under {layout.run_root}; "
