@@ -36,6 +36,9 @@ class Settings:
     refresh: float = 1.0
     qmp_primary: bool = False
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys
+    prometheus_url: str | None = None  # `kata-top fleet` without --prometheus
+    prometheus_token_file: str | None = None
+    prometheus_ca_file: str | None = None
 
     @classmethod
     def load(cls) -> Settings:
@@ -60,6 +63,9 @@ class Settings:
             s.refresh = float(refresh)
         if isinstance(raw.get("qmp_primary"), bool):
             s.qmp_primary = raw["qmp_primary"]
+        for key in ("prometheus_url", "prometheus_token_file", "prometheus_ca_file"):
+            if isinstance(raw.get(key), str) and raw[key]:
+                setattr(s, key, raw[key][:4096])
         if isinstance(raw.get("keymap"), dict):
             s.keymap = {str(k)[:64]: str(v)[:64] for k, v in list(raw["keymap"].items())[:200]
                         if isinstance(v, str)}

@@ -80,8 +80,10 @@ class KataTopApp(App[int]):
 
 
     def __init__(self, source: Source, refresh: float, theme: str, settings: Settings,
-                 replay_warning: str | None = None, watch: bool = False) -> None:
+                 replay_warning: str | None = None, watch: bool = False,
+                 initial_sandbox: str | None = None) -> None:
         super().__init__()
+        self._initial_sandbox = initial_sandbox  # opened once it is in a snapshot
         self.source = source
         self.refresh_s = refresh
         self.settings = settings
@@ -174,6 +176,9 @@ class KataTopApp(App[int]):
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self._last_error = None
         self.snapshot = message.snapshot
+        if self._initial_sandbox and message.snapshot.find(self._initial_sandbox):
+            sid, self._initial_sandbox = self._initial_sandbox, None
+            self.call_after_refresh(self.open_sandbox, sid)
         visible = self.visible_screens()
         for screen in self.screen_stack:
             if screen in visible:
@@ -199,6 +204,8 @@ class KataTopApp(App[int]):
             t.append(" [PAUSED] ", style=p.badge(p.value))
         if self.source.seekable:
             t.append(f" REPLAY {self.source.position()} ", style=p.badge(p.accent))
+        if self.source.kind == "remote":
+            t.append(f" REMOTE {self.source.label} ", style=p.badge(p.value))
         if snap is not None and self.source.seekable:
             t.append(time.strftime(" recorded %Y-%m-%d %H:%M:%S UTC", time.gmtime(snap.taken_at)),
                      style=MUTED)

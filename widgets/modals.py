@@ -33,10 +33,13 @@ def key_label(keys: str) -> str:
 def help_table(screen: Screen[object], write: bool) -> Table:
     """Every key of every screen and of the app, as bound right now (keymap applied)."""
     from widgets.screens import DetailScreen, OverviewScreen
+    from widgets.table_screen import TableScreen
 
     t = Table("key", "does", "id", box=None, expand=True, header_style="bold")
     keymap: dict[str, str] = getattr(screen.app, "_keymap", {}) or {}
-    sections = (("everywhere", screen.app.BINDINGS), ("overview", OverviewScreen.BINDINGS),
+    own = getattr(screen.app, "HELP_SECTIONS", None)  # the fleet console lists its own
+    sections = own or (("everywhere", screen.app.BINDINGS),
+                ("overview", [*TableScreen.BINDINGS, *OverviewScreen.BINDINGS]),
                 ("sandbox detail", DetailScreen.BINDINGS))
     for title, bindings in sections:
         t.add_row(Text(title, style="bold underline"), "", "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kata_top import rates, summary
 from kata_top.model import Sandbox
@@ -26,7 +27,7 @@ class Column:
     label: str
     width: int
     priority: int  # lower survives longer on a narrow terminal
-    sort: Callable[[Sandbox], object]
+    sort: Callable[[Any], object]
 
 
 def vm_in(sb: Sandbox) -> float:
@@ -72,11 +73,11 @@ def sparkline(values: Sequence[float]) -> str:
     return "".join(SPARK[min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1)))] for v in values)
 
 
-def visible_columns(width: int) -> list[Column]:
+def visible_columns(width: int, columns: Sequence[Column] = COLUMNS) -> list[Column]:
     """The columns that fit in width, dropping the highest priority numbers first."""
-    cols = list(COLUMNS)
+    cols = list(columns)
     while cols and sum(c.width + 2 for c in cols) > width:
-        worst = max(cols, key=lambda c: (c.priority, COLUMNS.index(c)))
+        worst = max(cols, key=lambda c: (c.priority, columns.index(c)))
         if worst.priority == 0:
             break
         cols.remove(worst)

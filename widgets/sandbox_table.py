@@ -11,7 +11,9 @@ repaints two lines. The cursor follows the sandbox id across refreshes, filters 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -35,12 +37,31 @@ from widgets.overview_columns import (
     vm_total,
 )
 
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class RowModel(Generic[R]):
+    """What a table shows of one kind of row: its columns (each with its sort key), the
+    cells of a row, the `/` filter, the row's identity and the number its TREND draws."""
+
+    columns: tuple[Column, ...]
+    key: Callable[[R], str]
+    cells: Callable[[Sequence[Column], R, Sequence[float]], tuple[Cell, ...]]
+    matches: Callable[[R, str], bool]
+    trend: Callable[[R], float]
+
+
+SANDBOXES: RowModel[Sandbox] = RowModel(COLUMNS, lambda sb: sb.id, row_cells, matches,
+                                        vm_total)
+
 ROLES = ("ok", "bad", "warn", "accent", "muted")
 HEADER_LINES = 1
 
 
 class SandboxTable(ScrollView, can_focus=True):
-    """Keeps one row per sandbox id; call show() with each new snapshot's sandboxes."""
+    """Keeps one row per row id; call show() with each new snapshot's rows. The rows are
+    sandboxes unless another RowModel is given (the fleet console's nodes and sandboxes)."""
 
     COMPONENT_CLASSES = {"sandbox-table--header", "sandbox-table--cursor",
                          "sandbox-table--zebra", *(f"sandbox-table--{r}" for r in ROLES)}
@@ -52,17 +73,18 @@ class SandboxTable(ScrollView, can_focus=True):
             super().__init__()
             self.sandbox_id = sandbox_id
 
-    def __init__(self, id: str | None = None) -> None:
+    def __init__(self, id: str | None = None, model: RowModel[Any] = SANDBOXES) -> None:
         super().__init__(id=id)
+        self.model = model
         self.cursor_row = 0
         self.filter_text = ""
         self.sort_index = 0
         self.sort_reverse = False
         self._cols: list[Column] = []
         self._history: dict[str, deque[float]] = {}
-        self._sandboxes: list[Sandbox] = []
-        self._order: list[str] = []  # sandbox ids, as displayed
-        self._rows: dict[str, Sandbox] = {}  # the displayed rows' sandboxes
+        self._sandboxes: list[Any] = []
+        self._order: list[str] = []  # row ids, as displayed
+        self._rows: dict[str, Any] = {}  # the displayed rows
         # Cells as last drawn; rows off screen have none and are built when they scroll in.
         self._cells: dict[str, tuple[Cell, ...]] = {}
         self._strips: dict[str, dict[tuple[bool, bool, int], Strip]] = {}
@@ -94,38 +116,38 @@ class SandboxTable(ScrollView, can_focus=True):
     def _cells_of(self, sid: str) -> tuple[Cell, ...]:
         cells = self._cells.get(sid)
         if cells is None:
-            cells = self._cells[sid] = row_cells(self._cols, self._rows[sid],
-                                                 self._history.get(sid, ()))
+            cells = self._cells[sid] = self.model.cells(self._cols, self._rows[sid],
+                                                        self._history.get(sid, ()))
         return cells
 
     def set_width(self, width: int) -> None:
-        cols = visible_columns(width)
+        cols = visible_columns(width, self.model.columns)
         if [c.key for c in cols] != [c.key for c in self._cols]:
             self._cols = cols
             self._cells.clear()
             self._forget_strips()
             self._apply(self._sandboxes, record=False)
 
-    def show(self, sandboxes: Sequence[Sandbox]) -> None:
+    def show(self, sandboxes: Sequence[Any]) -> None:
         self._apply(sandboxes, record=True)
 
-    def record(self, sandboxes: Sequence[Sandbox]) -> None:
+    def record(self, sandboxes: Sequence[Any]) -> None:
         """Add to the trends only (the table is hidden); redraw() draws later."""
         self._record(sandboxes)
 
-    def redraw(self, sandboxes: Sequence[Sandbox]) -> None:
+    def redraw(self, sandboxes: Sequence[Any]) -> None:
         """Draw sandboxes already recorded."""
         self._apply(sandboxes, record=False)
 
     def resort(self, index: int | None = None, reverse: bool | None = None) -> str:
         if index is not None:
-            self.sort_index = index % len(COLUMNS)
+            self.sort_index = index % len(self.model.columns)
         if reverse is not None:
             self.sort_reverse = reverse
         self._header = None
         self.refresh(Region(0, 0, self.size.width, HEADER_LINES))  # the header never scrolls
         self._apply(self._sandboxes, record=False)
-        return COLUMNS[self.sort_index].label
+        return self.model.columns[self.sort_index].label
 
     # ---- cursor ---------------------------------------------------------------------------
     def move_cursor(self, row: int) -> None:
@@ -172,9 +194,9 @@ class SandboxTable(ScrollView, can_focus=True):
         if offset.y < HEADER_LINES:
             col = self._column_at(offset.x)
             if col is not None:
-                reverse = not self.sort_reverse if COLUMNS.index(col) == self.sort_index \
-                    else False
-                self.resort(index=COLUMNS.index(col), reverse=reverse)
+                index = self.model.columns.index(col)
+                reverse = not self.sort_reverse if index == self.sort_index else False
+                self.resort(index=index, reverse=reverse)
             return
         row = round(self.scroll_y) + offset.y - HEADER_LINES
         if 0 <= row < len(self._order):
@@ -191,26 +213,28 @@ class SandboxTable(ScrollView, can_focus=True):
         return None
 
     # ---- diffing a new snapshot into the rows ---------------------------------------------
-    def _record(self, sandboxes: Sequence[Sandbox]) -> None:
+    def _record(self, sandboxes: Sequence[Any]) -> None:
+        key = self.model.key
         for sb in sandboxes:
-            h = self._history.setdefault(sb.id, deque(maxlen=HISTORY))
-            h.append(vm_total(sb))
-        for gone in set(self._history) - {sb.id for sb in sandboxes}:
+            h = self._history.setdefault(key(sb), deque(maxlen=HISTORY))
+            h.append(self.model.trend(sb))
+        for gone in set(self._history) - {key(sb) for sb in sandboxes}:
             del self._history[gone]
 
-    def _apply(self, sandboxes: Sequence[Sandbox], record: bool) -> None:
+    def _apply(self, sandboxes: Sequence[Any], record: bool) -> None:
         self._sandboxes = list(sandboxes)
         if record:
             self._record(sandboxes)
         if not self._cols:
             return
         keep_id = self.selected_id()
+        key = self.model.key
         wanted = [sb for sb in sandboxes if not self.filter_text or
-                  matches(sb, self.filter_text)]
-        col = COLUMNS[self.sort_index]
-        wanted.sort(key=lambda s: (sort_key(col.sort(s)), s.id), reverse=self.sort_reverse)
-        order = [sb.id for sb in wanted]
-        self._rows = {sb.id: sb for sb in wanted}
+                  self.model.matches(sb, self.filter_text)]
+        col = self.model.columns[self.sort_index]
+        wanted.sort(key=lambda s: (sort_key(col.sort(s)), key(s)), reverse=self.sort_reverse)
+        order = [key(sb) for sb in wanted]
+        self._rows = {key(sb): sb for sb in wanted}
         if order != self._order:
             # Membership or order changed: every line may be different.
             self._order = order
@@ -226,7 +250,8 @@ class SandboxTable(ScrollView, can_focus=True):
             bottom = min(len(order), top + max(0, self.size.height - HEADER_LINES))
             for row in range(top, bottom):
                 sid = order[row]
-                cells = row_cells(self._cols, self._rows[sid], self._history.get(sid, ()))
+                cells = self.model.cells(self._cols, self._rows[sid],
+                                         self._history.get(sid, ()))
                 if self._cells.get(sid) != cells:
                     self._cells[sid] = cells
                     self._strips.pop(sid, None)
@@ -278,7 +303,8 @@ class SandboxTable(ScrollView, can_focus=True):
         style = self.get_component_rich_style("sandbox-table--header")
         cells: list[Cell] = []
         for c in self._cols:
-            mark = ("▼" if self.sort_reverse else "▲") if COLUMNS[self.sort_index] is c else ""
+            mark = ("▼" if self.sort_reverse else "▲") \
+                if self.model.columns[self.sort_index] is c else ""
             cells.append((c.label + mark, ""))
         strip = self._draw(cells, style, width)
         self._header = (key, strip)

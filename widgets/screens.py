@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from kata_top import rates
 from kata_top.formats.jsonout import sandbox_to_dict
@@ -28,6 +28,7 @@ from widgets.header import HeaderBar
 from widgets.overview_columns import sparkline
 from widgets.palette import MUTED, Palette, palette_of
 from widgets.sandbox_table import SandboxTable
+from widgets.table_screen import TableScreen
 
 if TYPE_CHECKING:
     from widgets.app import KataTopApp
@@ -57,38 +58,20 @@ class KataScreen(Screen[None]):
         self.kapp.update_header()
 
 
-class OverviewScreen(KataScreen):
+class OverviewScreen(KataScreen, TableScreen):
     _recorded: Snapshot | None = None  # the last snapshot the table's trends counted
-    BINDINGS = [
-        Binding("enter", "open", "Open", id="open"),
-        Binding("j,down", "cursor_down", "Down", show=False, id="down"),
-        Binding("k,up", "cursor_up", "Up", show=False, id="up"),
-        Binding("slash", "filter", "Filter", id="filter"),
-        Binding("escape", "clear_filter", "Clear filter", show=False, id="clear-filter"),
-        Binding("s", "sort", "Sort", id="sort"),
-        Binding("S", "sort_reverse", "Reverse", show=False, id="sort-reverse"),
-        Binding("pagedown,ctrl+f", "page_down", "Page down", show=False, id="page-down"),
-        Binding("pageup,ctrl+b", "page_up", "Page up", show=False, id="page-up"),
-        Binding("home,g", "first", "First row", show=False, id="first"),
-        Binding("end,G", "last", "Last row", show=False, id="last"),
-        Binding("h", "host", "Host", id="host"),
-    ]
+    BINDINGS = [Binding("h", "host", "Host", id="host")]
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
         yield Static(id="empty")
-        yield SandboxTable(id="sandboxes")
-        yield Input(placeholder="filter: substring of pod/id/state/model (! negates), "
-                                "Enter keeps, Esc clears", id="filter")
+        yield from self.table_parts()
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(SandboxTable).set_width(self.size.width or 120)
         if self.kapp.snapshot is not None:
             self.show_snapshot(self.kapp.snapshot)
-
-    def on_resize(self) -> None:
-        self.query_one(SandboxTable).set_width(self.size.width)
 
     def note_snapshot(self, snap: Snapshot) -> None:
         """Hidden under a detail screen: keep the trend history, draw nothing."""
@@ -107,69 +90,8 @@ class OverviewScreen(KataScreen):
         if not snap.sandboxes:
             empty.update(EMPTY_TEXT.format(root=snap.host.run_root))
 
-    def action_cursor_down(self) -> None:
-        self.query_one(SandboxTable).action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self.query_one(SandboxTable).action_cursor_up()
-
-    def action_open(self) -> None:
-        sid = self.query_one(SandboxTable).selected_id()
-        if sid:
-            self.kapp.open_sandbox(sid)
-
-    def action_page_down(self) -> None:
-        self.query_one(SandboxTable).action_page_down()
-
-    def action_page_up(self) -> None:
-        self.query_one(SandboxTable).action_page_up()
-
-    def action_first(self) -> None:
-        self.query_one(SandboxTable).action_first()
-
-    def action_last(self) -> None:
-        self.query_one(SandboxTable).action_last()
-
-    def on_sandbox_table_opened(self, event: SandboxTable.Opened) -> None:
-        self.kapp.open_sandbox(event.sandbox_id)
-
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.add_class("shown")
-        box.focus()
-
-    def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.value = ""
-        box.remove_class("shown")
-        self._apply_filter("")
-        self.query_one(SandboxTable).focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "filter":
-            self._apply_filter(event.value)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "filter":
-            if not event.value:
-                event.input.remove_class("shown")
-            self.query_one(SandboxTable).focus()
-
-    def _apply_filter(self, text: str) -> None:
-        table = self.query_one(SandboxTable)
-        table.filter_text = text.strip()
-        table.resort()
-
-    def action_sort(self) -> None:
-        table = self.query_one(SandboxTable)
-        name = table.resort(index=table.sort_index + 1)
-        self.notify(f"sorted by {name}", timeout=1.5)
-
-    def action_sort_reverse(self) -> None:
-        table = self.query_one(SandboxTable)
-        name = table.resort(reverse=not table.sort_reverse)
-        self.notify(f"sorted by {name} {'descending' if table.sort_reverse else 'ascending'}",
-                    timeout=1.5)
+    def open_row(self, row_id: str) -> None:
+        self.kapp.open_sandbox(row_id)
 
     def action_host(self) -> None:
         self.kapp.show_host()

@@ -34,6 +34,11 @@ def node_options(p: argparse.ArgumentParser, top: bool) -> None:
                    default=None if top else argparse.SUPPRESS,
                    help="also ask Kata's own qmp.sock (short deadline; reports `busy` when the "
                         "runtime holds it). Off by default: it can stall the runtime")
+    log_options(p, top)
+
+
+def log_options(p: argparse.ArgumentParser, top: bool) -> None:
+    """--log-file and --debug (before or after the command, like --run-root)."""
     p.add_argument("--log-file", metavar="FILE", default=None if top else argparse.SUPPRESS,
                    help="where to log (default: kata-top.log under $XDG_STATE_HOME/kata-top, "
                         "or /var/log/kata-top as root)")

@@ -20,6 +20,15 @@ if TYPE_CHECKING:
 
 def _source(args: argparse.Namespace, settings: Settings) -> tuple[Source, str | None]:
     """The source the flags ask for, and a warning to show on the first screen."""
+    if getattr(args, "remote", None):
+        if args.write:
+            raise ValueError("--write does not go with --remote: a remote node is read-only "
+                             "from here (run the write command on that node)")
+        if args.replay:
+            raise ValueError("--remote and --replay each name where data comes from: one")
+        from kata_top.sources.remote import RemoteSource
+
+        return RemoteSource(args.remote), None
     if args.replay:
         if args.write:
             raise ValueError("--write does not go with --replay: a recording cannot change "

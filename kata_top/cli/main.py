@@ -22,7 +22,8 @@ commands:
   snapshot    one collection, table/JSON    kata-top snapshot --json | jq .
               or Prometheus text            kata-top snapshot --prometheus --output k.prom
   check       diagnose the node, exit 0/1/2 kata-top check --sandbox default/web-0
-  serve       exporter for Prometheus       kata-top serve --listen 127.0.0.1:9464
+  serve       exporter for Prometheus       kata-top serve --listen 127.0.0.1:9712
+  fleet       every node, from Prometheus   kata-top fleet --prometheus http://prom:9090
   redirect    add/remove a tc redirect      kata-top redirect add web-0 --direction out
   ratelimit   set/clear Kata's HTB limit    kata-top ratelimit set web-0 --in 50mbit
   lab         a Kata-like node to watch     kata-top lab up
@@ -43,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "ratelimit": "kata_top.cli.ratelimit",
     "lab": "kata_top.lab.cli",
     "completion": "kata_top.cli.completion",
+    "fleet": "kata_top.cli.fleet",
 }
 SHORT_HELP: dict[str, str] = {
     "snapshot": "collect once (or --watch) and print",
@@ -52,6 +54,7 @@ SHORT_HELP: dict[str, str] = {
     "ratelimit": "set or clear Kata's HTB rate limits",
     "lab": "build a Kata-like node to watch (namespaces, tc, QEMU)",
     "completion": "print the bash or zsh completion script",
+    "fleet": "every Kata node at once, from Prometheus (console, --json, check)",
 }
 
 
@@ -76,6 +79,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                    help="allow the dashboard to change tc state (asks before each change)")
     p.add_argument("--replay", metavar="FILE",
                    help="play a recording from `snapshot --watch` instead of the live node")
+    p.add_argument("--remote", metavar="URL",
+                   help="watch another node through its `kata-top serve` (read-only), e.g. "
+                        "http://node-7:9712")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     chosen = _chosen(argv)
     completing = "_ARGCOMPLETE" in os.environ  # the shell asks: every parser, in full

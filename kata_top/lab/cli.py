@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"where the lab writes its Kata state tree (default {DEFAULT_RUN_ROOT})")
     p.add_argument("--prefix", default=DEFAULT_PREFIX,
                    help=f"name prefix of every namespace the lab makes (default {DEFAULT_PREFIX})")
-    lab = p.add_subparsers(dest="lab_cmd", metavar="{up,down,status,traffic}", required=True)
+    lab = p.add_subparsers(dest="lab_cmd", metavar="{up,down,status,traffic,screenshots}",
+                           required=True)
     up = lab.add_parser("up", help="build the lab")
     up.add_argument("--sandboxes", type=int, default=10, help="how many (default 10)")
     up.add_argument("--scenario", default="demo", help=f"one of {', '.join(SCENARIOS)}")
@@ -58,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     up.add_argument("--traffic", action="store_true",
                     help="keep a gentle background flow going until `lab down`")
     lab.add_parser("down", help="remove everything the lab made (idempotent)")
+    shots = lab.add_parser("screenshots", help="save the README's pictures (SVG) from the lab")
+    shots.add_argument("--output", default="docs/images", help="directory (default docs/images)")
     st = lab.add_parser("status", help="list the lab's sandboxes")
     st.add_argument("--json", action="store_true")
     tr = lab.add_parser("traffic", help="send ping and UDP from the node to every sandbox")
@@ -100,6 +103,15 @@ def _dispatch(args: argparse.Namespace, layout: Layout) -> int:
         man = build.up(layout, opts, progress=build.terminal_progress)
         print(f"lab up: {len(man.sandboxes)} sandboxes under {layout.run_root}; "
               f"watch it with: kata-top --run-root {layout.run_root}")
+        return 0
+    if args.lab_cmd == "screenshots":
+        from kata_top.lab.manifest import Manifest
+        from kata_top.lab.screenshots import take
+
+        if Manifest.load(layout.run_root) is None:
+            raise LabError(f"no lab at {layout.run_root}: sudo kata-top lab up first")
+        for path in take(layout, args.output):
+            print(f"wrote {path}")
         return 0
     if args.lab_cmd == "down":
         report = build.down(layout)

@@ -33,6 +33,8 @@ class Source(ABC):
     read_only: bool = True
     #: the run root collected, when there is one on this machine
     run_root: str | None = None
+    #: where a remote source reads from (shown in the header)
+    label: str | None = None
 
     @abstractmethod
     def next(self) -> Snapshot:

@@ -1,0 +1,58 @@
+"""The fleet as one immutable snapshot: nodes, their sandboxes, and what could not be read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+FLEET_SCHEMA = "kata-top/fleet/1"
+
+
+@dataclass(frozen=True)
+class FleetSandbox:
+    """A sandbox as the metrics tell it (the node's `serve` has the whole of it)."""
+
+    node: str
+    sandbox_id: str
+    pod_namespace: str
+    pod_name: str
+    state: str
+    network_model: str
+    critical: int = 0
+    warning: int = 0
+    codes: tuple[str, ...] = ()
+    in_bps: float = 0.0
+    out_bps: float = 0.0
+    missing_redirects: tuple[str, ...] = ()  # directions whose redirect is gone
+    rate_limit_drops_ps: float = 0.0
+
+
+@dataclass(frozen=True)
+class FleetNode:
+    """One node: its exporter's health and its sandboxes summed up."""
+
+    node: str
+    up: bool | None  # Prometheus' `up` for the node's kata-top target
+    last_seen_age_s: float | None  # since the last snapshot Prometheus holds
+    sandboxes: int = 0
+    critical: int = 0
+    warning: int = 0
+    in_bps: float = 0.0
+    out_bps: float = 0.0
+    one_way: int = 0
+    dead_vmms: int = 0
+    rate_limit_drops_ps: float = 0.0
+
+
+@dataclass(frozen=True)
+class FleetSnapshot:
+    """One round of queries against Prometheus."""
+
+    taken_at: float
+    prometheus: str
+    nodes: tuple[FleetNode, ...]
+    sandboxes: tuple[FleetSandbox, ...]
+    errors: tuple[str, ...] = ()
+    serve_urls: tuple[tuple[str, str], ...] = ()  # node -> its `kata-top serve`
+    queries: int = 0
+    duration_ms: float = 0.0
+    schema: str = field(default=FLEET_SCHEMA)

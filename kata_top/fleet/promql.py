@@ -1,0 +1,124 @@
+"""Prometheus' HTTP query API as a client: instant queries, a bearer token and a CA bundle as
+Prometheus users have them, a deadline on every request, and answers validated (a Prometheus
+behind a proxy can answer anything)."""
+
+from __future__ import annotations
+
+import json
+import math
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+MAX_BYTES = 64 << 20
+
+
+class PrometheusError(Exception):
+    """The query could not be answered; the message says why (never the token)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+
+
+def parse_vector(doc: Any) -> list[Sample]:
+    """An instant-query answer (`resultType` vector or scalar) as samples; PrometheusError for
+    anything else."""
+    if not isinstance(doc, dict):
+        raise PrometheusError("not a Prometheus API answer (not a JSON object)")
+    if doc.get("status") != "success":
+        err = doc.get("error") if isinstance(doc.get("error"), str) else "no reason given"
+        raise PrometheusError(f"query failed: {str(err)[:300]}")
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        raise PrometheusError("answer has no data")
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar" and isinstance(result, list) and len(result) == 2:
+        return [Sample({}, _number(result[1]))]
+    if kind != "vector" or not isinstance(result, list):
+        raise PrometheusError(f"expected a vector, got {str(kind)[:40]}")
+    out = []
+    for item in result:
+        if not isinstance(item, dict) or not isinstance(item.get("metric"), dict):
+            raise PrometheusError("a result without labels")
+        value = item.get("value")
+        if not isinstance(value, list) or len(value) != 2:
+            raise PrometheusError("a result without a value")
+        labels = {str(k): str(v) for k, v in item["metric"].items()
+                  if isinstance(v, str | int | float)}
+        out.append(Sample(labels, _number(value[1])))
+    return out
+
+
+def _number(text: Any) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError) as exc:
+        raise PrometheusError(f"not a number: {str(text)[:40]!r}") from exc
+    return value if math.isfinite(value) else math.nan
+
+
+class PrometheusClient:
+    def __init__(self, url: str, token_file: str | None = None, ca_file: str | None = None,
+                 timeout: float = 5.0) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise PrometheusError(f"--prometheus takes http(s)://HOST:PORT, got {url!r}")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._token_file = token_file
+        self._context: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            try:
+                self._context = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise PrometheusError(f"CA bundle {ca_file}: {exc}") from exc
+
+    def _headers(self) -> dict[str, str]:
+        if not self._token_file:
+            return {}
+        from collectors.safeopen import read_file
+
+        try:  # read at each request: tokens are rotated (a projected service-account token)
+            token = read_file(self._token_file, 64 << 10).decode("utf-8", "replace").strip()
+        except OSError as exc:
+            raise PrometheusError(f"token file {self._token_file}: "
+                                  f"{exc.strerror or exc}") from exc
+        return {"Authorization": f"Bearer {token}"}
+
+    def query(self, promql: str) -> list[Sample]:
+        data = urllib.parse.urlencode({"query": promql}).encode()
+        req = urllib.request.Request(self.url + "/api/v1/query", data=data,
+                                     headers={**self._headers(), "Content-Type":
+                                              "application/x-www-form-urlencoded"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout,
+                                        context=self._context) as resp:
+                body = resp.read(MAX_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise PrometheusError(f"{self.url} refused the credentials ({exc.code})") \
+                    from exc
+            try:  # Prometheus explains a 4xx/5xx in its JSON body
+                doc = json.loads(exc.read(1 << 20))
+            except ValueError:
+                raise PrometheusError(f"{self.url} answered {exc.code}") from exc
+            return parse_vector(doc)
+        except TimeoutError as exc:
+            raise PrometheusError(f"{self.url} did not answer within {self.timeout:g} s") \
+                from exc
+        except (OSError, ValueError) as exc:
+            raise PrometheusError(f"{self.url} unreachable: "
+                                  f"{getattr(exc, 'reason', None) or exc}") from exc
+        if len(body) > MAX_BYTES:
+            raise PrometheusError("answer larger than 64 MiB")
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise PrometheusError("answer is not JSON") from exc
+        return parse_vector(doc)
