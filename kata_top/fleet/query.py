@@ -15,10 +15,13 @@ from kata_top.fleet.promql import PrometheusClient, Sample
 JOB = "kata-top"
 
 # The last snapshot time each node's exporter sent (also after it stopped: up to an hour).
-Q_LAST_SEEN = "last_over_time(kata_top_snapshot_timestamp_seconds[1h])"
+Q_LAST_SEEN = ("max by (node, instance) "
+               "(last_over_time(kata_top_snapshot_timestamp_seconds[1h]))")
 Q_UP = 'up{{job="{job}"}}'
-Q_SANDBOXES = "kata_top_sandbox_info"
-Q_FINDINGS = "kata_top_findings > 0"
+# Only the labels the console shows: at 10,000 sandboxes the answer's size is the cost.
+Q_SANDBOXES = ("group by (node, instance, sandbox_id, cri_name, cri_namespace, state, "
+               "network_model) (kata_top_sandbox_info)")
+Q_FINDINGS = "sum by (node, instance, sandbox_id, code, severity) (kata_top_findings > 0)"
 # Traffic, lost redirects and rate-limit drops in one answer, told apart by a `q` label.
 Q_DATAPATH = (
     'label_replace(sum by (node, instance, sandbox_id, direction) '
