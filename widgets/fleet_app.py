@@ -46,9 +46,8 @@ class FleetFailed(Message):
         self.reason = reason
 
 
-class FleetScreen(TableScreen):
-    MODEL = NODES
-    FILTER_PLACEHOLDER = "filter: node name (! negates), Enter keeps, Esc clears"
+class _FleetTable(TableScreen):
+    """What the fleet's two table screens share: header, size notice, banner, table."""
 
     @property
     def fapp(self) -> FleetApp:
@@ -68,13 +67,21 @@ class FleetScreen(TableScreen):
             self.show_fleet(self.fapp.snapshot)
 
     def show_fleet(self, snap: FleetSnapshot) -> None:
+        raise NotImplementedError
+
+
+class FleetScreen(_FleetTable):
+    MODEL = NODES
+    FILTER_PLACEHOLDER = "filter: node name (! negates), Enter keeps, Esc clears"
+
+    def show_fleet(self, snap: FleetSnapshot) -> None:
         self.query_one(SandboxTable).show(snap.nodes)
 
     def open_row(self, row_id: str) -> None:
         self.app.push_screen(NodeScreen(row_id))
 
 
-class NodeScreen(TableScreen):
+class NodeScreen(_FleetTable):
     """One node's sandboxes as the metrics tell them; Enter opens the node's own detail."""
 
     MODEL = SANDBOXES_OF_NODE
@@ -84,23 +91,6 @@ class NodeScreen(TableScreen):
     def __init__(self, node: str) -> None:
         super().__init__()
         self.node = node
-
-    @property
-    def fapp(self) -> FleetApp:
-        return self.app  # type: ignore[return-value]
-
-    def compose(self) -> ComposeResult:
-        yield HeaderBar(id="header")
-        yield Static(f"kata-top needs at least {MIN_W}×{MIN_H}; enlarge the terminal",
-                     id="too-small")
-        yield Static(id="banner")
-        yield from self.table_parts()
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.query_one(SandboxTable).set_width(self.size.width or 120)
-        if self.fapp.snapshot is not None:
-            self.show_fleet(self.fapp.snapshot)
 
     def show_fleet(self, snap: FleetSnapshot) -> None:
         self.query_one(SandboxTable).show([s for s in snap.sandboxes if s.node == self.node])

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from kata_top.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail, narrow, node_options
 
 if TYPE_CHECKING:
+    from kata_top.engine import Engine
     from kata_top.model import Snapshot
 
 HELP = "diagnose host and sandboxes"
@@ -22,6 +23,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     node_options(p, top=False)
     p.add_argument("--json", action="store_true", help="schema kata-top/check/1")
     p.add_argument("--sandbox", metavar="X", help="id, unique id prefix, or namespace/pod")
+
+
+def check_snapshot(engine: Engine, pause: float = 0.5) -> Snapshot:
+    """What `check` judges: two collections `pause` apart (rate findings need both), the
+    findings, and the host's. Closes the engine."""
+    from kata_top.diagnose import annotate, host_findings
+    from kata_top.rates import with_rates
+
+    try:
+        first = engine.collect()
+        time.sleep(pause)
+        snap = annotate(with_rates(engine.collect(), first))
+    finally:
+        engine.close()
+    return replace(snap, host_findings=tuple(host_findings()))
 
 
 def check_document(snap: Snapshot) -> dict[str, object]:
@@ -39,9 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     from kata_top.cli.common import engine_for
     from kata_top.cli.hints import missing_run_root, not_kata_root, not_root
-    from kata_top.diagnose import annotate, host_findings, render_findings, worst
+    from kata_top.diagnose import render_findings, worst
     from kata_top.formats.terminal import for_terminal
-    from kata_top.rates import with_rates
     from kata_top.select import SelectError
 
     if not os.path.isdir(args.run_root):
@@ -50,15 +65,7 @@ def run(args: argparse.Namespace) -> int:
         if hint:
             fail("check", hint, 0)
     try:
-        engine = engine_for(args)
-        try:
-            first = engine.collect()
-            time.sleep(0.5)
-            snap = annotate(with_rates(engine.collect(), first))
-        finally:
-            engine.close()
-        snap = replace(snap, host_findings=tuple(host_findings()))
-        snap = narrow(snap, args.sandbox)
+        snap = narrow(check_snapshot(engine_for(args)), args.sandbox)
     except SelectError as exc:
         return fail("check", str(exc))
     except Exception as exc:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import replace
 
 from kata_top.lab.layout import Layout
 
@@ -47,23 +46,14 @@ async def _dashboard(run_root: str, out_dir: str, pod: str) -> list[str]:
 
 
 def _check(run_root: str, out_dir: str) -> str:
-    import time
-
     from rich.console import Console
     from rich.text import Text
 
-    from kata_top.diagnose import annotate, host_findings, render_findings
+    from kata_top.cli.check import check_snapshot
+    from kata_top.diagnose import render_findings
     from kata_top.engine import Engine, EngineOptions
-    from kata_top.rates import with_rates
 
-    engine = Engine(EngineOptions(run_root=run_root))
-    try:
-        first = engine.collect()
-        time.sleep(1.0)
-        snap = annotate(with_rates(engine.collect(), first))
-    finally:
-        engine.close()
-    snap = replace(snap, host_findings=tuple(host_findings()))
+    snap = check_snapshot(Engine(EngineOptions(run_root=run_root)), pause=1.0)
     findings = list(snap.host_findings) + [f for sb in snap.sandboxes for f in sb.findings]
     console = Console(record=True, width=SIZE[0], file=open(os.devnull, "w"))  # noqa: SIM115
     console.print(Text(f"$ sudo kata-top check --run-root {run_root}", style="bold"))
