@@ -54,6 +54,15 @@ class StateWatcher:
         # recursively (a mistyped run root such as /usr would cost thousands of watches of
         # root's inotify budget, shared with kubelet and containerd): the poll covers it.
 
+    @property
+    def watch_count(self) -> int:
+        """How many inotify watches this watcher holds (root's budget is shared)."""
+        return len(self._wm.watches)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._notifier.is_alive())
+
     def start(self) -> None:
         self._notifier.start()
 

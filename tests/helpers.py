@@ -23,7 +23,9 @@ from kata_top.lab.manifest import Manifest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORDING = os.path.join(ROOT, "tests", "data", "demo.ndjson")
 IN_CI = os.environ.get("CI") == "true"
-TEST_PREFIX = f"kttest{os.getpid() % 100000}"
+# Short: run roots are /run/PREFIX… and QEMU sockets under them must fit in 107 bytes. Five
+# digits always, so no run's prefix is the start of another's.
+TEST_PREFIX = f"ktt{os.getpid() % 100000:05d}"
 # Set by tests/unit/conftest.py while a unit test runs.
 UNIT = {"running": False}
 

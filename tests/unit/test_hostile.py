@@ -263,6 +263,7 @@ def test_a_mistyped_run_root_costs_no_recursive_watches(tmp_path: Any) -> None:
     watcher = StateWatcher(watch_paths(str(deep)), lambda: None)
     try:
         assert len(watcher.missing) == 2  # vc/sbs and kata: not there, said so
-        assert len(watcher._wm.watches) <= 2  # /run/netns at most, never the tree
+        assert watcher.watch_count <= 2  # /run/netns at most, never the tree
     finally:
-        watcher.stop() if watcher._notifier.is_alive() else None
+        if watcher.running:
+            watcher.stop()
