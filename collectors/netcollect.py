@@ -59,6 +59,8 @@ class NetCollector:
         self._memo = DecodeMemo()
         self._last_tc: dict[netns.NetnsId, _LastTc] = {}
         self.tc_reused = 0  # namespaces whose tc dump was skipped this cycle (for benchmarks)
+        # the tc notifications the last collect() read (message type, body)
+        self.last_notes: list[tuple[int, bytes]] = []
 
     def begin_cycle(self, sandbox_ns: set[netns.NetnsId],
                     named: dict[netns.NetnsId, str] | None = None) -> None:
@@ -121,6 +123,7 @@ class NetCollector:
             key = netns.netns_id(path)
             sock = self._socket(path, key, tc_events=True)
             dump = self._dump(key, sock)
+        self.last_notes = sock.take_notifications()
         return key, self._with_peers(key, sock, dump)
 
     def _dump(self, key: netns.NetnsId, sock: RtnlSocket) -> NetnsDump:

@@ -33,6 +33,8 @@ SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
 RTNLGRP_TC = 4
 RECV_TIMEOUT_S = 2.0
+MAX_NOTES = 256  # tc notifications kept per namespace between two collections
+RTM_NEWQDISC, RTM_DELQDISC, RTM_NEWTFILTER, RTM_DELTFILTER = 36, 37, 44, 45
 
 # Every kernel struct this package reads or writes, named once (as pyroute2's message classes
 # declare them); the decoders keep their speed by unpacking with these compiled Structs.
@@ -152,6 +154,7 @@ class RtnlSocket:
         # Set by any message that is not a reply to us (with tc_events: a qdisc, class, filter
         # or action changed in this namespace) and by a lost notification (ENOBUFS).
         self._notified = True
+        self._notes: list[tuple[int, bytes]] = []
 
     @classmethod
     def open(cls, netns_path: str | None = None, tc_events: bool = False) -> RtnlSocket:
@@ -224,7 +227,16 @@ class RtnlSocket:
                         return out
                 else:
                     self._notified = True
+                    if self.tc_events and len(self._notes) < MAX_NOTES:
+                        # Kept, not only counted: a filter added and removed between two
+                        # collections is seen only here (the dumps show neither).
+                        self._notes.append((mtype, bytes(view[off + 16 : end])))
                 off += (mlen + 3) & ~3
+
+    def take_notifications(self) -> list[tuple[int, bytes]]:
+        """The tc change notifications (message type, body) read since the last call."""
+        notes, self._notes = self._notes, []
+        return notes
 
     def take_notified(self) -> bool:
         """Whether anything but our own replies arrived since the last call (read during

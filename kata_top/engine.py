@@ -18,6 +18,7 @@ from collectors.netcollect import NetCollector
 from collectors.rtnl import NetnsDump
 from collectors.vmm import VmmTarget, collect_vmms
 from kata_top import derive
+from kata_top.events import TcChange
 from kata_top.model import (
     Direction,
     HostInfo,
@@ -66,6 +67,8 @@ class Engine:
         self._states = state.StateCache()
         self._vmm_cache: dict[str, tuple[int | None, float, Vmm]] = {}  # sid: (pid, asked, facts)
         self._vmm_failed: dict[str, tuple[int | None, float, Vmm]] = {}  # the same, failures
+        # per sandbox, the filter changes the kernel notified during the last collect()
+        self.tc_changes: dict[str, list[TcChange]] = {}
         self._host = HostInfo(node=os.uname().nodename, kernel=os.uname().release,
                               run_root=opts.run_root, root=os.geteuid() == 0)
 
@@ -115,6 +118,7 @@ class Engine:
         """One snapshot. fresh_vmm: ask every VMM now, whatever vmm_refresh_s says."""
         t0 = time.monotonic()
         taken_at = time.time()
+        self.tc_changes = {}
         found, disc_errors = state.discover(self.opts.run_root)
         root = self.opts.run_root
         records = {sid: self._states.read(sid, path, rt, root=root) for sid, rt, path in found}
@@ -218,6 +222,9 @@ class Engine:
                 netns_info = NetnsInfo(path=path, inode=st.st_ino, dev=st.st_dev, name=named,
                                        source=ns_source)
                 _key, dump = self._net.collect(path, ns_id)
+                changes = _tc_changes(self._net.last_notes, dump)
+                if changes:
+                    self.tc_changes[sid] = changes
             except FileNotFoundError:
                 errors.append(SandboxError("netns", f"network namespace {path} is gone"))
             except PermissionError:
@@ -303,6 +310,32 @@ class Engine:
         # The C virtiofsd forks a sandboxed child with the same command line: show the parent.
         parents = [v for v in out if v.pid == (rec.virtiofsd_pid if rec else None)]
         return tuple(parents or out[:1])
+
+
+def _tc_changes(notes: list[tuple[int, bytes]], dump: NetnsDump) -> list[TcChange]:
+    """Filter notifications as changes (qdisc and class ones are seen in the dumps)."""
+    from collectors.netlink import RTM_DELTFILTER, RTM_NEWTFILTER, TCMSG
+    from collectors.rtnl import decode_filter, fmt_parent
+
+    names = {lk.ifindex: lk.name for lk in dump.links}
+    # One u32 filter is notified as three messages (prio, hash table, key): one change each
+    # (added or removed, device, parent, prio), keeping the redirect target if one said it.
+    out: dict[tuple[bool, str, str, int], TcChange] = {}
+    for mtype, body in notes:
+        if mtype not in (RTM_NEWTFILTER, RTM_DELTFILTER) or len(body) < TCMSG.size:
+            continue
+        _fam, ifindex, _handle, parent, info = TCMSG.unpack_from(body)
+        try:
+            f = decode_filter(body, names)
+        except (ValueError, LookupError, ArithmeticError):
+            f = None
+        target = next((a.target for a in f.actions if a.kind == "mirred"), None) if f else None
+        change = TcChange(added=mtype == RTM_NEWTFILTER, dev=names.get(ifindex, f"if{ifindex}"),
+                          parent=fmt_parent(parent), prio=info >> 16, target=target)
+        key = (change.added, change.dev, change.parent, change.prio)
+        if key not in out or (target and not out[key].target):
+            out[key] = change
+    return list(out.values())
 
 
 def _unreadable(sid: str, rec: state.StateRecord | None, netns_path: str | None,

@@ -374,6 +374,33 @@ class Sandbox:
     rates: dict[str, float] = field(default_factory=dict)
 
 
+EventKind = Literal[
+    "sandbox-appeared", "sandbox-disappeared", "vmm-exited", "vmm-restarted",
+    "virtiofsd-exited", "redirect-added", "redirect-removed", "rate-limit-set",
+    "rate-limit-changed", "rate-limit-cleared", "qdisc-replaced", "mtu-changed", "link-down",
+    "link-up", "drops-started", "drops-stopped", "finding-raised", "finding-cleared",
+    "filter-added", "filter-removed", "action"]
+EventSource = Literal["diff", "netlink", "audit"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change between two collections (`diff`), told by the kernel's tc notifications as it
+    happened (`netlink`, so a change undone before the next collection is still seen), or an
+    action of kata-top's own (`audit`). `by` is "kata-top" when kata-top made the change."""
+
+    at: float
+    kind: EventKind
+    severity: Severity
+    summary: str
+    sandbox_id: str | None = None
+    pod: str | None = None
+    before: Any = None
+    after: Any = None
+    source: EventSource = "diff"
+    by: str | None = None
+
+
 @dataclass(frozen=True)
 class HostInfo:
     """The node the snapshot was taken on."""
@@ -395,6 +422,7 @@ class Snapshot:
     host_findings: tuple[Finding, ...] = ()
     duration_ms: float = 0.0
     schema: str = SCHEMA
+    events: tuple[Event, ...] = ()  # what changed since the previous snapshot of the stream
 
     def find(self, sandbox_id: str) -> Sandbox | None:
         for sb in self.sandboxes:

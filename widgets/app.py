@@ -8,6 +8,7 @@ when sandboxes come and go. Widgets never read the kernel or QEMU: the source do
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 import themes
-from kata_top.model import Snapshot
+from kata_top.model import Event, Snapshot
 from kata_top.requests import ActionError, ActionRequest, RedirectRequest
 from kata_top.select import label
 from kata_top.settings import Settings
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from kata_top.actions import Plan
 
 MIN_W, MIN_H = 80, 24
+EVENTS_KEPT = 2000
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -98,6 +100,8 @@ class KataTopApp(App[int]):
         # (the 200-row table included) every time it is set.
         self.snapshot: Snapshot | None = None
         self.paused = False
+        # every event this session saw (a recording's, as it is played), newest last
+        self.events: deque[Event] = deque(maxlen=EVENTS_KEPT)
 
     # ---- lifecycle -------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -175,6 +179,8 @@ class KataTopApp(App[int]):
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self._last_error = None
+        if message.snapshot is not self.snapshot:  # a replay paused on one step: once
+            self.events.extend(message.snapshot.events)
         self.snapshot = message.snapshot
         if self._initial_sandbox and message.snapshot.find(self._initial_sandbox):
             sid, self._initial_sandbox = self._initial_sandbox, None

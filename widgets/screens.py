@@ -23,6 +23,7 @@ from kata_top.model import Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
 from widgets.datapath import datapath
+from widgets.events_view import events_table
 from widgets.findings import findings_table
 from widgets.header import HeaderBar
 from widgets.overview_columns import sparkline
@@ -60,13 +61,30 @@ class KataScreen(Screen[None]):
 
 class OverviewScreen(KataScreen, TableScreen):
     _recorded: Snapshot | None = None  # the last snapshot the table's trends counted
-    BINDINGS = [Binding("h", "host", "Host", id="host")]
+    BINDINGS = [Binding("h", "host", "Host", id="host"),
+                Binding("e", "events", "Events", id="events")]
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
         yield Static(id="empty")
         yield from self.table_parts()
+        yield Static(id="events-pane")
         yield Footer()
+
+    def action_events(self) -> None:
+        pane = self.query_one("#events-pane", Static)
+        pane.toggle_class("shown")
+        self._show_events()
+
+    def _show_events(self) -> None:
+        """The node's events, newest first, narrowed by the table's `/` filter."""
+        pane = self.query_one("#events-pane", Static)
+        if not pane.has_class("shown"):
+            return
+        needle = self.query_one(SandboxTable).filter_text.lower()
+        events = [e for e in self.kapp.events
+                  if not needle or needle in f"{e.pod} {e.summary} {e.kind}".lower()]
+        pane.update(events_table(events, palette_of(self.app), "no events yet", limit=50))
 
     def on_mount(self) -> None:
         self.query_one(SandboxTable).set_width(self.size.width or 120)
@@ -89,6 +107,8 @@ class OverviewScreen(KataScreen, TableScreen):
         empty.set_class(not snap.sandboxes, "shown")
         if not snap.sandboxes:
             empty.update(EMPTY_TEXT.format(root=snap.host.run_root))
+        if snap.events:
+            self._show_events()
 
     def open_row(self, row_id: str) -> None:
         self.kapp.open_sandbox(row_id)
@@ -236,7 +256,8 @@ class DetailScreen(KataScreen):
             with TabbedContent():
                 for pane_id, title in (("problems", "Problems"), ("links", "Links"),
                                        ("tc", "tc"), ("vmm", "VMM"), ("vfs", "virtiofsd"),
-                                       ("procs", "Processes"), ("json", "JSON")):
+                                       ("procs", "Processes"), ("events", "Events"),
+                                       ("json", "JSON")):
                     with TabPane(title, id=f"tab-{pane_id}"):
                         yield Static(id=f"panel-{pane_id}", classes="panel")
         yield Footer()
@@ -330,6 +351,11 @@ class DetailScreen(KataScreen):
         elif tab == "procs":
             key, shape, build = (sb.shim, sb.vmm_proc), (sb.shim is None, sb.vmm_proc is None), \
                 _procs_panel
+        elif tab == "events":
+            mine = [e for e in self.kapp.events if e.sandbox_id == sb.id]
+            key, shape = (len(mine), mine[-1] if mine else None), len(mine)
+            build = lambda _sb, p: events_table(  # noqa: E731
+                mine, p, "no events for this sandbox since kata-top started")
         else:
             doc = json.dumps(sandbox_to_dict(sb), indent=2)
             key, shape, build = doc, doc.count("\n"), lambda _sb, _p: JSON(doc)

@@ -24,6 +24,7 @@ commands:
   check       diagnose the node, exit 0/1/2 kata-top check --sandbox default/web-0
   serve       exporter for Prometheus       kata-top serve --listen 127.0.0.1:9712
   fleet       every node, from Prometheus   kata-top fleet --prometheus http://prom:9090
+  events      what changed, when           kata-top events --since 10m
   redirect    add/remove a tc redirect      kata-top redirect add web-0 --direction out
   ratelimit   set/clear Kata's HTB limit    kata-top ratelimit set web-0 --in 50mbit
   lab         a Kata-like node to watch     kata-top lab up
@@ -45,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "lab": "kata_top.lab.cli",
     "completion": "kata_top.cli.completion",
     "fleet": "kata_top.cli.fleet",
+    "events": "kata_top.cli.events",
 }
 SHORT_HELP: dict[str, str] = {
     "snapshot": "collect once (or --watch) and print",
@@ -55,6 +57,7 @@ SHORT_HELP: dict[str, str] = {
     "lab": "build a Kata-like node to watch (namespaces, tc, QEMU)",
     "completion": "print the bash or zsh completion script",
     "fleet": "every Kata node at once, from Prometheus (console, --json, check)",
+    "events": "what changed, when: the node's events (journal, or --follow live)",
 }
 
 

@@ -91,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
         Settings.load().qmp_primary
     opts = EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary,
                          vmm_refresh_s=VMM_REFRESH_S)
-    hub = SnapshotHub(lambda: LiveSource(opts), args.run_root, args.min_interval)
+    from kata_top.events import default_journal
+
+    journal = default_journal()
+    hub = SnapshotHub(lambda: LiveSource(opts, journal=journal), args.run_root,
+                      args.min_interval)
     try:
         server = ExporterServer((host, port), hub, args.deadline)
     except OSError as exc:

@@ -52,6 +52,7 @@ class SnapshotHub:
         self._last_duration = 0.0
         self._thread = threading.Thread(target=self._loop, name="kata-top-collector",
                                         daemon=True)
+        self.source: Source | None = None  # set by the collector thread once made
 
     def start(self) -> None:
         self._thread.start()
@@ -91,6 +92,7 @@ class SnapshotHub:
         source: Source | None = None
         try:
             source = self._make_source()
+            self.source = source
             while True:
                 with self._cond:
                     self._cond.wait_for(lambda: self._wanted or self._stopping)

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-Route = Literal["metrics", "snapshot", "check", "healthz", "index"]
+Route = Literal["metrics", "snapshot", "check", "events", "healthz", "index"]
 ROUTES: dict[str, Route] = {"/metrics": "metrics", "/api/v1/snapshot": "snapshot",
-                            "/api/v1/check": "check", "/healthz": "healthz", "/": "index"}
+                            "/api/v1/check": "check", "/api/v1/events": "events",
+                            "/healthz": "healthz", "/": "index"}
 PARAMS: dict[Route, frozenset[str]] = {"snapshot": frozenset({"sandbox"}),
-                                       "check": frozenset({"sandbox"})}
+                                       "check": frozenset({"sandbox"}),
+                                       "events": frozenset({"since", "sandbox"})}
 MAX_TARGET = 2048
 
 
@@ -29,6 +31,7 @@ class BadRequest(ValueError):
 class Request:
     route: Route
     sandbox: str | None = None
+    since: str | None = None
 
 
 def parse_target(target: str) -> Request:
@@ -57,4 +60,10 @@ def parse_target(target: str) -> Request:
         if len(values) != 1 or not values[0].strip():
             raise BadRequest(400, "give sandbox once, non-empty")
         sandbox = values[0]
-    return Request(route, sandbox)
+    since = None
+    if "since" in query:
+        values = query["since"]
+        if len(values) != 1 or not values[0].strip() or len(values[0]) > 40:
+            raise BadRequest(400, "give since once: 10m, 2h, 90 or an ISO time")
+        since = values[0]
+    return Request(route, sandbox, since)

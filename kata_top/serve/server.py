@@ -31,6 +31,7 @@ INDEX = b"""kata-top exporter (read-only)
   /metrics           Prometheus text, or OpenMetrics when asked
   /api/v1/snapshot   kata-top/snapshot/1 JSON   (?sandbox=ID|PREFIX|NS/POD)
   /api/v1/check      kata-top/check/1 JSON      (?sandbox=...)
+  /api/v1/events     kata-top/event/1 NDJSON   (?since=10m&sandbox=...)
   /healthz           200 while collections succeed, 503 with the reason
 """
 
@@ -98,6 +99,9 @@ class Handler(BaseHTTPRequestHandler):
         if req.route == "index":
             self._send(200, INDEX, "text/plain; charset=utf-8")
             return
+        if req.route == "events":
+            self._events(req)
+            return
         try:
             snap = self.server.hub.get(self.server.deadline)
         except Unavailable as exc:
@@ -122,10 +126,34 @@ class Handler(BaseHTTPRequestHandler):
                "scrape then answered 503).", None, st.failures)
         ex.add("exporter_last_collection_seconds", "gauge", "How long the last collection "
                "took.", None, st.last_duration_s)
+        counts = dict(getattr(self.server.hub.source, "event_counts", {}))
+        for kind, n in sorted(counts.items()):
+            ex.add("events", "counter", "Changes seen on this node since the exporter "
+                   "started, by kind (see /api/v1/events).", None, n, kind=kind)
         openmetrics = content_type.startswith("application/openmetrics-text")
         with self.server.text_lock:  # the cache is shared by the request threads
             body = self.server.text_cache.render(snap, openmetrics, tail=ex)
         self._send(200, body, content_type)
+
+    def _events(self, req: Request) -> None:
+        """The events this exporter has seen (newest last), NDJSON kata-top/event/1."""
+        import time
+
+        from kata_top.events import event_line, event_matches, parse_since
+
+        try:
+            since = parse_since(req.since, time.time()) if req.since else None
+        except ValueError as exc:
+            self._send(400, f"{exc}\n".encode(), "text/plain; charset=utf-8")
+            return
+        history = list(getattr(self.server.hub.source, "history", ()))
+        lines = []
+        for e in history:
+            line = event_line(e)
+            if event_matches(json.loads(line), since, req.sandbox):
+                lines.append(line)
+        self._send(200, ("\n".join(lines) + "\n" if lines else "").encode(),
+                   "application/x-ndjson")
 
     def _json(self, req: Request, snap: Snapshot) -> None:
         from kata_top.cli.check import check_document

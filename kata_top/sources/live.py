@@ -6,19 +6,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from kata_top.diagnose import annotate
 from kata_top.engine import Engine, EngineOptions
-from kata_top.model import Finding, Snapshot
+from kata_top.events import append_journal, diff_events
+from kata_top.model import Event, Finding, Snapshot
 from kata_top.rates import with_rates
 from kata_top.sources.base import Source
 
 if TYPE_CHECKING:
     from kata_top.actions import ActionRequest, Outcome, Plan
 
+EVENTS_KEPT = 10_000
 HOST_PROBE_EVERY_S = 300.0  # the kernel probe spawns a scratch namespace: not every second
 VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see EngineOptions)
 
@@ -28,8 +31,18 @@ log = logging.getLogger(__name__)
 class LiveSource(Source):
     kind = "live"
 
-    def __init__(self, opts: EngineOptions, write: bool = False) -> None:
+    def __init__(self, opts: EngineOptions, write: bool = False,
+                 journal: str | None = None) -> None:
+        from kata_top.events import AuditTail
+        from kata_top.settings import audit_log_path
+
         self._engine = Engine(opts)
+        self._audit = AuditTail(audit_log_path())
+        self._journal = journal
+        # The events of this source's life, newest last (bounded: a long incident keeps the
+        # last EVENTS_KEPT), and how many of each kind there were.
+        self.history: deque[Event] = deque(maxlen=EVENTS_KEPT)
+        self.event_counts: dict[str, int] = {}
         self.run_root = opts.run_root
         self.read_only = not write
         self._prev: Snapshot | None = None
@@ -55,9 +68,21 @@ class LiveSource(Source):
                 self._host = tuple(host_findings())
                 self._host_at = time.monotonic()
             snap = replace(snap, host_findings=self._host)
+            events = diff_events(self._prev, snap, self._engine.tc_changes,
+                                 self._audit.new_entries())
+            if events:
+                snap = replace(snap, events=events)
+                self._record(events)
             self._log_new_errors(snap)
             self._prev = snap
             return snap
+
+    def _record(self, events: tuple[Event, ...]) -> None:
+        self.history.extend(events)
+        for e in events:
+            self.event_counts[e.kind] = self.event_counts.get(e.kind, 0) + 1
+        if self._journal:
+            append_journal(self._journal, events)
 
     def _log_new_errors(self, snap: Snapshot) -> None:
         """Each collection problem is logged once when it appears and once when it clears,

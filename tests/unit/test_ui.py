@@ -344,3 +344,40 @@ async def test_overview_hidden_under_detail_catches_up_on_return() -> None:
         row = next(i for i in range(table.row_count) if "payments/api-1" in table.row_text(i))
         assert "stale" in table.row_text(row)
         assert len(table.trend(api.id)) == 2  # both snapshots counted once
+
+
+async def test_events_appear_at_their_moment_in_a_replay(tmp_path: Any) -> None:
+    """A recording's events show in the overview's pane (e) and the sandbox's Events tab
+    when the replay reaches the snapshot that carries them, not before."""
+    from dataclasses import replace
+
+    from kata_top.formats import jsonout
+    from kata_top.model import Event
+
+    snaps, _ = load_recording(RECORDING)
+    sb = next(s for s in snaps[1].sandboxes if s.pod.name == "web-0")
+    mark = "redirect out (tap0_kata → eth0) removed by the test"
+    event = Event(at=snaps[1].taken_at, kind="redirect-removed", severity="critical",
+                  summary=mark, sandbox_id=sb.id, pod="default/web-0", before=True,
+                  after=False)
+    path = tmp_path / "rec.ndjson"
+    path.write_text("".join(jsonout.dumps(s) + "\n" for s in
+                            [snaps[0], replace(snaps[1], events=(event,)), snaps[2]]))
+    recorded, _ = load_recording(str(path))
+    app = KataTopApp(ReplaySource(recorded), refresh=3600, theme="kata-dark",
+                     settings=Settings())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        assert mark not in shown_text(app.screen)  # not yet: the first step has no events
+        await pilot.press("n")
+        await settle(pilot)
+        assert mark in shown_text(app.screen)
+        app.open_sandbox(sb.id)
+        await settle(pilot)
+        from textual.widgets import TabbedContent
+
+        app.screen.query_one(TabbedContent).active = "tab-events"
+        await settle(pilot)
+        assert mark in shown_text(app.screen)

@@ -1,0 +1,91 @@
+"""Change detection as pure logic: diffs, the kernel's notifications, kata-top's own actions,
+the audit log's tail, and `since` as untrusted input."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kata_top.events import AuditTail, TcChange, diff_events, parse_since
+from kata_top.formats.jsonin import load_recording
+from tests.helpers import RECORDING
+
+SNAPS, _ = load_recording(RECORDING)
+BASE = SNAPS[-1]
+SB = next(s for s in BASE.sandboxes if s.pod.name == "web-0")
+
+
+def _with(**changes: Any) -> Any:
+    return replace(BASE, sandboxes=tuple(replace(s, **changes) if s.id == SB.id else s
+                                         for s in BASE.sandboxes))
+
+
+def test_a_redirect_lost_between_two_snapshots() -> None:
+    out_gone = tuple(replace(r, present=False) if r.direction == "out" else r
+                     for r in SB.redirects)
+    (e,) = diff_events(BASE, _with(redirects=out_gone))
+    assert (e.kind, e.severity, e.before, e.after, e.sandbox_id) == \
+        ("redirect-removed", "critical", True, False, SB.id)
+    assert e.by is None and e.source == "diff"
+
+
+def test_notifications_tell_what_the_diff_cannot_see() -> None:
+    changes = {SB.id: [TcChange(True, "eth0", "ffff:", 7, "tap0_kata"),
+                       TcChange(False, "eth0", "ffff:", 7, "tap0_kata")]}
+    events = diff_events(BASE, BASE, changes)  # nothing differs between the two snapshots
+    assert [(e.kind, e.source, e.after["prio"]) for e in events] == [
+        ("filter-added", "netlink", 7), ("filter-removed", "netlink", 7)]
+
+
+def test_kata_tops_own_action_is_attributed() -> None:
+    limited = _with(rate_limits=(*SB.rate_limits, replace(
+        BASE.sandboxes[0].rate_limits[0] if BASE.sandboxes[0].rate_limits else
+        next(r for s in BASE.sandboxes for r in s.rate_limits), direction="in",
+        rate_bps=5_000_000)))
+    entry = {"sandbox": SB.id, "pod": "default/web-0", "operation": "ratelimit in 5Mbit",
+             "ok": True, "changed": True, "result": "done"}
+    events = {e.kind: e for e in diff_events(BASE, limited, actions=[entry])}
+    assert events["action"].by == "kata-top" and events["action"].source == "audit"
+    assert events["rate-limit-set"].by == "kata-top"
+    hand = {e.kind: e for e in diff_events(BASE, limited)}
+    assert hand["rate-limit-set"].by is None
+
+
+def test_audit_tail_reads_only_what_is_new(tmp_path: Any) -> None:
+    log = tmp_path / "audit.jsonl"
+    log.write_text(json.dumps({"operation": "old"}) + "\n")
+    tail = AuditTail(str(log))
+    assert tail.new_entries() == []  # what was there before is history
+    with open(log, "a") as fh:
+        fh.write(json.dumps({"operation": "new"}) + "\n" + '{"operation": "half')
+    assert [e["operation"] for e in tail.new_entries()] == ["new"]
+    with open(log, "a") as fh:
+        fh.write('"}\n')
+    assert [e["operation"] for e in tail.new_entries()] == ["half"]
+    os.replace(log, tmp_path / "audit.jsonl.1")  # rotated: the new log from its start
+    log.write_text(json.dumps({"operation": "after-rotation"}) + "\n")
+    assert [e["operation"] for e in tail.new_entries()] == ["after-rotation"]
+    fresh = AuditTail(str(tmp_path / "not-yet.jsonl"))
+    (tmp_path / "not-yet.jsonl").write_text(json.dumps({"operation": "first"}) + "\n")
+    assert [e["operation"] for e in fresh.new_entries()] == ["first"]
+
+
+@given(st.text(max_size=50))
+def test_since_parses_or_says_why(text: str) -> None:
+    try:
+        when = parse_since(text, 1_000_000.0)
+    except ValueError as exc:
+        assert "--since" in str(exc)
+    else:
+        assert isinstance(when, float)
+
+
+def test_since_forms() -> None:
+    assert parse_since("10m", 1000.0) == 400.0
+    assert parse_since("90", 1000.0) == 910.0
+    assert parse_since("2026-11-24T10:00:00+00:00", 0) == 1795514400.0
