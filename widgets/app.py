@@ -24,6 +24,8 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 import themes
+from kata_top import rates
+from kata_top.history import TrafficHistory
 from kata_top.model import Event, Snapshot
 from kata_top.requests import ActionError, ActionRequest, RedirectRequest
 from kata_top.select import label
@@ -40,6 +42,11 @@ if TYPE_CHECKING:
 MIN_W, MIN_H = 80, 24
 EVENTS_KEPT = 2000
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+def _vm_traffic(sb: Any) -> tuple[float, float]:
+    vm = rates.vm(sb)
+    return vm.in_bps or 0.0, vm.out_bps or 0.0
 
 
 class SnapshotReady(Message):
@@ -102,6 +109,7 @@ class KataTopApp(App[int]):
         self.paused = False
         # every event this session saw (a recording's, as it is played), newest last
         self.events: deque[Event] = deque(maxlen=EVENTS_KEPT)
+        self.traffic = TrafficHistory()  # 15 minutes per sandbox for the detail's graph
 
     # ---- lifecycle -------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -180,7 +188,10 @@ class KataTopApp(App[int]):
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self._last_error = None
         if message.snapshot is not self.snapshot:  # a replay paused on one step: once
-            self.events.extend(message.snapshot.events)
+            snap = message.snapshot
+            self.events.extend(snap.events)
+            self.traffic.add(snap.taken_at, ((sb.id, *_vm_traffic(sb))
+                                             for sb in snap.sandboxes))
         self.snapshot = message.snapshot
         if self._initial_sandbox and message.snapshot.find(self._initial_sandbox):
             sid, self._initial_sandbox = self._initial_sandbox, None

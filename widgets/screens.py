@@ -19,6 +19,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from kata_top import rates
 from kata_top.formats.jsonout import sandbox_to_dict
+from kata_top.history import marks, resample
 from kata_top.model import Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
@@ -34,6 +35,7 @@ from widgets.table_screen import TableScreen
 if TYPE_CHECKING:
     from widgets.app import KataTopApp
 
+GRAPH_W = 45  # columns of the detail's 15-minute traffic graph
 EMPTY_TEXT = ("No Kata sandboxes under {root} (vc/sbs/*/persist.json, kata/*/state.json) and "
               "no Kata VMM is running.\n\nTo see kata-top at work without Kata:\n"
               "  sudo kata-top lab up\n  sudo kata-top --run-root /run/kata-top-lab")
@@ -240,9 +242,6 @@ class DetailScreen(KataScreen):
     def __init__(self, sandbox_id: str) -> None:
         super().__init__()
         self.sandbox_id = sandbox_id
-        self._in_hist: list[float] = []
-        self._out_hist: list[float] = []
-        self._hist_at: float | None = None
         self._sb: Sandbox | None = None
         self._shown: dict[str, object] = {}  # what each part shows now
         self._shape: dict[str, object] = {}  # what its height depends on
@@ -274,11 +273,6 @@ class DetailScreen(KataScreen):
                                          "from the node); Esc goes back",
                                          style=palette_of(self.app).bad_strong))
             return
-        if snap.taken_at != self._hist_at:  # on mount and on arrival: count a snapshot once
-            self._hist_at = snap.taken_at
-            vm = rates.vm(sb)
-            self._in_hist = ([*self._in_hist, vm.in_bps or 0.0])[-60:]
-            self._out_hist = ([*self._out_hist, vm.out_bps or 0.0])[-60:]
         head = Text()
         head.append(label(sb), style="bold")
         head.append(f" · {sb.id}\n", style=MUTED)
@@ -294,14 +288,30 @@ class DetailScreen(KataScreen):
                                tuple((f.severity, f.summary) for f in sb.findings), p),
                   (sb.network_model, sum(f.severity != "info" for f in sb.findings)),
                   lambda: datapath(sb, p))
-        hist = Text()
-        for name, values in (("into VM ", self._in_hist), ("out of VM", self._out_hist)):
-            hist.append(f"{name} ", style="bold")
-            hist.append(sparkline(values[-40:]).ljust(40, " "), style=p.value)
-            hist.append(f" {fmt_rate(values[-1] if values else None)}"
-                        f"  peak {fmt_rate(max(values) if values else None)}\n")
-        self._put_text("history", hist)
+        self._put_text("history", self._history_text(sb, snap, p))
         self._show_panel()
+
+    def _history_text(self, sb: Sandbox, snap: Snapshot, p: Palette) -> Text:
+        """The last 15 minutes into and out of the VM, with ▲ where this sandbox's events
+        happened (the app keeps the history for every sandbox, so it is there on opening)."""
+        points = self.kapp.traffic.points(sb.id)
+        cols_in, cols_out = resample(points, GRAPH_W, snap.taken_at)
+        raw_in = [v for _t, v, _o in points]
+        raw_out = [o for _t, _v, o in points]
+        hist = Text()
+        for name, cols, raw in (("into VM ", cols_in, raw_in), ("out of VM", cols_out,
+                                                                  raw_out)):
+            hist.append(f"{name} ", style="bold")
+            known = [c for c in cols if c is not None]
+            top = [" "] * (len(cols) - len(known))  # before the first sample: no data
+            hist.append("".join(top) + sparkline(known), style=p.value)
+            hist.append(f" {fmt_rate(raw[-1] if raw else None)}"
+                        f"  peak {fmt_rate(max(raw) if raw else None)}\n")
+        times = [e.at for e in self.kapp.events if e.sandbox_id == sb.id]
+        hist.append("events    ", style=MUTED)
+        hist.append(marks(times, GRAPH_W, snap.taken_at), style=p.warn)
+        hist.append("  the last 15 min", style=MUTED)
+        return hist
 
     # Each cycle repaints only what changed, and asks for a layout pass (which repaints the
     # whole screen) only when a part's height may have changed. Only the visible tab is fed;

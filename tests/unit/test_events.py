@@ -89,3 +89,22 @@ def test_since_forms() -> None:
     assert parse_since("10m", 1000.0) == 400.0
     assert parse_since("90", 1000.0) == 910.0
     assert parse_since("2026-11-24T10:00:00+00:00", 0) == 1795514400.0
+
+
+def test_traffic_history_covers_fifteen_minutes_in_bounded_points() -> None:
+    from kata_top.history import TrafficHistory, marks, resample
+
+    hist = TrafficHistory()
+    for t in range(20 * 60):  # twenty minutes at one snapshot a second
+        hist.add(float(t), [("a", float(t), 1.0), ("b", 2.0, 2.0)])
+    pts = hist.points("a")
+    assert len(pts) <= 60 + 1 + 61 and len(hist) <= 2 * (61 + 60)  # buckets, pending, raw
+    assert pts[-1][0] == 1199.0 and pts[0][0] <= 1199.0 - 14 * 60  # 15 minutes back
+    cols_in, _ = resample(pts, 45, 1199.0)
+    assert len(cols_in) == 45 and None not in cols_in
+    assert cols_in == sorted(c for c in cols_in if c is not None)  # a rising ramp stays rising
+    early, _ = resample(pts[-5:], 45, 1199.0)
+    assert early[0] is None and early[-1] is not None  # before the first sample: no data
+    assert marks([1199.0 - 450, 5.0], 45, 1199.0).count("▲") == 1  # 5 s is outside
+    hist.add(1200.0, [("b", 0.0, 0.0)])
+    assert hist.points("a") == []  # a sandbox that is gone is forgotten
