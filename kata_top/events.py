@@ -47,6 +47,7 @@ def _ev(at: float, kind: EventKind, sev: Severity, sb: Sandbox | None, summary: 
 
 def _sandbox_events(at: float, p: Sandbox, c: Sandbox) -> Iterable[Event]:
     who = label(c)
+    # Most sandboxes change nothing between two collections: the cheap comparisons first.
     if p.hypervisor.alive and not c.hypervisor.alive:
         yield _ev(at, "vmm-exited", "critical", c, f"{who}: the VMM (pid {p.hypervisor.pid}) "
                   "exited", p.hypervisor.pid, None)
@@ -59,6 +60,18 @@ def _sandbox_events(at: float, p: Sandbox, c: Sandbox) -> Iterable[Event]:
         if v.pid in alive_before and not v.alive:
             yield _ev(at, "virtiofsd-exited", "critical", c, f"{who}: virtiofsd (pid {v.pid}) "
                       "exited", v.pid, None)
+    if [r.present for r in p.redirects] != [r.present for r in c.redirects]:
+        yield from _redirect_events(at, p, c, who)
+    if p.rate_limits != c.rate_limits:
+        yield from _limit_events(at, p, c, who)
+    if p.qdiscs is not c.qdiscs:
+        yield from _qdisc_events(at, p, c, who)
+    yield from _link_events(at, p, c, who)
+    if p.findings != c.findings:
+        yield from _finding_events(at, p, c)
+
+
+def _redirect_events(at: float, p: Sandbox, c: Sandbox, who: str) -> Iterable[Event]:
     before_red = {r.direction: r for r in p.redirects}
     for r in c.redirects:
         pr = before_red.get(r.direction)
@@ -67,22 +80,31 @@ def _sandbox_events(at: float, p: Sandbox, c: Sandbox) -> Iterable[Event]:
             yield _ev(at, kind, "info" if r.present else "critical", c,
                       f"{who}: redirect {r.direction} ({r.from_dev} → {r.to_dev}) "
                       f"{'restored' if r.present else 'removed'}", pr.present, r.present)
+
+
+def _limit_events(at: float, p: Sandbox, c: Sandbox, who: str) -> Iterable[Event]:
     limits_before = {lim.direction: lim.rate_bps for lim in p.rate_limits}
     limits_now = {lim.direction: lim.rate_bps for lim in c.rate_limits}
     for d in sorted(set(limits_before) | set(limits_now)):
         old, new = limits_before.get(d), limits_now.get(d)
         if old == new:
             continue
-        kind = "rate-limit-set" if old is None else "rate-limit-cleared" if new is None \
-            else "rate-limit-changed"
+        kind: EventKind = "rate-limit-set" if old is None else "rate-limit-cleared" \
+            if new is None else "rate-limit-changed"
         yield _ev(at, kind, "info", c, f"{who}: rate limit {d} {_bits(old)} → {_bits(new)}",
                   old, new)
+
+
+def _qdisc_events(at: float, p: Sandbox, c: Sandbox, who: str) -> Iterable[Event]:
     roots_before = {q.dev: (q.kind, q.handle) for q in p.qdiscs if q.parent == "root"}
     for q in c.qdiscs:
         old_root = roots_before.get(q.dev)
         if q.parent == "root" and old_root is not None and old_root != (q.kind, q.handle):
             yield _ev(at, "qdisc-replaced", "info", c, f"{who}: root qdisc of {q.dev} "
                       f"{old_root[0]} → {q.kind}", old_root[0], q.kind)
+
+
+def _link_events(at: float, p: Sandbox, c: Sandbox, who: str) -> Iterable[Event]:
     links_before = {lk.name: lk for lk in p.links}
     for lk in c.links:
         pl = links_before.get(lk.name)
@@ -96,14 +118,17 @@ def _sandbox_events(at: float, p: Sandbox, c: Sandbox) -> Iterable[Event]:
         if was_up != is_up:
             yield _ev(at, "link-up" if is_up else "link-down", "info" if is_up else "warning",
                       c, f"{who}: {lk.name} went {'up' if is_up else 'down'}", was_up, is_up)
-        old_drops = rates.link(p, lk.name).drops_ps
-        new_drops = rates.link(c, lk.name).drops_ps
+        old_drops = rates.link_drops(p, lk.name)
+        new_drops = rates.link_drops(c, lk.name)
         if old_drops is not None and new_drops is not None and (old_drops == 0) != \
                 (new_drops == 0):
-            kind = "drops-started" if new_drops else "drops-stopped"
+            kind: EventKind = "drops-started" if new_drops else "drops-stopped"
             yield _ev(at, kind, "warning" if new_drops else "info", c,
                       f"{who}: {lk.name} {'drops' if new_drops else 'stopped dropping'}"
                       + (f" {new_drops:.1f} pkt/s" if new_drops else ""), old_drops, new_drops)
+
+
+def _finding_events(at: float, p: Sandbox, c: Sandbox) -> Iterable[Event]:
     codes_before = {f.code: f for f in p.findings}
     codes_now = {f.code: f for f in c.findings}
     for code in sorted(set(codes_now) - set(codes_before)):

@@ -122,6 +122,11 @@ def vm(sb: Sandbox) -> VmRates:
                    r.get("vm.out_pps"))
 
 
+def link_drops(sb: Sandbox, dev: str) -> float | None:
+    """A link's drops per second (the hot path of event detection: no record built)."""
+    return sb.rates.get(f"link.{dev}.drops_ps")
+
+
 def link(sb: Sandbox, dev: str) -> LinkRates:
     r, pre = sb.rates, f"link.{dev}."
     return LinkRates(r.get(pre + "rx_bps"), r.get(pre + "tx_bps"), r.get(pre + "rx_pps"),

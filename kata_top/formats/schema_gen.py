@@ -1,7 +1,8 @@
 """The JSON Schema of `kata-top/snapshot/1`, derived from the model's type hints.
 
-`python -m kata_top.formats.schema_gen > kata_top/formats/schema/snapshot-1.json`
-regenerates the committed file; a test fails when the model and the committed schema drift apart.
+`python -m kata_top.formats.schema_gen > kata_top/formats/schema/snapshot-1.json` (and
+`… schema_gen event-1.json > …/event-1.json`) regenerates the committed files; a test fails
+when the model and a committed schema drift apart.
 """
 
 from __future__ import annotations
@@ -73,5 +74,22 @@ def snapshot_schema() -> dict[str, Any]:
             "title": model.SCHEMA, **root, "$defs": dict(sorted(defs.items()))}
 
 
+def event_schema() -> dict[str, Any]:
+    """`kata-top/event/1`: one line of `kata-top events --json` and of /api/v1/events."""
+    defs: dict[str, Any] = {}
+    _schema(model.Event, defs)
+    root = dict(defs.pop("Event"))
+    root["properties"] = {"schema": {"const": "kata-top/event/1"}, **root["properties"]}
+    root["required"] = ["schema", *root["required"]]
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://kata-top.invalid/schema/event-1.json",
+            "title": "kata-top/event/1", **root, "$defs": dict(sorted(defs.items()))}
+
+
+SCHEMAS = {"snapshot-1.json": snapshot_schema, "event-1.json": event_schema}
+
 if __name__ == "__main__":
-    print(json.dumps(snapshot_schema(), indent=1))
+    import sys
+
+    name = sys.argv[1] if len(sys.argv) > 1 else "snapshot-1.json"
+    print(json.dumps(SCHEMAS[name](), indent=1))

@@ -94,6 +94,13 @@ def test_changes_by_hand_and_by_kata_top(event_lab: tuple[Layout, Manifest], tmp
         assert ("action", "kata-top") in kinds and ("rate-limit-set", "kata-top") in kinds
         limit = next(x for x in events if x.kind == "rate-limit-set")
         assert (limit.before, limit.after) == (None, 5_000_000)
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+        monkeypatch.setattr(os, "geteuid", lambda: 1000)
+        sb = actions.find_sandbox(layout.run_root, spec2.id)
+        assert actions.execute(actions.plan_ratelimit(sb, {"in": None})).ok
+        monkeypatch.undo()
+        cleared = _next_events(source, {"rate-limit-cleared"})
+        assert [(x.before, x.after, x.by) for x in cleared] == [(5_000_000, None, "kata-top")]
 
         # a QEMU killed (the lab started it; ended by its pid)
         os.kill(spec2_pid := next(s.qemu_pid for s in man.sandboxes

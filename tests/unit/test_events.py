@@ -108,3 +108,20 @@ def test_traffic_history_covers_fifteen_minutes_in_bounded_points() -> None:
     assert marks([1199.0 - 450, 5.0], 45, 1199.0).count("▲") == 1  # 5 s is outside
     hist.add(1200.0, [("b", 0.0, 0.0)])
     assert hist.points("a") == []  # a sandbox that is gone is forgotten
+
+
+def test_committed_schemas_match_the_model_and_event_lines_follow_theirs() -> None:
+    import jsonschema
+
+    from kata_top.events import event_line
+    from kata_top.formats.schema_gen import SCHEMAS
+    from kata_top.model import Event
+    from tests.helpers import ROOT
+
+    for name, make in SCHEMAS.items():
+        with open(os.path.join(ROOT, "kata_top", "formats", "schema", name)) as fh:
+            assert json.load(fh) == make(), f"regenerate {name}: python -m " \
+                "kata_top.formats.schema_gen NAME > kata_top/formats/schema/NAME"
+    e = Event(at=1.5, kind="mtu-changed", severity="warning", summary="x", sandbox_id="a",
+              before=1500, after=1400)
+    jsonschema.validate(json.loads(event_line(e)), SCHEMAS["event-1.json"]())
