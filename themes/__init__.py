@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from textual.app import App
 from textual.theme import Theme
 
 TCSS_PATH = os.path.join(os.path.dirname(__file__), "kata_top.tcss")
@@ -38,3 +40,13 @@ def resolve(name: str) -> str:
         return full
     raise ValueError(f"unknown theme {name!r}; choose one of "
                      f"{', '.join(sorted(ALIASES))} (or {', '.join(CYCLE)})")
+
+
+def install(app: App[Any], theme: str, keymap: dict[str, str]) -> None:
+    """Register kata-top's themes on an app, select one and apply the user's keymap (what
+    the dashboard and the fleet console both do on mount)."""
+    for t in THEMES:
+        app.register_theme(t)
+    app.theme = theme
+    if keymap:
+        app.set_keymap(keymap)

@@ -113,11 +113,7 @@ class KataTopApp(App[int]):
 
     # ---- lifecycle -------------------------------------------------------------------
     def on_mount(self) -> None:
-        for t in themes.THEMES:
-            self.register_theme(t)
-        self.theme = self._initial_theme
-        if self.settings.keymap:
-            self.set_keymap(self.settings.keymap)
+        themes.install(self, self._initial_theme, self.settings.keymap)
         self.push_screen(OverviewScreen())
         self.set_interval(0.5, self.update_header)
         self.call_after_refresh(self._update_size_notice)

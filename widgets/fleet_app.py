@@ -136,11 +136,7 @@ class FleetApp(App[OpenRequest | None]):
         self._received = 0.0
 
     def on_mount(self) -> None:
-        for t in themes.THEMES:
-            self.register_theme(t)
-        self.theme = self._initial_theme
-        if self.settings.keymap:
-            self.set_keymap(self.settings.keymap)
+        themes.install(self, self._initial_theme, self.settings.keymap)
         self.push_screen(FleetScreen())
         self.set_interval(1.0, self.update_header)
         self.collect()
