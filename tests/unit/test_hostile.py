@@ -74,7 +74,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
                     max_leaves=20)
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=JSON)
 def test_any_persist_json_is_a_sandbox_never_a_crash(tmp_path: Any, doc: Any) -> None:

@@ -131,7 +131,7 @@ def test_min_interval_bounds_collections(tmp_path: Any) -> None:
 
 
 def test_slow_collection_is_a_503_reason_and_never_stacks(tmp_path: Any) -> None:
-    source = CountingSource(delay=2.0)
+    source = CountingSource(delay=1.0)
     with hub_with(source, str(tmp_path), min_interval=0.0) as hub:
         with pytest.raises(Unavailable, match="no collection finished"):
             hub.get(0.2)
@@ -197,7 +197,7 @@ def test_routes_answer_and_nothing_writes(tmp_path: Any) -> None:
 
 
 def test_fifty_concurrent_scrapers_and_a_rude_one(tmp_path: Any) -> None:
-    source = CountingSource(delay=0.2)
+    source = CountingSource(delay=0.1)
     with http_server(source, str(tmp_path)) as base:
         statuses: list[int] = []
 
