@@ -27,6 +27,32 @@ WRITE_KINDS = frozenset({"redirect-added", "redirect-removed", "rate-limit-set",
                          "filter-added", "filter-removed"})
 
 
+class DropTracker:
+    """Drops started/stopped with hysteresis: a link that drops a packet every few seconds
+    (traffic toward a dead VM's tap) is one `drops-started`, and `drops-stopped` comes only
+    after QUIET_S without a drop — not an event pair every few seconds."""
+
+    QUIET_S = 30.0
+
+    def __init__(self) -> None:
+        self._state: dict[tuple[str, str], tuple[bool, float]] = {}  # (dropping, last drop)
+
+    def update(self, key: tuple[str, str], t: float, drops_ps: float) -> str | None:
+        known = self._state.get(key)
+        dropping, last = known if known else (False, t)
+        if drops_ps > 0:
+            self._state[key] = (True, t)
+            return "started" if known is not None and not dropping else None
+        if dropping and t - last >= self.QUIET_S:
+            self._state[key] = (False, last)
+            return "stopped"
+        self._state[key] = (dropping, last)
+        return None
+
+    def forget_except(self, live: set[str]) -> None:
+        self._state = {k: v for k, v in self._state.items() if k[0] in live}
+
+
 @dataclass(frozen=True)
 class TcChange:
     """One tc change notification, decoded: a filter added or removed on a device."""
@@ -45,7 +71,8 @@ def _ev(at: float, kind: EventKind, sev: Severity, sb: Sandbox | None, summary: 
                  before=before, after=after, source=source)  # type: ignore[arg-type]
 
 
-def _sandbox_events(at: float, p: Sandbox, c: Sandbox) -> Iterable[Event]:
+def _sandbox_events(at: float, p: Sandbox, c: Sandbox,
+                    drops: DropTracker | None = None) -> Iterable[Event]:
     who = label(c)
     # Most sandboxes change nothing between two collections: the cheap comparisons first.
     if p.hypervisor.alive and not c.hypervisor.alive:
@@ -66,7 +93,7 @@ def _sandbox_events(at: float, p: Sandbox, c: Sandbox) -> Iterable[Event]:
         yield from _limit_events(at, p, c, who)
     if p.qdiscs is not c.qdiscs:
         yield from _qdisc_events(at, p, c, who)
-    yield from _link_events(at, p, c, who)
+    yield from _link_events(at, p, c, who, drops)
     if p.findings != c.findings:
         yield from _finding_events(at, p, c)
 
@@ -104,7 +131,8 @@ def _qdisc_events(at: float, p: Sandbox, c: Sandbox, who: str) -> Iterable[Event
                       f"{old_root[0]} → {q.kind}", old_root[0], q.kind)
 
 
-def _link_events(at: float, p: Sandbox, c: Sandbox, who: str) -> Iterable[Event]:
+def _link_events(at: float, p: Sandbox, c: Sandbox, who: str,
+                 drops: DropTracker | None) -> Iterable[Event]:
     links_before = {lk.name: lk for lk in p.links}
     for lk in c.links:
         pl = links_before.get(lk.name)
@@ -120,8 +148,14 @@ def _link_events(at: float, p: Sandbox, c: Sandbox, who: str) -> Iterable[Event]
                       c, f"{who}: {lk.name} went {'up' if is_up else 'down'}", was_up, is_up)
         old_drops = rates.link_drops(p, lk.name)
         new_drops = rates.link_drops(c, lk.name)
-        if old_drops is not None and new_drops is not None and (old_drops == 0) != \
-                (new_drops == 0):
+        if old_drops is None or new_drops is None:
+            continue
+        if drops is not None:
+            turn = drops.update((c.id, lk.name), at, new_drops)
+            changed = turn is not None
+        else:
+            changed = (old_drops == 0) != (new_drops == 0)
+        if changed:
             kind: EventKind = "drops-started" if new_drops else "drops-stopped"
             yield _ev(at, kind, "warning" if new_drops else "info", c,
                       f"{who}: {lk.name} {'drops' if new_drops else 'stopped dropping'}"
@@ -150,7 +184,8 @@ def _bits(bps: int | None) -> str:
 
 def diff_events(prev: Snapshot | None, cur: Snapshot,
                 tc_changes: Mapping[str, Sequence[TcChange]] | None = None,
-                actions: Sequence[dict[str, Any]] = ()) -> tuple[Event, ...]:
+                actions: Sequence[dict[str, Any]] = (),
+                drops: DropTracker | None = None) -> tuple[Event, ...]:
     """Everything that changed from prev to cur. Filter changes the kernel told about are
     reported from its notifications (also when undone before this collection) instead of the
     redirect diff; kata-top's own actions from the audit log are events too, and changes to
@@ -168,10 +203,12 @@ def diff_events(prev: Snapshot | None, cur: Snapshot,
             out.append(_ev(at, "sandbox-disappeared", "info", before[sid],
                            f"{label(before[sid])}: sandbox gone"))
         for sid in now.keys() & before.keys():
-            for e in _sandbox_events(at, before[sid], now[sid]):
+            for e in _sandbox_events(at, before[sid], now[sid], drops):
                 if e.kind in ("redirect-added", "redirect-removed") and tc_changes.get(sid):
                     continue  # the notifications below tell it, with what happened between
                 out.append(e)
+        if drops is not None:
+            drops.forget_except(set(now))
     by_id = {sb.id: sb for sb in cur.sandboxes}
     for sid, changes in tc_changes.items():
         sb = by_id.get(sid)

@@ -119,13 +119,13 @@ def _stream(args: argparse.Namespace, engine: Engine) -> int:
     from dataclasses import replace
 
     from kata_top.diagnose import annotate
-    from kata_top.events import AuditTail, diff_events
+    from kata_top.events import AuditTail, DropTracker, diff_events
     from kata_top.formats import jsonout
     from kata_top.model import Snapshot
     from kata_top.rates import with_rates
     from kata_top.settings import audit_log_path
 
-    audit = AuditTail(audit_log_path())
+    audit, drops = AuditTail(audit_log_path()), DropTracker()
     prev: Snapshot | None = None
     n = 0
     while True:
@@ -133,7 +133,7 @@ def _stream(args: argparse.Namespace, engine: Engine) -> int:
         snap = annotate(with_rates(engine.collect(), prev), prev)
         # the recording carries what changed, so --replay can show it at its moment
         snap = replace(snap, events=diff_events(prev, snap, engine.tc_changes,
-                                                audit.new_entries()))
+                                                audit.new_entries(), drops))
         prev = snap
         sys.stdout.write(jsonout.dumps(narrow(snap, args.sandbox)) + "\n")
         sys.stdout.flush()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kata_top.diagnose import annotate
 from kata_top.engine import Engine, EngineOptions
-from kata_top.events import append_journal, diff_events
+from kata_top.events import DropTracker, append_journal, diff_events
 from kata_top.model import Event, Finding, Snapshot
 from kata_top.rates import with_rates
 from kata_top.sources.base import Source
@@ -38,6 +38,7 @@ class LiveSource(Source):
 
         self._engine = Engine(opts)
         self._audit = AuditTail(audit_log_path())
+        self._drops = DropTracker()
         self._journal = journal
         # The events of this source's life, newest last (bounded: a long incident keeps the
         # last EVENTS_KEPT), and how many of each kind there were.
@@ -69,7 +70,7 @@ class LiveSource(Source):
                 self._host_at = time.monotonic()
             snap = replace(snap, host_findings=self._host)
             events = diff_events(self._prev, snap, self._engine.tc_changes,
-                                 self._audit.new_entries())
+                                 self._audit.new_entries(), self._drops)
             if events:
                 snap = replace(snap, events=events)
                 self._record(events)

@@ -125,3 +125,15 @@ def test_committed_schemas_match_the_model_and_event_lines_follow_theirs() -> No
     e = Event(at=1.5, kind="mtu-changed", severity="warning", summary="x", sandbox_id="a",
               before=1500, after=1400)
     jsonschema.validate(json.loads(event_line(e)), SCHEMAS["event-1.json"]())
+
+
+def test_drops_that_flap_are_one_start_and_one_stop() -> None:
+    from kata_top.events import DropTracker
+
+    d = DropTracker()
+    key = ("a", "tap0_kata")
+    assert d.update(key, 0.0, 0.0) is None  # first look: still
+    turns = [d.update(key, float(t), 1.0 if t % 15 == 0 else 0.0) for t in range(1, 121)]
+    assert turns.count("started") == 1 and turns.count("stopped") == 0  # a drop every 15 s
+    turns = [d.update(key, float(t), 0.0) for t in range(121, 200)]
+    assert turns.count("stopped") == 1  # after 30 s of quiet, once
