@@ -11,7 +11,7 @@ repaints two lines. The cursor follows the sandbox id across refreshes, filters 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -82,6 +82,7 @@ class SandboxTable(ScrollView, can_focus=True):
         self.sort_reverse = False
         self._cols: list[Column] = []
         self._history: dict[str, deque[float]] = {}
+        self._marks: dict[str, deque[bool]] = {}  # per TREND point: did an event happen
         self._sandboxes: list[Any] = []
         self._order: list[str] = []  # row ids, as displayed
         self._rows: dict[str, Any] = {}  # the displayed rows
@@ -116,9 +117,25 @@ class SandboxTable(ScrollView, can_focus=True):
     def _cells_of(self, sid: str) -> tuple[Cell, ...]:
         cells = self._cells.get(sid)
         if cells is None:
-            cells = self._cells[sid] = self.model.cells(self._cols, self._rows[sid],
-                                                        self._history.get(sid, ()))
+            cells = self._cells[sid] = self._build(sid)
         return cells
+
+    def _build(self, sid: str) -> tuple[Cell, ...]:
+        cells = self.model.cells(self._cols, self._rows[sid], self._history.get(sid, ()))
+        marks = self._marks.get(sid)
+        if not marks or not any(marks):
+            return cells
+        # ▲ in the TREND sparkline where something happened to this row (its events)
+        out = list(cells)
+        for i, c in enumerate(self._cols):
+            if c.key == "trend":
+                text = list(out[i][0])
+                for j, marked in enumerate(marks):
+                    at = len(text) - len(marks) + j
+                    if marked and 0 <= at < len(text):
+                        text[at] = "▲"
+                out[i] = ("".join(text), out[i][1])
+        return tuple(out)
 
     def set_width(self, width: int) -> None:
         cols = visible_columns(width, self.model.columns)
@@ -128,12 +145,14 @@ class SandboxTable(ScrollView, can_focus=True):
             self._forget_strips()
             self._apply(self._sandboxes, record=False)
 
-    def show(self, sandboxes: Sequence[Any]) -> None:
-        self._apply(sandboxes, record=True)
+    def show(self, sandboxes: Sequence[Any], events: Collection[str] = ()) -> None:
+        """The rows of a new snapshot; `events`: ids of rows something happened to now."""
+        self._record(sandboxes, events)
+        self._apply(sandboxes, record=False)
 
-    def record(self, sandboxes: Sequence[Any]) -> None:
+    def record(self, sandboxes: Sequence[Any], events: Collection[str] = ()) -> None:
         """Add to the trends only (the table is hidden); redraw() draws later."""
-        self._record(sandboxes)
+        self._record(sandboxes, events)
 
     def redraw(self, sandboxes: Sequence[Any]) -> None:
         """Draw sandboxes already recorded."""
@@ -213,13 +232,15 @@ class SandboxTable(ScrollView, can_focus=True):
         return None
 
     # ---- diffing a new snapshot into the rows ---------------------------------------------
-    def _record(self, sandboxes: Sequence[Any]) -> None:
+    def _record(self, sandboxes: Sequence[Any], events: Collection[str] = ()) -> None:
         key = self.model.key
         for sb in sandboxes:
-            h = self._history.setdefault(key(sb), deque(maxlen=HISTORY))
-            h.append(self.model.trend(sb))
+            k = key(sb)
+            self._history.setdefault(k, deque(maxlen=HISTORY)).append(self.model.trend(sb))
+            self._marks.setdefault(k, deque(maxlen=HISTORY)).append(k in events)
         for gone in set(self._history) - {key(sb) for sb in sandboxes}:
             del self._history[gone]
+            self._marks.pop(gone, None)
 
     def _apply(self, sandboxes: Sequence[Any], record: bool) -> None:
         self._sandboxes = list(sandboxes)
@@ -250,8 +271,7 @@ class SandboxTable(ScrollView, can_focus=True):
             bottom = min(len(order), top + max(0, self.size.height - HEADER_LINES))
             for row in range(top, bottom):
                 sid = order[row]
-                cells = self.model.cells(self._cols, self._rows[sid],
-                                         self._history.get(sid, ()))
+                cells = self._build(sid)
                 if self._cells.get(sid) != cells:
                     self._cells[sid] = cells
                     self._strips.pop(sid, None)

@@ -61,6 +61,10 @@ class KataScreen(Screen[None]):
         self.kapp.update_header()
 
 
+def _event_ids(snap: Snapshot) -> set[str]:
+    return {e.sandbox_id for e in snap.events if e.sandbox_id}
+
+
 class OverviewScreen(KataScreen, TableScreen):
     _recorded: Snapshot | None = None  # the last snapshot the table's trends counted
     BINDINGS = [Binding("h", "host", "Host", id="host"),
@@ -96,7 +100,7 @@ class OverviewScreen(KataScreen, TableScreen):
     def note_snapshot(self, snap: Snapshot) -> None:
         """Hidden under a detail screen: keep the trend history, draw nothing."""
         self._recorded = snap
-        self.query_one(SandboxTable).record(snap.sandboxes)
+        self.query_one(SandboxTable).record(snap.sandboxes, _event_ids(snap))
 
     def show_snapshot(self, snap: Snapshot) -> None:
         table = self.query_one(SandboxTable)
@@ -104,7 +108,7 @@ class OverviewScreen(KataScreen, TableScreen):
             table.redraw(snap.sandboxes)  # its trends already count it
         else:
             self._recorded = snap
-            table.show(snap.sandboxes)
+            table.show(snap.sandboxes, _event_ids(snap))
         empty = self.query_one("#empty", Static)
         empty.set_class(not snap.sandboxes, "shown")
         if not snap.sandboxes:

@@ -371,9 +371,19 @@ async def test_events_appear_at_their_moment_in_a_replay(tmp_path: Any) -> None:
         await pilot.press("e")
         await pilot.pause()
         assert mark not in shown_text(app.screen)  # not yet: the first step has no events
+        table = app.screen.query_one(SandboxTable)
+
+        def web_row() -> str:
+            return next(table.row_text(i) for i in range(table.row_count)
+                        if "default/web-0" in table.row_text(i))
+
+        assert "▲" not in web_row()
         await pilot.press("n")
         await settle(pilot)
         assert mark in shown_text(app.screen)
+        assert "▲" in web_row()  # the overview's TREND marks the moment
+        assert not any("▲" in table.row_text(i) for i in range(table.row_count)
+                       if "default/web-0" not in table.row_text(i))
         app.open_sandbox(sb.id)
         await settle(pilot)
         from textual.widgets import TabbedContent
