@@ -4,35 +4,51 @@ One socket per namespace, keyed by the namespace file's (st_dev, st_ino). A sock
 namespace, so sockets of namespaces that were not seen in a cycle are closed at its end:
 reading must not keep a deleted namespace alive.
 
-Idle namespaces skip their tc dumps. Each sandbox socket also listens to its namespace's tc
-notifications (RTNLGRP_TC: every qdisc, class, filter and action change). When a cycle's link
-dump is byte for byte the one taken with the last tc dump (no packet crossed any link, so no tc
-counter could move) and no notification came, that tc dump still holds, its action ages moved
-on by the time since. Every TC_FULL_EVERY_S the dump is taken anyway, for what the rule above
-cannot see (a packet the namespace itself sends and its qdisc drops).
+Idle namespaces are not dumped again. Each sandbox socket listens to its namespace's link,
+tc and IPv6-setting notifications, and every cycle asks the kernel only for the links'
+counters (RTM_GETSTATS, a seventh of a link dump). When they are byte for byte the ones taken
+with the last full dump (no packet crossed any link, so no tc counter could move either) and no
+notification came, the last dump still holds, its action ages moved on by the time since; its
+peers are re-checked against the peer namespace's cached links. A full dump is taken anyway
+every TC_FULL_EVERY_S (spread over the namespaces, so a large node never re-dumps them all in
+one cycle), for what the rule cannot see: a packet the namespace itself sends and its qdisc
+drops. A kernel without RTM_GETSTATS is probed with the whole link dump instead.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass
 
 from collectors import netns
 from collectors.decode_memo import DecodeMemo
-from collectors.netlink import RtnlSocket
-from collectors.rtnl import NetnsDump, TcDump, decode_links, dump_netns, dump_tc
+from collectors.netlink import NetlinkError, RtnlSocket
+from collectors.rtnl import NetnsDump, decode_links, dump_netns, dump_tc
 from kata_top.model import Filter, Link, PeerInfo, evolve
 
 PEER_REFRESH_S = 5.0
-TC_FULL_EVERY_S = 10.0
+# Mean interval of full dumps of an idle namespace; each namespace's own interval lies between
+# half and one and a half of it (from its inode), so full dumps spread over the cycles.
+TC_FULL_EVERY_S = 20.0
+
+PeerFacts = tuple[str | None, int | None, str | None]  # the peer's name, MTU, operstate
 
 
 @dataclass(frozen=True)
-class _LastTc:
-    raw_links: list[bytes]  # the link dump taken just before the tc dump
-    tc: TcDump
-    at: float  # monotonic time of the tc dump
+class _LastDump:
+    probe: list[bytes]  # the counters (or link dump) taken with the full dump
+    base: NetnsDump  # the full dump, peers not filled in
+    dump: NetnsDump  # the same with peers
+    peers: tuple[tuple[netns.NetnsId, int, PeerFacts], ...]  # what `dump` says of them
+    at: float  # monotonic time of the full dump
+    due: float  # when the next full dump is taken anyway
+
+
+def _spread(key: netns.NetnsId) -> float:
+    """A factor in [0.5, 1.5) fixed per namespace: its share of the full-dump schedule."""
+    return 0.5 + (key.inode * 2654435761 % 1000) / 1000
 
 
 def _aged(filters: tuple[Filter, ...], dt: float) -> tuple[Filter, ...]:
@@ -57,8 +73,10 @@ class NetCollector:
         self._candidate_links: dict[netns.NetnsId, dict[int, Link]] = {}
         self._candidate_at: dict[netns.NetnsId, float] = {}
         self._memo = DecodeMemo()
-        self._last_tc: dict[netns.NetnsId, _LastTc] = {}
-        self.tc_reused = 0  # namespaces whose tc dump was skipped this cycle (for benchmarks)
+        self._last: dict[netns.NetnsId, _LastDump] = {}
+        self._stats_probe = True  # False on a kernel without RTM_GETSTATS
+        self.tc_reused = 0  # namespaces not dumped again this cycle (for benchmarks and tests)
+        self.reused = False  # whether the last collect() returned a reused dump
         # the tc notifications the last collect() read (message type, body)
         self.last_notes: list[tuple[int, bytes]] = []
 
@@ -80,7 +98,7 @@ class NetCollector:
             if key not in self._seen:
                 self._socks.pop(key).close()
         self._peer_cache = {k: v for k, v in self._peer_cache.items() if k[0] in self._seen}
-        self._last_tc = {k: v for k, v in self._last_tc.items() if k in self._socks}
+        self._last = {k: v for k, v in self._last.items() if k in self._socks}
         for key in list(self._candidate_links):
             if key not in self._candidates:
                 del self._candidate_links[key]
@@ -112,34 +130,61 @@ class NetCollector:
             # A message we could not decode: start this namespace afresh next cycle, and let
             # the engine make it this sandbox's error.
             self._socks.pop(key, None)
-            self._last_tc.pop(key, None)
+            self._last.pop(key, None)
             sock.close()
             raise
         except OSError:
             # A namespace deleted and re-created under the same name: reopen once.
             self._socks.pop(key, None)
-            self._last_tc.pop(key, None)
+            self._last.pop(key, None)
             sock.close()
             key = netns.netns_id(path)
             sock = self._socket(path, key, tc_events=True)
             dump = self._dump(key, sock)
         self.last_notes = sock.take_notifications()
-        return key, self._with_peers(key, sock, dump)
+        return key, dump
+
+    def _probe(self, sock: RtnlSocket) -> list[bytes]:
+        if self._stats_probe:
+            try:
+                return sock.dump_stats()
+            except NetlinkError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                self._stats_probe = False
+        return sock.dump_links()
 
     def _dump(self, key: netns.NetnsId, sock: RtnlSocket) -> NetnsDump:
-        raw = sock.dump_links()
-        links, peer_nsids = decode_links(raw, self._memo)
-        notified = sock.take_notified()  # after the link dump, which read what was queued
+        probe = self._probe(sock)
+        notified = sock.take_notified()  # after the probe, which read what was queued
         now = time.monotonic()
-        last = self._last_tc.get(key)
-        if (last is not None and sock.tc_events and not notified and last.raw_links == raw
-                and now - last.at < TC_FULL_EVERY_S):
+        last = self._last.get(key)
+        self.reused = False
+        if (last is not None and sock.tc_events and not notified and now < last.due
+                and last.probe == probe):
             self.tc_reused += 1
-            qdiscs, classes, filters = last.tc
-            return NetnsDump(links, peer_nsids, qdiscs, classes, _aged(filters, now - last.at))
-        tc = dump_tc(sock, {lk.ifindex: lk.name for lk in links}, self._memo)
-        self._last_tc[key] = _LastTc(raw, tc, now)
-        return NetnsDump(links, peer_nsids, *tc)
+            self.reused = True
+            dump = last.dump
+            if any(self._peer_facts(c, i) != f for c, i, f in last.peers):
+                dump, peers = self._with_peers(key, sock, last.base)
+                last = _LastDump(last.probe, last.base, dump, peers, last.at, last.due)
+                self._last[key] = last
+            return evolve(dump, filters=_aged(dump.filters, now - last.at))
+        # The probe was taken before the dumps: a packet that crosses in between makes the
+        # next probe differ (a dump again), never a stale dump reused.
+        links, peer_nsids = decode_links(sock.dump_links() if self._stats_probe else probe,
+                                         self._memo)
+        base = NetnsDump(links, peer_nsids,
+                         *dump_tc(sock, {lk.ifindex: lk.name for lk in links}, self._memo))
+        dump, peers = self._with_peers(key, sock, base)
+        now = time.monotonic()
+        self._last[key] = _LastDump(probe, base, dump, peers, now,
+                                    now + TC_FULL_EVERY_S * _spread(key))
+        return dump
+
+    def _peer_facts(self, cand: netns.NetnsId, ifindex: int) -> PeerFacts:
+        other = self._links_of(cand, ifindex).get(ifindex)
+        return (other.name, other.mtu, other.operstate) if other else (None, None, None)
 
     def _peer_ns(self, key: netns.NetnsId, sock: RtnlSocket, nsid: int) -> netns.NetnsId | None:
         cache_key = (key, nsid)
@@ -182,10 +227,13 @@ class NetCollector:
             self._seen.add(cand)
         return links
 
-    def _with_peers(self, key: netns.NetnsId, sock: RtnlSocket, dump: NetnsDump) -> NetnsDump:
+    def _with_peers(self, key: netns.NetnsId, sock: RtnlSocket, dump: NetnsDump
+                    ) -> tuple[NetnsDump, tuple[tuple[netns.NetnsId, int, PeerFacts], ...]]:
+        """The dump with each veth's peer named, and what was looked up for it."""
         if not dump.peer_nsids:
-            return dump
+            return dump, ()
         links: list[Link] = []
+        seen: list[tuple[netns.NetnsId, int, PeerFacts]] = []
         for lk in dump.links:
             nsid = dump.peer_nsids.get(lk.ifindex)
             if lk.kind != "veth" or nsid is None or lk.parent_ifindex is None:
@@ -194,11 +242,10 @@ class NetCollector:
             peer = PeerInfo(ifindex=lk.parent_ifindex, netnsid=nsid)
             cand = self._peer_ns(key, sock, nsid)
             if cand is not None:
-                other = self._links_of(cand, lk.parent_ifindex).get(lk.parent_ifindex)
-                label = self._candidates[cand][1]
-                peer = PeerInfo(ifindex=lk.parent_ifindex, netnsid=nsid, netns=label,
-                                name=other.name if other else None,
-                                mtu=other.mtu if other else None,
-                                operstate=other.operstate if other else None)
+                facts = self._peer_facts(cand, lk.parent_ifindex)
+                seen.append((cand, lk.parent_ifindex, facts))
+                peer = PeerInfo(ifindex=lk.parent_ifindex, netnsid=nsid,
+                                netns=self._candidates[cand][1], name=facts[0], mtu=facts[1],
+                                operstate=facts[2])
             links.append(evolve(lk, peer=peer))
-        return evolve(dump, links=tuple(links))
+        return evolve(dump, links=tuple(links)), tuple(seen)

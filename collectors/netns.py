@@ -7,28 +7,42 @@ Opening a namespace file read-only is the only way in: a mistyped or vanished pa
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from collectors.safeopen import open_netns
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
 T = TypeVar("T")
 
 
 def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
-    if _libc.setns(fd, nstype) != 0:
+    if hasattr(os, "setns"):  # Python 3.12
+        os.setns(fd, nstype)
+        return
+    import ctypes  # Python 3.11: libc's, loaded the first time a namespace is entered
+
+    libc = _libc or _load_libc()
+    if libc.setns(fd, nstype) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+_libc: Any = None
+
+
+def _load_libc() -> Any:
+    """The C library already in this process (no find_library: it runs ldconfig)."""
+    global _libc
+    import ctypes
+
+    _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,44 @@ def named_netns() -> dict[NetnsId, str]:
         if st.st_dev == nsfs_dev:  # not the empty file `ip netns add` makes first
             out[NetnsId(st.st_dev, st.st_ino)] = name
     return out
+
+
+class NamedNetnsCache:
+    """named_netns() re-read only when /run/netns changed (`ip netns add` and `delete` both
+    change the directory): on a node with 1,000 pods that is 1,000 lookups a cycle saved.
+    A name that was not yet a namespace (`ip netns add` makes the file, then mounts on it)
+    is looked at again every time."""
+
+    def __init__(self) -> None:
+        self._mtime: int | None = None
+        self._map: dict[NetnsId, str] = {}
+        self._pending: list[str] = []
+
+    def get(self) -> dict[NetnsId, str]:
+        try:
+            mtime = os.stat(NETNS_RUN_DIR).st_mtime_ns
+        except OSError:
+            self._mtime, self._map, self._pending = None, {}, []
+            return {}
+        if mtime != self._mtime:
+            self._mtime, self._map = mtime, named_netns()
+            names = set(self._map.values())
+            try:
+                self._pending = [n for n in os.listdir(NETNS_RUN_DIR) if n not in names]
+            except OSError:
+                self._pending = []
+        elif self._pending:
+            self._map = dict(self._map)
+            for name in list(self._pending):
+                try:
+                    st = os.stat(os.path.join(NETNS_RUN_DIR, name))
+                    nsfs = os.stat("/proc/self/ns/net").st_dev
+                except OSError:
+                    continue
+                if st.st_dev == nsfs:
+                    self._map[NetnsId(st.st_dev, st.st_ino)] = name
+                    self._pending.remove(name)
+        return self._map
 
 
 @contextmanager

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-
-import psutil
+from typing import TYPE_CHECKING
 
 from kata_top.model import ProcInfo
+
+if TYPE_CHECKING:
+    import psutil
 
 COMM_PREFIXES = ("qemu", "cloud-hyperviso", "firecracker", "containerd-shim", "virtiofsd",
                  "python")
@@ -118,6 +120,8 @@ class ProcCache:
         self._procs: dict[int, psutil.Process] = {}
 
     def info(self, pid: int, name: str) -> ProcInfo | None:
+        import psutil  # here: a node (or a lab) without VMMs never pays its import
+
         p = self._procs.get(pid)
         try:
             if p is None or not p.is_running():
@@ -141,6 +145,8 @@ class ProcCache:
         p = self._procs.get(pid)
         if p is None:
             return None, None
+        import psutil  # loaded already: p is one of its objects
+
         try:
             c = p.io_counters()
             return c.read_bytes, c.write_bytes

@@ -14,10 +14,11 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from collectors import qmp, vmm_proc
 from collectors.procs import pid_alive
+from collectors.vmm_target import VmmTarget
 from kata_top.model import Vmm, VmmNic, VmmSource, vmm_status
 
 OVERALL_DEADLINE_S = 2.0
@@ -28,16 +29,6 @@ PRIMARY_NOT_ASKED = ("qmp.sock belongs to the Kata runtime and was not asked "
 MONITOR_DEADLINE_S = 1.0
 PRIMARY_DEADLINE_S = 0.3
 CONCURRENCY = 8
-
-
-@dataclass(frozen=True)
-class VmmTarget:
-    sandbox_id: str
-    kind: str  # qemu | clh | firecracker | dragonball | unknown
-    pid: int | None
-    argv: tuple[str, ...]
-    vm_dir: str
-    api_socket: str | None = None
 
 
 def _proc_vmm(t: VmmTarget) -> Vmm:

@@ -15,33 +15,39 @@ from dataclasses import dataclass
 
 from collectors import netns, procs, state
 from collectors.netcollect import NetCollector
+from collectors.netlink import request_seconds
 from collectors.rtnl import NetnsDump
-from collectors.vmm import VmmTarget, collect_vmms
+from collectors.vmm_target import VmmTarget
 from kata_top import derive
-from kata_top.events import TcChange
 from kata_top.model import (
     Direction,
     HostInfo,
     Hypervisor,
+    Link,
     NetnsInfo,
     NetnsSource,
     Pod,
     ProcInfo,
+    Qdisc,
     Runtime,
     Sandbox,
     SandboxError,
     SandboxState,
     Snapshot,
+    TcChange,
     Virtiofsd,
     Vmm,
     evolve,
     kata_state,
 )
 
+_NsPath = tuple[str | None, NetnsSource | None, "netns.NetnsId | None"]
+_Built = tuple[tuple[object, ...], tuple[Link, ...], tuple[Qdisc, ...], Sandbox]
 HYPERVISOR_NAMES = {"qemu": "qemu", "clh": "cloud-hypervisor", "firecracker": "firecracker",
                     "dragonball": "dragonball"}
 log = logging.getLogger(__name__)
 FAILED_RETRY_S = 30.0
+VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see EngineOptions)
 VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--rlimit-nofile", "-o rlimit", "--iops", "--bps")
 
 
@@ -64,11 +70,17 @@ class Engine:
         self._net = NetCollector()
         self._procs = procs.ProcCache()
         self._named: dict[netns.NetnsId, str] = {}
+        self._named_cache = netns.NamedNetnsCache()
         self._states = state.StateCache()
         self._vmm_cache: dict[str, tuple[int | None, float, Vmm]] = {}  # sid: (pid, asked, facts)
         self._vmm_failed: dict[str, tuple[int | None, float, Vmm]] = {}  # the same, failures
         # per sandbox, the filter changes the kernel notified during the last collect()
         self.tc_changes: dict[str, list[TcChange]] = {}
+        # per sandbox: (its inputs, its dump's links and qdiscs, the Sandbox built from them)
+        self._built: dict[str, _Built] = {}
+        self._built_now: dict[str, _Built] = {}
+        # milliseconds per part of the last collect(), for bench/ and --debug
+        self.timings: dict[str, float] = {}
         self._host = HostInfo(node=os.uname().nodename, kernel=os.uname().release,
                               run_root=opts.run_root, root=os.geteuid() == 0)
 
@@ -94,6 +106,8 @@ class Engine:
         for t in ask:
             if t not in retry:
                 reuse[t.sandbox_id] = self._vmm_failed[t.sandbox_id][2]
+        from collectors.vmm import collect_vmms  # asyncio and QMP: only when a VMM is asked
+
         asked = collect_vmms(retry, qmp_primary=self.opts.qmp_primary,
                              monitor_deadline=self.opts.monitor_deadline,
                              primary_deadline=self.opts.primary_deadline)
@@ -123,7 +137,9 @@ class Engine:
         root = self.opts.run_root
         records = {sid: self._states.read(sid, path, rt, root=root) for sid, rt, path in found}
         self._states.prune({path for _sid, _rt, path in found})
+        t_state = time.monotonic()
         pidx = procs.scan()
+        t_procs = time.monotonic()
         # A VMM is an orphan of this run root unless its command line names another root
         # (a lab or a rootless Kata beside the node's).
         root = os.path.normpath(self.opts.run_root)
@@ -136,23 +152,30 @@ class Engine:
                                            "(0600) and other namespaces may be unreadable"))
 
         # Namespace of every sandbox first, so the peer index knows which are sandboxes.
-        ns_paths: dict[str, tuple[str | None, NetnsSource | None]] = {}
+        ns_paths: dict[str, _NsPath] = {}
         sandbox_ns: set[netns.NetnsId] = set()
         for sid in ids:
             rec = records.get(sid)
             path, source = self._netns_path(rec, pidx.vmm.get(sid))
-            ns_paths[sid] = (path, source)
+            ns_id: netns.NetnsId | None = None
+            if path:
+                # once per cycle: on a node with 1,000 mounts under /run/netns a lookup there
+                # is not free
+                with contextlib.suppress(OSError, ValueError):  # ValueError: a NUL in it
+                    ns_id = netns.netns_id(path)
+            ns_paths[sid] = (path, source, ns_id)
             # Only pod namespaces named by state are excluded from the veth-peer candidates:
             # a `none` sandbox found through /proc usually shares the node's namespace.
-            if path and source == "state":
-                with contextlib.suppress(OSError, ValueError):  # ValueError: a NUL in it
-                    sandbox_ns.add(netns.netns_id(path))
+            if ns_id is not None and source == "state":
+                sandbox_ns.add(ns_id)
         sandbox_ns.discard(netns.own_netns_id())
-        self._named = netns.named_netns()
+        self._named = self._named_cache.get()
         self._net.begin_cycle(sandbox_ns, self._named)
 
         sandboxes: list[Sandbox] = []
         targets: list[VmmTarget] = []
+        req0 = request_seconds()
+        t_ns = time.monotonic()
         for sid in ids:
             try:
                 sb, target = self._one(sid, records.get(sid), pidx, ns_paths[sid])
@@ -164,12 +187,22 @@ class Engine:
             if target is not None:
                 targets.append(target)
         self._net.end_cycle()
+        self._built, self._built_now = self._built_now, {}
+        t_sb = time.monotonic()
+        kernel = request_seconds() - req0
 
         if self.opts.with_vmm and targets:
             vmms = self._vmms(targets, fresh_vmm)
             sandboxes = [_with_vmm(sb, vmms.get(sb.id)) for sb in sandboxes]
         live = set(pidx.cmdlines)
         self._procs.prune(live)
+        t_end = time.monotonic()
+        # netlink: waiting on the kernel's dumps; sandboxes: decoding them and everything
+        # else per sandbox (/proc facts, derivation, building the model)
+        self.timings = {k: round(v * 1000, 2) for k, v in (
+            ("state", t_state - t0), ("procs", t_procs - t_state),
+            ("namespaces", t_ns - t_procs), ("netlink", kernel),
+            ("sandboxes", t_sb - t_ns - kernel), ("vmm", t_end - t_sb))}
         return Snapshot(taken_at=taken_at, host=self._host, sandboxes=tuple(sandboxes),
                         errors=tuple(top_errors),
                         duration_ms=round((time.monotonic() - t0) * 1000, 2))
@@ -190,7 +223,7 @@ class Engine:
         return os.path.join(self.opts.run_root, "vc", "vm", sid)
 
     def _one(self, sid: str, rec: state.StateRecord | None, pidx: procs.ProcessIndex,
-             ns: tuple[str | None, NetnsSource | None]) -> tuple[Sandbox, VmmTarget | None]:
+             ns: _NsPath) -> tuple[Sandbox, VmmTarget | None]:
         errors: list[SandboxError] = []
         runtime: Runtime = rec.runtime if rec else "unknown"
         if rec is not None and rec.error:
@@ -211,20 +244,21 @@ class Engine:
         else:
             sb_state = kata_state(rec.state)
 
-        path, ns_source = ns
+        path, ns_source, ns_id = ns
         netns_info = NetnsInfo(path=path, inode=None, source=ns_source)
         dump: NetnsDump | None = None
         if path:
             try:
-                st = os.stat(path)
-                ns_id = netns.NetnsId(st.st_dev, st.st_ino)
+                if ns_id is None:
+                    ns_id = netns.netns_id(path)  # raises what made it fail a moment ago
                 named = self._named.get(ns_id)
-                netns_info = NetnsInfo(path=path, inode=st.st_ino, dev=st.st_dev, name=named,
+                netns_info = NetnsInfo(path=path, inode=ns_id.inode, dev=ns_id.dev, name=named,
                                        source=ns_source)
                 _key, dump = self._net.collect(path, ns_id)
-                changes = _tc_changes(self._net.last_notes, dump)
-                if changes:
-                    self.tc_changes[sid] = changes
+                if self._net.last_notes:
+                    changes = _tc_changes(self._net.last_notes, dump)
+                    if changes:
+                        self.tc_changes[sid] = changes
             except FileNotFoundError:
                 errors.append(SandboxError("netns", f"network namespace {path} is gone"))
             except PermissionError:
@@ -236,6 +270,44 @@ class Engine:
             errors.append(SandboxError("netns", "no network namespace recorded and no live VMM "
                                                 "to find it from"))
 
+        vmm_proc_info: ProcInfo | None = None
+        if alive and vmm_pid:
+            vmm_proc_info = self._procs.info(vmm_pid, HYPERVISOR_NAMES.get(kind, kind))
+        shim_pid = pidx.shim.get(sid)
+        shim = self._procs.info(shim_pid, "containerd-shim-kata-v2") if shim_pid else None
+        vfs = self._virtiofsd(sid, rec, pidx)
+
+        target: VmmTarget | None = None
+        if alive and vmm_pid:
+            target = VmmTarget(sandbox_id=sid, kind=kind, pid=vmm_pid,
+                               argv=pidx.cmdlines.get(vmm_pid, ()),
+                               vm_dir=self._vm_dir(sid, runtime),
+                               api_socket=rec.api_socket if rec else None)
+        # An idle sandbox is built once: when everything it is made of is what it was last
+        # cycle (the namespace's dump reused, see collectors/netcollect.py), the last Sandbox
+        # stands, with only its filters' ages moved on.
+        inputs = (rec, sb_state, alive, vmm_pid, kind, netns_info, tuple(errors), vmm_proc_info,
+                  shim, vfs)
+        built = self._built.get(sid)
+        if (built is not None and dump is not None and dump.links is built[1]
+                and dump.qdiscs is built[2] and built[0] == inputs):
+            sb = built[3]
+            if dump.filters is not sb.filters:
+                sb = evolve(sb, filters=dump.filters)
+            self._built_now[sid] = (built[0], built[1], built[2], sb)
+            return sb, target
+        sb = self._build(sid, rec, dump, ns_source, runtime, sb_state, vmm_pid, alive, kind,
+                         netns_info, errors, vmm_proc_info, shim, vfs, target)
+        if dump is not None:
+            self._built_now[sid] = (inputs, dump.links, dump.qdiscs, sb)
+        return sb, target
+
+    def _build(self, sid: str, rec: state.StateRecord | None, dump: NetnsDump | None,
+               ns_source: NetnsSource | None, runtime: Runtime, sb_state: SandboxState,
+               vmm_pid: int | None, alive: bool, kind: str, netns_info: NetnsInfo,
+               errors: list[SandboxError], vmm_proc_info: ProcInfo | None,
+               shim: ProcInfo | None, vfs: tuple[Virtiofsd, ...],
+               target: VmmTarget | None) -> Sandbox:
         links = dump.links if dump else ()
         filters = dump.filters if dump else ()
         tap = derive.find_tap(links, rec.tap_name if rec else None)
@@ -251,24 +323,11 @@ class Engine:
         if rec is not None and (rec.rx_rate_bps or rec.tx_rate_bps):
             configured = {"in": rec.rx_rate_bps, "out": rec.tx_rate_bps}
 
-        vmm_proc_info: ProcInfo | None = None
-        if alive and vmm_pid:
-            vmm_proc_info = self._procs.info(vmm_pid, HYPERVISOR_NAMES.get(kind, kind))
-        shim_pid = pidx.shim.get(sid)
-        shim = self._procs.info(shim_pid, "containerd-shim-kata-v2") if shim_pid else None
-        vfs = self._virtiofsd(sid, rec, pidx)
-
-        target: VmmTarget | None = None
         vmm: Vmm | None = None
-        if alive and vmm_pid:
-            target = VmmTarget(sandbox_id=sid, kind=kind, pid=vmm_pid,
-                               argv=pidx.cmdlines.get(vmm_pid, ()),
-                               vm_dir=self._vm_dir(sid, runtime),
-                               api_socket=rec.api_socket if rec else None)
-        else:
+        if target is None:
             vmm = Vmm(source="none", status="dead" if rec else "unknown",
                       reason="the VMM process is not running" if vmm_pid or rec else None)
-        sb = Sandbox(
+        return Sandbox(
             id=sid, runtime=runtime, state=sb_state,
             pod=Pod(name=rec.pod_name if rec else None,
                     namespace=rec.pod_namespace if rec else None,
@@ -283,7 +342,6 @@ class Engine:
             vmm_proc=vmm_proc_info, state_path=rec.path if rec else None,
             errors=tuple(errors),
         )
-        return sb, target
 
     def _virtiofsd(self, sid: str, rec: state.StateRecord | None,
                    pidx: procs.ProcessIndex) -> tuple[Virtiofsd, ...]:

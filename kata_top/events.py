@@ -12,11 +12,10 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kata_top import rates
-from kata_top.model import Event, EventKind, Sandbox, Severity, Snapshot, evolve
+from kata_top.model import Event, EventKind, Sandbox, Severity, Snapshot, TcChange, evolve
 from kata_top.select import label
 
 EVENT_SCHEMA = "kata-top/event/1"
@@ -51,17 +50,6 @@ class DropTracker:
 
     def forget_except(self, live: set[str]) -> None:
         self._state = {k: v for k, v in self._state.items() if k[0] in live}
-
-
-@dataclass(frozen=True)
-class TcChange:
-    """One tc change notification, decoded: a filter added or removed on a device."""
-
-    added: bool
-    dev: str
-    parent: str
-    prio: int
-    target: str | None  # where its mirred action redirects, when it has one
 
 
 def _ev(at: float, kind: EventKind, sev: Severity, sb: Sandbox | None, summary: str,

@@ -8,7 +8,6 @@ unwritable log file means no log file, and one line on stderr saying so.
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 
@@ -28,17 +27,55 @@ def setup_logging(path: str | None = None, debug: bool = False) -> str | None:
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     target = path or default_log_path()
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(target)), mode=0o700, exist_ok=True)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
-            target, maxBytes=MAX_BYTES, backupCount=2, encoding="utf-8", errors="replace")
-    except OSError as exc:
-        if path:  # asked for explicitly: say why there is none
-            print(f"kata-top: not logging to {path}: {exc.strerror or exc}", file=sys.stderr)
-        return None
-    handler.setFormatter(logging.Formatter(FORMAT))
+    if path or debug:
+        # asked for explicitly: open it now, so a file that cannot be written is said at once
+        handler = _open(target, say=bool(path))
+        if handler is None:
+            return None
+    else:
+        # the default log: opened by the first record (most commands log nothing, and the
+        # handler's module alone costs a one-shot `snapshot` more than its collection)
+        handler = _Deferred(target)
     root.handlers[:] = [handler]
     # Third-party chatter (qemu.qmp logs every failed connect) only at debug.
     for name in ("qemu", "asyncio", "pyroute2"):
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
     return target
+
+
+def _open(target: str, say: bool) -> logging.Handler | None:
+    import logging.handlers
+
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(target)), mode=0o700, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            target, maxBytes=MAX_BYTES, backupCount=2, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        if say:
+            print(f"kata-top: not logging to {target}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    handler.setFormatter(logging.Formatter(FORMAT))
+    return handler
+
+
+class _Deferred(logging.Handler):
+    """Stands in for the log file until something is logged; a file that cannot be opened
+    then means no log file, silently (nobody asked for it)."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self._target = target
+        self._real: logging.Handler | None = None
+        self._failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._real is None and not self._failed:
+            self._real = _open(self._target, say=False)
+            self._failed = self._real is None
+        if self._real is not None:
+            self._real.handle(record)
+
+    def close(self) -> None:
+        if self._real is not None:
+            self._real.close()
+        super().close()

@@ -429,3 +429,15 @@ class Snapshot:
             if sb.id == sandbox_id:
                 return sb
         return None
+
+
+@dataclass(frozen=True)
+class TcChange:
+    """One tc change notification, decoded: a filter added or removed on a device (the
+    engine keeps them per sandbox for change detection, kata_top/events.py)."""
+
+    added: bool
+    dev: str
+    parent: str
+    prio: int
+    target: str | None  # where its mirred action redirects, when it has one

@@ -46,8 +46,8 @@ def _source(args: argparse.Namespace, settings: Settings) -> tuple[Source, str |
     if not os.path.isdir(args.run_root):
         raise ValueError(missing_run_root(args.run_root))
     warning = not_root("")  # shown on the first screen: the dashboard still starts
-    from kata_top.engine import EngineOptions
-    from kata_top.sources.live import VMM_REFRESH_S, LiveSource
+    from kata_top.engine import VMM_REFRESH_S, EngineOptions
+    from kata_top.sources.live import LiveSource
 
     qmp_primary = args.qmp_primary if args.qmp_primary is not None else settings.qmp_primary
     opts = EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary,

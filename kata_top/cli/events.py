@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return fail("events", missing_run_root(args.run_root))
     if not 0.05 <= args.interval <= 3600:
         return fail("events", "--interval takes 0.05 to 3600 seconds", EXIT_USAGE)
-    from kata_top.engine import EngineOptions
-    from kata_top.sources.live import VMM_REFRESH_S, LiveSource
+    from kata_top.engine import VMM_REFRESH_S, EngineOptions
+    from kata_top.sources.live import LiveSource
 
     source = LiveSource(EngineOptions(run_root=args.run_root, vmm_refresh_s=VMM_REFRESH_S),
                         journal=journal)

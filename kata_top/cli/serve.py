@@ -81,11 +81,11 @@ def run(args: argparse.Namespace) -> int:
         return fail("serve", "--deadline takes more than 0 and at most 300 seconds")
     if not os.path.isdir(args.run_root):
         return fail("serve", f"run root {args.run_root} does not exist")
-    from kata_top.engine import EngineOptions
+    from kata_top.engine import VMM_REFRESH_S, EngineOptions
     from kata_top.serve.hub import SnapshotHub
     from kata_top.serve.server import ExporterServer
     from kata_top.settings import Settings
-    from kata_top.sources.live import VMM_REFRESH_S, LiveSource
+    from kata_top.sources.live import LiveSource
 
     qmp_primary = args.qmp_primary if args.qmp_primary is not None else \
         Settings.load().qmp_primary

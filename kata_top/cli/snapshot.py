@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     for hint in (not_root("snapshot"), not_kata_root(args.run_root)):
         if hint:
             fail("snapshot", hint, 0)  # said once on stderr; the output still follows
-    from kata_top.sources.live import VMM_REFRESH_S
+    from kata_top.engine import VMM_REFRESH_S
 
     # A stream (--watch) re-asks VM monitors every few seconds, not every snapshot.
     engine = engine_for(args, VMM_REFRESH_S if args.watch is not None else 0.0)
@@ -90,8 +90,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _once(args: argparse.Namespace, engine: Engine) -> int:
     from kata_top.diagnose import annotate
-    from kata_top.formats import jsonout, textout
-    from kata_top.formats.terminal import for_terminal
 
     # One collection: rates need two, and --watch streams them.
     snap = narrow(annotate(engine.collect()), args.sandbox)
@@ -100,8 +98,13 @@ def _once(args: argparse.Namespace, engine: Engine) -> int:
 
         text = prometheus.render(snap)
     elif args.json:
+        from kata_top.formats import jsonout
+
         text = jsonout.dumps(snap, indent=2) + "\n"
     else:
+        from kata_top.formats import textout
+        from kata_top.formats.terminal import for_terminal
+
         text = for_terminal(textout.render(snap)) + "\n"
     if args.output:
         from kata_top.fsutil import write_atomically
@@ -126,6 +129,7 @@ def _stream(args: argparse.Namespace, engine: Engine) -> int:
     from kata_top.settings import audit_log_path
 
     audit, drops = AuditTail(audit_log_path()), DropTracker()
+    encoder = jsonout.Encoder()  # converts only what changed since the last line
     prev: Snapshot | None = None
     n = 0
     while True:
@@ -135,7 +139,7 @@ def _stream(args: argparse.Namespace, engine: Engine) -> int:
         snap = replace(snap, events=diff_events(prev, snap, engine.tc_changes,
                                                 audit.new_entries(), drops))
         prev = snap
-        sys.stdout.write(jsonout.dumps(narrow(snap, args.sandbox)) + "\n")
+        sys.stdout.write(encoder.dumps(narrow(snap, args.sandbox)) + "\n")
         sys.stdout.flush()
         n += 1
         if args.count is not None and n >= args.count:

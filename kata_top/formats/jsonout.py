@@ -11,18 +11,72 @@ from kata_top.model import Redirect, Sandbox, Snapshot
 RENAMES = {"from_dev": "from", "to_dev": "to"}
 
 
+_PRIMITIVE = (str, int, float, bool, type(None))
+_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}  # class -> (attribute, JSON key)
+
+
+def _fields(cls: type) -> tuple[tuple[str, str], ...]:
+    out = _FIELDS.get(cls)
+    if out is None:
+        renames = RENAMES if cls is Redirect else {}
+        out = _FIELDS[cls] = tuple((f.name, renames.get(f.name, f.name))
+                                   for f in dataclasses.fields(cls))
+    return out
+
+
+class Encoder:
+    """Model objects to plain JSON values, remembering the last snapshot's.
+
+    The model is immutable, and an idle sandbox is built from the very objects it was made
+    of a cycle before (kata_top/engine.py): a stream (snapshot --watch, serve) converts only
+    what changed. The plain values handed out are shared between calls: never mutate them.
+    """
+
+    def __init__(self, remember: bool = True) -> None:
+        self._remember = remember
+        self._prev: dict[int, tuple[Any, Any]] = {}  # id -> (the object, its plain value)
+        self._now: dict[int, tuple[Any, Any]] = {}
+
+    def plain(self, obj: Any) -> Any:
+        if isinstance(obj, _PRIMITIVE):
+            return obj
+        cls = type(obj)
+        if cls is tuple or dataclasses.is_dataclass(cls):
+            if self._remember:
+                hit = self._now.get(id(obj)) or self._prev.get(id(obj))
+                if hit is not None and hit[0] is obj:
+                    self._now[id(obj)] = hit
+                    return hit[1]
+            plain = self._convert(obj)
+            if self._remember:
+                self._now[id(obj)] = (obj, plain)  # holding obj keeps its id from reuse
+            return plain
+        return self._convert(obj)
+
+    def _convert(self, obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            conv = self.plain
+            return {key: conv(getattr(obj, name)) for name, key in _fields(type(obj))}
+        if isinstance(obj, tuple | list):
+            return [self.plain(x) for x in obj]
+        if isinstance(obj, dict):
+            return {str(k): self.plain(v) for k, v in obj.items()}
+        return obj
+
+    def snapshot(self, snap: Snapshot) -> dict[str, Any]:
+        """The snapshot as the JSON contract's document; forgets what it no longer holds."""
+        d: dict[str, Any] = self.plain(snap)
+        self._prev, self._now = self._now, {}
+        # schema first, for humans reading the stream
+        return {"schema": d["schema"], **{k: v for k, v in d.items() if k != "schema"}}
+
+    def dumps(self, snap: Snapshot, indent: int | None = None) -> str:
+        return json.dumps(self.snapshot(snap), indent=indent,
+                          separators=None if indent else (",", ":"))
+
+
 def to_plain(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(obj):
-            key = RENAMES.get(f.name, f.name) if isinstance(obj, Redirect) else f.name
-            out[key] = to_plain(getattr(obj, f.name))
-        return out
-    if isinstance(obj, tuple | list):
-        return [to_plain(x) for x in obj]
-    if isinstance(obj, dict):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    return obj
+    return Encoder(remember=False).plain(obj)
 
 
 def sandbox_to_dict(sb: Sandbox) -> dict[str, Any]:
@@ -31,11 +85,8 @@ def sandbox_to_dict(sb: Sandbox) -> dict[str, Any]:
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
-    d: dict[str, Any] = to_plain(snap)
-    # schema first, for humans reading the stream
-    return {"schema": d.pop("schema"), **d}
+    return Encoder(remember=False).snapshot(snap)
 
 
 def dumps(snap: Snapshot, indent: int | None = None) -> str:
-    return json.dumps(snapshot_to_dict(snap), indent=indent, separators=None if indent else
-                      (",", ":"))
+    return Encoder(remember=False).dumps(snap, indent)

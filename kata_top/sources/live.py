@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 EVENTS_KEPT = 10_000
 HOST_PROBE_EVERY_S = 300.0  # the kernel probe spawns a scratch namespace: not every second
-VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see EngineOptions)
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kata_top.events import AuditTail, TcChange, diff_events, parse_since
+from kata_top.events import AuditTail, diff_events, parse_since
 from kata_top.formats.jsonin import load_recording
+from kata_top.model import TcChange
 from tests.helpers import RECORDING
 
 SNAPS, _ = load_recording(RECORDING)

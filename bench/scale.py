@@ -1,0 +1,163 @@
+"""Scale: collection time and memory from 1 to 1,000 sandboxes, and the headless commands.
+
+For each size (`lab up --no-qemu --scenario plain`, idle sandboxes) it reports, side by side
+in one run:
+- collection, measured in a fresh worker process so memory is kata-top's alone: cold (the
+  first collect of a new Engine: sockets opened, every namespace dumped) and steady (the
+  median of --rounds collections 1 s apart, as the dashboard and serve run), each split per
+  part as Engine.timings names them (state files, /proc, namespace lookups, time waiting on
+  the kernel's netlink dumps, per-sandbox work in Python), and the worker's peak RSS;
+- `kata-top snapshot --json`: wall clock including the interpreter (median of 5), and on an
+  empty run root;
+- `kata-top snapshot --watch 1 --json`: CPU per snapshot in steady state (collection, rates,
+  findings, events and encoding), from the CPU of a long and a short run's difference;
+- the baseline: the shell loop an operator would write (per namespace `ip -s -j link`,
+  `tc -s -j qdisc`, `tc -s -j filter` on eth0's and the tap's ingress), its median, and the
+  ratio to `snapshot --json`.
+
+Run as root: python3 bench/scale.py [--sizes 1,50,200,500,1000] [--rounds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+LAYOUT_ROOT, PREFIX = "/run/ktscale", "ktscale"
+PARTS = ("state", "procs", "namespaces", "netlink", "sandboxes")
+
+
+def worker(run_root: str, rounds: int) -> None:
+    """One Engine over run_root: cold, then steady; prints one JSON line."""
+    from kata_top.engine import Engine, EngineOptions
+
+    engine = Engine(EngineOptions(run_root=run_root, with_vmm=False))
+    t0 = time.perf_counter()
+    snap = engine.collect()
+    cold = (time.perf_counter() - t0) * 1000
+    cold_parts = dict(engine.timings)
+    steady: list[float] = []
+    parts: dict[str, list[float]] = {p: [] for p in PARTS}
+    for _ in range(rounds):
+        time.sleep(max(0.0, 1.0 - (steady[-1] / 1000 if steady else 0.0)))
+        t0 = time.perf_counter()
+        snap = engine.collect()
+        steady.append((time.perf_counter() - t0) * 1000)
+        for p in PARTS:
+            parts[p].append(engine.timings[p])
+    engine.close()
+    assert not any(sb.errors for sb in snap.sandboxes), "a sandbox failed"
+    print(json.dumps({
+        "sandboxes": len(snap.sandboxes), "cold_ms": round(cold, 1),
+        "cold_parts_ms": cold_parts, "steady_median_ms": round(statistics.median(steady), 1),
+        "steady_max_ms": round(max(steady), 1),
+        "steady_parts_median_ms": {p: round(statistics.median(v), 1) for p, v in parts.items()},
+        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+def shell_loop(namespaces: list[str]) -> None:
+    for ns in namespaces:
+        for cmd in (["ip", "-s", "-j", "link", "show"], ["tc", "-s", "-j", "qdisc", "show"],
+                    ["tc", "-s", "-j", "filter", "show", "dev", "eth0", "ingress"],
+                    ["tc", "-s", "-j", "filter", "show", "dev", "tap0_kata", "ingress"]):
+            subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, check=True)
+
+
+def kata_top(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kata_top", *args]
+
+
+def wall(cmd: list[str], times: int) -> float:
+    walls = []
+    for _ in range(times):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True, cwd=ROOT)
+        walls.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(walls)
+
+
+def cpu_of(cmd: list[str]) -> float:
+    """CPU seconds (user + system) of one run of cmd, children included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                   cwd=ROOT)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1,50,200,500,1000")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--worker", metavar="RUN_ROOT", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.worker, args.rounds)
+        return 0
+    from kata_top.lab import build
+    from kata_top.lab.layout import Layout
+
+    layout = Layout(run_root=LAYOUT_ROOT, prefix=PREFIX)
+    with tempfile.TemporaryDirectory(prefix="ktscale-empty-") as empty:
+        empty_wall = wall(kata_top("snapshot", "--json", "--run-root", empty), 7)
+    print(json.dumps({"snapshot_json_empty_run_root_wall_ms": round(empty_wall, 1)}), flush=True)
+    rows = []
+    for n in (int(x) for x in args.sizes.split(",")):
+        build.down(layout)
+        t0 = time.perf_counter()
+        man = build.up(layout, build.UpOptions(sandboxes=n, qemu=False, scenario="plain"))
+        up_s = time.perf_counter() - t0
+        try:
+            time.sleep(2)  # let the fresh links' first IPv6 packets pass
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker",
+                                  layout.run_root, "--rounds", str(args.rounds)],
+                                 capture_output=True, text=True, check=True)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            row["lab_up_s"] = round(up_s, 1)
+            row["snapshot_json_wall_ms"] = round(
+                wall(kata_top("snapshot", "--json", "--run-root", layout.run_root), 5), 1)
+            watch = kata_top("snapshot", "--watch", "1", "--json", "--run-root",
+                             layout.run_root, "--count")
+            short, long_ = 3, 3 + args.rounds
+            row["watch_cpu_ms_per_snapshot"] = round(
+                (cpu_of([*watch, str(long_)]) - cpu_of([*watch, str(short)]))
+                / (long_ - short) * 1000, 1)
+            namespaces = [sb.netns for sb in man.sandboxes if sb.netns]
+            reps = 3 if n <= 200 else 1
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                shell_loop(namespaces)
+            row["shell_loop_ms"] = round((time.perf_counter() - t0) / reps * 1000, 1)
+            row["ratio_shell_to_snapshot_json"] = round(
+                row["shell_loop_ms"] / row["snapshot_json_wall_ms"], 1)
+        finally:
+            build.down(layout)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    print("\n| sandboxes | cold | steady (median / max) | steady parts: state · procs · "
+          "netns · kernel · python | RSS | `snapshot --json` | shell loop | ratio |"
+          " `--watch 1` CPU/snapshot |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        p = r["steady_parts_median_ms"]
+        print(f"| {r['sandboxes']} | {r['cold_ms']} ms | {r['steady_median_ms']} / "
+              f"{r['steady_max_ms']} ms | {' · '.join(str(p[k]) for k in PARTS)} ms | "
+              f"{r['rss_mb']} MB | {r['snapshot_json_wall_ms']} ms | {r['shell_loop_ms']} ms |"
+              f" {r['ratio_shell_to_snapshot_json']}× | {r['watch_cpu_ms_per_snapshot']} ms |")
+    print(f"\n`snapshot --json` on an empty run root: {empty_wall:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
