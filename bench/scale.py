@@ -7,8 +7,8 @@ in one run:
   median of --rounds collections 1 s apart, as the dashboard and serve run), each split per
   part as Engine.timings names them (state files, /proc, namespace lookups, time waiting on
   the kernel's netlink dumps, per-sandbox work in Python), and the worker's peak RSS;
-- `kata-top snapshot --json`: wall clock including the interpreter (median of 5), and on an
-  empty run root;
+- `kata-top snapshot --json`: wall clock including the interpreter (median of 5; bytecode
+  compiled first, as an install has it), and on an empty run root;
 - `kata-top snapshot --watch 1 --json`: CPU per snapshot in steady state (collection, rates,
   findings, events and encoding), from the CPU of a long and a short run's difference;
 - the baseline: the shell loop an operator would write (per namespace `ip -s -j link`,
@@ -39,8 +39,12 @@ PARTS = ("state", "procs", "namespaces", "netlink", "sandboxes")
 
 def worker(run_root: str, rounds: int) -> None:
     """One Engine over run_root: cold, then steady; prints one JSON line."""
+    import gc
+
+    from kata_top.cli.main import GC_THRESHOLDS
     from kata_top.engine import Engine, EngineOptions
 
+    gc.set_threshold(*GC_THRESHOLDS)  # as every kata-top command runs
     engine = Engine(EngineOptions(run_root=run_root, with_vmm=False))
     t0 = time.perf_counter()
     snap = engine.collect()
@@ -108,6 +112,11 @@ def main() -> int:
     from kata_top.lab.layout import Layout
 
     layout = Layout(run_root=LAYOUT_ROOT, prefix=PREFIX)
+    # Bytecode as an install has it (pip compiles at install; this tree may run with
+    # PYTHONDONTWRITEBYTECODE, which would time the compiler on every start).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "kata_top", "collectors"],
+                   cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(prefix="ktscale-empty-") as empty:
         empty_wall = wall(kata_top("snapshot", "--json", "--run-root", empty), 7)
     print(json.dumps({"snapshot_json_empty_run_root_wall_ms": round(empty_wall, 1)}), flush=True)

@@ -28,7 +28,7 @@ from collectors.netlink import NetlinkError, RtnlSocket
 from collectors.rtnl import NetnsDump, decode_links, dump_netns, dump_tc
 from kata_top.model import Filter, Link, PeerInfo, evolve
 
-PEER_REFRESH_S = 5.0
+PEER_MAX_AGE_S = 60.0
 # Mean interval of full dumps of an idle namespace; each namespace's own interval lies between
 # half and one and a half of it (from its inode), so full dumps spread over the cycles.
 TC_FULL_EVERY_S = 20.0
@@ -109,11 +109,11 @@ class NetCollector:
         self._socks.clear()
 
     def _socket(self, path: str | None, key: netns.NetnsId,
-                tc_events: bool = False) -> RtnlSocket:
+                tc_events: bool = False, link_events: bool = False) -> RtnlSocket:
         """The cached socket of a namespace (path None: our own), marked seen this cycle."""
         sock = self._socks.get(key)
         if sock is None:
-            sock = RtnlSocket.open(path, tc_events=tc_events)
+            sock = RtnlSocket.open(path, tc_events=tc_events, link_events=link_events)
             self._socks[key] = sock
         self._seen.add(key)
         return sock
@@ -208,23 +208,26 @@ class NetCollector:
         return found
 
     def _links_of(self, cand: netns.NetnsId, ifindex: int) -> dict[int, Link]:
-        """The peer namespace's links by ifindex. A node holds one veth end per pod, so this
-        index is kept across cycles and re-read every PEER_REFRESH_S, or at once on a miss."""
+        """The peer namespace's links by ifindex. A node holds one veth end per pod (1,000
+        links on a dense node), so this index is kept across cycles and read again only when
+        the namespace tells of a link change, on a miss, or every PEER_MAX_AGE_S."""
+        path, _ = self._candidates[cand]
+        own = not path.startswith(netns.NETNS_RUN_DIR)
+        try:
+            sock = self._socket(None if own else path, cand, link_events=True)
+        except OSError:
+            return {}
         links = self._candidate_links.get(cand)
-        fresh = time.monotonic() - self._candidate_at.get(cand, 0.0) < PEER_REFRESH_S
-        if links is None or not fresh or ifindex not in links:
-            path, _ = self._candidates[cand]
+        if (links is None or ifindex not in links or sock.pending()
+                or time.monotonic() - self._candidate_at.get(cand, 0.0) >= PEER_MAX_AGE_S):
             try:
-                own = not path.startswith(netns.NETNS_RUN_DIR)
-                sock = self._socket(None if own else path, cand)
                 links = {lk.ifindex: lk for lk in dump_netns(sock, with_tc=False).links}
             except OSError:
                 links = {}
+            sock.take_notified()
+            sock.take_notifications()
             self._candidate_links[cand] = links
             self._candidate_at[cand] = time.monotonic()
-        else:
-            # keep the cached peer namespace's socket alive this cycle too
-            self._seen.add(cand)
         return links
 
     def _with_peers(self, key: netns.NetnsId, sock: RtnlSocket, dump: NetnsDump

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import struct
 import threading
@@ -173,10 +174,12 @@ class RtnlSocket:
         self._notes: list[tuple[int, bytes]] = []
 
     @classmethod
-    def open(cls, netns_path: str | None = None, tc_events: bool = False) -> RtnlSocket:
+    def open(cls, netns_path: str | None = None, tc_events: bool = False,
+             link_events: bool = False) -> RtnlSocket:
         """A socket in the namespace at netns_path (None: ours). With tc_events it also
-        listens to the namespace's link, tc and IPv6 setting changes: a listener changes
-        nothing."""
+        listens to the namespace's link, tc and IPv6 setting changes, with link_events to
+        its link changes only: a listener changes nothing."""
+        groups = EVENT_GROUPS if tc_events else 1 << (RTNLGRP_LINK - 1) if link_events else 0
 
         def make() -> socket.socket:
             s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
@@ -186,7 +189,7 @@ class RtnlSocket:
             s.settimeout(RECV_TIMEOUT_S)
             # Kernel's extended ack would only matter for writes; reads need strict checking off.
             # The groups (all below 32) as bind()'s mask: one call, not one per group.
-            s.bind((0, EVENT_GROUPS if tc_events else 0))
+            s.bind((0, groups))
             return s
 
         sock = make() if netns_path is None else netns.run_in(netns_path, make)
@@ -257,6 +260,13 @@ class RtnlSocket:
                         # collections is seen only here (the dumps show neither).
                         self._notes.append((mtype, bytes(view[off + 16 : end])))
                 off += (mlen + 3) & ~3
+
+    def pending(self) -> bool:
+        """Whether a message waits on the socket (between requests: a notification, or the
+        error of notifications lost). Never waits: a zero-timeout poll, not a recv, which
+        Python would let wait for the socket's timeout."""
+        readable, _, _ = select.select([self._sock], [], [], 0)
+        return bool(readable)
 
     def take_notifications(self) -> list[tuple[int, bytes]]:
         """The tc change notifications (message type, body) read since the last call."""

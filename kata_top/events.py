@@ -35,21 +35,32 @@ class DropTracker:
 
     def __init__(self) -> None:
         self._state: dict[tuple[str, str], tuple[bool, float]] = {}  # (dropping, last drop)
+        self._dropping: set[tuple[str, str]] = set()
+        self._known: set[str] = set()  # sandboxes with links tracked
 
     def update(self, key: tuple[str, str], t: float, drops_ps: float) -> str | None:
         known = self._state.get(key)
         dropping, last = known if known else (False, t)
+        self._known.add(key[0])
         if drops_ps > 0:
             self._state[key] = (True, t)
+            self._dropping.add(key)
             return "started" if known is not None and not dropping else None
         if dropping and t - last >= self.QUIET_S:
             self._state[key] = (False, last)
+            self._dropping.discard(key)
             return "stopped"
         self._state[key] = (dropping, last)
         return None
 
+    def quiet(self, sid: str) -> bool:
+        """Tracked, and none of its links dropping: nothing here can turn without a drop."""
+        return sid in self._known and not any(k[0] == sid for k in self._dropping)
+
     def forget_except(self, live: set[str]) -> None:
         self._state = {k: v for k, v in self._state.items() if k[0] in live}
+        self._dropping = {k for k in self._dropping if k[0] in live}
+        self._known &= live
 
 
 def _ev(at: float, kind: EventKind, sev: Severity, sb: Sandbox | None, summary: str,
@@ -61,6 +72,13 @@ def _ev(at: float, kind: EventKind, sev: Severity, sb: Sandbox | None, summary: 
 
 def _sandbox_events(at: float, p: Sandbox, c: Sandbox,
                     drops: DropTracker | None = None) -> Iterable[Event]:
+    # An idle sandbox is handed out with the very objects of the last cycle (the engine's
+    # memo, rates reused when nothing moved): nothing to compare.
+    if (p.links is c.links and p.qdiscs is c.qdiscs and p.redirects is c.redirects
+            and p.rate_limits is c.rate_limits and p.hypervisor is c.hypervisor
+            and p.virtiofsd is c.virtiofsd and p.rates is c.rates and p.findings == c.findings
+            and (drops is None or drops.quiet(c.id))):
+        return
     who = label(c)
     # Most sandboxes change nothing between two collections: the cheap comparisons first.
     if p.hypervisor.alive and not c.hypervisor.alive:

@@ -70,7 +70,10 @@ class _Deferred(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._real is None and not self._failed:
-            self._real = _open(self._target, say=False)
+            try:
+                self._real = _open(self._target, say=False)
+            except Exception:  # logging never breaks the tool (not even a failed import)
+                self._real = None
             self._failed = self._real is None
         if self._real is not None:
             self._real.handle(record)

@@ -71,13 +71,26 @@ def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float) -> dict[str, fl
     return out
 
 
+def _still(cur: Sandbox, prev: Sandbox | None) -> bool:
+    """No counter moved and none had moved before: the sandbox's rates are the last ones
+    (all zero). The engine hands an idle sandbox out with its very links, qdiscs and
+    redirects of the last cycle (kata_top/engine.py), so identity says it."""
+    return (prev is not None and bool(prev.rates) and cur.links is prev.links
+            and cur.qdiscs is prev.qdiscs and cur.redirects is prev.redirects
+            and not any(prev.rates.values()))
+
+
 def with_rates(cur: Snapshot, prev: Snapshot | None) -> Snapshot:
     if prev is None:
         return cur
     dt = cur.taken_at - prev.taken_at
     prev_by_id = {sb.id: sb for sb in prev.sandboxes}
-    return evolve(cur, sandboxes=tuple(
-        evolve(sb, rates=sandbox_rates(sb, prev_by_id.get(sb.id), dt)) for sb in cur.sandboxes))
+    out = []
+    for sb in cur.sandboxes:
+        p = prev_by_id.get(sb.id)
+        rates = p.rates if p is not None and _still(sb, p) else sandbox_rates(sb, p, dt)
+        out.append(evolve(sb, rates=rates))
+    return evolve(cur, sandboxes=tuple(out))
 
 
 # ---- typed reading of `Sandbox.rates` -----------------------------------------------------

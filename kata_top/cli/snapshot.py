@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     node_options(p, top=False)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON document (schema "
-                     "kata-top/snapshot/1)")
+                     "kata-top/snapshot/1), indented on a terminal, compact into a pipe or "
+                     "file (pipe it to `jq .` to read it indented)")
     fmt.add_argument("--prometheus", action="store_true",
                      help="Prometheus text format, e.g. for node_exporter's textfile collector "
                           "(`kata-top serve` is the long-running alternative)")
@@ -100,7 +101,10 @@ def _once(args: argparse.Namespace, engine: Engine) -> int:
     elif args.json:
         from kata_top.formats import jsonout
 
-        text = jsonout.dumps(snap, indent=2) + "\n"
+        # Indenting goes through json's pure-Python encoder: several times the cost of the
+        # whole collection on a large node, so only for a person reading a terminal.
+        human = not args.output and sys.stdout.isatty()
+        text = jsonout.dumps(snap, indent=2 if human else None) + "\n"
     else:
         from kata_top.formats import textout
         from kata_top.formats.terminal import for_terminal

@@ -273,6 +273,11 @@ def sandbox_findings(sb: Sandbox, prev: Sandbox | None) -> tuple[Finding, ...]:
 
 def annotate(snap: Snapshot, prev: Snapshot | None = None) -> Snapshot:
     prev_by_id = {sb.id: sb for sb in prev.sandboxes} if prev else {}
-    return evolve(snap, sandboxes=tuple(
-        evolve(sb, findings=sandbox_findings(sb, prev_by_id.get(sb.id)))
-        for sb in snap.sandboxes))
+    out = []
+    for sb in snap.sandboxes:
+        p = prev_by_id.get(sb.id)
+        found = sandbox_findings(sb, p)
+        if p is not None and found == p.findings:
+            found = p.findings  # the same objects: what a stream's encoder already wrote
+        out.append(evolve(sb, findings=found))
+    return evolve(snap, sandboxes=tuple(out))

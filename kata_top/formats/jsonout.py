@@ -24,6 +24,37 @@ def _fields(cls: type) -> tuple[tuple[str, str], ...]:
     return out
 
 
+_str = json.encoder.encode_basestring_ascii
+_KEYS: dict[str, str] = {}
+
+
+def _key(k: str) -> str:
+    out = _KEYS.get(k)
+    if out is None:
+        out = _KEYS[k] = _str(k)
+    return out
+
+
+_PREFIXES: dict[type, tuple[tuple[str, str], ...]] = {}  # class -> (attribute, '"key":')
+
+
+def _prefixes(cls: type) -> tuple[tuple[str, str], ...]:
+    out = _PREFIXES.get(cls)
+    if out is None:
+        out = _PREFIXES[cls] = tuple((n, _str(k) + ":") for n, k in _fields(cls))
+    return out
+
+
+
+
+def _float(f: float) -> str:
+    if f != f:
+        return "NaN"
+    if f in (float("inf"), float("-inf")):
+        return "Infinity" if f > 0 else "-Infinity"
+    return float.__repr__(f)
+
+
 class Encoder:
     """Model objects to plain JSON values, remembering the last snapshot's.
 
@@ -36,6 +67,8 @@ class Encoder:
         self._remember = remember
         self._prev: dict[int, tuple[Any, Any]] = {}  # id -> (the object, its plain value)
         self._now: dict[int, tuple[Any, Any]] = {}
+        self._prev_text: dict[int, tuple[Any, str]] = {}  # id -> (the object, its JSON)
+        self._texts: dict[int, tuple[Any, str]] = {}
 
     def plain(self, obj: Any) -> Any:
         if isinstance(obj, _PRIMITIVE):
@@ -71,8 +104,67 @@ class Encoder:
         return {"schema": d["schema"], **{k: v for k, v in d.items() if k != "schema"}}
 
     def dumps(self, snap: Snapshot, indent: int | None = None) -> str:
-        return json.dumps(self.snapshot(snap), indent=indent,
-                          separators=None if indent else (",", ":"))
+        if indent:
+            return json.dumps(self.snapshot(snap), indent=indent)
+        # Compact: written as text straight from the model, each unchanged object's text
+        # remembered (no plain values built, then walked again by json).
+        text = self._texts
+        try:
+            body = ",".join(f"{_key(key)}:{self.text(getattr(snap, name))}"
+                            for name, key in _fields(type(snap)) if key != "schema")
+            return f'{{"schema":{_str(snap.schema)},{body}}}'
+        finally:
+            self._prev_text, self._texts = (text, {}) if self._remember else ({}, {})
+
+    def text(self, obj: Any) -> str:
+        """obj as compact JSON, exactly as json.dumps(plain(obj), separators=(",", ":"))."""
+        t = type(obj)
+        if t is str:
+            return _str(obj)
+        if t is bool:
+            return "true" if obj else "false"
+        if t is int:
+            return int.__repr__(obj)
+        if t is float:
+            return _float(obj)
+        if obj is None:
+            return "null"
+        key = id(obj)
+        hit = self._texts.get(key) or self._prev_text.get(key)
+        if hit is not None and hit[0] is obj:
+            self._texts[key] = hit
+            return hit[1]
+        if t is tuple or t is list:
+            out = "[" + ",".join([self.text(x) for x in obj]) + "]"
+        elif t is dict:
+            if all(type(v) in _PRIMITIVE for v in obj.values()):
+                out = json.dumps(obj, separators=(",", ":"))  # the C encoder, keys and all
+            else:
+                out = json.dumps(self.plain(obj), separators=(",", ":"))
+        elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            parts = []
+            text, now, prev = self.text, self._texts, self._prev_text
+            for n, k in _prefixes(t):  # inline: primitives and remembered objects
+                v = getattr(obj, n)
+                tv = type(v)
+                if tv is str:
+                    parts.append(k + _str(v))
+                elif v is None:
+                    parts.append(k + "null")
+                elif tv is int:
+                    parts.append(k + int.__repr__(v))
+                else:
+                    hit = now.get(id(v)) or prev.get(id(v))
+                    if hit is not None and hit[0] is v:
+                        now[id(v)] = hit
+                        parts.append(k + hit[1])
+                    else:
+                        parts.append(k + text(v))
+            out = "{" + ",".join(parts) + "}"
+        else:
+            return json.dumps(self.plain(obj), separators=(",", ":"))
+        self._texts[key] = (obj, out)  # holding obj keeps its id from being reused
+        return out
 
 
 def to_plain(obj: Any) -> Any:

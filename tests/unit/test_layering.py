@@ -107,6 +107,21 @@ def test_snapshot_loads_nothing_it_does_not_use(tmp_path: object, argv: list[str
     assert bad == []
 
 
+# What a one-shot snapshot of a node without sandboxes does not use: the monitor clients,
+# the process library, the log file's handler (nothing is logged), libc's setns (no namespace
+# entered), the other output formats and the dashboard's sources.
+EMPTY_NODE_UNUSED = ("asyncio", "collectors.vmm", "collectors.qmp", "psutil", "logging.handlers",
+                     "ctypes", "kata_top.sources", "kata_top.formats.prometheus",
+                     "kata_top.formats.textout", "kata_top.events", "kata_top.history")
+
+
+def test_snapshot_of_an_empty_node_loads_only_what_it_uses(tmp_path: object) -> None:
+    rc, loaded, stdout = _loaded_by(["snapshot", "--json", "--run-root", str(tmp_path)])
+    assert rc in (0, 3), stdout
+    assert sorted(m for m in loaded if any(m == f or m.startswith(f + ".")
+                                           for f in EMPTY_NODE_UNUSED)) == []
+
+
 def test_help_builds_without_loading_any_command(tmp_path: object) -> None:
     """`kata-top --help` lists every command but imports none of their modules."""
     code = ("import sys\nfrom kata_top.cli.main import build_parser\n"
