@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from collectors import netns
 from collectors.decode_memo import DecodeMemo
 from collectors.netlink import NetlinkError, RtnlSocket
-from collectors.rtnl import NetnsDump, decode_links, dump_netns, dump_tc
+from collectors.rtnl import NetnsDump, decode_links, dump_tc, link_facts
 from kata_top.model import Filter, Link, PeerInfo, evolve
 
 PEER_MAX_AGE_S = 60.0
@@ -65,12 +65,15 @@ def _aged(filters: tuple[Filter, ...], dt: float) -> tuple[Filter, ...]:
 
 
 class NetCollector:
-    def __init__(self) -> None:
+    def __init__(self, one_shot: bool = False) -> None:
+        # one_shot: a single collection (`snapshot` once): nothing is kept for a next one, so
+        # no counters probe and no decode memo (its walk and copies only pay off later)
+        self._one_shot = one_shot
         self._socks: dict[netns.NetnsId, RtnlSocket] = {}
         self._seen: set[netns.NetnsId] = set()
         self._peer_cache: dict[tuple[netns.NetnsId, int], netns.NetnsId | None] = {}
         self._candidates: dict[netns.NetnsId, tuple[str, str]] = {}  # id -> (path, label)
-        self._candidate_links: dict[netns.NetnsId, dict[int, Link]] = {}
+        self._candidate_links: dict[netns.NetnsId, dict[int, PeerFacts]] = {}
         self._candidate_at: dict[netns.NetnsId, float] = {}
         self._memo = DecodeMemo()
         self._last: dict[netns.NetnsId, _LastDump] = {}
@@ -155,6 +158,11 @@ class NetCollector:
         return sock.dump_links()
 
     def _dump(self, key: netns.NetnsId, sock: RtnlSocket) -> NetnsDump:
+        if self._one_shot:
+            links, peer_nsids = decode_links(sock.dump_links())
+            base = NetnsDump(links, peer_nsids,
+                             *dump_tc(sock, {lk.ifindex: lk.name for lk in links}))
+            return self._with_peers(key, sock, base)[0]
         probe = self._probe(sock)
         notified = sock.take_notified()  # after the probe, which read what was queued
         now = time.monotonic()
@@ -183,8 +191,7 @@ class NetCollector:
         return dump
 
     def _peer_facts(self, cand: netns.NetnsId, ifindex: int) -> PeerFacts:
-        other = self._links_of(cand, ifindex).get(ifindex)
-        return (other.name, other.mtu, other.operstate) if other else (None, None, None)
+        return self._links_of(cand, ifindex).get(ifindex, (None, None, None))
 
     def _peer_ns(self, key: netns.NetnsId, sock: RtnlSocket, nsid: int) -> netns.NetnsId | None:
         cache_key = (key, nsid)
@@ -207,7 +214,7 @@ class NetCollector:
         self._peer_cache[cache_key] = found
         return found
 
-    def _links_of(self, cand: netns.NetnsId, ifindex: int) -> dict[int, Link]:
+    def _links_of(self, cand: netns.NetnsId, ifindex: int) -> dict[int, PeerFacts]:
         """The peer namespace's links by ifindex. A node holds one veth end per pod (1,000
         links on a dense node), so this index is kept across cycles and read again only when
         the namespace tells of a link change, on a miss, or every PEER_MAX_AGE_S."""
@@ -221,7 +228,8 @@ class NetCollector:
         if (links is None or ifindex not in links or sock.pending()
                 or time.monotonic() - self._candidate_at.get(cand, 0.0) >= PEER_MAX_AGE_S):
             try:
-                links = {lk.ifindex: lk for lk in dump_netns(sock, with_tc=False).links}
+                # only what a peer shows: a node's 1,000 veth ends are not decoded whole
+                links = dict(link_facts(body) for body in sock.dump_links())
             except OSError:
                 links = {}
             sock.take_notified()

@@ -172,6 +172,19 @@ def decode_link(body: bytes) -> tuple[Link, int | None]:
     ), u32(a.get(IFLA_LINK_NETNSID))
 
 
+PEER_ATTRS = frozenset({IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE})
+
+
+def link_facts(body: bytes) -> tuple[int, tuple[str | None, int | None, str | None]]:
+    """A link's ifindex, name, MTU and operstate only (what a veth's peer shows)."""
+    index = IFINFOMSG.unpack_from(body)[2]
+    a = parse_attrs(body, IFINFOMSG.size, PEER_ATTRS)
+    oper = u8(a.get(IFLA_OPERSTATE))
+    return index, (cstr(a.get(IFLA_IFNAME)) or f"if{index}", u32(a.get(IFLA_MTU)) or 0,
+                   OPERSTATES[oper] if oper is not None and oper < len(OPERSTATES)
+                   else "unknown")
+
+
 def action_stats(b: bytes | None) -> ActionStats:
     """A tc action's counters (its TCA_ACT_STATS, a gnet_stats nest)."""
     st = gnet_stats(b)

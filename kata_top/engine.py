@@ -62,12 +62,14 @@ class EngineOptions:
     # vCPUs and memory change rarely, and QEMU answers QMP on its main loop: a dashboard
     # refreshing every second need not knock on every VM every second.
     vmm_refresh_s: float = 0.0
+    # One collection only (`snapshot` without --watch): keep nothing for a next one.
+    one_shot: bool = False
 
 
 class Engine:
     def __init__(self, opts: EngineOptions) -> None:
         self.opts = opts
-        self._net = NetCollector()
+        self._net = NetCollector(one_shot=opts.one_shot)
         self._procs = procs.ProcCache()
         self._named: dict[netns.NetnsId, str] = {}
         self._named_cache = netns.NamedNetnsCache()

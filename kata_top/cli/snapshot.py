@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from kata_top.engine import VMM_REFRESH_S
 
     # A stream (--watch) re-asks VM monitors every few seconds, not every snapshot.
-    engine = engine_for(args, VMM_REFRESH_S if args.watch is not None else 0.0)
+    engine = engine_for(args, VMM_REFRESH_S if args.watch is not None else 0.0,
+                        one_shot=args.watch is None)
     try:
         code = _once(args, engine) if args.watch is None else _stream(args, engine)
     except SelectError as exc:

@@ -169,3 +169,29 @@ def test_an_idle_sandbox_is_built_once(scratch_lab: Any) -> None:
 
 def _link_of(sb: Any, name: str) -> Any:
     return next(lk for lk in sb.links if lk.name == name)
+
+
+def test_one_shot_collection_reads_what_the_cached_one_reads(scratch_lab: Any) -> None:
+    """`snapshot` once decodes without memo or probe: the same links, qdiscs and filters."""
+    from dataclasses import replace
+
+    man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
+    namespaces = [sb.netns for sb in man.sandboxes if sb.netns]
+    _quiet([scratch_lab.node_ns, *namespaces])
+    paths = [f"/run/netns/{ns}" for ns in namespaces]
+
+    def ageless(d: NetnsDump) -> NetnsDump:
+        return replace(d, filters=tuple(
+            replace(f, actions=tuple(replace(a, installed_s=None, last_used_s=None)
+                                     for a in f.actions)) for f in d.filters))
+
+    cached, once = NetCollector(), NetCollector(one_shot=True)
+    try:
+        want = [ageless(d) for d in _idle_cycle(cached, paths)]
+        got = [ageless(d) for d in _cycle(once, paths)]
+        assert got == want
+        assert all(d.filters and d.links for d in got)
+        assert once.tc_reused == 0
+    finally:
+        cached.close()
+        once.close()

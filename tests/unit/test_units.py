@@ -209,6 +209,30 @@ def test_a_well_formed_attribute_reads_back_whatever_follows(attr: tuple[int, by
     assert netlink.parse_attrs(netlink.attr(atype, payload) + tail).get(atype) == payload
 
 
+@given(st.binary(max_size=80), st.text(max_size=20), st.integers(0, 2**32 - 1),
+       st.integers(0, 255))
+def test_peer_facts_of_any_link_message(junk: bytes, name: str, mtu: int, oper: int) -> None:
+    """A veth peer's facts: the name, MTU and operstate a message carries, whatever else it
+    carries; a message too short for its header is the decoder's documented error."""
+    import struct
+
+    from collectors import rtnl
+
+    body = (netlink.IFINFOMSG.pack(0, 1, 7, 0, 0) + junk
+            + netlink.attr(rtnl.IFLA_IFNAME, name.encode() + b"\0")
+            + netlink.attr(rtnl.IFLA_MTU, netlink.U32.pack(mtu))
+            + netlink.attr(rtnl.IFLA_OPERSTATE, bytes([oper])))
+    index, (got_name, got_mtu, got_oper) = rtnl.link_facts(body)
+    assert index == 7
+    assert isinstance(got_name, str) and isinstance(got_mtu, int) and isinstance(got_oper, str)
+    if not junk and "\0" not in name:  # junk may hold attributes of its own
+        assert (got_name, got_mtu) == (name or "if7", mtu or 0)
+        assert got_oper == (rtnl.OPERSTATES[oper] if oper < len(rtnl.OPERSTATES)
+                            else "unknown")
+    with pytest.raises(struct.error):
+        rtnl.link_facts(body[: netlink.IFINFOMSG.size - 1])
+
+
 def test_qemu_cmdline_as_kata_writes_it() -> None:
     argv = ["/usr/bin/qemu-system-x86_64", "-name", "sandbox-" + "a" * 64, "-machine",
             "q35,accel=kvm", "-m", "2048M,slots=10,maxmem=8G", "-smp",
