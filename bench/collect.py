@@ -65,7 +65,7 @@ def main() -> int:
             engine = Engine(EngineOptions(run_root=LAYOUT.run_root, with_vmm=False))
             engine.collect()  # warm: sockets opened, processes indexed
             ours = timed(engine.collect, args.rounds)
-            reused = engine._net.tc_reused
+            reused = engine.reused_namespaces
             snap = engine.collect()
             assert len(snap.sandboxes) == n and not any(sb.errors for sb in snap.sandboxes)
             # The same with every namespace's tc dumped every round (no idle skipping): what a

@@ -17,6 +17,7 @@ Reports, over the measured window (after the first full snapshot is on screen):
 
 Targets: ≤ 10 % of one core, ≤ 150 MB, ≤ 100 ms.
 Run as root: python3 bench/ui.py [--sandboxes 200] [--seconds 60] [--no-idle] [--detail]
+[--traffic]
 """
 
 from __future__ import annotations
@@ -207,6 +208,8 @@ def main() -> int:
     ap.add_argument("--sandboxes", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--no-idle", action="store_true", help="skip the run without key presses")
+    ap.add_argument("--traffic", action="store_true",
+                    help="every sandbox carries traffic (the lab's generator, 20 pps each)")
     ap.add_argument("--detail", action="store_true",
                     help="also measure with a sandbox's detail screen open (no key presses)")
     args = ap.parse_args()
@@ -214,7 +217,8 @@ def main() -> int:
         print("bench/ui.py builds a lab: run it as root", file=sys.stderr)
         return 2
     build.down(LAYOUT)
-    build.up(LAYOUT, build.UpOptions(sandboxes=args.sandboxes, qemu=False, scenario="plain"))
+    build.up(LAYOUT, build.UpOptions(sandboxes=args.sandboxes, qemu=False, scenario="plain",
+                                     traffic=args.traffic))
     try:
         results = {"with_keys": run(args.seconds, args.sandboxes, presses=True)}
         if not args.no_idle:
@@ -225,6 +229,7 @@ def main() -> int:
     finally:
         build.down(LAYOUT)
     print(json.dumps({"sandboxes": args.sandboxes, "seconds": args.seconds,
+                      "traffic": args.traffic,
                       "refresh_s": 1, "terminal": f"{COLS}x{ROWS}", **results}, indent=1))
     return 0
 

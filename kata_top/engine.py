@@ -89,6 +89,11 @@ class Engine:
     def close(self) -> None:
         self._net.close()
 
+    @property
+    def reused_namespaces(self) -> int:
+        """Namespaces the last collect() did not dump again (idle: nothing moved)."""
+        return self._net.tc_reused
+
     def _vmms(self, targets: list[VmmTarget], fresh: bool) -> dict[str, Vmm]:
         """VMM facts of this cycle: reused for a VM asked less than vmm_refresh_s ago (same
         pid, and the answer was a monitor's or API's), asked afresh otherwise."""
