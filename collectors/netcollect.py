@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from collectors import netns
 from collectors.decode_memo import DecodeMemo
 from collectors.netlink import NetlinkError, RtnlSocket
-from collectors.rtnl import NetnsDump, decode_links, dump_tc, link_facts
+from collectors.rtnl import (
+    NetnsDump,
+    decode_links,
+    dump_tc,
+    link_facts,
+    link_stats,
+    stats_by_ifindex,
+)
 from kata_top.model import Filter, Link, PeerInfo, evolve
 
 PEER_MAX_AGE_S = 60.0
@@ -39,6 +46,7 @@ PeerFacts = tuple[str | None, int | None, str | None]  # the peer's name, MTU, o
 @dataclass(frozen=True)
 class _LastDump:
     probe: list[bytes]  # the counters (or link dump) taken with the full dump
+    stats: dict[int, bytes]  # the probe's counters per ifindex (RTM_GETSTATS probe only)
     base: NetnsDump  # the full dump, peers not filled in
     dump: NetnsDump  # the same with peers
     peers: tuple[tuple[netns.NetnsId, int, PeerFacts], ...]  # what `dump` says of them
@@ -79,6 +87,7 @@ class NetCollector:
         self._last: dict[netns.NetnsId, _LastDump] = {}
         self._stats_probe = True  # False on a kernel without RTM_GETSTATS
         self.tc_reused = 0  # namespaces not dumped again this cycle (for benchmarks and tests)
+        self.restatted = 0  # namespaces whose links came from the counters probe this cycle
         self.reused = False  # whether the last collect() returned a reused dump
         # the tc notifications the last collect() read (message type, body)
         self.last_notes: list[tuple[int, bytes]] = []
@@ -88,6 +97,7 @@ class NetCollector:
         """Index the namespaces a veth peer can live in: ours and named non-sandbox ones."""
         self._seen = set()
         self.tc_reused = 0
+        self.restatted = 0
         self._candidates = {}
         own = netns.own_netns_id()
         self._candidates[own] = ("/proc/thread-self/ns/net", "host")
@@ -175,9 +185,24 @@ class NetCollector:
             dump = last.dump
             if any(self._peer_facts(c, i) != f for c, i, f in last.peers):
                 dump, peers = self._with_peers(key, sock, last.base)
-                last = _LastDump(last.probe, last.base, dump, peers, last.at, last.due)
+                last = _LastDump(last.probe, last.stats, last.base, dump, peers, last.at,
+                                 last.due)
                 self._last[key] = last
             return evolve(dump, filters=_aged(dump.filters, now - last.at))
+        if (last is not None and sock.tc_events and not notified and now < last.due
+                and self._stats_probe):
+            # Packets moved, nothing was reconfigured: the links are the last dump's with the
+            # probe's counters; only tc (whose counters moved too) is dumped again.
+            moved = self._restat(last, probe)
+            if moved is not None:
+                stats, base_links, links = moved
+                tc = dump_tc(sock, {lk.ifindex: lk.name for lk in links}, self._memo)
+                base = NetnsDump(base_links, last.base.peer_nsids, *tc)
+                dump = NetnsDump(links, last.dump.peer_nsids, *tc)
+                self._last[key] = _LastDump(probe, stats, base, dump, last.peers, now,
+                                            last.due)
+                self.restatted += 1
+                return dump
         # The probe was taken before the dumps: a packet that crosses in between makes the
         # next probe differ (a dump again), never a stale dump reused.
         links, peer_nsids = decode_links(sock.dump_links() if self._stats_probe else probe,
@@ -186,9 +211,31 @@ class NetCollector:
                          *dump_tc(sock, {lk.ifindex: lk.name for lk in links}, self._memo))
         dump, peers = self._with_peers(key, sock, base)
         now = time.monotonic()
-        self._last[key] = _LastDump(probe, base, dump, peers, now,
-                                    now + TC_FULL_EVERY_S * _spread(key))
+        self._last[key] = _LastDump(probe, stats_by_ifindex(probe) if self._stats_probe else {},
+                                    base, dump, peers, now, now + TC_FULL_EVERY_S * _spread(key))
         return dump
+
+    @staticmethod
+    def _restat(last: _LastDump, probe: list[bytes]
+                ) -> tuple[dict[int, bytes], tuple[Link, ...], tuple[Link, ...]] | None:
+        """The last dump's links (without and with peers) with the probe's counters; None
+        when the probe does not list exactly those links. A link whose counters did not
+        move keeps its very object."""
+        stats = stats_by_ifindex(probe)
+        if stats.keys() != {lk.ifindex for lk in last.base.links}:
+            return None
+        base: list[Link] = []
+        links: list[Link] = []
+        for b, lk in zip(last.base.links, last.dump.links, strict=True):
+            raw = stats[b.ifindex]
+            if raw == last.stats.get(b.ifindex):
+                base.append(b)
+                links.append(lk)
+            else:
+                new = link_stats(raw)
+                base.append(evolve(b, stats=new))
+                links.append(evolve(lk, stats=new))
+        return stats, tuple(base), tuple(links)
 
     def _peer_facts(self, cand: netns.NetnsId, ifindex: int) -> PeerFacts:
         return self._links_of(cand, ifindex).get(ifindex, (None, None, None))

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 from collectors.netlink import (
     GNET_STATS_BASIC,
     GNET_STATS_QUEUE,
+    IF_STATS_MSG,
     IFINFOMSG,
+    IFLA_STATS_LINK_64,
     RTM_GETQDISC,
     RTM_GETTCLASS,
     RTM_GETTFILTER,
@@ -170,6 +172,19 @@ def decode_link(body: bytes) -> tuple[Link, int | None]:
         peer=None,
         ipv6_disabled=ipv6_disabled,
     ), u32(a.get(IFLA_LINK_NETNSID))
+
+
+def stats_by_ifindex(replies: list[bytes]) -> dict[int, bytes]:
+    """An RTM_GETSTATS dump (IFLA_STATS_LINK_64) as each link's rtnl_link_stats64 bytes."""
+    out: dict[int, bytes] = {}
+    for body in replies:
+        if len(body) < IF_STATS_MSG.size:
+            continue
+        _family, ifindex, _mask = IF_STATS_MSG.unpack_from(body)
+        raw = parse_attrs(body, IF_STATS_MSG.size).get(IFLA_STATS_LINK_64)
+        if raw is not None:
+            out[ifindex] = raw
+    return out
 
 
 PEER_ATTRS = frozenset({IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE})

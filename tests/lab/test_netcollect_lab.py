@@ -81,10 +81,14 @@ def test_idle_namespaces_reuse_tc_and_every_change_shows_next_cycle(
         before = sum(a.stats.packets for f in after[1].filters for a in f.actions)
         traffic.run(scratch_lab.node_ns, [man.sandboxes[1].spec.ip], seconds=0.3,
                     rate_pps=100)
+        eth0_before = _link(after[1], "eth0").stats.rx_packets
         moved = _cycle(nc, paths)
         assert nc.tc_reused == 0
         assert any(q.kind == "htb" for q in moved[0].qdiscs)
         assert sum(a.stats.packets for f in moved[1].filters for a in f.actions) > before
+        # traffic alone (nothing reconfigured): links from the counters probe, tc dumped
+        assert nc.restatted == (1 if stats_probe else 0)
+        assert _link(moved[1], "eth0").stats.rx_packets > eth0_before
     finally:
         nc.close()
 
