@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import time
+import zlib
 from dataclasses import dataclass
 
-from collectors import netns, procs, state
+from collectors import netns, procs, shimsock, state
 from collectors.netcollect import NetCollector
 from collectors.netlink import request_seconds
 from collectors.rtnl import NetnsDump
@@ -33,6 +35,7 @@ from kata_top.model import (
     Sandbox,
     SandboxError,
     SandboxState,
+    ShimMonitorState,
     Snapshot,
     TcChange,
     Virtiofsd,
@@ -47,6 +50,7 @@ HYPERVISOR_NAMES = {"qemu": "qemu", "clh": "cloud-hypervisor", "firecracker": "f
                     "dragonball": "dragonball"}
 log = logging.getLogger(__name__)
 FAILED_RETRY_S = 30.0
+SHIM_PROBE_EVERY_S = 30.0  # mean interval between connects to a listening shim socket
 VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see EngineOptions)
 VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--rlimit-nofile", "-o rlimit", "--iops", "--bps")
 
@@ -81,6 +85,9 @@ class Engine:
         # per sandbox: (its inputs, its dump's links and qdiscs, the Sandbox built from them)
         self._built: dict[str, _Built] = {}
         self._built_now: dict[str, _Built] = {}
+        # per sandbox: (when to connect to its shim's socket again, what was found)
+        self._shim_seen: dict[str, tuple[float, ShimMonitorState]] = {}
+        self._shim_now: dict[str, tuple[float, ShimMonitorState]] = {}
         # milliseconds per part of the last collect(), for bench/ and --debug
         self.timings: dict[str, float] = {}
         self._host = HostInfo(node=os.uname().nodename, kernel=os.uname().release,
@@ -195,6 +202,7 @@ class Engine:
                 targets.append(target)
         self._net.end_cycle()
         self._built, self._built_now = self._built_now, {}
+        self._shim_seen, self._shim_now = self._shim_now, {}
         t_sb = time.monotonic()
         kernel = request_seconds() - req0
 
@@ -282,6 +290,7 @@ class Engine:
             vmm_proc_info = self._procs.info(vmm_pid, HYPERVISOR_NAMES.get(kind, kind))
         shim_pid = pidx.shim.get(sid)
         shim = self._procs.info(shim_pid, "containerd-shim-kata-v2") if shim_pid else None
+        shim_monitor = self._shim_monitor(sid, rec) if shim is not None else None
         vfs = self._virtiofsd(sid, rec, pidx)
 
         target: VmmTarget | None = None
@@ -294,7 +303,7 @@ class Engine:
         # cycle (the namespace's dump reused, see collectors/netcollect.py), the last Sandbox
         # stands, with only its filters' ages moved on.
         inputs = (rec, sb_state, alive, vmm_pid, kind, netns_info, tuple(errors), vmm_proc_info,
-                  shim, vfs)
+                  shim, shim_monitor, vfs)
         built = self._built.get(sid)
         if (built is not None and dump is not None and dump.links is built[1]
                 and dump.qdiscs is built[2] and built[0] == inputs):
@@ -305,6 +314,8 @@ class Engine:
             return sb, target
         sb = self._build(sid, rec, dump, ns_source, runtime, sb_state, vmm_pid, alive, kind,
                          netns_info, errors, vmm_proc_info, shim, vfs, target)
+        if shim_monitor is not None:
+            sb = evolve(sb, shim_monitor=shim_monitor)
         if dump is not None:
             self._built_now[sid] = (inputs, dump.links, dump.qdiscs, sb)
         return sb, target
@@ -349,6 +360,27 @@ class Engine:
             vmm_proc=vmm_proc_info, state_path=rec.path if rec else None,
             errors=tuple(errors),
         )
+
+    def _shim_monitor(self, sid: str, rec: state.StateRecord | None) -> ShimMonitorState | None:
+        """The shim's management socket beside the sandbox's state file. A listening one is
+        connected to again only every ~SHIM_PROBE_EVERY_S (spread over the sandboxes), with a
+        look at its file in between: kata-top does not knock on every shim every second."""
+        if rec is None or not rec.path:
+            return None
+        path = os.path.join(os.path.dirname(rec.path), shimsock.SOCKET_NAME)
+        now = time.monotonic()
+        last = self._shim_seen.get(sid)
+        if last is not None and last[1] == "listening" and now < last[0]:
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    self._shim_now[sid] = last
+                    return "listening"
+            except OSError:
+                pass
+        found = shimsock.probe(path)
+        spread = 0.5 + zlib.crc32(sid.encode(errors="replace")) % 1000 / 1000
+        self._shim_now[sid] = (now + SHIM_PROBE_EVERY_S * spread, found)
+        return found
 
     def _virtiofsd(self, sid: str, rec: state.StateRecord | None,
                    pidx: procs.ProcessIndex) -> tuple[Virtiofsd, ...]:

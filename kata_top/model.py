@@ -48,6 +48,11 @@ def vmm_status(raw: str) -> VmmStatus:
     (the answer is untrusted input; the model never carries what its schema does not allow)."""
     return raw if raw in VMM_STATUSES else "unknown"  # type: ignore[return-value]
 NetnsSource = Literal["state", "proc"]
+#: the shim's management socket: `listening` (a connection was accepted), `missing`,
+#: `refused` (a socket file nobody listens on), `busy` (backlog full), `not-a-socket`,
+#: `unreadable` (not root, or another error)
+ShimMonitorState = Literal["listening", "missing", "refused", "busy", "not-a-socket",
+                           "unreadable"]
 
 _T = TypeVar("_T")
 
@@ -367,6 +372,8 @@ class Sandbox:
     vmm: Vmm | None = None
     virtiofsd: tuple[Virtiofsd, ...] = ()
     shim: ProcInfo | None = None
+    # the shim's management socket (collectors/shimsock.py); None: not looked at (no shim)
+    shim_monitor: ShimMonitorState | None = None
     vmm_proc: ProcInfo | None = None
     state_path: str | None = None
     errors: tuple[SandboxError, ...] = ()

@@ -229,6 +229,9 @@ def _procs_panel(sb: Sandbox, _p: Palette) -> Table:
             t.add_row(role, str(proc.pid), f"{proc.cpu_percent:.1f}"
                       if proc.cpu_percent is not None else "-", fmt_bytes(proc.rss_bytes),
                       str(proc.threads or "-"), " ".join(proc.cmdline)[:200])
+    if sb.shim_monitor is not None:
+        t.add_row("", "", "", "", "", f"management socket (shim-monitor.sock): "
+                  f"{sb.shim_monitor}")
     return t
 
 
@@ -363,8 +366,8 @@ class DetailScreen(KataScreen):
         elif tab == "vfs":
             key, shape, build = sb.virtiofsd, len(sb.virtiofsd), _vfs_panel
         elif tab == "procs":
-            key, shape, build = (sb.shim, sb.vmm_proc), (sb.shim is None, sb.vmm_proc is None), \
-                _procs_panel
+            key = (sb.shim, sb.vmm_proc, sb.shim_monitor)
+            shape, build = (sb.shim is None, sb.vmm_proc is None), _procs_panel
         elif tab == "events":
             mine = [e for e in self.kapp.events if e.sandbox_id == sb.id]
             key, shape = (len(mine), mine[-1] if mine else None), len(mine)

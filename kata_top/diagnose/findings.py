@@ -8,6 +8,7 @@ condition has been false for CLEAR_AFTER consecutive cycles.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Iterable
 from typing import Any
@@ -255,6 +256,36 @@ def _vmm_findings(sb: Sandbox) -> Iterable[Finding]:
                  redirect_targets=sorted(targets))
 
 
+SHIM_MONITOR_BROKEN = {
+    "missing": "is missing",
+    "refused": "refuses connections (a stale socket file: nothing listens on it)",
+    "not-a-socket": "is not a socket",
+}
+
+
+def _shim_findings(sb: Sandbox) -> Iterable[Finding]:
+    """The shim runs but its management socket is unusable: the datapath is unaffected, but
+    `kata-runtime exec` (debug console), kata-monitor's metrics and `kata-runtime iptables`
+    fail for this pod (kata-containers#7156, #6427, #10332)."""
+    what = SHIM_MONITOR_BROKEN.get(sb.shim_monitor or "")
+    if what is None or sb.shim is None:
+        return
+    state_dir = os.path.dirname(sb.state_path) if sb.state_path else "<state dir>"
+    sock = os.path.join(state_dir, "shim-monitor.sock")
+    if sb.shim_monitor == "refused":
+        fix = (f"the shim (pid {sb.shim.pid}) could not bind {q(sock)} (its log says `bind: "
+               "address already in use`, subsystem=shim-management): the file is left from an "
+               f"earlier shim of this id. Before the pod is re-created: rm {q(sock)}")
+    else:
+        fix = (f"the shim (pid {sb.shim.pid}) serves no management socket: see its log for "
+               "`failed to create listener` (subsystem=shim-management); it comes back only "
+               "with a new shim, i.e. when the pod is re-created")
+    yield _f(sb, "KT-S044", "warning",
+             f"{label(sb)}: the shim's management socket {what}: `kata-runtime exec` and "
+             "kata-monitor's metrics fail for this pod", fix, socket=sock,
+             state=sb.shim_monitor, shim_pid=sb.shim.pid)
+
+
 def sandbox_findings(sb: Sandbox, prev: Sandbox | None) -> tuple[Finding, ...]:
     out: list[Finding] = list(_state_findings(sb))
     if sb.state == "stale":
@@ -268,6 +299,7 @@ def sandbox_findings(sb: Sandbox, prev: Sandbox | None) -> tuple[Finding, ...]:
     out += _rate_limit_findings(sb)
     out += _virtiofsd_findings(sb, prev)
     out += _vmm_findings(sb)
+    out += _shim_findings(sb)
     return tuple(sorted(out, key=lambda f: (-SEVERITY_ORDER[f.severity], f.code)))
 
 

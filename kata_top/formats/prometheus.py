@@ -182,6 +182,11 @@ def _sandbox(ex: Exposition, sb: Sandbox) -> None:
     _links(ex, sb, who)
     _tc(ex, sb, who)
     _vmm(ex, sb, who)
+    if sb.shim_monitor is not None:
+        ex.add("shim_monitor_up", "gauge", "1 when the shim's management socket "
+               "(shim-monitor.sock, what kata-runtime exec and kata-monitor use) accepts a "
+               "connection; 0 with `state` saying why not.", who,
+               int(sb.shim_monitor == "listening"), state=sb.shim_monitor)
     for v in sb.virtiofsd:
         ex.add("virtiofsd_alive", "gauge", "1 when the sandbox's virtiofsd runs.", who,
                int(v.alive), pid=str(v.pid))

@@ -7,6 +7,7 @@ import fcntl
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -172,11 +173,23 @@ def start_qemu(layout: Layout, spec: SandboxSpec, accel: str,
 
 def start_shim(layout: Layout, spec: SandboxSpec) -> int:
     vm = layout.vm_dir(spec)
+    state_dir = layout.state_dir(spec)
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    monitor = os.path.join(state_dir, "shim-monitor.sock")
+    env = dict(os.environ)
+    if "stale-shim-monitor" in spec.faults:
+        # What an earlier shim of the same id leaves when it dies (kata-containers#6427): a
+        # socket file nobody listens on; the new shim's management server cannot bind it.
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale.bind(monitor)
+        stale.close()
+    else:
+        env["KATA_TOP_LAB_SHIM_MONITOR"] = monitor
     proc = subprocess.Popen(
         [sys.executable, layout.shim_script, "-namespace", "k8s.io", "-id", spec.id,
          "-qmp", os.path.join(vm, "qmp.sock")],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        start_new_session=True, env=env)
     return proc.pid
 
 

@@ -25,7 +25,8 @@ class SandboxSpec:
     extra_monitor: str | None = None  # None | "qmp" | "hmp"
     rx_rate_bps: int = 0  # into the VM (Kata's RxRateLimiterMaxRate)
     tx_rate_bps: int = 0
-    faults: frozenset[str] = field(default_factory=frozenset)  # no-out-redirect, mtu, dead-vmm
+    # no-out-redirect, mtu, dead-vmm, stale-shim-monitor
+    faults: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def short(self) -> str:
@@ -46,7 +47,8 @@ _DEMO_MIX: tuple[tuple[str, dict[str, object]], ...] = (
     ("api", {"extra_monitor": "hmp"}),
     ("throttled", {"extra_monitor": "qmp", "rx_rate_bps": 20_000_000, "tx_rate_bps": 10_000_000}),
     ("no-out-redirect", {"faults": frozenset({"no-out-redirect"})}),
-    ("mtu-mismatch", {"faults": frozenset({"mtu"}), "extra_monitor": "qmp"}),
+    ("mtu-mismatch", {"faults": frozenset({"mtu", "stale-shim-monitor"}),
+                      "extra_monitor": "qmp"}),
     ("macvtap", {"model": "macvtap"}),
     ("hostnet", {"model": "none"}),
     ("rs", {"runtime": "rs"}),

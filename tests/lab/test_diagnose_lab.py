@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -44,6 +46,43 @@ def test_mtu_mismatch(annotated: Snapshot) -> None:
 
 def test_dead_qemu_with_state_left(annotated: Snapshot) -> None:
     assert _codes(annotated, "dead-vm-8") == {"KT-S020": "critical"}
+
+
+def test_stale_shim_monitor_socket(annotated: Snapshot) -> None:
+    """The demo's mtu-mismatch sandbox was started with a socket file nobody listens on
+    (kata-containers#6427); the others' shims listen, and say so."""
+    sb = next(s for s in annotated.sandboxes if s.pod.name == "mtu-mismatch-4")
+    assert sb.shim_monitor == "refused"
+    f = next(f for f in sb.findings if f.code == "KT-S044")
+    assert f.severity == "warning" and f.evidence["state"] == "refused"
+    assert f.evidence["socket"].endswith(f"/vc/sbs/{sb.id}/shim-monitor.sock")
+    assert "rm " in f.fix
+    alive = [s for s in annotated.sandboxes if s.shim and s.pod.name != "mtu-mismatch-4"]
+    assert alive and all(s.shim_monitor == "listening" for s in alive)
+    assert not [s.pod.name for s in alive if any(f.code == "KT-S044" for f in s.findings)]
+
+
+def test_missing_shim_monitor_socket(scratch_lab: Layout) -> None:
+    from kata_top.lab import build
+
+    man = build.up(scratch_lab, build.UpOptions(sandboxes=1, qemu=True, guest=False,
+                                                scenario="plain"))
+    spec = man.sandboxes[0].spec
+    engine = Engine(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False))
+    try:
+        sock = os.path.join(scratch_lab.state_dir(spec), "shim-monitor.sock")
+        t0 = time.monotonic()
+        while not os.path.exists(sock):  # the shim binds it a moment after it starts
+            assert time.monotonic() - t0 < 20, "the lab's shim never listened"
+            time.sleep(0.1)
+        first = engine.collect().sandboxes[0]
+        assert first.shim is not None and first.shim_monitor == "listening"
+        os.unlink(sock)
+        sb = diagnose.annotate(engine.collect()).sandboxes[0]
+        assert sb.shim_monitor == "missing"  # seen at the next refresh, not 30 s later
+        assert {f.code: f.severity for f in sb.findings}.get("KT-S044") == "warning"
+    finally:
+        engine.close()
 
 
 def test_rate_limiter(annotated: Snapshot) -> None:
