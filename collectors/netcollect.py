@@ -5,13 +5,15 @@ namespace, so sockets of namespaces that were not seen in a cycle are closed at 
 reading must not keep a deleted namespace alive.
 
 Idle namespaces are not dumped again. Each sandbox socket listens to its namespace's link,
-tc and IPv6-setting notifications, and every cycle asks the kernel only for the links'
+tc, route and IPv6 notifications, and every cycle asks the kernel only for the links'
 counters (RTM_GETSTATS, a seventh of a link dump). When they are byte for byte the ones taken
-with the last full dump (no packet crossed any link, so no tc counter could move either) and no
-notification came, the last dump still holds, its action ages moved on by the time since; its
-peers are re-checked against the peer namespace's cached links. A full dump is taken anyway
-every TC_FULL_EVERY_S (spread over the namespaces, so a large node never re-dumps them all in
-one cycle), for what the rule cannot see: a packet the namespace itself sends and its qdisc
+with the last full dump (no packet crossed any link, so no tc counter could move either) and
+no notification came, the last dump still holds, its action ages moved on by the time since;
+its peers are re-checked against the peer namespace's cached links. When counters moved but
+nothing was notified, the links are the last dump's with the probe's counters and only tc is
+dumped again. A full dump (links, tc, the main table's routes) is taken anyway every
+TC_FULL_EVERY_S (spread over the namespaces, so a large node never re-dumps them all in one
+cycle), for what the rules cannot see: a packet the namespace itself sends and its qdisc
 drops. A kernel without RTM_GETSTATS is probed with the whole link dump instead.
 """
 
@@ -28,6 +30,7 @@ from collectors.netlink import NetlinkError, RtnlSocket
 from collectors.rtnl import (
     NetnsDump,
     decode_links,
+    dump_routes,
     dump_tc,
     link_facts,
     link_stats,
@@ -170,8 +173,9 @@ class NetCollector:
     def _dump(self, key: netns.NetnsId, sock: RtnlSocket) -> NetnsDump:
         if self._one_shot:
             links, peer_nsids = decode_links(sock.dump_links())
-            base = NetnsDump(links, peer_nsids,
-                             *dump_tc(sock, {lk.ifindex: lk.name for lk in links}))
+            names = {lk.ifindex: lk.name for lk in links}
+            base = NetnsDump(links, peer_nsids, *dump_tc(sock, names),
+                             routes=dump_routes(sock, names))
             return self._with_peers(key, sock, base)[0]
         probe = self._probe(sock)
         notified = sock.take_notified()  # after the probe, which read what was queued
@@ -197,8 +201,8 @@ class NetCollector:
             if moved is not None:
                 stats, base_links, links = moved
                 tc = dump_tc(sock, {lk.ifindex: lk.name for lk in links}, self._memo)
-                base = NetnsDump(base_links, last.base.peer_nsids, *tc)
-                dump = NetnsDump(links, last.dump.peer_nsids, *tc)
+                base = NetnsDump(base_links, last.base.peer_nsids, *tc, routes=last.base.routes)
+                dump = NetnsDump(links, last.dump.peer_nsids, *tc, routes=last.dump.routes)
                 self._last[key] = _LastDump(probe, stats, base, dump, last.peers, now,
                                             last.due)
                 self.restatted += 1
@@ -207,8 +211,9 @@ class NetCollector:
         # next probe differ (a dump again), never a stale dump reused.
         links, peer_nsids = decode_links(sock.dump_links() if self._stats_probe else probe,
                                          self._memo)
-        base = NetnsDump(links, peer_nsids,
-                         *dump_tc(sock, {lk.ifindex: lk.name for lk in links}, self._memo))
+        names = {lk.ifindex: lk.name for lk in links}
+        base = NetnsDump(links, peer_nsids, *dump_tc(sock, names, self._memo),
+                         routes=dump_routes(sock, names))
         dump, peers = self._with_peers(key, sock, base)
         now = time.monotonic()
         self._last[key] = _LastDump(probe, stats_by_ifindex(probe) if self._stats_probe else {},

@@ -26,6 +26,7 @@ NLMSG_DONE = 3
 NLM_F_DUMP_INTR = 0x10
 
 RTM_GETLINK = 18
+RTM_GETROUTE = 26
 RTM_NEWLINK = 16
 RTM_GETQDISC = 38
 RTM_GETTCLASS = 42
@@ -38,8 +39,10 @@ NETLINK_ADD_MEMBERSHIP = 1
 # (qdisc, class, filter, action), IPv6 addresses (disable_ipv6 switched on removes them at
 # once; switched off, IPv6 tells with a link message) and IPv6 device settings.
 RTNLGRP_LINK, RTNLGRP_TC, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_NETCONF = 1, 4, 9, 25
+RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE = 7, 11  # routes (their MTU metric, KT-S016)
 EVENT_GROUPS = sum(1 << (g - 1) for g in (RTNLGRP_LINK, RTNLGRP_TC, RTNLGRP_IPV6_IFADDR,
-                                          RTNLGRP_IPV6_NETCONF))
+                                          RTNLGRP_IPV6_NETCONF, RTNLGRP_IPV4_ROUTE,
+                                          RTNLGRP_IPV6_ROUTE))
 IFLA_STATS_LINK_64 = 1  # RTM_GETSTATS filter: only each link's rtnl_link_stats64
 RECV_TIMEOUT_S = 2.0
 MAX_NOTES = 256  # tc notifications kept per namespace between two collections
@@ -54,6 +57,8 @@ IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
 RTGENMSG = struct.Struct("=Bxxx")  # family (RTM_GETNSID)
 IF_STATS_MSG = struct.Struct("=BxxxII")  # family, ifindex, filter_mask (RTM_GETSTATS)
+# rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+RTMSG = struct.Struct("=BBBBBBBBI")
 NLMSGERR_CODE = struct.Struct("=i")  # nlmsgerr.error (negative errno)
 U32 = struct.Struct("=I")
 S32 = struct.Struct("=i")
@@ -292,6 +297,10 @@ class RtnlSocket:
 
     def dump_links(self) -> list[bytes]:
         return self.request(RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+
+    def dump_routes(self) -> list[bytes]:
+        """Every route of every table and family (the caller keeps the main table's)."""
+        return self.request(RTM_GETROUTE, RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0))
 
     def dump_stats(self) -> list[bytes]:
         """Every link's 64-bit counters only (RTM_GETSTATS, Linux 4.7): about a seventh of

@@ -19,6 +19,7 @@ from collectors.netlink import (
     RTM_GETQDISC,
     RTM_GETTCLASS,
     RTM_GETTFILTER,
+    RTMSG,
     RTNL_LINK_STATS64,
     S32,
     TC_HTB_GLOB,
@@ -51,6 +52,7 @@ from kata_top.model import (
     LinkStats,
     Qdisc,
     QdiscStats,
+    Route,
     TcClass,
     TunInfo,
 )
@@ -334,6 +336,42 @@ class NetnsDump:
     qdiscs: tuple[Qdisc, ...]
     classes: tuple[TcClass, ...]
     filters: tuple[Filter, ...]
+    routes: tuple[Route, ...] = ()
+
+
+# rtnetlink.h: route attributes, the main table, unicast routes, the MTU metric
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS, RTA_TABLE = 1, 4, 5, 8, 15
+RT_TABLE_MAIN, RTN_UNICAST, RTAX_MTU = 254, 1, 2
+ROUTE_ATTRS = frozenset({RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS, RTA_TABLE})
+
+
+def decode_route(body: bytes, names: dict[int, str]) -> Route | None:
+    """A main-table unicast route (None for any other), with its MTU metric if it has one."""
+    family, dst_len, _src_len, _tos, table, _proto, _scope, rtype, _flags = \
+        RTMSG.unpack_from(body)
+    a = parse_attrs(body, RTMSG.size, ROUTE_ATTRS)
+    table = u32(a.get(RTA_TABLE)) or table
+    if table != RT_TABLE_MAIN or rtype != RTN_UNICAST or family not in (socket.AF_INET,
+                                                                         socket.AF_INET6):
+        return None
+    size = 4 if family == socket.AF_INET else 16
+    dst_raw = a.get(RTA_DST)
+    if dst_raw is not None and len(dst_raw) == size:
+        dst = f"{socket.inet_ntop(family, dst_raw)}/{dst_len}"
+    elif dst_len == 0:
+        dst = "default"
+    else:
+        return None
+    gw_raw = a.get(RTA_GATEWAY)
+    gateway = socket.inet_ntop(family, gw_raw) if gw_raw and len(gw_raw) == size else None
+    oif = u32(a.get(RTA_OIF))
+    mtu = u32(parse_attrs(a[RTA_METRICS]).get(RTAX_MTU)) if RTA_METRICS in a else None
+    return Route(dst=dst, dev=names.get(oif, f"if{oif}") if oif is not None else None,
+                 gateway=gateway, mtu=mtu or None)
+
+
+def dump_routes(sock: RtnlSocket, names: dict[int, str]) -> tuple[Route, ...]:
+    return tuple(r for r in (decode_route(b, names) for b in sock.dump_routes()) if r)
 
 
 
@@ -391,4 +429,5 @@ def dump_netns(sock: RtnlSocket, with_tc: bool = True,
                                                  memo))
 
 
-__all__ = ["NetnsDump", "decode_links", "dump_netns", "dump_tc", "fmt_handle"]
+__all__ = ["NetnsDump", "decode_links", "decode_route", "dump_netns", "dump_routes", "dump_tc",
+           "fmt_handle"]

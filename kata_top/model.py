@@ -205,6 +205,17 @@ class Filter:
 
 
 @dataclass(frozen=True)
+class Route:
+    """A route of the pod namespace's main table. `mtu` is the route's own MTU metric (what
+    a CNI such as Cilium sets on it), None when it has none."""
+
+    dst: str  # "default" or prefix/len
+    dev: str | None
+    gateway: str | None = None
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
 class Redirect:
     """One direction of the tcfilter model: `in` = eth0 → tap (into the VM), `out` = tap → eth0."""
 
@@ -364,6 +375,7 @@ class Sandbox:
     qdiscs: tuple[Qdisc, ...] = ()
     classes: tuple[TcClass, ...] = ()
     filters: tuple[Filter, ...] = ()
+    routes: tuple[Route, ...] = ()
     redirects: tuple[Redirect, ...] = ()
     rate_limits: tuple[RateLimit, ...] = ()
     configured_rate_limits: dict[Direction, int] = field(default_factory=dict)

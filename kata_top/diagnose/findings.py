@@ -129,6 +129,28 @@ def _mtu_findings(sb: Sandbox) -> Iterable[Finding]:
                  path=dict(path), lowest=low)
 
 
+def _route_mtu_findings(sb: Sandbox) -> Iterable[Finding]:
+    """A route in the pod namespace whose own MTU is below its device's: Kata gives the guest
+    the device's MTU, not the route's (cilium/cilium#38033), so the guest sends packets the
+    path carries only fragmented, or not at all. Kata copies route MTUs into the guest since
+    kata-containers PR #11232 (May 2025); older runtimes need the CNI's device MTU lowered."""
+    if sb.network_model not in ("tcfilter", "macvtap"):
+        return
+    mtus = {lk.name: lk.mtu for lk in sb.links}
+    low = [(r, mtus[r.dev]) for r in sb.routes
+           if r.mtu and r.dev in mtus and r.mtu < mtus[r.dev]]
+    if not low:
+        return
+    r, dev_mtu = min(low, key=lambda x: x[0].mtu or 0)
+    yield _f(sb, "KT-S016", "warning",
+             f"{label(sb)}: route {r.dst} via {r.dev} has MTU {r.mtu} but {r.dev} has {dev_mtu}:"
+             f" the guest gets {dev_mtu} and sends packets the path carries at {r.mtu}",
+             f"set the pod network's device MTU to {r.mtu} (the CNI's MTU setting), or run a "
+             "Kata release with kata-containers PR #11232, which copies route MTUs into the "
+             "guest", routes=[{"dst": x.dst, "dev": x.dev, "mtu": x.mtu} for x, _ in low],
+             device_mtu=dev_mtu)
+
+
 def _tap_findings(sb: Sandbox) -> Iterable[Finding]:
     if not sb.hypervisor.alive or not sb.tap_name:
         return
@@ -293,6 +315,7 @@ def sandbox_findings(sb: Sandbox, prev: Sandbox | None) -> tuple[Finding, ...]:
         return tuple(out)
     out += _redirect_findings(sb, prev)
     out += _mtu_findings(sb)
+    out += _route_mtu_findings(sb)
     out += _tap_findings(sb)
     out += _ipv6_findings(sb)
     out += _qdisc_findings(sb, prev)

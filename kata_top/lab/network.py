@@ -139,6 +139,9 @@ def build_pod(layout: Layout, spec: SandboxSpec) -> None:
             "mode bridge",
             f"link set {TAP} address {guest_mac(spec)} mtu 1500 up",
         ]
+    if "route-mtu" in spec.faults:
+        # What Cilium does: the device keeps 1500, the default route says 1400.
+        ip_lines.append(f"route add default via {NODE_IP} dev eth0 mtu 1400")
     run_batch(["ip", "-n", ns], ip_lines)
     run_batch(["tc", "-n", ns], tc_lines)
     quiet_pod_stack(layout.netns_path(spec))

@@ -25,7 +25,7 @@ class SandboxSpec:
     extra_monitor: str | None = None  # None | "qmp" | "hmp"
     rx_rate_bps: int = 0  # into the VM (Kata's RxRateLimiterMaxRate)
     tx_rate_bps: int = 0
-    # no-out-redirect, mtu, dead-vmm, stale-shim-monitor
+    # no-out-redirect, mtu, dead-vmm, stale-shim-monitor, route-mtu
     faults: frozenset[str] = field(default_factory=frozenset)
 
     @property
@@ -45,7 +45,8 @@ class SandboxSpec:
 _DEMO_MIX: tuple[tuple[str, dict[str, object]], ...] = (
     ("web", {"extra_monitor": "qmp"}),
     ("api", {"extra_monitor": "hmp"}),
-    ("throttled", {"extra_monitor": "qmp", "rx_rate_bps": 20_000_000, "tx_rate_bps": 10_000_000}),
+    ("throttled", {"extra_monitor": "qmp", "rx_rate_bps": 20_000_000, "tx_rate_bps": 10_000_000,
+                   "faults": frozenset({"route-mtu"})}),
     ("no-out-redirect", {"faults": frozenset({"no-out-redirect"})}),
     ("mtu-mismatch", {"faults": frozenset({"mtu", "stale-shim-monitor"}),
                       "extra_monitor": "qmp"}),

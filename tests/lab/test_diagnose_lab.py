@@ -85,6 +85,18 @@ def test_missing_shim_monitor_socket(scratch_lab: Layout) -> None:
         engine.close()
 
 
+def test_route_mtu_below_the_device_mtu(annotated: Snapshot) -> None:
+    """The demo's throttled sandbox has a default route with MTU 1400 on a 1500 eth0, as
+    Cilium sets it (cilium/cilium#38033); the others have no route MTU and stay clean."""
+    sb = next(s for s in annotated.sandboxes if s.pod.name == "throttled-2")
+    f = next(f for f in sb.findings if f.code == "KT-S016")
+    assert f.severity == "warning"
+    assert f.evidence["routes"] == [{"dst": "default", "dev": "eth0", "mtu": 1400}]
+    assert f.evidence["device_mtu"] == 1500
+    others = [s for s in annotated.sandboxes if s.pod.name != "throttled-2"]
+    assert not [s.pod.name for s in others if any(f.code == "KT-S016" for f in s.findings)]
+
+
 def test_rate_limiter(annotated: Snapshot) -> None:
     codes = _codes(annotated, "throttled-2")
     assert codes["KT-S050"] == "info"

@@ -81,6 +81,31 @@ def test_counters_match_iproute2(demo_lab: tuple[Layout, Manifest]) -> None:
                 assert a.stats.packets <= b["stats"]["packets"]
 
 
+def test_routes_match_iproute2(demo_lab: tuple[Layout, Manifest]) -> None:
+    """Each pod namespace's main-table unicast routes as `ip -j route` lists them, with the
+    MTU metric where one is set."""
+    layout, man = demo_lab
+    snap = _collect(layout)
+    seen_mtu = False
+    for spec in (s.spec for s in man.sandboxes if s.netns):
+        sb = next(x for x in snap.sandboxes if x.id == spec.id)
+        theirs = []
+        for fam in ("-4", "-6"):
+            out = subprocess.run(["ip", fam, "-n", layout.pod_ns(spec), "-j", "route", "show",
+                                  "table", "main"], capture_output=True, text=True, check=True)
+            for r in json.loads(out.stdout or "[]"):
+                if r.get("type", "unicast") != "unicast":
+                    continue
+                dst = r["dst"] if r["dst"] == "default" or "/" in r["dst"] else \
+                    f"{r['dst']}/{32 if fam == '-4' else 128}"
+                mtu = next((m["mtu"] for m in r.get("metrics", []) if "mtu" in m), None)
+                theirs.append((dst, r.get("dev"), r.get("gateway"), mtu))
+        ours = [(r.dst, r.dev, r.gateway, r.mtu) for r in sb.routes]
+        assert sorted(ours, key=str) == sorted(theirs, key=str), spec.pod_name
+        seen_mtu = seen_mtu or any(r.mtu for r in sb.routes)
+    assert seen_mtu  # the demo's route-mtu fault was read
+
+
 def test_idle_counters_equal_iproute2(scratch_lab: Layout) -> None:
     """Once a sandbox is idle (a new namespace sends IPv6 ND for a few seconds), equal."""
     build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))

@@ -31,7 +31,7 @@ def test_demo_lab_has_every_model_and_fault(demo_lab: tuple[Layout, Manifest]) -
     models = {sb.spec.model for sb in man.sandboxes}
     faults = set().union(*(sb.spec.faults for sb in man.sandboxes))
     assert models == {"tcfilter", "macvtap", "none"}
-    assert faults == {"no-out-redirect", "mtu", "dead-vmm", "stale-shim-monitor"}
+    assert faults == {"no-out-redirect", "mtu", "dead-vmm", "stale-shim-monitor", "route-mtu"}
     assert {sb.spec.runtime for sb in man.sandboxes} == {"go", "rs"}
     assert any(sb.spec.rx_rate_bps and sb.spec.tx_rate_bps for sb in man.sandboxes)
     for sb in man.sandboxes:

@@ -29,6 +29,7 @@ from kata_top.model import (
     PeerInfo,
     Pod,
     Redirect,
+    Route,
     Sandbox,
     Snapshot,
 )
@@ -231,6 +232,43 @@ def test_peer_facts_of_any_link_message(junk: bytes, name: str, mtu: int, oper: 
                             else "unknown")
     with pytest.raises(struct.error):
         rtnl.link_facts(body[: netlink.IFINFOMSG.size - 1])
+
+
+@given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.binary(max_size=64),
+       st.lists(st.tuples(st.integers(0, 20), st.binary(max_size=20)), max_size=6))
+def test_route_decoder_on_any_message(family: int, dst_len: int, rtype: int, junk: bytes,
+                                      attrs: list[tuple[int, bytes]]) -> None:
+    """Routes from the kernel are untrusted bytes too: a Route with the documented shapes,
+    None, or the decoder's documented error for a message shorter than its header."""
+    import struct
+
+    from collectors import rtnl
+
+    body = netlink.RTMSG.pack(family, dst_len, 0, 0, 254, 4, 0, rtype, 0) + b"".join(
+        netlink.attr(t, v) for t, v in attrs) + junk
+    r = rtnl.decode_route(body, {2: "eth0"})
+    if r is not None:
+        assert family in (2, 10) and rtype == 1
+        assert r.dst == "default" or "/" in r.dst
+        assert r.mtu is None or r.mtu > 0
+        assert r.dev is None or isinstance(r.dev, str)
+    with pytest.raises(struct.error):
+        rtnl.decode_route(body[: netlink.RTMSG.size - 1], {})
+
+
+def test_route_with_an_mtu_metric() -> None:
+    import socket as so
+
+    from collectors import rtnl
+
+    metrics = netlink.attr(rtnl.RTA_METRICS, netlink.attr(rtnl.RTAX_MTU, netlink.U32.pack(1400)))
+    body = (netlink.RTMSG.pack(so.AF_INET, 0, 0, 0, 254, 3, 0, 1, 0)
+            + netlink.attr(rtnl.RTA_GATEWAY, so.inet_aton("10.77.255.254"))
+            + netlink.attr(rtnl.RTA_OIF, netlink.U32.pack(2)) + metrics)
+    assert rtnl.decode_route(body, {2: "eth0"}) == Route(dst="default", dev="eth0",
+                                                          gateway="10.77.255.254", mtu=1400)
+    local = netlink.RTMSG.pack(so.AF_INET, 32, 0, 0, 255, 2, 0, 2, 0)  # table local
+    assert rtnl.decode_route(local, {}) is None
 
 
 def test_qemu_cmdline_as_kata_writes_it() -> None:
