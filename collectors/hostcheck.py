@@ -24,6 +24,13 @@ CONFIG_PATHS = (
     "/opt/kata/share/defaults/kata-containers/configuration.toml",
     "/usr/share/defaults/kata-containers/configuration.toml",
 )
+# runtime-rs reads its own configuration (kata-containers src/runtime-rs/config/)
+RS_CONFIG_PATHS = (
+    "/etc/kata-containers/runtime-rs/configuration.toml",
+    "/opt/kata/share/defaults/kata-containers/runtime-rs/configuration.toml",
+    "/usr/share/defaults/kata-containers/runtime-rs/configuration.toml",
+)
+GO_MONITORS = ("hmp", "qmp", "qmp-pretty")  # govmm's MonitorProtocol values Kata accepts
 
 # (name, shell snippet run in the scratch namespace, severity if missing, why Kata needs it)
 PROBES: tuple[tuple[str, str, str, str], ...] = (
@@ -163,13 +170,50 @@ def host_findings(dev_root: str = "/", probe: bool = True,
                            summary=f"{cfg_path} does not parse: {cfg['_error']}",
                            evidence={"config": cfg_path}, fix="fix the TOML syntax"))
     else:
-        monitor = qemu_cfg.get("extra_monitor_socket")
-        debug = qemu_cfg.get("enable_debug")
-        if not monitor or not debug:
-            out.append(Finding(
-                code="KT-H022", severity="info",
-                summary="Kata has no usable extra monitor: kata-top reads VMMs from /proc only",
-                evidence={"config": cfg_path, "extra_monitor_socket": monitor,
-                          "enable_debug": debug},
-                fix='extra_monitor_socket = "qmp" and enable_debug = true in [hypervisor.qemu]'))
+        out += monitor_config_findings(cfg_path, cfg)
+    if config_paths is None and not os.environ.get("KATA_CONF_FILE"):
+        rs_path, rs_cfg = read_kata_config(RS_CONFIG_PATHS)
+        if rs_path is not None and "_error" not in rs_cfg:
+            out += [f for f in monitor_config_findings(rs_path, rs_cfg) if f.code != "KT-H022"]
     return out
+
+
+def monitor_config_findings(path: str, cfg: dict[str, Any]) -> list[Finding]:
+    """What Kata does with [hypervisor.qemu]'s extra_monitor_socket and enable_debug, read
+    from its source (kata-containers: src/runtime/virtcontainers/qemu.go and
+    pkg/katautils/config.go for the Go runtime; src/runtime-rs/crates/hypervisor/src/qemu/
+    cmdline_generator.rs for runtime-rs, whose configuration path says runtime-rs)."""
+    qemu = cfg.get("hypervisor", {}).get("qemu", {})
+    monitor, debug = qemu.get("extra_monitor_socket"), qemu.get("enable_debug")
+    runtime = "runtime-rs" if "runtime-rs" in path else "the Go runtime"
+    ev = {"config": path, "extra_monitor_socket": monitor, "enable_debug": debug,
+          "runtime": runtime}
+    if runtime == "the Go runtime" and monitor and monitor not in GO_MONITORS:
+        return [Finding(
+            code="KT-H024", severity="critical",
+            summary=f"{path}: extra_monitor_socket = {monitor!r} is refused by Kata: every new "
+                    f"sandbox fails with \"Invalid hypervisor extra monitor socket {monitor} "
+                    f"specified (supported values: [hmp qmp qmp-pretty])\"", evidence=ev,
+            fix='extra_monitor_socket = "qmp" (or "" to have none) in [hypervisor.qemu]')]
+    if monitor and not debug:
+        return [Finding(
+            code="KT-H023", severity="warning",
+            summary=f"{path}: extra_monitor_socket = {monitor!r} is ignored: {runtime} adds "
+                    "the extra monitor only with enable_debug = true, so no sandbox gets one",
+            evidence=ev, fix="enable_debug = true in [hypervisor.qemu] (debug only: the "
+                             "extra monitor gives full control of QEMU)")]
+    if runtime == "runtime-rs" and monitor and monitor != "hmp":
+        return [Finding(
+            code="KT-H025", severity="critical",
+            summary=f"{path}: runtime-rs binds the extra {monitor} monitor on qmp.sock, the "
+                    "path of the primary QMP socket it bound a moment before: the bind fails "
+                    "(\"unix listener bind failed\") and every new sandbox fails to start",
+            evidence=ev, fix='extra_monitor_socket = "hmp" (runtime-rs then adds '
+                             'debug-monitor.sock) or "" in [hypervisor.qemu]')]
+    if not monitor or not debug:
+        return [Finding(
+            code="KT-H022", severity="info",
+            summary="Kata has no usable extra monitor: kata-top reads VMMs from /proc only",
+            evidence=ev,
+            fix='extra_monitor_socket = "qmp" and enable_debug = true in [hypervisor.qemu]')]
+    return []

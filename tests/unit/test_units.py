@@ -472,3 +472,30 @@ def test_vhost_net_finding_on_hosts_with_and_without_the_device(tmp_path: Any) -
     found = hostcheck.host_findings(dev_root=str(tmp_path / "d"), probe=False, config_paths=())
     assert next(x for x in found if x.code == "KT-H002").evidence["state"] == \
         "not a character device"
+
+
+def test_what_kata_does_with_its_extra_monitor_configuration(tmp_path: Any) -> None:
+    """Each case as Kata's source handles it: the Go runtime refuses an unknown value and
+    ignores the monitor without enable_debug; runtime-rs binds any QMP variant on the primary
+    qmp.sock (the bind fails); hmp or qmp with debug are fine."""
+
+    def codes(name: str, body: str) -> dict[str, Finding]:
+        d = tmp_path / name
+        d.mkdir(parents=True)
+        conf = d / "configuration.toml"
+        conf.write_text("[hypervisor.qemu]\n" + body)
+        return {f.code: f for f in hostcheck.host_findings(
+            dev_root=str(tmp_path), probe=False, config_paths=(str(conf),))
+            if f.code.startswith("KT-H02")}
+
+    bad = codes("go-bad", 'extra_monitor_socket = "qmp-json"\nenable_debug = true\n')
+    assert bad["KT-H024"].severity == "critical" and "qmp-json" in bad["KT-H024"].summary
+    ignored = codes("go-nodebug", 'extra_monitor_socket = "qmp"\nenable_debug = false\n')
+    assert set(ignored) == {"KT-H023"} and "enable_debug = true" in ignored["KT-H023"].fix
+    assert codes("go-ok", 'extra_monitor_socket = "qmp"\nenable_debug = true\n') == {}
+    assert codes("go-hmp", 'extra_monitor_socket = "hmp"\nenable_debug = true\n') == {}
+    rs = codes("runtime-rs", 'extra_monitor_socket = "qmp"\nenable_debug = true\n')
+    assert set(rs) == {"KT-H025"} and rs["KT-H025"].severity == "critical"
+    assert rs["KT-H025"].evidence["runtime"] == "runtime-rs"
+    assert codes("runtime-rs-hmp", 'extra_monitor_socket = "hmp"\nenable_debug = true\n') == {}
+    assert set(codes("none", 'path = "/usr/bin/qemu-system-x86_64"\n')) == {"KT-H022"}
