@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Iterable
 from typing import Any
 
-from kata_top import rates
+from kata_top import derive, rates
 from kata_top.model import Finding, Sandbox, Severity, Snapshot, evolve
 from kata_top.select import label
 from kata_top.units import fmt_rate
@@ -223,6 +223,45 @@ def _rate_limit_findings(sb: Sandbox) -> Iterable[Finding]:
                      actual_bps=have.rate_bps if have else None)
 
 
+def _limit_place_findings(sb: Sandbox) -> Iterable[Finding]:
+    """A limiter not where Kata puts one (kata-notes.md, Kata's network code): rx on the tap;
+    tx on eth0 for tcfilter, on an ifb fed by a mirred redirect from the tap's ingress for
+    macvtap and none. A tx HTB on an ifb nothing is redirected to shapes nothing."""
+    if sb.network_model not in ("tcfilter", "macvtap", "none") or not sb.tap_name:
+        return
+    tap, model = sb.tap_name, sb.network_model
+    ifbs = {lk.name for lk in sb.links if lk.kind == "ifb"}
+    for q_ in sb.qdiscs:
+        if q_.parent != "root" or q_.kind != "htb":
+            continue
+        if derive.kata_htb_rate(q_.dev, sb.qdiscs, sb.classes) is None:
+            continue  # not Kata's shape: shown as it is (KT-S050), not judged
+        if q_.dev == tap:
+            continue
+        expected = "eth0" if model == "tcfilter" else "an ifb device fed from the tap"
+        wrong = (model == "tcfilter" and q_.dev != "eth0") or \
+            (model != "tcfilter" and q_.dev not in ifbs)
+        if wrong:
+            yield _f(sb, "KT-S053", "warning",
+                     f"{label(sb)}: a Kata-shaped rate limit sits on {q_.dev}, where Kata's "
+                     f"{model} model never puts one (tx goes on {expected}, rx on {tap})",
+                     f"remove it (tc qdisc del dev {q(q_.dev)} root, in the pod netns) and "
+                     f"set the limit with kata-top ratelimit set {q(sb.id[:12])}",
+                     dev=q_.dev, model=model)
+            continue
+        if q_.dev in ifbs:
+            fed = any(f.dev == tap and a.kind == "mirred" and a.action == "redirect"
+                      and a.target == q_.dev for f in sb.filters for a in f.actions)
+            if not fed:
+                yield _f(sb, "KT-S052", "warning",
+                         f"{label(sb)}: the tx limit on {q_.dev} shapes nothing: no redirect "
+                         f"from {tap}'s ingress to {q_.dev}",
+                         f"tc filter add dev {q(tap)} parent ffff: protocol all u32 match u8 "
+                         f"0 0 action mirred egress redirect dev {q(q_.dev)}  (in the pod "
+                         "netns, after tc qdisc add dev " + q(tap) + " ingress)",
+                         ifb=q_.dev, tap=tap)
+
+
 def _virtiofsd_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
     if not sb.hypervisor.alive or sb.hypervisor.kind != "qemu":
         return
@@ -320,6 +359,7 @@ def sandbox_findings(sb: Sandbox, prev: Sandbox | None) -> tuple[Finding, ...]:
     out += _ipv6_findings(sb)
     out += _qdisc_findings(sb, prev)
     out += _rate_limit_findings(sb)
+    out += _limit_place_findings(sb)
     out += _virtiofsd_findings(sb, prev)
     out += _vmm_findings(sb)
     out += _shim_findings(sb)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,40 @@ def test_kernel_probe_leaves_nothing_behind() -> None:
     assert {r.name for r in results} >= {"tun", "sch_ingress", "cls_u32+act_mirred", "sch_htb"}
     assert all(r.ok for r in results if r.name in ("tun", "sch_ingress", "cls_u32+act_mirred"))
     assert subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout == before
+
+
+def test_rate_limiters_not_where_kata_puts_them(scratch_lab: Layout) -> None:
+    """macvtap: a tx HTB on an ifb that nothing is redirected to shapes nothing (KT-S052),
+    until the tap's ingress feeds it; tcfilter: a Kata-shaped HTB on an ifb is not where Kata
+    puts tx (KT-S053)."""
+    from kata_top.lab import build
+    from kata_top.lab.network import rate_limit_lines, redirect_lines, run_batch
+
+    man = build.up(scratch_lab, build.UpOptions(sandboxes=6, qemu=True, guest=False,
+                                                scenario="demo"))
+    by_pod = {sb.spec.pod_name: sb for sb in man.sandboxes}
+    mac, web = by_pod["macvtap-5"], by_pod["web-0"]
+    assert mac.netns and web.netns
+
+    def findings(pod: str) -> dict[str, Any]:
+        engine = Engine(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False))
+        try:
+            sb = next(s for s in diagnose.annotate(engine.collect()).sandboxes
+                      if s.pod.name == pod)
+        finally:
+            engine.close()
+        return {f.code: f for f in sb.findings}
+
+    run_batch(["ip", "-n", mac.netns], ["link add ifb0 type ifb", "link set ifb0 up"])
+    run_batch(["tc", "-n", mac.netns], rate_limit_lines("ifb0", 10_000_000))
+    f = findings("macvtap-5")["KT-S052"]
+    assert f.severity == "warning" and f.evidence == {"ifb": "ifb0", "tap": "tap0_kata"}
+    run_batch(["tc", "-n", mac.netns], ["qdisc add dev tap0_kata ingress",
+                                        *redirect_lines("tap0_kata", "ifb0")])
+    fed = findings("macvtap-5")
+    assert "KT-S052" not in fed and "KT-S053" not in fed
+    assert fed["KT-S050"].evidence["dev"] == "ifb0"  # Kata's own macvtap tx shape
+
+    run_batch(["ip", "-n", web.netns], ["link add ifb1 type ifb", "link set ifb1 up"])
+    run_batch(["tc", "-n", web.netns], rate_limit_lines("ifb1", 10_000_000))
+    assert findings("web-0")["KT-S053"].evidence == {"dev": "ifb1", "model": "tcfilter"}
