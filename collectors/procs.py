@@ -33,6 +33,7 @@ class ProcessIndex:
     vmm_root: dict[str, str] = field(default_factory=dict)  # run root named on its cmdline
     shim: dict[str, int] = field(default_factory=dict)
     virtiofsd: dict[str, list[int]] = field(default_factory=dict)
+    virtiofsd_root: dict[str, str] = field(default_factory=dict)  # run root its socket names
     cmdlines: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -110,6 +111,9 @@ def scan(proc_root: str = "/proc") -> ProcessIndex:
             if m:
                 idx.virtiofsd.setdefault(m.group(1), []).append(pid)
                 idx.cmdlines[pid] = argv
+                root = RUN_ROOT_RE.search(joined)
+                if root:
+                    idx.virtiofsd_root[m.group(1)] = root.group(1)
     return idx
 
 

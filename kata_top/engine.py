@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import stat
 import time
 import zlib
@@ -23,6 +24,7 @@ from collectors.vmm_target import VmmTarget
 from kata_top import derive
 from kata_top.model import (
     Direction,
+    Finding,
     HostInfo,
     Hypervisor,
     Link,
@@ -77,6 +79,7 @@ class Engine:
         self._procs = procs.ProcCache()
         self._named: dict[netns.NetnsId, str] = {}
         self._named_cache = netns.NamedNetnsCache()
+        self._used_ns: set[netns.NetnsId] = set()
         self._states = state.StateCache()
         self._vmm_cache: dict[str, tuple[int | None, float, Vmm]] = {}  # sid: (pid, asked, facts)
         self._vmm_failed: dict[str, tuple[int | None, float, Vmm]] = {}  # the same, failures
@@ -95,6 +98,19 @@ class Engine:
 
     def close(self) -> None:
         self._net.close()
+
+    def orphan_findings(self) -> list[Finding]:
+        """KT-H030 for each named namespace that holds a Kata tap but belongs to no sandbox of
+        the last collect() (one link dump per named namespace: not every cycle)."""
+        from collectors.orphans import orphan_namespaces
+
+        return [Finding(
+            code="KT-H030", severity="warning",
+            summary=f"network namespace {name} holds {', '.join(taps)} but no Kata sandbox "
+                    "uses it: left behind by a sandbox that no longer exists",
+            evidence={"netns": name, "taps": taps},
+            fix=f"if no pod owns it (crictl pods): ip netns delete {shlex.quote(name)}")
+            for name, taps in orphan_namespaces(self._named, self._used_ns)]
 
     @property
     def reused_namespaces(self) -> int:
@@ -159,6 +175,11 @@ class Engine:
         root = os.path.normpath(self.opts.run_root)
         orphans = sorted(sid for sid in set(pidx.vmm) - set(records)
                          if _same_root(pidx.vmm_root.get(sid), root))
+        # A virtiofsd left with neither state nor VMM (its sandbox is gone) is one too, when
+        # its socket path names this run root (it always names one: <root>/vc/vm/<id>/...).
+        orphans += sorted(sid for sid in set(pidx.virtiofsd) - set(records) - set(pidx.vmm)
+                          if sid in pidx.virtiofsd_root
+                          and _same_root(pidx.virtiofsd_root[sid], root))
         ids = list(records) + orphans
         top_errors = [SandboxError(e.where, e.message) for e in disc_errors]
         if not self._host.root:
@@ -168,6 +189,7 @@ class Engine:
         # Namespace of every sandbox first, so the peer index knows which are sandboxes.
         ns_paths: dict[str, _NsPath] = {}
         sandbox_ns: set[netns.NetnsId] = set()
+        used_ns: set[netns.NetnsId] = set()
         for sid in ids:
             rec = records.get(sid)
             path, source = self._netns_path(rec, pidx.vmm.get(sid))
@@ -182,7 +204,10 @@ class Engine:
             # a `none` sandbox found through /proc usually shares the node's namespace.
             if ns_id is not None and source == "state":
                 sandbox_ns.add(ns_id)
+            if ns_id is not None:
+                used_ns.add(ns_id)  # any sandbox's, a `none` one's shared namespace too
         sandbox_ns.discard(netns.own_netns_id())
+        self._used_ns = used_ns
         self._named = self._named_cache.get()
         self._net.begin_cycle(sandbox_ns, self._named)
 

@@ -35,9 +35,10 @@ def check_snapshot(engine: Engine, pause: float = 0.5) -> Snapshot:
         first = engine.collect()
         time.sleep(pause)
         snap = annotate(with_rates(engine.collect(), first))
+        orphans = engine.orphan_findings()
     finally:
         engine.close()
-    return replace(snap, host_findings=tuple(host_findings()))
+    return replace(snap, host_findings=(*host_findings(), *orphans))
 
 
 def check_document(snap: Snapshot) -> dict[str, object]:

@@ -46,10 +46,18 @@ def _state_findings(sb: Sandbox) -> Iterable[Finding]:
                  "not running", "check the shim's logs (journalctl -t kata), then remove the "
                  "pod (crictl stopp/rmp) so Kata cleans up its state",
                  pid=sb.hypervisor.pid, state_path=sb.state_path)
-    elif sb.state == "orphan":
+    elif sb.state == "orphan" and sb.hypervisor.pid:
         yield _f(sb, "KT-S021", "warning",
                  f"VMM pid {sb.hypervisor.pid} runs sandbox {sb.id[:12]} with no state file",
                  f"if no pod owns it: kill {sb.hypervisor.pid}", pid=sb.hypervisor.pid)
+    elif sb.state == "orphan":
+        pids = [v.pid for v in sb.virtiofsd if v.alive]
+        if pids:
+            yield _f(sb, "KT-S024", "warning",
+                     f"virtiofsd (pid {', '.join(map(str, pids))}) serves sandbox "
+                     f"{sb.id[:12]}, which has neither state nor VMM: left behind",
+                     f"if no pod owns it: kill {' '.join(map(str, pids))}",
+                     pids=pids, shared_dir=sb.virtiofsd[0].shared_dir)
     elif sb.state == "corrupt":
         yield _f(sb, "KT-S023", "warning", f"{label(sb)}: state file unreadable",
                  "compare with `crictl pods`; Kata rewrites persist.json on every change",

@@ -65,7 +65,7 @@ class LiveSource(Source):
             if time.monotonic() - self._host_at > HOST_PROBE_EVERY_S or not self._host_at:
                 from collectors.hostcheck import host_findings
 
-                self._host = tuple(host_findings())
+                self._host = (*host_findings(), *self._engine.orphan_findings())
                 self._host_at = time.monotonic()
             snap = replace(snap, host_findings=self._host)
             events = diff_events(self._prev, snap, self._engine.tc_changes,

@@ -187,3 +187,52 @@ def test_rate_limiters_not_where_kata_puts_them(scratch_lab: Layout) -> None:
     run_batch(["ip", "-n", web.netns], ["link add ifb1 type ifb", "link set ifb1 up"])
     run_batch(["tc", "-n", web.netns], rate_limit_lines("ifb1", 10_000_000))
     assert findings("web-0")["KT-S053"].evidence == {"dev": "ifb1", "model": "tcfilter"}
+
+
+def test_virtiofsd_left_behind(scratch_lab: Layout) -> None:
+    """A virtiofsd whose sandbox has neither state nor VMM shows as an orphan row with
+    KT-S024; the lab's real sandbox beside it gets no such finding."""
+    import secrets
+    from dataclasses import replace
+
+    from kata_top.lab import build
+    from kata_top.lab.processes import start_virtiofsd
+
+    man = build.up(scratch_lab, build.UpOptions(sandboxes=1, qemu=False, scenario="plain"))
+    ghost = replace(man.sandboxes[0].spec, id=secrets.token_hex(32))
+    os.makedirs(scratch_lab.vm_dir(ghost), mode=0o700)
+    pid = start_virtiofsd(scratch_lab, ghost)  # ended by the fixture's lab down
+    engine = Engine(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False))
+    try:
+        snap = diagnose.annotate(engine.collect())
+    finally:
+        engine.close()
+    row = next(s for s in snap.sandboxes if s.id == ghost.id)
+    assert row.state == "orphan" and [v.pid for v in row.virtiofsd] == [pid]
+    f = next(f for f in row.findings if f.code == "KT-S024")
+    assert f.severity == "warning" and f.evidence["pids"] == [pid] and f"kill {pid}" in f.fix
+    real = next(s for s in snap.sandboxes if s.id == man.sandboxes[0].spec.id)
+    assert not any(f.code in ("KT-S021", "KT-S024") for f in real.findings)
+
+
+def test_network_namespace_left_behind(scratch_lab: Layout) -> None:
+    """A named namespace with a Kata tap nobody holds and no sandbox using it: KT-H030 from
+    `check`; the lab's own namespaces (in use) are not named."""
+    from kata_top.lab import build
+    from kata_top.lab.network import run_batch
+
+    man = build.up(scratch_lab, build.UpOptions(sandboxes=1, qemu=True, guest=False,
+                                                scenario="plain"))
+    ghost = f"{scratch_lab.prefix}-cni-left"
+    run_batch(["ip"], [f"netns add {ghost}"])  # removed by the fixture's lab down (prefix)
+    run_batch(["ip", "-n", ghost], ["tuntap add dev tap0_kata mode tap",
+                                    "link set tap0_kata up"])
+    out = subprocess.run([sys.executable, "-m", "kata_top", "check", "--json", "--run-root",
+                          scratch_lab.run_root], capture_output=True, text=True, cwd=ROOT,
+                         check=False)
+    found = [f for f in json.loads(out.stdout)["findings"] if f["code"] == "KT-H030"]
+    mine = [f for f in found if f["evidence"]["netns"] == ghost]
+    assert len(mine) == 1 and mine[0]["evidence"]["taps"] == ["tap0_kata"]
+    assert mine[0]["severity"] == "warning" and f"ip netns delete {ghost}" in mine[0]["fix"]
+    own = {sb.netns for sb in man.sandboxes} | {scratch_lab.node_ns}
+    assert not [f for f in found if f["evidence"]["netns"] in own]
