@@ -22,6 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import shell_loop
 from collectors import netcollect
 from kata_top.engine import Engine, EngineOptions
 from kata_top.lab import build
@@ -29,14 +30,6 @@ from kata_top.lab.layout import Layout
 
 LAYOUT = Layout(run_root="/run/ktbench", prefix="ktbench")
 TC_FULL = netcollect.TC_FULL_EVERY_S
-
-
-def shell_loop(namespaces: list[str]) -> None:
-    for ns in namespaces:
-        for cmd in (["ip", "-s", "-j", "link", "show"], ["tc", "-s", "-j", "qdisc", "show"],
-                    ["tc", "-s", "-j", "filter", "show", "dev", "eth0", "ingress"],
-                    ["tc", "-s", "-j", "filter", "show", "dev", "tap0_kata", "ingress"]):
-            subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, check=True)
 
 
 def timed(fn: object, rounds: int) -> list[float]:

@@ -90,14 +90,6 @@ def wait_quiet(paths: list[str], cap_s: float = 120.0) -> float:
     return round(time.monotonic() - t0, 1)
 
 
-def shell_loop(namespaces: list[str]) -> None:
-    for ns in namespaces:
-        for cmd in (["ip", "-s", "-j", "link", "show"], ["tc", "-s", "-j", "qdisc", "show"],
-                    ["tc", "-s", "-j", "filter", "show", "dev", "eth0", "ingress"],
-                    ["tc", "-s", "-j", "filter", "show", "dev", "tap0_kata", "ingress"]):
-            subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, check=True)
-
-
 def kata_top(*args: str) -> list[str]:
     return [sys.executable, "-m", "kata_top", *args]
 
@@ -129,15 +121,12 @@ def main() -> int:
     if args.worker:
         worker(args.worker, args.rounds)
         return 0
+    from bench.common import compile_bytecode, shell_loop
     from kata_top.lab import build
     from kata_top.lab.layout import Layout
 
     layout = Layout(run_root=LAYOUT_ROOT, prefix=PREFIX)
-    # Bytecode as an install has it (pip compiles at install; this tree may run with
-    # PYTHONDONTWRITEBYTECODE, which would time the compiler on every start).
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "kata_top", "collectors"],
-                   cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    compile_bytecode()
     with tempfile.TemporaryDirectory(prefix="ktscale-empty-") as empty:
         empty_wall = wall(kata_top("snapshot", "--json", "--run-root", empty), 7)
     print(json.dumps({"snapshot_json_empty_run_root_wall_ms": round(empty_wall, 1)}), flush=True)

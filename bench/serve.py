@@ -31,6 +31,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.common import compile_bytecode  # noqa: E402
 from kata_top.lab import build  # noqa: E402
 from kata_top.lab.layout import Layout  # noqa: E402
 
@@ -94,12 +95,9 @@ def main() -> int:
     args = ap.parse_args()
     # SIGTERM (a background run being stopped) unwinds like Ctrl-C: the lab goes down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    # Bytecode as an install has it: without it (PYTHONDONTWRITEBYTECODE) every cron'd run
-    # would also pay the compiler, and the baseline would look worse than it is.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "kata_top", "collectors"],
-                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    # without bytecode every cron'd run would also pay the compiler: a baseline worse than
+    # it is
+    compile_bytecode()
     build.down(LAYOUT)
     build.up(LAYOUT, build.UpOptions(sandboxes=args.sandboxes, qemu=False, scenario="plain"))
     try:

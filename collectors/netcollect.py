@@ -29,8 +29,7 @@ from collectors.decode_memo import DecodeMemo
 from collectors.netlink import NetlinkError, RtnlSocket
 from collectors.rtnl import (
     NetnsDump,
-    decode_links,
-    dump_routes,
+    dump_netns,
     dump_tc,
     link_facts,
     link_stats,
@@ -91,7 +90,6 @@ class NetCollector:
         self._stats_probe = True  # False on a kernel without RTM_GETSTATS
         self.tc_reused = 0  # namespaces not dumped again this cycle (for benchmarks and tests)
         self.restatted = 0  # namespaces whose links came from the counters probe this cycle
-        self.reused = False  # whether the last collect() returned a reused dump
         # the tc notifications the last collect() read (message type, body)
         self.last_notes: list[tuple[int, bytes]] = []
 
@@ -172,32 +170,24 @@ class NetCollector:
 
     def _dump(self, key: netns.NetnsId, sock: RtnlSocket) -> NetnsDump:
         if self._one_shot:
-            links, peer_nsids = decode_links(sock.dump_links())
-            names = {lk.ifindex: lk.name for lk in links}
-            base = NetnsDump(links, peer_nsids, *dump_tc(sock, names),
-                             routes=dump_routes(sock, names))
-            return self._with_peers(key, sock, base)[0]
+            return self._with_peers(key, sock, dump_netns(sock, routes=True))[0]
         probe = self._probe(sock)
         notified = sock.take_notified()  # after the probe, which read what was queued
         now = time.monotonic()
         last = self._last.get(key)
-        self.reused = False
-        if (last is not None and sock.tc_events and not notified and now < last.due
-                and last.probe == probe):
-            self.tc_reused += 1
-            self.reused = True
-            dump = last.dump
-            if any(self._peer_facts(c, i) != f for c, i, f in last.peers):
-                dump, peers = self._with_peers(key, sock, last.base)
-                last = _LastDump(last.probe, last.stats, last.base, dump, peers, last.at,
-                                 last.due)
-                self._last[key] = last
-            return evolve(dump, filters=_aged(dump.filters, now - last.at))
-        if (last is not None and sock.tc_events and not notified and now < last.due
-                and self._stats_probe):
+        if last is not None and sock.tc_events and not notified and now < last.due:
+            if last.probe == probe:
+                self.tc_reused += 1
+                dump = last.dump
+                if any(self._peer_facts(c, i) != f for c, i, f in last.peers):
+                    dump, peers = self._with_peers(key, sock, last.base)
+                    last = _LastDump(last.probe, last.stats, last.base, dump, peers, last.at,
+                                     last.due)
+                    self._last[key] = last
+                return evolve(dump, filters=_aged(dump.filters, now - last.at))
             # Packets moved, nothing was reconfigured: the links are the last dump's with the
             # probe's counters; only tc (whose counters moved too) is dumped again.
-            moved = self._restat(last, probe)
+            moved = self._restat(last, probe) if self._stats_probe else None
             if moved is not None:
                 stats, base_links, links = moved
                 tc = dump_tc(sock, {lk.ifindex: lk.name for lk in links}, self._memo)
@@ -209,11 +199,8 @@ class NetCollector:
                 return dump
         # The probe was taken before the dumps: a packet that crosses in between makes the
         # next probe differ (a dump again), never a stale dump reused.
-        links, peer_nsids = decode_links(sock.dump_links() if self._stats_probe else probe,
-                                         self._memo)
-        names = {lk.ifindex: lk.name for lk in links}
-        base = NetnsDump(links, peer_nsids, *dump_tc(sock, names, self._memo),
-                         routes=dump_routes(sock, names))
+        base = dump_netns(sock, memo=self._memo, routes=True,
+                          raw_links=None if self._stats_probe else probe)
         dump, peers = self._with_peers(key, sock, base)
         now = time.monotonic()
         self._last[key] = _LastDump(probe, stats_by_ifindex(probe) if self._stats_probe else {},

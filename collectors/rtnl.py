@@ -418,15 +418,18 @@ def dump_tc(sock: RtnlSocket, names: dict[int, str], memo: DecodeMemo | None = N
     return tuple(q for _, q in qdiscs), tuple(classes), tuple(filters)
 
 
-def dump_netns(sock: RtnlSocket, with_tc: bool = True,
-               memo: DecodeMemo | None = None) -> NetnsDump:
-    """Links, qdiscs, classes and filters of the socket's namespace; with a memo, only what
-    changed since the last cycle is decoded (collectors/decode_memo.py)."""
-    links, peer_nsids = decode_links(sock.dump_links(), memo)
+def dump_netns(sock: RtnlSocket, with_tc: bool = True, memo: DecodeMemo | None = None,
+               routes: bool = False, raw_links: list[bytes] | None = None) -> NetnsDump:
+    """Links, qdiscs, classes and filters of the socket's namespace (and the main table's
+    routes if asked); with a memo, only what changed since the last cycle is decoded
+    (collectors/decode_memo.py). raw_links: a link dump already taken."""
+    links, peer_nsids = decode_links(sock.dump_links() if raw_links is None else raw_links,
+                                     memo)
     if not with_tc:
         return NetnsDump(links, peer_nsids, (), (), ())
-    return NetnsDump(links, peer_nsids, *dump_tc(sock, {lk.ifindex: lk.name for lk in links},
-                                                 memo))
+    names = {lk.ifindex: lk.name for lk in links}
+    return NetnsDump(links, peer_nsids, *dump_tc(sock, names, memo),
+                     routes=dump_routes(sock, names) if routes else ())
 
 
 __all__ = ["NetnsDump", "decode_links", "decode_route", "dump_netns", "dump_routes", "dump_tc",

@@ -56,37 +56,22 @@ def _float(f: float) -> str:
 
 
 class Encoder:
-    """Model objects to plain JSON values, remembering the last snapshot's.
+    """Model objects as JSON, remembering the last snapshot's text.
 
     The model is immutable, and an idle sandbox is built from the very objects it was made
-    of a cycle before (kata_top/engine.py): a stream (snapshot --watch, serve) converts only
-    what changed. The plain values handed out are shared between calls: never mutate them.
+    of a cycle before (kata_top/engine.py): a stream (snapshot --watch) writes the compact
+    text of only what changed, the rest from the last snapshot's.
     """
 
     def __init__(self, remember: bool = True) -> None:
         self._remember = remember
-        self._prev: dict[int, tuple[Any, Any]] = {}  # id -> (the object, its plain value)
-        self._now: dict[int, tuple[Any, Any]] = {}
         self._prev_text: dict[int, tuple[Any, str]] = {}  # id -> (the object, its JSON)
         self._texts: dict[int, tuple[Any, str]] = {}
 
     def plain(self, obj: Any) -> Any:
+        """obj as plain JSON values (dicts, lists, primitives)."""
         if isinstance(obj, _PRIMITIVE):
             return obj
-        cls = type(obj)
-        if cls is tuple or dataclasses.is_dataclass(cls):
-            if self._remember:
-                hit = self._now.get(id(obj)) or self._prev.get(id(obj))
-                if hit is not None and hit[0] is obj:
-                    self._now[id(obj)] = hit
-                    return hit[1]
-            plain = self._convert(obj)
-            if self._remember:
-                self._now[id(obj)] = (obj, plain)  # holding obj keeps its id from reuse
-            return plain
-        return self._convert(obj)
-
-    def _convert(self, obj: Any) -> Any:
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             conv = self.plain
             return {key: conv(getattr(obj, name)) for name, key in _fields(type(obj))}
@@ -97,9 +82,8 @@ class Encoder:
         return obj
 
     def snapshot(self, snap: Snapshot) -> dict[str, Any]:
-        """The snapshot as the JSON contract's document; forgets what it no longer holds."""
+        """The snapshot as the JSON contract's document."""
         d: dict[str, Any] = self.plain(snap)
-        self._prev, self._now = self._now, {}
         # schema first, for humans reading the stream
         return {"schema": d["schema"], **{k: v for k, v in d.items() if k != "schema"}}
 

@@ -58,8 +58,13 @@ def test_remembering_encoder_writes_what_a_plain_conversion_writes() -> None:
 def test_remembering_encoder_reuses_what_did_not_change() -> None:
     snaps, _ = load_recording(RECORDING)
     encoder = jsonout.Encoder()
-    first = encoder.snapshot(snaps[0])
-    again = encoder.snapshot(replace(snaps[0], taken_at=snaps[0].taken_at + 1))
-    assert again["taken_at"] == snaps[0].taken_at + 1
-    # the same sandbox objects: the very same converted values, not equal copies
-    assert all(a is b for a, b in zip(first["sandboxes"], again["sandboxes"], strict=True))
+    encoder.dumps(snaps[0])
+    first = [encoder.text(sb) for sb in snaps[0].sandboxes]
+    again = encoder.dumps(replace(snaps[0], taken_at=snaps[0].taken_at + 1))
+    assert json.loads(again)["taken_at"] == snaps[0].taken_at + 1
+    # the same sandbox objects: the very same text, not an equal copy written again
+    assert all(a is encoder.text(sb) for a, sb in zip(first, snaps[0].sandboxes, strict=True))
+    # and a snapshot later, what the last one no longer held is written afresh
+    encoder.dumps(replace(snaps[0], sandboxes=()))
+    encoder.dumps(replace(snaps[0], sandboxes=()))
+    assert encoder.text(snaps[0].sandboxes[0]) is not first[0]
