@@ -4,8 +4,11 @@
 (the demo recording's sandboxes cloned to 200 with fresh ids, rendered by kata-top's own
 Prometheus encoder) and Prometheus scrapes it as 50 targets, each labelled node=nodeNN, so
 10,000 sandboxes' series sit in one Prometheus. Then N refreshes of the console's round of
-queries (kata_top.fleet.query.collect, what the console's worker runs): wall time and CPU per
-refresh, queries per refresh, and the CPU share that makes at a 5 s refresh.
+queries (kata_top.fleet.query.collect, what the console's worker runs), of three kinds, taken
+in turn: the fleet screen's (nodes only), a node screen's (the nodes and one node's
+sandboxes), and the whole fleet's (every sandbox: `fleet --json`, `fleet check`, and what
+every console refresh asked for up to commit f581473). Wall time and CPU per refresh, queries
+per refresh, and the CPU share that makes at a 5 s refresh.
 
 Run (needs Debian's prometheus): python3 bench/fleet.py [--nodes 50] [--sandboxes 200]
 """
@@ -29,9 +32,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from kata_top.fleet.promql import PrometheusClient  # noqa: E402
-from kata_top.fleet.query import collect  # noqa: E402
+from kata_top.fleet.query import ALL, collect, nodes_query  # noqa: E402
 from kata_top.formats import prometheus as prom_format  # noqa: E402
 from kata_top.formats.jsonin import load_recording  # noqa: E402
+from tests.deploy_helpers import write_rules  # noqa: E402
 from tests.serve_helpers import prometheus, promql, wait_for  # noqa: E402
 
 
@@ -53,6 +57,7 @@ def main() -> int:
     ap.add_argument("--refreshes", type=int, default=20)
     args = ap.parse_args()
     body = scrape_text(args.sandboxes)
+    args.series_per_node = sum(1 for line in body.splitlines() if not line.startswith(b"#"))
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *_a: object) -> None:
@@ -70,31 +75,68 @@ def main() -> int:
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     addr = f"127.0.0.1:{srv.server_address[1]}"
     targets = {f"node{i:02d}": addr for i in range(args.nodes)}
-    with tempfile.TemporaryDirectory(prefix="ktbfleet-") as tmp, \
-            prometheus(tmp, targets, scrape_interval="15s") as prom:
-        wait_for(lambda: (lambda r: r and float(r[0]["value"][1]) >= args.nodes)(
-            promql(prom, "count(kata_top_sandboxes)")), 180, "every node scraped")
-        client = PrometheusClient(prom, timeout=30)
-        collect(client)  # warm
-        walls, cpus, series = [], [], 0
-        for _ in range(args.refreshes):
-            r0 = resource.getrusage(resource.RUSAGE_SELF)
-            t0 = time.perf_counter()
-            snap = collect(client)
-            walls.append((time.perf_counter() - t0) * 1000)
-            r1 = resource.getrusage(resource.RUSAGE_SELF)
-            cpus.append((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1000)
-        series = int(float(promql(prom, "count({__name__=~\"kata_top_.+\"})")[0]["value"][1]))
+    with tempfile.TemporaryDirectory(prefix="ktbfleet-") as tmp:
+        # deploy/'s rules, as a cluster runs them: the console reads the recorded node sums
+        rules = write_rules(os.path.join(tmp, "rules.yaml"))
+        with prometheus(tmp, targets, (rules,), scrape_interval="15s",
+                        evaluation_interval="15s") as prom:
+            row = measure(prom, args)
     srv.shutdown()
-    row = {"nodes": args.nodes, "sandboxes_per_node": args.sandboxes,
-           "sandboxes_seen": len(snap.sandboxes), "nodes_seen": len(snap.nodes),
-           "series_in_prometheus": series, "queries_per_refresh": snap.queries,
-           "refresh_wall_median_ms": round(statistics.median(walls), 1),
-           "refresh_wall_max_ms": round(max(walls), 1),
-           "console_cpu_median_ms": round(statistics.median(cpus), 1),
-           "cpu_share_at_5s_percent": round(statistics.median(cpus) / 5000 * 100, 2)}
     print(json.dumps(row))
     return 0
+
+
+def measure(prom: str, args: argparse.Namespace) -> dict[str, object]:
+    """Refreshes of each kind, interleaved; one JSON row."""
+    wait_for(lambda: (lambda r: r and float(r[0]["value"][1]) >= args.nodes)(
+        promql(prom, "count(kata_top_sandboxes)")), 180, "every node scraped")
+    # rate() over [2m] needs two samples of every series, the rules one evaluation
+    wait_for(lambda: (lambda r: r and float(r[0]["value"][1]) >= args.nodes)(
+        promql(prom, "count(node:kata_top_sandboxes:count)")), 120,
+        "the recording rules evaluated")
+    time.sleep(16)
+    client = PrometheusClient(prom, timeout=30)
+    computed = PrometheusClient(prom, timeout=30)
+    # "nodes": the fleet screen's refresh (recorded sums); "nodes_computed": the same
+    # without deploy/'s recording rules; "one_node": a node screen's (the nodes and one
+    # node's sandboxes); "whole_fleet": every sandbox (fleet --json, fleet check, and
+    # every console refresh up to commit f581473)
+    kinds = {"nodes": None, "nodes_computed": None, "one_node": "node07",
+             "whole_fleet": ALL}
+    for scope in kinds.values():
+        collect(client, sandboxes=scope)  # warm
+    walls: dict[str, list[float]] = {k: [] for k in kinds}
+    cpus: dict[str, list[float]] = {k: [] for k in kinds}
+    snaps = {}
+    for _ in range(args.refreshes):  # interleaved, so a slow moment hits every kind
+        for kind, scope in kinds.items():
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            t0 = time.perf_counter()
+            if kind == "nodes_computed":
+                computed.query(nodes_query(recorded=False))
+            else:
+                snaps[kind] = collect(client, sandboxes=scope)
+            walls[kind].append((time.perf_counter() - t0) * 1000)
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            cpus[kind].append((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+                              * 1000)
+    row: dict[str, object] = {"nodes": args.nodes, "sandboxes_per_node": args.sandboxes,
+                              "series_in_prometheus": args.nodes * args.series_per_node}
+    for kind in kinds:
+        snap = snaps.get(kind, snaps["nodes"])
+        row[kind] = {"nodes_seen": len(snap.nodes), "sandboxes_seen": len(snap.sandboxes),
+                     "sandboxes_counted": sum(n.sandboxes for n in snap.nodes),
+                     "queries": 1 if kind == "nodes_computed" else snap.queries,
+                     "wall_median_ms": round(statistics.median(walls[kind]), 1),
+                     "wall_max_ms": round(max(walls[kind]), 1),
+                     "cpu_median_ms": round(statistics.median(cpus[kind]), 1),
+                     "cpu_share_at_5s_percent": round(statistics.median(cpus[kind]) / 50, 2)}
+    for kind in ("nodes", "one_node"):
+        row[f"{kind}_vs_whole_fleet_wall"] = round(
+            statistics.median(walls["whole_fleet"]) / statistics.median(walls[kind]), 1)
+    row["recorded_vs_computed_wall"] = round(
+        statistics.median(walls["nodes_computed"]) / statistics.median(walls["nodes"]), 1)
+    return row
 
 
 if __name__ == "__main__":

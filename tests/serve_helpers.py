@@ -78,14 +78,14 @@ def prometheus_binary() -> str | None:
 
 @contextmanager
 def prometheus(tmp_dir: str, targets: dict[str, str], rule_files: tuple[str, ...] = (),
-               scrape_interval: str = "1s") -> Iterator[str]:
+               scrape_interval: str = "1s", evaluation_interval: str = "1s") -> Iterator[str]:
     """A real Prometheus on loopback scraping `targets` (node label -> host:port) every
     second, with its own data directory; yields its base URL."""
     import yaml
 
     port = free_port()
     config = {
-        "global": {"scrape_interval": scrape_interval, "evaluation_interval": "1s",
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval,
                    "scrape_timeout": "900ms" if scrape_interval == "1s" else "10s"},
         "rule_files": list(rule_files),
         "scrape_configs": [{

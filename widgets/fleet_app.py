@@ -21,6 +21,7 @@ from textual.worker import Worker, WorkerState
 
 import themes
 from kata_top.fleet.model import FleetSnapshot
+from kata_top.fleet.query import ALL
 from kata_top.settings import Settings
 from kata_top.sources.base import SourceError
 from widgets.fleet_columns import NODES, SANDBOXES_OF_NODE
@@ -92,8 +93,19 @@ class NodeScreen(_FleetTable):
         super().__init__()
         self.node = node
 
+    def on_mount(self) -> None:
+        # The fleet screen's rounds ask for nodes only; from now on they also ask for this
+        # node's sandboxes, starting at once. (_FleetTable.on_mount runs after this one:
+        # Textual calls every class's handler along the MRO.)
+        self.fapp.focus(self.node)
+
+    def on_unmount(self) -> None:
+        self.fapp.focus(None)
+
     def show_fleet(self, snap: FleetSnapshot) -> None:
-        self.query_one(SandboxTable).show([s for s in snap.sandboxes if s.node == self.node])
+        if snap.sandboxes_of in (self.node, ALL):  # else: a round from before this screen
+            self.query_one(SandboxTable).show([s for s in snap.sandboxes
+                                               if s.node == self.node])
 
     def open_row(self, row_id: str) -> None:
         self.fapp.open_sandbox(self.node, row_id)
@@ -155,6 +167,8 @@ class FleetApp(App[OpenRequest | None]):
             self.post_message(FleetFailed(f"{type(event.worker.error).__name__}: "
                                           f"{event.worker.error}"))
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR) and not self.paused:
+            if self._timer is not None:  # a round asked for early (r, a node opened)
+                self._timer.stop()
             self._timer = self.set_timer(self.refresh_s, self.collect)
 
     def on_fleet_ready(self, message: FleetReady) -> None:
@@ -206,6 +220,14 @@ class FleetApp(App[OpenRequest | None]):
                 b.set_class(bool(banner.plain), "shown")
         w, h = self.size
         screen.set_class(w < MIN_W or h < MIN_H, "too-small")
+
+    def focus(self, node: str | None) -> None:
+        """Whose sandboxes the rounds ask for (None: the nodes only); a new focus is asked
+        for at once."""
+        if getattr(self.source, "focus", node) != node:
+            self.source.focus = node
+            if node is not None and not self.paused:
+                self.collect()
 
     def open_sandbox(self, node: str, sandbox_id: str) -> None:
         url = self.source.serve_urls.get(node)

@@ -55,4 +55,7 @@ class FleetSnapshot:
     serve_urls: tuple[tuple[str, str], ...] = ()  # node -> its `kata-top serve`
     queries: int = 0
     duration_ms: float = 0.0
+    # Whose sandboxes `sandboxes` holds: one node's name, "*" for every node's, None for none
+    # (the fleet screen asks Prometheus for the nodes only).
+    sandboxes_of: str | None = "*"
     schema: str = field(default=FLEET_SCHEMA)

@@ -16,6 +16,8 @@ def node_problems(snap: FleetSnapshot, node: FleetNode) -> list[tuple[str, str]]
             if node.last_seen_age_s is not None else "never seen"
         out.append(("critical", f"kata-top on this node does not answer scrapes ({age}): "
                                 "its sandboxes are not watched"))
+    if snap.sandboxes_of not in ("*", node.node):  # only the node's sums are at hand
+        return out + _sums(node)
     rows = [r for r in snap.sandboxes if r.node == node.node]
     for r in rows:
         pod = f"{r.pod_namespace}/{r.pod_name}" if r.pod_name else r.sandbox_id[:12]
@@ -35,8 +37,32 @@ def node_problems(snap: FleetSnapshot, node: FleetNode) -> list[tuple[str, str]]
     return out
 
 
+def _sums(node: FleetNode) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if node.one_way:
+        out.append(("critical", f"{node.one_way} sandbox(es) with a redirect missing"))
+    if node.dead_vmms:
+        out.append(("critical", f"{node.dead_vmms} sandbox(es) whose VMM is dead"))
+    if node.rate_limit_drops_ps > 0:
+        out.append(("warning", f"rate limits drop {node.rate_limit_drops_ps:.1f} pkt/s"))
+    if node.critical or node.warning:
+        out.append(("critical" if node.critical else "warning",
+                    f"{node.critical} critical and {node.warning} warning findings "
+                    f"(kata-top fleet check --node {node.node})"))
+    return out
+
+
+def checked_nodes(snap: FleetSnapshot) -> list[FleetNode]:
+    """The nodes a check speaks of: the one asked for (--node), else all."""
+    if snap.sandboxes_of not in (None, "*"):
+        return [n for n in snap.nodes if n.node == snap.sandboxes_of]
+    return list(snap.nodes)
+
+
 def problems(snap: FleetSnapshot) -> bool:
-    return any(sev in ("critical", "warning") for n in snap.nodes
+    if snap.sandboxes_of not in (None, "*") and not checked_nodes(snap):
+        return True  # the node asked for is not watched at all
+    return any(sev in ("critical", "warning") for n in checked_nodes(snap)
                for sev, _ in node_problems(snap, n))
 
 
@@ -46,14 +72,17 @@ def render(snap: FleetSnapshot) -> str:
         lines.append(f"note: {err}")
     marks = {"critical": "CRIT", "warning": "WARN"}
     bad = 0
-    for n in sorted(snap.nodes, key=lambda n: n.node):
+    nodes = checked_nodes(snap)
+    if not nodes and snap.sandboxes_of not in (None, "*"):
+        lines.append(f"no node {snap.sandboxes_of!r} in Prometheus")
+    for n in sorted(nodes, key=lambda n: n.node):
         found = sorted(node_problems(snap, n), key=lambda p: p[0] != "critical")
         bad += bool(found)
         for sev, text in found:
             lines.append(f"{marks[sev]} {n.node}: {text}")
-    total = sum(n.sandboxes for n in snap.nodes)
-    traffic = sum(n.in_bps for n in snap.nodes), sum(n.out_bps for n in snap.nodes)
-    lines.append(f"{len(snap.nodes)} nodes, {total} sandboxes, in {fmt_rate(traffic[0])} out "
+    total = sum(n.sandboxes for n in nodes)
+    traffic = sum(n.in_bps for n in nodes), sum(n.out_bps for n in nodes)
+    lines.append(f"{len(nodes)} nodes, {total} sandboxes, in {fmt_rate(traffic[0])} out "
                  f"{fmt_rate(traffic[1])}; {bad} node(s) with problems "
                  f"({snap.queries} queries to {snap.prometheus}, {snap.duration_ms:.0f} ms)")
     return "\n".join(lines)

@@ -9,7 +9,8 @@ from kata_top.sources.base import SourceError
 
 
 class FleetSource:
-    """`next()` asks Prometheus (PrometheusError with the reason when it cannot); nodes'
+    """`next()` asks Prometheus (SourceError with the reason when it cannot) for the nodes,
+    and for the sandboxes of the node in `focus` (set while a screen shows them); nodes'
     `serve` URLs come from the scrape targets' `instance` labels."""
 
     read_only = True
@@ -18,11 +19,12 @@ class FleetSource:
         self.client = client
         self.job = job
         self.serve_urls: dict[str, str] = {}
+        self.focus: str | None = None  # written by the UI thread, read by the worker
 
     def next(self) -> FleetSnapshot:
-        """SourceError with the reason when Prometheus cannot answer."""
+        focus = self.focus
         try:
-            snap = collect(self.client, self.job)
+            snap = collect(self.client, self.job, sandboxes=focus)
         except PrometheusError as exc:
             raise SourceError(str(exc)) from exc
         self.serve_urls = dict(snap.serve_urls)

@@ -13,9 +13,14 @@ import sys
 from typing import Any
 
 from kata_top import actions
+from kata_top.fleet.promql import PrometheusClient
+from kata_top.fleet.query import fold_nodes, nodes_query
 from kata_top.lab import build
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest
+from kata_top.settings import Settings
+from kata_top.sources.fleet import FleetSource
+from tests.deploy_helpers import write_rules
 from tests.helpers import ROOT, need_root, require, running_lab
 from tests.serve_helpers import prometheus, prometheus_binary, promql, serving, stop, wait_for
 
@@ -41,6 +46,36 @@ async def _rows(app: Any) -> dict[str, tuple[str, str]]:
         return {sb.id: (sb.state, sb.network_model) for sb in app.snapshot.sandboxes}
 
 
+async def _console(source: Any) -> tuple[list[str], bool]:
+    """The fleet console on `source`: its node names, and whether opening beta shows
+    web-1's lost inbound redirect."""
+    from widgets.fleet_app import FleetApp, NodeScreen
+    from widgets.sandbox_table import SandboxTable
+
+    app = FleetApp(source, refresh=3600, theme="kata-dark", settings=Settings())
+    async with app.run_test(size=(160, 48)) as pilot:
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if app.screen.query_one(SandboxTable).row_count == 3:
+                break
+        table = app.screen.query_one(SandboxTable)
+        names = [table.row_text(i).split()[0] for i in range(table.row_count)]
+        assert source.focus is None and app.snapshot is not None
+        assert app.snapshot.sandboxes == ()  # the fleet screen asked for nodes only
+        await pilot.press("down", "enter")
+        seen = False
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, NodeScreen):
+                t = app.screen.query_one(SandboxTable)
+                texts = [t.row_text(i) for i in range(t.row_count)]
+                seen = any("web-1" in x and "in MISSING" in x for x in texts)
+                if seen:
+                    assert source.focus == "beta" and len(texts) == 2
+                    break
+        return names, seen
+
+
 def test_fleet_on_three_nodes(demo_lab: tuple[Layout, Manifest], tmp_path: Any) -> None:
     need_root()
     require(prometheus_binary() is not None, "needs Debian's prometheus package")
@@ -52,10 +87,20 @@ def test_fleet_on_three_nodes(demo_lab: tuple[Layout, Manifest], tmp_path: Any) 
         with serving(alpha.run_root) as (a_url, _a), serving(beta.run_root) as (b_url, _b), \
                 serving(gamma.run_root) as (c_url, c_proc):
             (tmp_path / "prom").mkdir()
+            rules = write_rules(str(tmp_path / "rules.yaml"))
             with prometheus(str(tmp_path / "prom"), {"alpha": a_url[7:], "beta": b_url[7:],
-                                                     "gamma": c_url[7:]}) as prom:
+                                                     "gamma": c_url[7:]}, (rules,)) as prom:
                 wait_for(lambda: len(promql(prom, "kata_top_sandboxes")) == 3, 90,
                          "all three nodes scraped")
+                wait_for(lambda: len(promql(prom, "node:kata_top_sandboxes:count")) == 3, 60,
+                         "the recording rules evaluated")
+                # the recorded node sums (deploy/'s rules) say what computing them says
+                client = PrometheusClient(prom)
+                recorded, computed = (
+                    {(n.node, n.sandboxes, n.critical, n.warning, n.one_way, n.dead_vmms)
+                     for n in fold_nodes(client.query(nodes_query(recorded=r)), 0, set())}
+                    for r in (True, False))
+                assert recorded == computed and len(recorded) == 3
                 doc = json.loads(fleet(prom, "--json").stdout)
                 nodes = {n["node"]: n for n in doc["nodes"]}
                 assert set(nodes) == {"alpha", "beta", "gamma"}
@@ -74,9 +119,18 @@ def test_fleet_on_three_nodes(demo_lab: tuple[Layout, Manifest], tmp_path: Any) 
                 assert "beta: payments/web-1: redirect in missing" in check.stdout
                 assert "gamma:" not in check.stdout
 
+                beta_only = fleet(prom, "check", "--node", "beta")
+                assert beta_only.returncode == 1, beta_only.stderr
+                assert "beta: payments/web-1: redirect in missing" in beta_only.stdout
+                assert "alpha" not in beta_only.stdout
+
+                # the console: nodes from the recorded sums, then beta's sandboxes when
+                # opened (asked for only then)
+                assert asyncio.run(_console(FleetSource(client))) == \
+                    (["alpha", "beta", "gamma"], True)
+
                 # --remote: the node dashboard through alpha's serve shows what it shows
                 from kata_top.engine import EngineOptions
-                from kata_top.settings import Settings
                 from kata_top.sources.live import LiveSource
                 from kata_top.sources.remote import RemoteSource
                 from widgets.app import KataTopApp

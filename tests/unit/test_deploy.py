@@ -14,6 +14,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from kata_top.fleet.query import NODE_SUMS
 from kata_top.formats import prometheus
 from kata_top.formats.jsonin import load_recording
 from tests.deploy_helpers import DEPLOY, ROOT, load, write_rules
@@ -98,7 +99,8 @@ def test_every_series_a_rule_or_dashboard_names_is_exported() -> None:
     with open(os.path.join(DEPLOY, "grafana-dashboard.json"), encoding="utf-8") as fh:
         dash = json.load(fh)
     texts.append(json.dumps(dash))
-    named = set(re.findall(r"kata_top_[a-z_]+", " ".join(texts)))
+    # (recorded series, `level:kata_top_…:operation`, are the rules' own names)
+    named = set(re.findall(r"(?<![:\w])kata_top_[a-z_]+(?!\w|:)", " ".join(texts)))
     assert named and named <= exported, sorted(named - exported)
     assert len([p for p in dash["panels"] if p.get("targets")]) >= 6
 
@@ -109,3 +111,11 @@ def test_containerfile_runs_the_read_only_exporter() -> None:
     assert "KATA_TOP_READ_ONLY=1" in text
     assert re.search(r'ENTRYPOINT \["kata-top"\]', text)
     assert re.search(r'CMD \["serve"', text)
+
+
+def test_the_fleet_consoles_sums_are_recorded_by_the_rules() -> None:
+    """The console reads `node:kata_top_…` series the PrometheusRule records, and computes the
+    same expressions itself when they are absent: the two must stay one definition."""
+    groups = {g["name"]: g for g in load("prometheusrule.yaml")["spec"]["groups"]}
+    recorded = {r["record"]: " ".join(r["expr"].split()) for r in groups["kata-top.fleet"]["rules"]}
+    assert recorded == {name: expr for _q, name, expr in NODE_SUMS}

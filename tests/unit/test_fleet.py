@@ -8,8 +8,10 @@ import http.server
 import json
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,8 +19,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kata_top.fleet.model import FleetNode, FleetSandbox, FleetSnapshot
-from kata_top.fleet.promql import PrometheusClient, PrometheusError, parse_vector
-from kata_top.fleet.query import collect
+from kata_top.fleet.promql import PrometheusClient, PrometheusError, Sample, parse_vector
+from kata_top.fleet.query import (
+    RULES_HINT,
+    collect,
+    fold_nodes,
+    fold_sandboxes,
+    node_matcher,
+    sandboxes_query,
+)
 from kata_top.fleet.report import problems, render
 from kata_top.settings import Settings
 from kata_top.sources.base import SourceError
@@ -124,15 +133,44 @@ def test_empty_answers_are_an_empty_fleet_and_missing_node_labels_are_said() -> 
     empty = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})
     with fake_prometheus(_reply(200, empty.encode())) as url:
         snap = collect(PrometheusClient(url))
-    assert snap.nodes == () and snap.sandboxes == () and snap.queries == 5
+    # no recorded sums → the computed ones (also empty) → the sandboxes: three queries
+    assert snap.nodes == () and snap.sandboxes == () and snap.queries == 3
+    assert not snap.errors  # nothing to sum: no word about recording rules
     info = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
         {"metric": {"__name__": "kata_top_sandbox_info", "instance": "10.0.0.7:9712",
                     "sandbox_id": "a" * 64, "cri_name": "web", "cri_namespace": "default",
-                    "state": "running"}, "value": [1, "1"]}]}})
+                    "state": "running", "q": "info"}, "value": [1, "1"]},
+        {"metric": {"instance": "10.0.0.7:9712", "q": "sandboxes"}, "value": [1, "1"]}]}})
     with fake_prometheus(_reply(200, info.encode())) as url:
         snap = collect(PrometheusClient(url))
     assert [n.node for n in snap.nodes] == ["10.0.0.7:9712"]
+    assert snap.nodes[0].sandboxes == 1 and [s.pod_name for s in snap.sandboxes] == ["web"]
     assert snap.errors and "node" in snap.errors[0]
+
+
+def test_a_node_is_selected_by_a_quoted_matcher() -> None:
+    assert node_matcher('we"ird\\node', False) == 'node="we\\"ird\\\\node"'
+    assert node_matcher("10.0.0.7:9712", True) == 'node="",instance="10.0.0.7:9712"'
+    q = sandboxes_query(node_matcher("n1", False))
+    assert 'kata_top_sandbox_info{node="n1"}' in q and '{kind="htb",node="n1"}' in q
+    assert "kata_top_sandbox_info{}" in sandboxes_query()
+
+
+@given(st.lists(st.builds(Sample, st.dictionaries(
+    st.sampled_from(["q", "node", "instance", "sandbox_id", "severity", "direction", "code",
+                     "state"]), st.sampled_from(["up", "seen", "sandboxes", "stale", "findings",
+                                                 "bps", "oneway", "htbdrops", "info", "missing",
+                                                 "in", "out", "critical", "warning", "n1", ""])),
+    st.floats(allow_nan=True, allow_infinity=False)), max_size=30))
+def test_any_rows_fold_into_nodes_and_sandboxes(samples: list[Sample]) -> None:
+    """Whatever a (proxied, misconfigured) Prometheus answers, the fold never crashes and the
+    node sums stay numbers."""
+    missing: set[str] = set()
+    for node in fold_nodes(samples, 1e9, missing):
+        assert isinstance(node.sandboxes, int)
+        assert node.in_bps == node.in_bps
+    for row in fold_sandboxes(samples, missing):
+        assert row.in_bps == row.in_bps and isinstance(row.codes, tuple)
 
 
 FIXED = FleetSnapshot(
@@ -162,6 +200,18 @@ def test_fleet_check_names_each_nodes_faults() -> None:
     assert "CRIT beta: default/web-1: redirect in missing" in text
     assert "CRIT gamma: kata-top on this node does not answer scrapes (last seen 400 s ago)" \
         in text
+
+
+def test_fleet_check_of_one_node_or_from_the_sums_alone() -> None:
+    beta = render(replace(FIXED, sandboxes_of="beta"))
+    assert "CRIT beta: default/web-1: redirect in missing" in beta and "alpha" not in beta
+    assert problems(replace(FIXED, sandboxes_of="beta"))
+    nowhere = replace(FIXED, sandboxes_of="delta")
+    assert problems(nowhere) and "no node 'delta'" in render(nowhere)
+    sums = render(replace(FIXED, sandboxes=(), sandboxes_of=None))  # the node round alone
+    assert "CRIT alpha: 1 sandbox(es) with a redirect missing" in sums
+    assert "CRIT alpha: 1 sandbox(es) whose VMM is dead" in sums
+    assert "CRIT beta: 1 critical and 0 warning findings" in sums
 
 
 class FixedSource:
@@ -223,3 +273,22 @@ async def test_prometheus_down_keeps_a_banner_not_a_traceback() -> None:
         assert app.error and "unreachable" in app.error
         banner = app.screen.query_one("#banner")
         assert "unreachable" in str(banner.render())
+
+
+def test_without_recording_rules_the_node_sums_are_computed_and_said() -> None:
+    def behave(h: http.server.BaseHTTPRequestHandler) -> None:
+        query = urllib.parse.parse_qs(h.rfile.read(int(h.headers["Content-Length"])).decode())
+        computed = "count by (node, instance) (kata_top_sandbox_info)" in query["query"][0]
+        rows = [{"metric": {"node": "n1", "q": "up", "instance": "10.0.0.1:9712"},
+                 "value": [1, "1"]}]
+        if computed:  # the recorded series are absent: only the raw expressions answer
+            rows.append({"metric": {"node": "n1", "q": "sandboxes"}, "value": [1, "7"]})
+        _reply(200, json.dumps({"status": "success", "data": {
+            "resultType": "vector", "result": rows}}).encode())(h)
+
+    with fake_prometheus(behave) as url:
+        snap = collect(PrometheusClient(url), sandboxes=None)
+    assert [(n.node, n.sandboxes, n.up) for n in snap.nodes] == [("n1", 7, True)]
+    assert snap.queries == 2 and snap.sandboxes_of is None
+    assert snap.errors == (RULES_HINT,)
+    assert snap.serve_urls == (("n1", "http://10.0.0.1:9712"),)
