@@ -2,8 +2,10 @@
 
 On a lab of N sandboxes (`lab up --no-qemu --scenario plain`, default 200):
 1. scrape: `kata-top serve --min-interval 0` (every scrape collects) scraped over loopback as
-   Prometheus does (Accept-Encoding: gzip); per scrape the wall time at the client and the
-   server process's CPU (utime+stime from /proc/PID/stat);
+   Prometheus does (Accept-Encoding: gzip); per scrape the wall time at the client, the time
+   at the server as its Server-Timing header reports it (collect: the collection with rates,
+   findings and events; render; gzip), and the server process's CPU (utime+stime from
+   /proc/PID/stat);
 2. baseline: the cron'd `kata-top snapshot --prometheus --output FILE` (a whole interpreter
    start and a cold collection each time); wall and CPU (the child's rusage);
 3. soak (--soak-minutes, default 10): the exporter scraped every --interval seconds (15) as a
@@ -57,14 +59,17 @@ def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def scrape(url: str) -> tuple[int, float]:
-    """(gzip bytes, the collection's own duration in ms as the scrape reports it)."""
+def scrape(url: str) -> tuple[int, float, dict[str, float]]:
+    """(gzip bytes, the collection's own duration in ms as the scrape reports it, the
+    server's Server-Timing parts in ms: collect, render, gzip)."""
     req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
     with urllib.request.urlopen(req, timeout=30) as resp:
         body = resp.read()
+        timing = resp.headers.get("Server-Timing", "")
     text = gzip.decompress(body).decode()
     m = re.search(r"^kata_top_collection_duration_seconds (\S+)$", text, re.M)
-    return len(body), float(m.group(1)) * 1000 if m else float("nan")
+    parts = {name: float(dur) for name, dur in re.findall(r"(\w+);dur=([\d.]+)", timing)}
+    return len(body), float(m.group(1)) * 1000 if m else float("nan"), parts
 
 
 def start_serve(min_interval: str) -> tuple[subprocess.Popen[str], str]:
@@ -108,10 +113,15 @@ def main() -> int:
         try:
             scrape(url)  # warm: sockets opened, processes indexed, first tc dumps taken
             walls, cpus, colls, size = [], [], [], 0
+            server: dict[str, list[float]] = {"collect": [], "render": [], "gzip": [],
+                                              "total": []}
             for _ in range(args.scrapes):
                 c0, t0 = cpu_s(proc.pid), time.perf_counter()
-                size, coll = scrape(url)
+                size, coll, parts = scrape(url)
                 colls.append(coll)
+                for name in ("collect", "render", "gzip"):
+                    server[name].append(parts.get(name, 0.0))
+                server["total"].append(sum(parts.values()))
                 walls.append((time.perf_counter() - t0) * 1000)
                 time.sleep(0.05)  # let the server's thread finish its accounting
                 cpus.append((cpu_s(proc.pid) - c0) * 1000)
@@ -135,6 +145,8 @@ def main() -> int:
             statistics.median(walls), 1), "scrape_cpu_median_ms": round(statistics.median(cpus), 1),
             "scrape_bytes_gzip": size,
             "collection_part_median_ms": round(statistics.median(colls), 1),
+            **{f"server_{k}_median_ms": round(statistics.median(v), 1)
+               for k, v in server.items()},
             "cron_wall_median_ms": round(statistics.median(cron_walls), 1),
             "cron_cpu_median_ms": round(statistics.median(cron_cpus), 1)}
         row["cpu_ratio"] = round(row["cron_cpu_median_ms"] / max(row["scrape_cpu_median_ms"],
@@ -168,11 +180,13 @@ def main() -> int:
                               if soak else None}), flush=True)
     finally:
         build.down(LAYOUT)
-    print("\n| sandboxes | scrape wall (median) | of which collection | scrape CPU | cron'd "
-          "`snapshot --prometheus` wall / CPU | CPU ratio |")
+    print("\n| sandboxes | scrape wall at the client (median) | at the server: collect + "
+          "render + gzip = total | scrape CPU | cron'd `snapshot --prometheus` wall / CPU | "
+          "CPU ratio |")
     print("|---|---|---|---|---|---|")
     print(f"| {row['sandboxes']} | {row['scrape_wall_median_ms']} ms | "
-          f"{row['collection_part_median_ms']} ms | "
+          f"{row['server_collect_median_ms']} + {row['server_render_median_ms']} + "
+          f"{row['server_gzip_median_ms']} = {row['server_total_median_ms']} ms | "
           f"{row['scrape_cpu_median_ms']} ms | {row['cron_wall_median_ms']} ms / "
           f"{row['cron_cpu_median_ms']} ms | {row['cpu_ratio']}× |")
     return 0

@@ -19,6 +19,7 @@ counters, options of actions other than mirred) are zeroed and not patched.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -203,7 +204,8 @@ class DecodeMemo:
                 c = evolve(c, stats=rtnl.gnet_stats(body[a0:a1]))
         return c
 
-    def filter(self, body: bytes, names: dict[int, str]) -> Filter | None:
+    def filter(self, body: bytes, names: dict[int, str],
+               now: float | None = None) -> Filter | None:
         lay = self._layout("filter", body, filter_layout)
         config = masked(body, lay)
         f: Filter | None = self._get(("filter", config + self._key_of(names)),
@@ -218,8 +220,10 @@ class DecodeMemo:
                 changes[n]["stats"] = self._action_stats(body[a0:a1])
             elif what == ACTION_AGES:
                 install, lastuse = TCF_T.unpack_from(body, a0)
-                changes[n]["installed_s"] = install / rtnl.USER_HZ
-                changes[n]["last_used_s"] = lastuse / rtnl.USER_HZ
+                if now is None:
+                    now = time.time()
+                changes[n]["installed_at"] = now - install / rtnl.USER_HZ
+                changes[n]["last_used_at"] = now - lastuse / rtnl.USER_HZ
         return evolve(f, actions=tuple(evolve(a, **c) if c else a
                                        for a, c in zip(f.actions, changes, strict=True)))
 

@@ -35,7 +35,7 @@ from collectors.rtnl import (
     link_stats,
     stats_by_ifindex,
 )
-from kata_top.model import Filter, Link, PeerInfo, evolve
+from kata_top.model import Link, PeerInfo, evolve
 
 PEER_MAX_AGE_S = 60.0
 # Mean interval of full dumps of an idle namespace; each namespace's own interval lies between
@@ -59,19 +59,6 @@ class _LastDump:
 def _spread(key: netns.NetnsId) -> float:
     """A factor in [0.5, 1.5) fixed per namespace: its share of the full-dump schedule."""
     return 0.5 + (key.inode * 2654435761 % 1000) / 1000
-
-
-def _aged(filters: tuple[Filter, ...], dt: float) -> tuple[Filter, ...]:
-    """The filters as dumped dt seconds ago: their actions' ages grew by dt."""
-    out = []
-    for f in filters:
-        if any(a.last_used_s is not None for a in f.actions):
-            f = evolve(f, actions=tuple(
-                evolve(a, installed_s=a.installed_s + dt if a.installed_s is not None else None,
-                       last_used_s=a.last_used_s + dt if a.last_used_s is not None else None)
-                for a in f.actions))
-        out.append(f)
-    return tuple(out)
 
 
 class NetCollector:
@@ -184,7 +171,7 @@ class NetCollector:
                     last = _LastDump(last.probe, last.stats, last.base, dump, peers, last.at,
                                      last.due)
                     self._last[key] = last
-                return evolve(dump, filters=_aged(dump.filters, now - last.at))
+                return dump  # the very same objects: actions keep times, not ages
             # Packets moved, nothing was reconfigured: the links are the last dump's with the
             # probe's counters; only tc (whose counters moved too) is dumped again.
             moved = self._restat(last, probe) if self._stats_probe else None

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from collectors.safeopen import open_netns
 
@@ -45,9 +44,10 @@ def _load_libc() -> Any:
     return _libc
 
 
-@dataclass(frozen=True)
-class NetnsId:
-    """A namespace's identity: the nsfs inode, as `ip netns identify` compares them."""
+class NetnsId(NamedTuple):
+    """A namespace's identity: the nsfs inode, as `ip netns identify` compares them. (A
+    tuple: it keys every per-namespace cache, and a tuple's hash is computed in C — a
+    dataclass's was a sixth of an idle cycle's dictionary lookups.)"""
 
     dev: int
     inode: int

@@ -7,6 +7,7 @@ Only the attributes kata-top shows are decoded; offsets follow <linux/if_link.h>
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -268,7 +269,7 @@ def decode_class(body: bytes, names: dict[int, str]) -> TcClass:
                    stats=gnet_stats(a.get(TCA_STATS2)))
 
 
-def _decode_action(b: bytes, names: dict[int, str]) -> Action:
+def _decode_action(b: bytes, names: dict[int, str], now: float) -> Action:
     a = parse_attrs(b)
     kind = cstr(a.get(TCA_ACT_KIND)) or "?"
     stats = action_stats(a.get(TCA_ACT_STATS))
@@ -285,11 +286,11 @@ def _decode_action(b: bytes, names: dict[int, str]) -> Action:
         tm = opts.get(TCA_MIRRED_TM)
         if tm and len(tm) >= TCF_T.size:
             install, lastuse = TCF_T.unpack_from(tm)
-            installed, last_used = install / USER_HZ, lastuse / USER_HZ
+            installed, last_used = now - install / USER_HZ, now - lastuse / USER_HZ
     return Action(kind=kind, action=action, direction=direction,
                   target=names.get(target_ifindex) if target_ifindex else None,
                   target_ifindex=target_ifindex, stats=stats,
-                  installed_s=installed, last_used_s=last_used)
+                  installed_at=installed, last_used_at=last_used)
 
 
 def _u32_match_all(opts: dict[int, bytes]) -> bool:
@@ -303,8 +304,10 @@ def _u32_match_all(opts: dict[int, bytes]) -> bool:
     return all(mask == 0 for mask, _val, _off, _offmask in keys)
 
 
-def decode_filter(body: bytes, names: dict[int, str]) -> Filter | None:
-    """A filter with its actions, or None for the u32 bookkeeping entries (root, hash table)."""
+def decode_filter(body: bytes, names: dict[int, str],
+                  now: float | None = None) -> Filter | None:
+    """A filter with its actions, or None for the u32 bookkeeping entries (root, hash table).
+    `now`: when the dump was read (the kernel tells actions' ages; they become times)."""
     ifindex, handle, parent, info, a = _tcmsg(body)
     kind = cstr(a.get(TCA_KIND)) or "?"
     if TCA_OPTIONS not in a:
@@ -313,7 +316,9 @@ def decode_filter(body: bytes, names: dict[int, str]) -> Filter | None:
     act_attr = ACT_ATTR_BY_CLASSIFIER.get(kind)
     actions: tuple[Action, ...] = ()
     if act_attr is not None and act_attr in opts:
-        actions = tuple(_decode_action(b, names) for _prio, b in parse_attr_list(opts[act_attr]))
+        at = time.time() if now is None else now
+        actions = tuple(_decode_action(b, names, at) for _prio, b in
+                        parse_attr_list(opts[act_attr]))
     if kind == "u32" and not actions and TCA_U32_SEL not in opts:
         return None  # one u32 filter dumps as three messages; only the key carries actions
     proto = socket.ntohs(info & 0xFFFF)
@@ -398,6 +403,7 @@ def dump_tc(sock: RtnlSocket, names: dict[int, str], memo: DecodeMemo | None = N
         for b in sock.dump_tc(RTM_GETQDISC)]
     classes: list[TcClass] = []
     filters: list[Filter] = []
+    now = time.time()  # one time for the dump: its actions' ages count back from it
     # Filter and class dumps are per link and per parent: ask only where something can hang.
     for ifindex, q in qdiscs:
         if q.kind == "ingress":
@@ -412,7 +418,7 @@ def dump_tc(sock: RtnlSocket, names: dict[int, str], memo: DecodeMemo | None = N
             continue
         for parent in parents:
             for b in sock.dump_tc(RTM_GETTFILTER, ifindex=ifindex, parent=parent):
-                f = memo.filter(b, names) if memo else decode_filter(b, names)
+                f = memo.filter(b, names, now) if memo else decode_filter(b, names, now)
                 if f is not None:
                     filters.append(f)
     return tuple(q for _, q in qdiscs), tuple(classes), tuple(filters)

@@ -186,8 +186,12 @@ class Action:
     target: str | None  # target device name (in the same namespace)
     target_ifindex: int | None
     stats: ActionStats
-    installed_s: float | None = None
-    last_used_s: float | None = None
+    # When it was installed and last used, as Unix times. The kernel tells ages; kept as
+    # times, an unchanged filter is the very same object cycle after cycle (nothing to
+    # re-age, re-render or compare). The JSON contract shows them as ages at the
+    # snapshot's time, `installed_s` and `last_used_s` (kata_top/formats/jsonout.py).
+    installed_at: float | None = None
+    last_used_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ def _links_table(sb: Sandbox, p: Palette) -> Table:
     return t
 
 
-def _tc_tables(sb: Sandbox, p: Palette) -> Table:
+def _tc_tables(sb: Sandbox, p: Palette, now: float) -> Table:
     outer = Table.grid()
     q = Table("dev", "kind", "handle", "parent", "bytes", "pkts", "drops", "overlimits",
               "backlog", "qlen", title="qdiscs", box=None, expand=True, header_style="bold")
@@ -169,7 +169,8 @@ def _tc_tables(sb: Sandbox, p: Palette) -> Table:
                       str(flt.prio), flt.protocol,
                       f"{a.kind} {a.direction or ''} {a.action or ''}".strip(),
                       a.target or "-", str(a.stats.packets), str(a.stats.bytes),
-                      f"{a.last_used_s:.0f}s ago" if a.last_used_s is not None else "-")
+                      f"{max(0.0, now - a.last_used_at):.0f}s ago"
+                      if a.last_used_at is not None else "-")
     outer.add_row(f)
     return outer
 
@@ -357,9 +358,12 @@ class DetailScreen(KataScreen):
             key = (sb.links, tuple(rates.link(sb, lk.name) for lk in sb.links))
             shape, build = len(sb.links), _links_table
         elif tab == "tc":
-            key = (sb.qdiscs, sb.classes, sb.filters)
+            # ages count up to the snapshot's time (a replay shows them as recorded)
+            snap = self.kapp.snapshot
+            now = snap.taken_at if snap is not None else time.time()
+            key = (sb.qdiscs, sb.classes, sb.filters, int(now))
             shape = (len(sb.qdiscs), len(sb.classes), len(sb.filters))
-            build = _tc_tables
+            build = lambda sb_, p_: _tc_tables(sb_, p_, now)  # noqa: E731
         elif tab == "vmm":
             age = int(time.time() - sb.vmm.queried_at) if sb.vmm and sb.vmm.queried_at else 0
             key, shape, build = (sb.vmm, age), sb.vmm, _vmm_panel
@@ -374,7 +378,8 @@ class DetailScreen(KataScreen):
             build = lambda _sb, p: events_table(  # noqa: E731
                 mine, p, "no events for this sandbox since kata-top started")
         else:
-            doc = json.dumps(sandbox_to_dict(sb), indent=2)
+            snap = self.kapp.snapshot
+            doc = json.dumps(sandbox_to_dict(sb, snap.taken_at if snap else None), indent=2)
             key, shape, build = doc, doc.count("\n"), lambda _sb, _p: JSON(doc)
         p = palette_of(self.app)  # a theme change redraws: the palette is part of the key
         self._put(f"panel-{tab}", (key, p), shape, lambda: build(sb, p))

@@ -6,6 +6,7 @@ shape raises RecordingError with the path of the bad field.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import math
@@ -15,8 +16,11 @@ from functools import cache
 from typing import Any
 
 from kata_top import model
-from kata_top.formats.jsonout import RENAMES
+from kata_top.formats.jsonout import AGES, json_key
 from kata_top.model import SCHEMA, Snapshot
+
+# The snapshot's time while its document is read: tc actions' ages count back from it.
+_TAKEN_AT: contextvars.ContextVar[float] = contextvars.ContextVar("taken_at", default=0.0)
 
 
 class RecordingError(ValueError):
@@ -66,9 +70,11 @@ def _build(tp: Any, value: Any, path: str) -> Any:
         hints = _hints(tp)
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(tp):
-            key = RENAMES.get(f.name, f.name) if tp is model.Redirect else f.name
+            key = json_key(tp, f.name)
             if key in value:
                 kwargs[f.name] = _build(hints[f.name], value[key], f"{path}.{key}")
+                if tp is model.Action and f.name in AGES and kwargs[f.name] is not None:
+                    kwargs[f.name] = _TAKEN_AT.get() - kwargs[f.name]  # an age: a time
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise RecordingError(f"{path}: missing {key}")
         return tp(**kwargs)
@@ -87,7 +93,13 @@ def _build(tp: Any, value: Any, path: str) -> Any:
 def snapshot_from_dict(doc: Any) -> Snapshot:
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise RecordingError(f"not a kata-top snapshot (schema {SCHEMA} expected)")
-    snap: Snapshot = _build(Snapshot, doc, "snapshot")
+    taken_at = doc.get("taken_at")
+    token = _TAKEN_AT.set(float(taken_at) if isinstance(taken_at, int | float)
+                          and not isinstance(taken_at, bool) else 0.0)
+    try:
+        snap: Snapshot = _build(Snapshot, doc, "snapshot")
+    finally:
+        _TAKEN_AT.reset(token)
     return snap
 
 

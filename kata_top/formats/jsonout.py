@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from typing import Any
 
-from kata_top.model import Redirect, Sandbox, Snapshot
+from kata_top.model import Action, Filter, Redirect, Sandbox, Snapshot
 
-RENAMES = {"from_dev": "from", "to_dev": "to"}
+# Model attribute → JSON key, where they differ.
+RENAMES: dict[type, dict[str, str]] = {
+    Redirect: {"from_dev": "from", "to_dev": "to"},
+    # times in the model, ages (seconds before the snapshot's time) in JSON: see `_ages`
+    Action: {"installed_at": "installed_s", "last_used_at": "last_used_s"},
+}
+AGES = RENAMES[Action]
+
+
+def json_key(cls: type, name: str) -> str:
+    return RENAMES.get(cls, {}).get(name, name)
+
+
+def age(at: float | None, now: float) -> float | None:
+    """A time as seconds before `now` (USER_HZ resolution, as the kernel counts them)."""
+    return None if at is None else max(0.0, round(now - at, 2))
 
 
 _PRIMITIVE = (str, int, float, bool, type(None))
@@ -18,8 +34,7 @@ _FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}  # class -> (attribute, JS
 def _fields(cls: type) -> tuple[tuple[str, str], ...]:
     out = _FIELDS.get(cls)
     if out is None:
-        renames = RENAMES if cls is Redirect else {}
-        out = _FIELDS[cls] = tuple((f.name, renames.get(f.name, f.name))
+        out = _FIELDS[cls] = tuple((f.name, json_key(cls, f.name))
                                    for f in dataclasses.fields(cls))
     return out
 
@@ -55,6 +70,10 @@ def _float(f: float) -> str:
     return float.__repr__(f)
 
 
+_AGED = (Action, Filter)
+_HOLDS_AGES = (Action, Filter, Sandbox)
+
+
 class Encoder:
     """Model objects as JSON, remembering the last snapshot's text.
 
@@ -63,8 +82,10 @@ class Encoder:
     text of only what changed, the rest from the last snapshot's.
     """
 
-    def __init__(self, remember: bool = True) -> None:
+    def __init__(self, remember: bool = True, now: float | None = None) -> None:
         self._remember = remember
+        # the time tc actions' ages count up to: the snapshot's (set by snapshot/dumps)
+        self.now = time.time() if now is None else now
         self._prev_text: dict[int, tuple[Any, str]] = {}  # id -> (the object, its JSON)
         self._texts: dict[int, tuple[Any, str]] = {}
 
@@ -74,6 +95,9 @@ class Encoder:
             return obj
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             conv = self.plain
+            if type(obj) is Action:
+                return {key: age(getattr(obj, name), self.now) if name in AGES else
+                        conv(getattr(obj, name)) for name, key in _fields(Action)}
             return {key: conv(getattr(obj, name)) for name, key in _fields(type(obj))}
         if isinstance(obj, tuple | list):
             return [self.plain(x) for x in obj]
@@ -83,6 +107,7 @@ class Encoder:
 
     def snapshot(self, snap: Snapshot) -> dict[str, Any]:
         """The snapshot as the JSON contract's document."""
+        self.now = snap.taken_at
         d: dict[str, Any] = self.plain(snap)
         # schema first, for humans reading the stream
         return {"schema": d["schema"], **{k: v for k, v in d.items() if k != "schema"}}
@@ -90,6 +115,7 @@ class Encoder:
     def dumps(self, snap: Snapshot, indent: int | None = None) -> str:
         if indent:
             return json.dumps(self.snapshot(snap), indent=indent)
+        self.now = snap.taken_at
         # Compact: written as text straight from the model, each unchanged object's text
         # remembered (no plain values built, then walked again by json).
         text = self._texts
@@ -113,8 +139,13 @@ class Encoder:
             return _float(obj)
         if obj is None:
             return "null"
+        # Texts that hold tc actions' ages, which move with the snapshot's time, are never
+        # remembered: the same object shows older ages at a later snapshot. (A sandbox's
+        # other parts are.)
+        volatile = t in _AGED or (t is Sandbox and bool(obj.filters)) or \
+            (t is tuple and bool(obj) and type(obj[0]) in _HOLDS_AGES)
         key = id(obj)
-        hit = self._texts.get(key) or self._prev_text.get(key)
+        hit = None if volatile else self._texts.get(key) or self._prev_text.get(key)
         if hit is not None and hit[0] is obj:
             self._texts[key] = hit
             return hit[1]
@@ -130,6 +161,8 @@ class Encoder:
             text, now, prev = self.text, self._texts, self._prev_text
             for n, k in _prefixes(t):  # inline: primitives and remembered objects
                 v = getattr(obj, n)
+                if t is Action and n in AGES:
+                    v = age(v, self.now)
                 tv = type(v)
                 if tv is str:
                     parts.append(k + _str(v))
@@ -147,7 +180,8 @@ class Encoder:
             out = "{" + ",".join(parts) + "}"
         else:
             return json.dumps(self.plain(obj), separators=(",", ":"))
-        self._texts[key] = (obj, out)  # holding obj keeps its id from being reused
+        if not volatile:
+            self._texts[key] = (obj, out)  # holding obj keeps its id from being reused
         return out
 
 
@@ -155,8 +189,9 @@ def to_plain(obj: Any) -> Any:
     return Encoder(remember=False).plain(obj)
 
 
-def sandbox_to_dict(sb: Sandbox) -> dict[str, Any]:
-    d: dict[str, Any] = to_plain(sb)
+def sandbox_to_dict(sb: Sandbox, now: float | None = None) -> dict[str, Any]:
+    """One sandbox as its JSON object; tc actions' ages at `now` (the snapshot's time)."""
+    d: dict[str, Any] = Encoder(remember=False, now=now).plain(sb)
     return d
 
 

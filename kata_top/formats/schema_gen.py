@@ -15,7 +15,7 @@ import typing
 from typing import Any
 
 from kata_top import model
-from kata_top.formats.jsonout import RENAMES
+from kata_top.formats.jsonout import json_key
 
 
 def _description(tp: type) -> str | None:
@@ -47,7 +47,7 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
             props = {}
             required = []
             for f in dataclasses.fields(tp):
-                key = RENAMES.get(f.name, f.name) if tp is model.Redirect else f.name
+                key = json_key(tp, f.name)
                 props[key] = _schema(hints[f.name], defs)
                 required.append(key)
             defs[name] = {"type": "object", "properties": props, "required": required,

@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,6 +21,7 @@ from prometheus_client.exposition import choose_encoder
 
 from kata_top.formats.prometheus import Exposition, TextCache
 from kata_top.model import Snapshot
+from kata_top.serve.gzip_parts import PartsGzip
 from kata_top.serve.hub import SnapshotHub, Unavailable
 from kata_top.serve.routes import BadRequest, Request, parse_target
 
@@ -49,6 +51,7 @@ class ExporterServer(ThreadingHTTPServer):
         self.deadline = deadline
         self.inflight = threading.BoundedSemaphore(MAX_INFLIGHT)
         self.text_cache = TextCache()
+        self.parts_gzip = PartsGzip()
         self.text_lock = threading.Lock()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -69,6 +72,7 @@ class Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
+        self._timing: list[tuple[str, float]] = []
         if not self.server.inflight.acquire(blocking=False):
             self._send(503, b"too many requests in flight; try again\n", "text/plain")
             return
@@ -102,11 +106,13 @@ class Handler(BaseHTTPRequestHandler):
         if req.route == "events":
             self._events(req)
             return
+        t0 = time.perf_counter()
         try:
             snap = self.server.hub.get(self.server.deadline)
         except Unavailable as exc:
             self._send(503, f"{exc}\n".encode(), "text/plain; charset=utf-8")
             return
+        self._timing = [("collect", time.perf_counter() - t0)]
         if req.route == "healthz":
             self._send(200, b"ok\n", "text/plain; charset=utf-8")
         elif req.route == "metrics":
@@ -131,14 +137,20 @@ class Handler(BaseHTTPRequestHandler):
             ex.add("events", "counter", "Changes seen on this node since the exporter "
                    "started, by kind (see /api/v1/events).", None, n, kind=kind)
         openmetrics = content_type.startswith("application/openmetrics-text")
-        with self.server.text_lock:  # the cache is shared by the request threads
-            body = self.server.text_cache.render(snap, openmetrics, tail=ex)
-        self._send(200, body, content_type)
+        t0 = time.perf_counter()
+        with self.server.text_lock:  # the caches are shared by the request threads
+            parts = self.server.text_cache.parts(snap, openmetrics, tail=ex)
+            self._timing.append(("render", time.perf_counter() - t0))
+            if self._gzip_wanted():
+                t0 = time.perf_counter()
+                body = self.server.parts_gzip.compress(parts)
+                self._timing.append(("gzip", time.perf_counter() - t0))
+                self._send(200, body, content_type, gzipped=True)
+                return
+        self._send(200, b"".join(parts), content_type)
 
     def _events(self, req: Request) -> None:
         """The events this exporter has seen (newest last), NDJSON kata-top/event/1."""
-        import time
-
         from kata_top.events import event_line, event_matches, parse_since
 
         try:
@@ -169,18 +181,28 @@ class Handler(BaseHTTPRequestHandler):
         doc = check_document(snap) if req.route == "check" else snapshot_to_dict(snap)
         self._send(200, json.dumps(doc).encode(), "application/json")
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        if "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > 1024:
+    def _gzip_wanted(self) -> bool:
+        return "gzip" in self.headers.get("Accept-Encoding", "")
+
+    def _send(self, status: int, body: bytes, content_type: str,
+              gzipped: bool = False) -> None:
+        encoding: str | None = "gzip" if gzipped else None
+        if not gzipped and self._gzip_wanted() and len(body) > 1024:
+            t0 = time.perf_counter()
             body = gzip.compress(body, compresslevel=1)
-            encoding: str | None = "gzip"
-        else:
-            encoding = None
+            self._timing.append(("gzip", time.perf_counter() - t0))
+            encoding = "gzip"
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         if encoding:
             self.send_header("Content-Encoding", encoding)
+        if self._timing:
+            # Where the answer's time went, as browsers' and curl -v's Server-Timing shows it
+            # (bench/serve.py reads it: the time at the server, not at the client).
+            self.send_header("Server-Timing", ", ".join(
+                f"{name};dur={sec * 1000:.2f}" for name, sec in self._timing))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

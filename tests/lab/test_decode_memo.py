@@ -7,6 +7,7 @@ counters and action ages move while the configuration stays, and then the config
 from __future__ import annotations
 
 import subprocess
+import time
 from typing import Any
 
 from collectors import rtnl
@@ -36,8 +37,9 @@ def _check_round(sock: RtnlSocket, memo: DecodeMemo) -> dict[str, int]:
         if parent is None:
             continue
         for f in sock.dump_tc(RTM_GETTFILTER, ifindex=ifindex, parent=parent):
-            want = rtnl.decode_filter(f, names)
-            assert memo.filter(f, names) == want
+            now = time.time()  # the dump's time: actions' ages become times from it
+            want = rtnl.decode_filter(f, names, now)
+            assert memo.filter(f, names, now) == want
             if want is not None:
                 seen["filters"] += 1
                 seen["actions"] += len(want.actions)

@@ -10,21 +10,32 @@ from typing import Any
 
 from kata_top.formats import jsonout
 from kata_top.formats.jsonin import load_recording
-from kata_top.model import Redirect, Snapshot
+from kata_top.model import Action, Redirect, Snapshot
 from tests.helpers import ROOT
 
 RECORDING = os.path.join(ROOT, "tests", "data", "demo.ndjson")
 
 
-def reference(obj: Any) -> Any:
-    """The obvious conversion, kept here as the specification the fast one must meet."""
+def reference(obj: Any, now: float = 0.0) -> Any:
+    """The obvious conversion, kept here as the specification the fast one must meet: tc
+    actions' times are written as ages at the snapshot's time, in hundredths."""
+    if isinstance(obj, Snapshot):
+        now = obj.taken_at
+    if isinstance(obj, Action):
+        return {"installed_s" if f.name == "installed_at" else "last_used_s"
+                if f.name == "last_used_at" else f.name:
+                (None if getattr(obj, f.name) is None else
+                 max(0.0, round(now - getattr(obj, f.name), 2)))
+                if f.name.endswith("_at") else reference(getattr(obj, f.name), now)
+                for f in dataclasses.fields(obj)}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {(jsonout.RENAMES.get(f.name, f.name) if isinstance(obj, Redirect) else f.name):
-                reference(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {({"from_dev": "from", "to_dev": "to"}.get(f.name, f.name)
+                 if isinstance(obj, Redirect) else f.name):
+                reference(getattr(obj, f.name), now) for f in dataclasses.fields(obj)}
     if isinstance(obj, tuple | list):
-        return [reference(x) for x in obj]
+        return [reference(x, now) for x in obj]
     if isinstance(obj, dict):
-        return {str(k): reference(v) for k, v in obj.items()}
+        return {str(k): reference(v, now) for k, v in obj.items()}
     return obj
 
 
@@ -62,9 +73,31 @@ def test_remembering_encoder_reuses_what_did_not_change() -> None:
     first = [encoder.text(sb) for sb in snaps[0].sandboxes]
     again = encoder.dumps(replace(snaps[0], taken_at=snaps[0].taken_at + 1))
     assert json.loads(again)["taken_at"] == snaps[0].taken_at + 1
-    # the same sandbox objects: the very same text, not an equal copy written again
-    assert all(a is encoder.text(sb) for a, sb in zip(first, snaps[0].sandboxes, strict=True))
+    # the same sandbox objects: the very same text, not an equal copy written again — for
+    # every part; a sandbox with filters is put together anew, as its actions' ages move on
+    links = [encoder.text(sb.links) for sb in snaps[0].sandboxes]
+    encoder.dumps(replace(snaps[0], taken_at=snaps[0].taken_at + 2))
+    assert all(a is encoder.text(sb.links) for a, sb in
+               zip(links, snaps[0].sandboxes, strict=True))
+    assert all(a is encoder.text(sb) for a, sb in zip(first, snaps[0].sandboxes, strict=True)
+               if not sb.filters)
     # and a snapshot later, what the last one no longer held is written afresh
     encoder.dumps(replace(snaps[0], sandboxes=()))
     encoder.dumps(replace(snaps[0], sandboxes=()))
-    assert encoder.text(snaps[0].sandboxes[0]) is not first[0]
+    assert encoder.text(snaps[0].sandboxes[0].links) is not links[0]
+
+
+def test_the_same_action_is_older_at_a_later_snapshot() -> None:
+    """Actions keep times; JSON shows ages at each snapshot's time, also when every object
+    is the very same as a snapshot before."""
+    snaps, _ = load_recording(RECORDING)
+    snap = next(s for s in snaps if any(f.actions for sb in s.sandboxes for f in sb.filters))
+    encoder = jsonout.Encoder()
+
+    def ages(text: str) -> list[float]:
+        return [a["installed_s"] for sb in json.loads(text)["sandboxes"]
+                for f in sb["filters"] for a in f["actions"] if a["installed_s"] is not None]
+
+    first = ages(encoder.dumps(snap))
+    later = ages(encoder.dumps(replace(snap, taken_at=snap.taken_at + 30)))
+    assert first and later == [round(a + 30, 2) for a in first]

@@ -156,6 +156,24 @@ def test_text_cache_reuses_unchanged_sandboxes_and_renders_changes() -> None:
     assert text == promout.exposition(moved).text().decode()
     assert "123456789" in text
     assert cache.hits == len(moved.sandboxes) - 1
+    # family blocks: unchanged ones are the very same objects (what the exporter's gzip
+    # reuses); the moved counter's families are new; OpenMetrics ends with # EOF
+    before = cache.parts(moved)
+    again = cache.parts(moved)
+    node_wide = (b"kata_top_snapshot_timestamp_seconds", b"kata_top_collection_duration_sec",
+                 b"kata_top_sandboxes ", b"kata_top_collection_errors", b"kata_top_host_")
+    renewed = [a for a, b in zip(before, again, strict=True) if a is not b]
+    assert all(a.split(b"\n", 1)[0][7:].startswith(node_wide) for a in renewed), renewed
+    assert len(renewed) < len(before) // 4
+    moved2 = replace(moved, sandboxes=tuple(
+        replace(s, links=tuple(replace(lk, stats=LinkStats(rx_bytes=7)) for lk in s.links))
+        if s.id == sb.id else s for s in moved.sandboxes))
+    after = cache.parts(moved2)
+    changed = {a.split(b"\n", 1)[0] for a, b in zip(again, after, strict=True) if a is not b}
+    assert b"# HELP kata_top_link_receive_bytes_total Link receive bytes (kernel counter)." \
+        in changed and b"".join(after) == promout.exposition(moved2).text()
+    assert b"".join(cache.parts(moved2, openmetrics=True)) == \
+        promout.exposition(moved2).text(openmetrics=True)
 
 
 @given(st.text(max_size=20), st.text(max_size=20))
@@ -183,3 +201,31 @@ def test_promtool_lints_both_encoders_clean() -> None:
         out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                              text=True, check=False, timeout=60)
         assert out.returncode == 0 and out.stdout + out.stderr == "", out.stderr
+
+
+_STEP = st.tuples(st.lists(st.integers(0, 30), max_size=12),  # which sandboxes, in which order
+                  st.integers(0, 2**40),  # a counter value for a sandbox's links
+                  st.booleans())  # OpenMetrics?
+
+
+@given(st.lists(_STEP, min_size=1, max_size=6))
+def test_text_cache_equals_the_plain_encoder_over_any_sequence(steps: list[Any]) -> None:
+    """Sandboxes come, go, move and change counters between scrapes, scrapers ask for either
+    format: every answer is byte for byte what the plain encoder writes."""
+    from kata_top.model import LinkStats
+
+    pool = [sb for snap in DEMO[-2:] for sb in snap.sandboxes]
+    cache = promout.TextCache()
+    for picks, counter, om in steps:
+        chosen = []
+        for i in picks:
+            sb = pool[i % len(pool)]
+            if sb.id in {c.id for c in chosen}:
+                continue
+            if i % 3 == 0:  # this one's counters moved
+                sb = replace(sb, links=tuple(replace(lk, stats=LinkStats(rx_bytes=counter))
+                                             for lk in sb.links))
+            chosen.append(sb)
+        snap = replace(DEMO[-1], sandboxes=tuple(chosen))
+        assert cache.render(snap, openmetrics=om) == \
+            promout.exposition(snap).text(openmetrics=om)
