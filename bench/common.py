@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,3 +28,32 @@ def compile_bytecode() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     subprocess.run([sys.executable, "-m", "compileall", "-q", "kata_top", "collectors"],
                    cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+@contextmanager
+def installed_python() -> Iterator[str]:
+    """A Python that runs kata-top as `pip install .` leaves it, not as this checkout's
+    editable install does: the editable install's import hook is loaded at every start
+    (importlib machinery and pathlib, ~20 ms on this machine) and no user has it. A scratch
+    virtualenv gets copies of the packages, compiled, and a .pth naming the checkout venv's
+    site-packages for the dependencies (a directory named by a .pth has its own .pth files
+    left unread, so the editable hook stays out). Yields its python."""
+    import sysconfig
+    import tempfile
+    import venv
+
+    with tempfile.TemporaryDirectory(prefix="kt-installed-") as tmp:
+        venv.EnvBuilder(with_pip=False, symlinks=True).create(tmp)
+        python = os.path.join(tmp, "bin", "python")
+        site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()"
+                               "['purelib'])"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        for pkg in ("kata_top", "collectors", "widgets", "themes"):
+            shutil.copytree(os.path.join(ROOT, pkg), os.path.join(site, pkg),
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        with open(os.path.join(site, "kata-top-deps.pth"), "w") as fh:
+            fh.write(sysconfig.get_paths()["purelib"] + "\n")
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        subprocess.run([python, "-m", "compileall", "-q", site], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        yield python

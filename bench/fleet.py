@@ -19,6 +19,7 @@ import argparse
 import http.server
 import json
 import os
+import re
 import resource
 import secrets
 import statistics
@@ -31,6 +32,7 @@ from dataclasses import replace
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.ui import Terminal  # noqa: E402
 from kata_top.fleet.promql import PrometheusClient  # noqa: E402
 from kata_top.fleet.query import ALL, collect, nodes_query  # noqa: E402
 from kata_top.formats import prometheus as prom_format  # noqa: E402
@@ -55,9 +57,14 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=50)
     ap.add_argument("--sandboxes", type=int, default=200)
     ap.add_argument("--refreshes", type=int, default=20)
+    ap.add_argument("--console-seconds", type=float, default=30.0,
+                    help="how long the console runs with key presses (default 30)")
     args = ap.parse_args()
     body = scrape_text(args.sandboxes)
     args.series_per_node = sum(1 for line in body.splitlines() if not line.startswith(b"#"))
+    # the pod a node's sandbox list shows first (sorted by namespace, then name)
+    args.first_pod = min(re.findall(rb'cri_name="([^"]*)",cri_namespace="([^"]*)"', body),
+                         key=lambda m: (m[1], m[0]))[0].decode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *_a: object) -> None:
@@ -136,7 +143,45 @@ def measure(prom: str, args: argparse.Namespace) -> dict[str, object]:
             statistics.median(walls["whole_fleet"]) / statistics.median(walls[kind]), 1)
     row["recorded_vs_computed_wall"] = round(
         statistics.median(walls["nodes_computed"]) / statistics.median(walls["nodes"]), 1)
+    row["console"] = console(prom, args.nodes, args.console_seconds, args.first_pod)
     return row
+
+
+def console(prom: str, nodes: int, seconds: float, first_pod: str) -> dict[str, object]:
+    """`kata-top fleet` itself on a pseudo-terminal (bench/ui.py's harness) at a 5 s refresh:
+    its CPU share with a key press every ~1.5 s, key→screen latency, and how long opening a
+    node takes until its sandboxes are on screen."""
+    term = Terminal([sys.executable, "-m", "kata_top", "fleet", "--prometheus", prom,
+                     "--refresh", "5", "--log-file", os.devnull])
+    try:
+        if not term.wait_for(f"{nodes} nodes".encode(), 60):
+            raise SystemExit(f"the fleet console never showed {nodes} nodes: "
+                             f"{term.tail[-300:]!r}")
+        time.sleep(6)  # a refresh or two on screen
+        cpu0, t0 = term.cpu_seconds(), time.monotonic()
+        latencies: list[float] = []
+        while time.monotonic() - t0 < seconds:
+            term.wait_quiet(0.15, 1.5)
+            ms = term.press(b"j")
+            if ms is not None:
+                latencies.append(ms)
+            time.sleep(1.3)
+        wall = time.monotonic() - t0
+        cpu = term.cpu_seconds() - cpu0
+        term.wait_quiet(0.15, 1.5)
+        k0 = time.monotonic()
+        os.write(term.master, b"\r")  # open the node under the cursor: its sandboxes
+        opened = term.wait_for(first_pod.encode(), 30)  # the node's first row
+        open_ms = (time.monotonic() - k0) * 1000 if opened else None
+        rss = term.peak_rss_mb()
+    finally:
+        term.quit()
+    lat = sorted(latencies)
+    return {"cpu_percent_of_one_core": round(100 * cpu / wall, 2), "peak_rss_mb": round(rss, 1),
+            "key_presses": len(lat),
+            "key_latency_median_ms": round(statistics.median(lat), 1) if lat else None,
+            "key_latency_p90_ms": round(lat[int(0.9 * (len(lat) - 1))], 1) if lat else None,
+            "open_node_until_its_sandboxes_show_ms": round(open_ms, 1) if open_ms else None}
 
 
 if __name__ == "__main__":

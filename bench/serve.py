@@ -158,8 +158,9 @@ def main() -> int:
             try:
                 start, c_start = time.monotonic(), cpu_s(proc.pid)
                 next_log, c_prev, t_prev = start + 60, c_start, start
+                soak_server: list[float] = []
                 while time.monotonic() - start < args.soak_minutes * 60:
-                    scrape(url)
+                    soak_server.append(sum(scrape(url)[2].values()))
                     time.sleep(args.interval)
                     now = time.monotonic()
                     if now >= next_log:
@@ -174,6 +175,12 @@ def main() -> int:
             finally:
                 stop(proc)
             print(json.dumps({"soak_cpu_percent": round(total, 2),
+                              # each scrape's time at the server at this interval (the
+                              # first, which starts the exporter's caches, left out)
+                              "soak_scrape_server_median_ms": round(
+                                  statistics.median(soak_server[1:] or [0.0]), 1),
+                              "soak_scrape_server_max_ms": round(
+                                  max(soak_server[1:] or [0.0]), 1),
                               "rss_mb_first_last": [soak[0]["rss_mb"], soak[-1]["rss_mb"]]
                               if soak else None,
                               "fds_first_last": [soak[0]["fds"], soak[-1]["fds"]]

@@ -38,9 +38,13 @@ from collectors.rtnl import (
 from kata_top.model import Link, PeerInfo, evolve
 
 PEER_MAX_AGE_S = 60.0
-# Mean interval of full dumps of an idle namespace; each namespace's own interval lies between
-# half and one and a half of it (from its inode), so full dumps spread over the cycles.
+# An idle namespace is dumped whole again anyway (a net under the notifications, which tell
+# every change shown) after at least this long and this many cycles; each namespace's own
+# interval lies between half and one and a half of it (from its inode), so full dumps spread
+# over the cycles. Cycles too: an exporter scraped every 15 s would otherwise dump most
+# namespaces whole at every scrape, with their decode memo long rotated out.
 TC_FULL_EVERY_S = 20.0
+TC_FULL_EVERY_CYCLES = 10
 
 PeerFacts = tuple[str | None, int | None, str | None]  # the peer's name, MTU, operstate
 
@@ -53,7 +57,8 @@ class _LastDump:
     dump: NetnsDump  # the same with peers
     peers: tuple[tuple[netns.NetnsId, int, PeerFacts], ...]  # what `dump` says of them
     at: float  # monotonic time of the full dump
-    due: float  # when the next full dump is taken anyway
+    due: float  # when the next full dump is taken anyway (monotonic time) …
+    due_cycle: int  # … once this cycle is reached too
 
 
 def _spread(key: netns.NetnsId) -> float:
@@ -75,6 +80,7 @@ class NetCollector:
         self._memo = DecodeMemo()
         self._last: dict[netns.NetnsId, _LastDump] = {}
         self._stats_probe = True  # False on a kernel without RTM_GETSTATS
+        self._cycle = 0  # begin_cycle calls so far
         self.tc_reused = 0  # namespaces not dumped again this cycle (for benchmarks and tests)
         self.restatted = 0  # namespaces whose links came from the counters probe this cycle
         # the tc notifications the last collect() read (message type, body)
@@ -84,6 +90,7 @@ class NetCollector:
                     named: dict[netns.NetnsId, str] | None = None) -> None:
         """Index the namespaces a veth peer can live in: ours and named non-sandbox ones."""
         self._seen = set()
+        self._cycle += 1
         self.tc_reused = 0
         self.restatted = 0
         self._candidates = {}
@@ -162,14 +169,15 @@ class NetCollector:
         notified = sock.take_notified()  # after the probe, which read what was queued
         now = time.monotonic()
         last = self._last.get(key)
-        if last is not None and sock.tc_events and not notified and now < last.due:
+        if last is not None and sock.tc_events and not notified and \
+                (now < last.due or self._cycle < last.due_cycle):
             if last.probe == probe:
                 self.tc_reused += 1
                 dump = last.dump
                 if any(self._peer_facts(c, i) != f for c, i, f in last.peers):
                     dump, peers = self._with_peers(key, sock, last.base)
                     last = _LastDump(last.probe, last.stats, last.base, dump, peers, last.at,
-                                     last.due)
+                                     last.due, last.due_cycle)
                     self._last[key] = last
                 return dump  # the very same objects: actions keep times, not ages
             # Packets moved, nothing was reconfigured: the links are the last dump's with the
@@ -181,7 +189,7 @@ class NetCollector:
                 base = NetnsDump(base_links, last.base.peer_nsids, *tc, routes=last.base.routes)
                 dump = NetnsDump(links, last.dump.peer_nsids, *tc, routes=last.dump.routes)
                 self._last[key] = _LastDump(probe, stats, base, dump, last.peers, now,
-                                            last.due)
+                                            last.due, last.due_cycle)
                 self.restatted += 1
                 return dump
         # The probe was taken before the dumps: a packet that crosses in between makes the
@@ -190,8 +198,10 @@ class NetCollector:
                           raw_links=None if self._stats_probe else probe)
         dump, peers = self._with_peers(key, sock, base)
         now = time.monotonic()
+        spread = _spread(key)
         self._last[key] = _LastDump(probe, stats_by_ifindex(probe) if self._stats_probe else {},
-                                    base, dump, peers, now, now + TC_FULL_EVERY_S * _spread(key))
+                                    base, dump, peers, now, now + TC_FULL_EVERY_S * spread,
+                                    self._cycle + round(TC_FULL_EVERY_CYCLES * spread))
         return dump
 
     @staticmethod
