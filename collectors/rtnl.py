@@ -346,7 +346,7 @@ class NetnsDump:
 
 # rtnetlink.h: route attributes, the main table, unicast routes, the MTU metric
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS, RTA_TABLE = 1, 4, 5, 8, 15
-RT_TABLE_MAIN, RTN_UNICAST, RTAX_MTU = 254, 1, 2
+RT_TABLE_MAIN, RT_TABLE_COMPAT, RTN_UNICAST, RTAX_MTU = 254, 252, 1, 2
 ROUTE_ATTRS = frozenset({RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS, RTA_TABLE})
 
 
@@ -354,6 +354,10 @@ def decode_route(body: bytes, names: dict[int, str]) -> Route | None:
     """A main-table unicast route (None for any other), with its MTU metric if it has one."""
     family, dst_len, _src_len, _tos, table, _proto, _scope, rtype, _flags = \
         RTMSG.unpack_from(body)
+    # The header tells most routes apart (the local table's, broadcast, multicast): skip
+    # them before their attributes. A table id above 255 reads RT_TABLE_COMPAT here.
+    if rtype != RTN_UNICAST or table not in (RT_TABLE_MAIN, RT_TABLE_COMPAT):
+        return None
     a = parse_attrs(body, RTMSG.size, ROUTE_ATTRS)
     table = u32(a.get(RTA_TABLE)) or table
     if table != RT_TABLE_MAIN or rtype != RTN_UNICAST or family not in (socket.AF_INET,

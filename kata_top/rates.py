@@ -80,16 +80,33 @@ def _still(cur: Sandbox, prev: Sandbox | None) -> bool:
             and not any(prev.rates.values()))
 
 
-def with_rates(cur: Snapshot, prev: Snapshot | None) -> Snapshot:
+def with_rates(cur: Snapshot, prev: Snapshot | None,
+               memo: dict[str, Sandbox] | None = None) -> Snapshot:
+    """`cur` with each sandbox's rates since `prev`. A stream passes the same `memo` every
+    cycle (the engine's sandboxes it saw last): a sandbox the engine handed out as the very
+    object of last cycle, with still counters, is the previous snapshot's sandbox itself —
+    those fields, those (zero) rates; `annotate` then finds its findings too."""
+    seen: dict[str, Sandbox] = {}
     if prev is None:
+        if memo is not None:
+            memo.clear()
+            memo.update((sb.id, sb) for sb in cur.sandboxes)
         return cur
     dt = cur.taken_at - prev.taken_at
     prev_by_id = {sb.id: sb for sb in prev.sandboxes}
     out = []
     for sb in cur.sandboxes:
         p = prev_by_id.get(sb.id)
+        if memo is not None:
+            seen[sb.id] = sb
+            if p is not None and memo.get(sb.id) is sb and _still(sb, p):
+                out.append(p)
+                continue
         rates = p.rates if p is not None and _still(sb, p) else sandbox_rates(sb, p, dt)
         out.append(evolve(sb, rates=rates))
+    if memo is not None:
+        memo.clear()
+        memo.update(seen)
     return evolve(cur, sandboxes=tuple(out))
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from kata_top.diagnose import annotate
 from kata_top.engine import Engine, EngineOptions
 from kata_top.events import DropTracker, append_journal, diff_events
-from kata_top.model import Event, Finding, Snapshot
+from kata_top.model import Event, Finding, Sandbox, Snapshot
 from kata_top.rates import with_rates
 from kata_top.sources.base import Source
 
@@ -46,6 +46,10 @@ class LiveSource(Source):
         self.run_root = opts.run_root
         self.read_only = not write
         self._prev: Snapshot | None = None
+        # what with_rates and annotate keep from cycle to cycle (idle sandboxes pass through
+        # as the very same objects)
+        self._raw_seen: dict[str, Sandbox] = {}
+        self._stable: dict[str, Sandbox] = {}
         self._host: tuple[Finding, ...] = ()
         self._host_at = 0.0
         self._lock = threading.Lock()
@@ -60,8 +64,8 @@ class LiveSource(Source):
     def next(self) -> Snapshot:
         with self._lock:  # one collector thread at a time: its sockets are per thread
             fresh, self._fresh = self._fresh, False
-            snap = annotate(with_rates(self._engine.collect(fresh_vmm=fresh), self._prev),
-                            self._prev)
+            snap = annotate(with_rates(self._engine.collect(fresh_vmm=fresh), self._prev,
+                                       self._raw_seen), self._prev, self._stable)
             if time.monotonic() - self._host_at > HOST_PROBE_EVERY_S or not self._host_at:
                 from collectors.hostcheck import host_findings
 
