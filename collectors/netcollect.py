@@ -8,13 +8,13 @@ Idle namespaces are not dumped again. Each sandbox socket listens to its namespa
 tc, route and IPv6 notifications, and every cycle asks the kernel only for the links'
 counters (RTM_GETSTATS, a seventh of a link dump). When they are byte for byte the ones taken
 with the last full dump (no packet crossed any link, so no tc counter could move either) and
-no notification came, the last dump still holds, its action ages moved on by the time since;
-its peers are re-checked against the peer namespace's cached links. When counters moved but
+no notification came, the last dump still holds as it is (actions keep times, not ages); its
+peers are re-checked against the peer namespace's cached links. When counters moved but
 nothing was notified, the links are the last dump's with the probe's counters and only tc is
-dumped again. A full dump (links, tc, the main table's routes) is taken anyway every
-TC_FULL_EVERY_S (spread over the namespaces, so a large node never re-dumps them all in one
-cycle), for what the rules cannot see: a packet the namespace itself sends and its qdisc
-drops. A kernel without RTM_GETSTATS is probed with the whole link dump instead.
+dumped again. A full dump (links, tc, the main table's routes) is taken anyway after
+TC_FULL_EVERY_S and TC_FULL_EVERY_CYCLES (spread over the namespaces, so a large node never
+re-dumps them all in one cycle), for what the rules cannot see: a packet the namespace itself
+sends and its qdisc drops. A kernel without RTM_GETSTATS is probed with the whole link dump instead.
 """
 
 from __future__ import annotations
@@ -38,13 +38,14 @@ from collectors.rtnl import (
 from kata_top.model import Link, PeerInfo, evolve
 
 PEER_MAX_AGE_S = 60.0
-# An idle namespace is dumped whole again anyway (a net under the notifications, which tell
-# every change shown) after at least this long and this many cycles; each namespace's own
-# interval lies between half and one and a half of it (from its inode), so full dumps spread
-# over the cycles. Cycles too: an exporter scraped every 15 s would otherwise dump most
-# namespaces whole at every scrape, with their decode memo long rotated out.
-TC_FULL_EVERY_S = 20.0
-TC_FULL_EVERY_CYCLES = 10
+# An idle namespace is dumped whole again anyway after at least this long and this many
+# cycles: a net under the notifications, which tell every change shown (a lost one, ENOBUFS,
+# counts as a change; tc counters only move with the link counters the probe reads). Each
+# namespace's own interval lies between half and one and a half of it (from its inode), so
+# full dumps spread over the cycles. Cycles too: an exporter scraped every 15 s would
+# otherwise dump most namespaces whole at every scrape, with their decode memo rotated out.
+TC_FULL_EVERY_S = 60.0
+TC_FULL_EVERY_CYCLES = 20
 
 PeerFacts = tuple[str | None, int | None, str | None]  # the peer's name, MTU, operstate
 
