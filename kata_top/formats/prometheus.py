@@ -339,6 +339,7 @@ def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
 
 
 Bodies = dict[str, tuple[Kind, str, bytes]]
+MEMO_MAX = 50_000  # escaped label combinations a TextCache keeps
 
 
 def _touched(last: list[Bodies], now: list[Bodies]) -> set[str] | None:
@@ -381,6 +382,10 @@ class TextCache:
     def parts(self, snap: Snapshot, openmetrics: bool = False,
               tail: Exposition | None = None) -> list[bytes]:
         """The exposition as blocks (one per family, `# EOF` last for OpenMetrics)."""
+        if len(self._memo) > MEMO_MAX:
+            # Label combinations come and go with the pods (a virtiofsd's pid, …): an
+            # exporter that runs for months starts the memo afresh now and then.
+            self._memo.clear()
         head = Exposition()
         _node(head, snap)
         per_sandbox: list[dict[str, tuple[Kind, str, bytes]]] = []
