@@ -21,6 +21,7 @@ Run as root: python3 bench/scale.py [--sizes 1,50,200,500,1000] [--rounds 10]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -90,8 +92,8 @@ def wait_quiet(paths: list[str], cap_s: float = 120.0) -> float:
     return round(time.monotonic() - t0, 1)
 
 
-def kata_top(*args: str) -> list[str]:
-    return [sys.executable, "-m", "kata_top", *args]
+def kata_top(*args: str, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "kata_top", *args]
 
 
 def wall(cmd: list[str], times: int) -> float:
@@ -121,15 +123,27 @@ def main() -> int:
     if args.worker:
         worker(args.worker, args.rounds)
         return 0
-    from bench.common import compile_bytecode, shell_loop
-    from kata_top.lab import build
+    from bench.common import compile_bytecode, installed_python
     from kata_top.lab.layout import Layout
 
     layout = Layout(run_root=LAYOUT_ROOT, prefix=PREFIX)
     compile_bytecode()
+    with contextlib.ExitStack() as stack:
+        installed = stack.enter_context(installed_python())
+        return run(args, layout, installed)
+
+
+def run(args: argparse.Namespace, layout: Any, installed: str) -> int:
+    """The sizes, one lab each; `installed`: a python with kata-top as pip installs it."""
+    from bench.common import shell_loop
+    from kata_top.lab import build
+
     with tempfile.TemporaryDirectory(prefix="ktscale-empty-") as empty:
         empty_wall = wall(kata_top("snapshot", "--json", "--run-root", empty), 7)
-    print(json.dumps({"snapshot_json_empty_run_root_wall_ms": round(empty_wall, 1)}), flush=True)
+        empty_installed = wall(kata_top("snapshot", "--json", "--run-root", empty,
+                                        python=installed), 7)
+    print(json.dumps({"snapshot_json_empty_run_root_wall_ms": round(empty_wall, 1),
+                      "as_installed_ms": round(empty_installed, 1)}), flush=True)
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
         build.down(layout)
@@ -147,6 +161,9 @@ def main() -> int:
             row["quiet_after_s"] = row_quiet
             row["snapshot_json_wall_ms"] = round(
                 wall(kata_top("snapshot", "--json", "--run-root", layout.run_root), 5), 1)
+            row["snapshot_json_installed_wall_ms"] = round(
+                wall(kata_top("snapshot", "--json", "--run-root", layout.run_root,
+                              python=installed), 5), 1)
             watch = kata_top("snapshot", "--watch", "1", "--json", "--run-root",
                              layout.run_root, "--count")
             short, long_ = 3, 3 + args.rounds
@@ -176,7 +193,8 @@ def main() -> int:
               f"{r['steady_max_ms']} ms | {' · '.join(str(p[k]) for k in PARTS)} ms | "
               f"{r['rss_mb']} MB | {r['snapshot_json_wall_ms']} ms | {r['shell_loop_ms']} ms |"
               f" {r['ratio_shell_to_snapshot_json']}× | {r['watch_cpu_ms_per_snapshot']} ms |")
-    print(f"\n`snapshot --json` on an empty run root: {empty_wall:.1f} ms")
+    print(f"\n`snapshot --json` on an empty run root: {empty_wall:.1f} ms "
+          f"({empty_installed:.1f} ms as installed)")
     return 0
 
 

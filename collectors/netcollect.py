@@ -78,6 +78,7 @@ class NetCollector:
         self._candidates: dict[netns.NetnsId, tuple[str, str]] = {}  # id -> (path, label)
         self._candidate_links: dict[netns.NetnsId, dict[int, PeerFacts]] = {}
         self._candidate_at: dict[netns.NetnsId, float] = {}
+        self._links_now: dict[netns.NetnsId, dict[int, PeerFacts]] = {}  # this cycle's
         self._memo = DecodeMemo()
         self._last: dict[netns.NetnsId, _LastDump] = {}
         self._stats_probe = True  # False on a kernel without RTM_GETSTATS
@@ -92,6 +93,7 @@ class NetCollector:
         """Index the namespaces a veth peer can live in: ours and named non-sandbox ones."""
         self._seen = set()
         self._cycle += 1
+        self._links_now = {}
         self.tc_reused = 0
         self.restatted = 0
         self._candidates = {}
@@ -255,6 +257,9 @@ class NetCollector:
         """The peer namespace's links by ifindex. A node holds one veth end per pod (1,000
         links on a dense node), so this index is kept across cycles and read again only when
         the namespace tells of a link change, on a miss, or every PEER_MAX_AGE_S."""
+        links = self._links_now.get(cand)
+        if links is not None and ifindex in links:
+            return links  # asked, and checked for news, already this cycle
         path, _ = self._candidates[cand]
         own = not path.startswith(netns.NETNS_RUN_DIR)
         try:
@@ -273,6 +278,9 @@ class NetCollector:
             sock.take_notifications()
             self._candidate_links[cand] = links
             self._candidate_at[cand] = time.monotonic()
+        # (a link change told in the rest of this cycle is read at the next: one check per
+        # namespace and cycle, not one per veth peer looked up in it)
+        self._links_now[cand] = links
         return links
 
     def _with_peers(self, key: netns.NetnsId, sock: RtnlSocket, dump: NetnsDump

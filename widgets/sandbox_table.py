@@ -83,6 +83,10 @@ class SandboxTable(ScrollView, can_focus=True):
         self._cols: list[Column] = []
         self._history: dict[str, deque[float]] = {}
         self._marks: dict[str, deque[bool]] = {}  # per TREND point: did an event happen
+        # by row id: (the row object, its TREND number) and (row object, sort column, sort
+        # key) as last computed, reused while the row is the very same object
+        self._trend_of: dict[str, tuple[Any, float]] = {}
+        self._sort_of: dict[str, tuple[Any, Column, tuple[Any, str]]] = {}
         self._sandboxes: list[Any] = []
         self._order: list[str] = []  # row ids, as displayed
         self._rows: dict[str, Any] = {}  # the displayed rows
@@ -234,10 +238,16 @@ class SandboxTable(ScrollView, can_focus=True):
     # ---- diffing a new snapshot into the rows ---------------------------------------------
     def _record(self, sandboxes: Sequence[Any], events: Collection[str] = ()) -> None:
         key = self.model.key
+        known, now = self._trend_of, {}
         for sb in sandboxes:
             k = key(sb)
-            self._history.setdefault(k, deque(maxlen=HISTORY)).append(self.model.trend(sb))
+            hit = known.get(k)
+            # an idle sandbox comes as the very object of the last snapshot: its number too
+            value = hit[1] if hit is not None and hit[0] is sb else self.model.trend(sb)
+            now[k] = (sb, value)
+            self._history.setdefault(k, deque(maxlen=HISTORY)).append(value)
             self._marks.setdefault(k, deque(maxlen=HISTORY)).append(k in events)
+        self._trend_of = now
         for gone in set(self._history) - {key(sb) for sb in sandboxes}:
             del self._history[gone]
             self._marks.pop(gone, None)
@@ -253,7 +263,20 @@ class SandboxTable(ScrollView, can_focus=True):
         wanted = [sb for sb in sandboxes if not self.filter_text or
                   self.model.matches(sb, self.filter_text)]
         col = self.model.columns[self.sort_index]
-        wanted.sort(key=lambda s: (sort_key(col.sort(s)), key(s)), reverse=self.sort_reverse)
+        known, now = self._sort_of, {}
+
+        def order_key(s: Any) -> tuple[Any, str]:
+            k = key(s)
+            hit = known.get(k)
+            if hit is not None and hit[0] is s and hit[1] is col:
+                now[k] = hit
+                return hit[2]
+            sk = (sort_key(col.sort(s)), k)
+            now[k] = (s, col, sk)
+            return sk
+
+        wanted.sort(key=order_key, reverse=self.sort_reverse)
+        self._sort_of = now
         order = [key(sb) for sb in wanted]
         self._rows = {key(sb): sb for sb in wanted}
         if order != self._order:
