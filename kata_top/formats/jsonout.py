@@ -72,6 +72,9 @@ def _float(f: float) -> str:
 
 _AGED = (Action, Filter)
 _HOLDS_AGES = (Action, Filter, Sandbox)
+# the fields whose text moves with the snapshot's time, per class that has them
+_MOVING: dict[type, frozenset[str]] = {Action: frozenset(AGES), Filter: frozenset({"actions"}),
+                                       Sandbox: frozenset({"filters"})}
 
 
 class Encoder:
@@ -88,6 +91,9 @@ class Encoder:
         self.now = time.time() if now is None else now
         self._prev_text: dict[int, tuple[Any, str]] = {}  # id -> (the object, its JSON)
         self._texts: dict[int, tuple[Any, str]] = {}
+        # id -> (the object, its text's fixed pieces, the action times between them)
+        self._prev_splits: dict[int, tuple[Any, list[str], list[float | None]]] = {}
+        self._splits: dict[int, tuple[Any, list[str], list[float | None]]] = {}
 
     def plain(self, obj: Any) -> Any:
         """obj as plain JSON values (dicts, lists, primitives)."""
@@ -118,13 +124,58 @@ class Encoder:
         self.now = snap.taken_at
         # Compact: written as text straight from the model, each unchanged object's text
         # remembered (no plain values built, then walked again by json).
-        text = self._texts
+        text, splits = self._texts, self._splits
         try:
             body = ",".join(f"{_key(key)}:{self.text(getattr(snap, name))}"
                             for name, key in _fields(type(snap)) if key != "schema")
             return f'{{"schema":{_str(snap.schema)},{body}}}'
         finally:
             self._prev_text, self._texts = (text, {}) if self._remember else ({}, {})
+            self._prev_splits, self._splits = (splits, {}) if self._remember else ({}, {})
+
+    def _split_text(self, obj: Any, t: type) -> str:
+        """A sandbox, filter or action whose text holds tc actions' ages: its text is kept
+        as a template, the fixed pieces between the action times it holds (down through
+        its filters and their actions), and only the ages are written anew."""
+        key = id(obj)
+        hit = self._splits.get(key) or self._prev_splits.get(key)
+        if hit is None or hit[0] is not obj:
+            statics, times = self._template(obj, t)
+            hit = (obj, statics, times)
+        self._splits[key] = hit
+        _obj, statics, times = hit
+        now = self.now
+        out = [statics[0]]
+        for at, static in zip(times, statics[1:], strict=True):
+            out.append("null" if at is None else _float(max(0.0, round(now - at, 2))))
+            out.append(static)
+        return "".join(out)
+
+    def _template(self, obj: Any, t: type) -> tuple[list[str], list[float | None]]:
+        """(fixed pieces, the times between them): len(pieces) == len(times) + 1."""
+        statics: list[str] = ["{"]
+        times: list[float | None] = []
+        moving = _MOVING[t]
+        first = True
+        for n, k in _prefixes(t):
+            statics[-1] += ("" if first else ",") + k
+            first = False
+            v = getattr(obj, n)
+            if n not in moving:
+                statics[-1] += self.text(v)
+            elif t is Action:
+                times.append(v)
+                statics.append("")
+            else:  # a filter's actions, a sandbox's filters: their templates, in a list
+                statics[-1] += "["
+                for i, x in enumerate(v):
+                    inner, inner_times = self._template(x, type(x))
+                    statics[-1] += ("," if i else "") + inner[0]
+                    statics.extend(inner[1:])
+                    times.extend(inner_times)
+                statics[-1] += "]"
+        statics[-1] += "}"
+        return statics, times
 
     def text(self, obj: Any) -> str:
         """obj as compact JSON, exactly as json.dumps(plain(obj), separators=(",", ":"))."""
@@ -139,13 +190,15 @@ class Encoder:
             return _float(obj)
         if obj is None:
             return "null"
-        # Texts that hold tc actions' ages, which move with the snapshot's time, are never
-        # remembered: the same object shows older ages at a later snapshot. (A sandbox's
-        # other parts are.)
-        volatile = t in _AGED or (t is Sandbox and bool(obj.filters)) or \
-            (t is tuple and bool(obj) and type(obj[0]) in _HOLDS_AGES)
+        # Texts that hold tc actions' ages, which move with the snapshot's time, are not
+        # remembered whole: the same object shows older ages at a later snapshot. Their
+        # other fields are, as text around the ages (`_split_text`).
+        if t in _AGED or (t is Sandbox and obj.filters):
+            return self._split_text(obj, t)
+        if t is tuple and obj and type(obj[0]) in _HOLDS_AGES:
+            return "[" + ",".join([self.text(x) for x in obj]) + "]"
         key = id(obj)
-        hit = None if volatile else self._texts.get(key) or self._prev_text.get(key)
+        hit = self._texts.get(key) or self._prev_text.get(key)
         if hit is not None and hit[0] is obj:
             self._texts[key] = hit
             return hit[1]
@@ -161,8 +214,6 @@ class Encoder:
             text, now, prev = self.text, self._texts, self._prev_text
             for n, k in _prefixes(t):  # inline: primitives and remembered objects
                 v = getattr(obj, n)
-                if t is Action and n in AGES:
-                    v = age(v, self.now)
                 tv = type(v)
                 if tv is str:
                     parts.append(k + _str(v))
@@ -180,8 +231,7 @@ class Encoder:
             out = "{" + ",".join(parts) + "}"
         else:
             return json.dumps(self.plain(obj), separators=(",", ":"))
-        if not volatile:
-            self._texts[key] = (obj, out)  # holding obj keeps its id from being reused
+        self._texts[key] = (obj, out)  # holding obj keeps its id from being reused
         return out
 
 
