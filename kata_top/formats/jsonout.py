@@ -12,7 +12,7 @@ from kata_top.model import Action, Filter, Redirect, Sandbox, Snapshot
 # Model attribute → JSON key, where they differ.
 RENAMES: dict[type, dict[str, str]] = {
     Redirect: {"from_dev": "from", "to_dev": "to"},
-    # times in the model, ages (seconds before the snapshot's time) in JSON: see `_ages`
+    # times in the model, ages (seconds before the snapshot's time) in JSON: see `age`
     Action: {"installed_at": "installed_s", "last_used_at": "last_used_s"},
 }
 AGES = RENAMES[Action]

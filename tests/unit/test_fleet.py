@@ -189,7 +189,7 @@ FIXED = FleetSnapshot(
                FleetSandbox("beta", "d" * 64, "default", "web-1", "running", "tcfilter",
                             critical=1, codes=("KT-S002",), missing_redirects=("in",)),
                FleetSandbox("gamma", "e" * 64, "default", "web-0", "running", "tcfilter")),
-    serve_urls=(("alpha", "http://127.0.0.1:1"),), queries=5)
+    serve_urls=(("alpha", "http://127.0.0.1:1"),), queries=2)
 
 
 def test_fleet_check_names_each_nodes_faults() -> None:
