@@ -131,12 +131,17 @@ def link_stats(b: bytes) -> LinkStats:
                      rx_dropped=rxd, tx_dropped=txd, rx_errors=rxe, tx_errors=txe)
 
 
+_INFO_ATTRS = frozenset({IFLA_INFO_KIND, IFLA_INFO_DATA})
+_AF_INET6_ONLY = frozenset({AF_INET6})
+_INET6_CONF_ONLY = frozenset({IFLA_INET6_CONF})
+
+
 def decode_link(body: bytes) -> tuple[Link, int | None]:
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(body)
     a = parse_attrs(body, IFINFOMSG.size, LINK_ATTRS)
     kind = "device"
     tun: TunInfo | None = None
-    info = parse_attrs(a[IFLA_LINKINFO]) if IFLA_LINKINFO in a else {}
+    info = parse_attrs(a[IFLA_LINKINFO], 0, _INFO_ATTRS) if IFLA_LINKINFO in a else {}
     if IFLA_INFO_KIND in info:
         kind = cstr(info[IFLA_INFO_KIND]) or "device"
     elif flags & IFF_LOOPBACK:
@@ -153,7 +158,10 @@ def decode_link(body: bytes) -> tuple[Link, int | None]:
     stats = link_stats(a[IFLA_STATS64]) if IFLA_STATS64 in a else LinkStats()
     ipv6_disabled: bool | None = None
     if IFLA_AF_SPEC in a:
-        conf = parse_attrs(parse_attrs(a[IFLA_AF_SPEC]).get(AF_INET6, b"")).get(IFLA_INET6_CONF)
+        # only IPv6's configuration is read: its statistics and the other families' nests
+        # are not copied out
+        inet6 = parse_attrs(a[IFLA_AF_SPEC], 0, _AF_INET6_ONLY).get(AF_INET6, b"")
+        conf = parse_attrs(inet6, 0, _INET6_CONF_ONLY).get(IFLA_INET6_CONF)
         if conf and len(conf) >= S32.size * (DEVCONF_DISABLE_IPV6 + 1):
             ipv6_disabled = bool(S32.unpack_from(conf, S32.size * DEVCONF_DISABLE_IPV6)[0])
     oper = u8(a.get(IFLA_OPERSTATE))
