@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from collectors import netns
 from collectors.decode_memo import DecodeMemo
@@ -57,7 +57,6 @@ class _LastDump:
     base: NetnsDump  # the full dump, peers not filled in
     dump: NetnsDump  # the same with peers
     peers: tuple[tuple[netns.NetnsId, int, PeerFacts], ...]  # what `dump` says of them
-    at: float  # monotonic time of the full dump
     due: float  # when the next full dump is taken anyway (monotonic time) …
     due_cycle: int  # … once this cycle is reached too
 
@@ -179,9 +178,7 @@ class NetCollector:
                 dump = last.dump
                 if any(self._peer_facts(c, i) != f for c, i, f in last.peers):
                     dump, peers = self._with_peers(key, sock, last.base)
-                    last = _LastDump(last.probe, last.stats, last.base, dump, peers, last.at,
-                                     last.due, last.due_cycle)
-                    self._last[key] = last
+                    self._last[key] = replace(last, dump=dump, peers=peers)
                 return dump  # the very same objects: actions keep times, not ages
             # Packets moved, nothing was reconfigured: the links are the last dump's with the
             # probe's counters; only tc (whose counters moved too) is dumped again.
@@ -191,8 +188,7 @@ class NetCollector:
                 tc = dump_tc(sock, {lk.ifindex: lk.name for lk in links}, self._memo)
                 base = NetnsDump(base_links, last.base.peer_nsids, *tc, routes=last.base.routes)
                 dump = NetnsDump(links, last.dump.peer_nsids, *tc, routes=last.dump.routes)
-                self._last[key] = _LastDump(probe, stats, base, dump, last.peers, now,
-                                            last.due, last.due_cycle)
+                self._last[key] = replace(last, probe=probe, stats=stats, base=base, dump=dump)
                 self.restatted += 1
                 return dump
         # The probe was taken before the dumps: a packet that crosses in between makes the
@@ -200,10 +196,9 @@ class NetCollector:
         base = dump_netns(sock, memo=self._memo, routes=True,
                           raw_links=None if self._stats_probe else probe)
         dump, peers = self._with_peers(key, sock, base)
-        now = time.monotonic()
         spread = _spread(key)
         self._last[key] = _LastDump(probe, stats_by_ifindex(probe) if self._stats_probe else {},
-                                    base, dump, peers, now, now + TC_FULL_EVERY_S * spread,
+                                    base, dump, peers, time.monotonic() + TC_FULL_EVERY_S * spread,
                                     self._cycle + round(TC_FULL_EVERY_CYCLES * spread))
         return dump
 

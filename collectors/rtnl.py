@@ -368,8 +368,7 @@ def decode_route(body: bytes, names: dict[int, str]) -> Route | None:
         return None
     a = parse_attrs(body, RTMSG.size, ROUTE_ATTRS)
     table = u32(a.get(RTA_TABLE)) or table
-    if table != RT_TABLE_MAIN or rtype != RTN_UNICAST or family not in (socket.AF_INET,
-                                                                         socket.AF_INET6):
+    if table != RT_TABLE_MAIN or family not in (socket.AF_INET, socket.AF_INET6):
         return None
     size = 4 if family == socket.AF_INET else 16
     dst_raw = a.get(RTA_DST)

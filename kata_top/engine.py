@@ -325,22 +325,18 @@ class Engine:
                                vm_dir=self._vm_dir(sid, runtime),
                                api_socket=rec.api_socket if rec else None)
         # An idle sandbox is built once: when everything it is made of is what it was last
-        # cycle (the namespace's dump reused, see collectors/netcollect.py), the last Sandbox
-        # stands, with only its filters' ages moved on.
+        # cycle (the namespace's dump reused as it is, see collectors/netcollect.py), the last
+        # Sandbox stands.
         inputs = (rec, sb_state, alive, vmm_pid, kind, netns_info, tuple(errors), vmm_proc_info,
                   shim, shim_monitor, vfs)
         built = self._built.get(sid)
         if (built is not None and dump is not None and dump.links is built[1]
-                and dump.qdiscs is built[2] and built[0] == inputs):
-            sb = built[3]
-            if dump.filters is not sb.filters:
-                sb = evolve(sb, filters=dump.filters)
-            self._built_now[sid] = (built[0], built[1], built[2], sb)
-            return sb, target
+                and dump.qdiscs is built[2] and dump.filters is built[3].filters
+                and built[0] == inputs):
+            self._built_now[sid] = built
+            return built[3], target
         sb = self._build(sid, rec, dump, ns_source, runtime, sb_state, vmm_pid, alive, kind,
-                         netns_info, errors, vmm_proc_info, shim, vfs, target)
-        if shim_monitor is not None:
-            sb = evolve(sb, shim_monitor=shim_monitor)
+                         netns_info, errors, vmm_proc_info, shim, shim_monitor, vfs, target)
         if dump is not None:
             self._built_now[sid] = (inputs, dump.links, dump.qdiscs, sb)
         return sb, target
@@ -349,7 +345,8 @@ class Engine:
                ns_source: NetnsSource | None, runtime: Runtime, sb_state: SandboxState,
                vmm_pid: int | None, alive: bool, kind: str, netns_info: NetnsInfo,
                errors: list[SandboxError], vmm_proc_info: ProcInfo | None,
-               shim: ProcInfo | None, vfs: tuple[Virtiofsd, ...],
+               shim: ProcInfo | None, shim_monitor: ShimMonitorState | None,
+               vfs: tuple[Virtiofsd, ...],
                target: VmmTarget | None) -> Sandbox:
         links = dump.links if dump else ()
         filters = dump.filters if dump else ()
@@ -383,7 +380,7 @@ class Engine:
             rate_limits=limits,
             configured_rate_limits=configured, tap_name=tap,
             guest_mac=rec.guest_mac if rec else None, vmm=vmm, virtiofsd=vfs, shim=shim,
-            vmm_proc=vmm_proc_info, state_path=rec.path if rec else None,
+            shim_monitor=shim_monitor, vmm_proc=vmm_proc_info, state_path=rec.path if rec else None,
             errors=tuple(errors),
         )
 

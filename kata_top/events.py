@@ -75,8 +75,6 @@ def _sandbox_events(at: float, p: Sandbox, c: Sandbox,
     # An idle sandbox is handed out with the very objects of the last cycle (the engine's
     # memo, rates reused when nothing moved), most often as the very same Sandbox: nothing
     # to compare.
-    if p is c and (drops is None or drops.quiet(c.id)):
-        return
     if (p.links is c.links and p.qdiscs is c.qdiscs and p.redirects is c.redirects
             and p.rate_limits is c.rate_limits and p.hypervisor is c.hypervisor
             and p.virtiofsd is c.virtiofsd and p.rates is c.rates and p.findings == c.findings

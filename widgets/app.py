@@ -28,6 +28,7 @@ from kata_top import rates
 from kata_top.history import TrafficHistory
 from kata_top.model import Event, Sandbox, Snapshot
 from kata_top.requests import ActionError, ActionRequest, RedirectRequest
+from kata_top.same_object import SameObjectMemo
 from kata_top.select import label
 from kata_top.settings import Settings
 from kata_top.sources.base import Source
@@ -110,7 +111,8 @@ class KataTopApp(App[int]):
         # every event this session saw (a recording's, as it is played), newest last
         self.events: deque[Event] = deque(maxlen=EVENTS_KEPT)
         self.traffic = TrafficHistory()  # 15 minutes per sandbox for the detail's graph
-        self._traffic_of: dict[str, tuple[Sandbox, tuple[float, float]]] = {}
+        # each sandbox's VM traffic, kept while it is the very same object (an idle one)
+        self._traffic_of: SameObjectMemo[Sandbox, tuple[float, float]] = SameObjectMemo()
 
     # ---- lifecycle -------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -182,26 +184,15 @@ class KataTopApp(App[int]):
                 break
         return out
 
-    def _vm_traffic(self, sb: Sandbox) -> tuple[float, float]:
-        """The VM's in/out bits per second, kept while the sandbox is the very same object
-        (an idle one, snapshot after snapshot)."""
-        hit = self._traffic_of.get(sb.id)
-        if hit is not None and hit[0] is sb:
-            return hit[1]
-        value = _vm_traffic(sb)
-        self._traffic_of[sb.id] = (sb, value)
-        return value
-
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self._last_error = None
         if message.snapshot is not self.snapshot:  # a replay paused on one step: once
             snap = message.snapshot
             self.events.extend(snap.events)
-            self.traffic.add(snap.taken_at, ((sb.id, *self._vm_traffic(sb))
+            self.traffic.add(snap.taken_at, ((sb.id, *self._traffic_of.get(sb.id, sb,
+                                                                            _vm_traffic))
                                              for sb in snap.sandboxes))
-            if len(self._traffic_of) > 2 * len(snap.sandboxes) + 100:  # pods came and went
-                live = {sb.id for sb in snap.sandboxes}
-                self._traffic_of = {k: v for k, v in self._traffic_of.items() if k in live}
+            self._traffic_of.end_round()
         self.snapshot = message.snapshot
         if self._initial_sandbox and message.snapshot.find(self._initial_sandbox):
             sid, self._initial_sandbox = self._initial_sandbox, None

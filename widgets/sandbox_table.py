@@ -25,6 +25,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from kata_top.model import Sandbox
+from kata_top.same_object import SameObjectMemo
 from widgets.overview_columns import (
     COLUMNS,
     HISTORY,
@@ -83,10 +84,10 @@ class SandboxTable(ScrollView, can_focus=True):
         self._cols: list[Column] = []
         self._history: dict[str, deque[float]] = {}
         self._marks: dict[str, deque[bool]] = {}  # per TREND point: did an event happen
-        # by row id: (the row object, its TREND number) and (row object, sort column, sort
-        # key) as last computed, reused while the row is the very same object
-        self._trend_of: dict[str, tuple[Any, float]] = {}
-        self._sort_of: dict[str, tuple[Any, Column, tuple[Any, str]]] = {}
+        # each row's TREND number and sort key, kept while the row is the very same object
+        self._trend_of: SameObjectMemo[Any, float] = SameObjectMemo()
+        self._sort_of: SameObjectMemo[Any, tuple[Any, str]] = SameObjectMemo()
+        self._sort_col: Column | None = None  # the column _sort_of's keys are of
         self._sandboxes: list[Any] = []
         self._order: list[str] = []  # row ids, as displayed
         self._rows: dict[str, Any] = {}  # the displayed rows
@@ -237,17 +238,13 @@ class SandboxTable(ScrollView, can_focus=True):
 
     # ---- diffing a new snapshot into the rows ---------------------------------------------
     def _record(self, sandboxes: Sequence[Any], events: Collection[str] = ()) -> None:
-        key = self.model.key
-        known, now = self._trend_of, {}
+        key, trend = self.model.key, self.model.trend
         for sb in sandboxes:
             k = key(sb)
-            hit = known.get(k)
-            # an idle sandbox comes as the very object of the last snapshot: its number too
-            value = hit[1] if hit is not None and hit[0] is sb else self.model.trend(sb)
-            now[k] = (sb, value)
-            self._history.setdefault(k, deque(maxlen=HISTORY)).append(value)
+            self._history.setdefault(k, deque(maxlen=HISTORY)).append(
+                self._trend_of.get(k, sb, trend))
             self._marks.setdefault(k, deque(maxlen=HISTORY)).append(k in events)
-        self._trend_of = now
+        self._trend_of.end_round()
         for gone in set(self._history) - {key(sb) for sb in sandboxes}:
             del self._history[gone]
             self._marks.pop(gone, None)
@@ -263,20 +260,16 @@ class SandboxTable(ScrollView, can_focus=True):
         wanted = [sb for sb in sandboxes if not self.filter_text or
                   self.model.matches(sb, self.filter_text)]
         col = self.model.columns[self.sort_index]
-        known, now = self._sort_of, {}
+        if col is not self._sort_col:
+            self._sort_of.clear()
+            self._sort_col = col
 
-        def order_key(s: Any) -> tuple[Any, str]:
-            k = key(s)
-            hit = known.get(k)
-            if hit is not None and hit[0] is s and hit[1] is col:
-                now[k] = hit
-                return hit[2]
-            sk = (sort_key(col.sort(s)), k)
-            now[k] = (s, col, sk)
-            return sk
+        def computed(s: Any) -> tuple[Any, str]:
+            return sort_key(col.sort(s)), key(s)
 
-        wanted.sort(key=order_key, reverse=self.sort_reverse)
-        self._sort_of = now
+        wanted.sort(key=lambda s: self._sort_of.get(key(s), s, computed),
+                    reverse=self.sort_reverse)
+        self._sort_of.end_round()
         order = [key(sb) for sb in wanted]
         self._rows = {key(sb): sb for sb in wanted}
         if order != self._order:

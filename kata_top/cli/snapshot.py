@@ -126,22 +126,20 @@ def _once(args: argparse.Namespace, engine: Engine) -> int:
 def _stream(args: argparse.Namespace, engine: Engine) -> int:
     from dataclasses import replace
 
-    from kata_top.diagnose import annotate
     from kata_top.events import AuditTail, DropTracker, diff_events
     from kata_top.formats import jsonout
-    from kata_top.model import Sandbox, Snapshot
-    from kata_top.rates import with_rates
+    from kata_top.model import Snapshot
     from kata_top.settings import audit_log_path
+    from kata_top.stream import Derivation
 
     audit, drops = AuditTail(audit_log_path()), DropTracker()
     encoder = jsonout.Encoder()  # converts only what changed since the last line
     prev: Snapshot | None = None
-    raw_seen: dict[str, Sandbox] = {}  # idle sandboxes pass through as the same objects
-    stable: dict[str, Sandbox] = {}
+    derive = Derivation()
     n = 0
     while True:
         started = time.monotonic()
-        snap = annotate(with_rates(engine.collect(), prev, raw_seen), prev, stable)
+        snap = derive.next(engine.collect())
         # the recording carries what changed, so --replay can show it at its moment
         snap = replace(snap, events=diff_events(prev, snap, engine.tc_changes,
                                                 audit.new_entries(), drops))

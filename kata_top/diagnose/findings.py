@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Iterable
 from typing import Any
 
+from collectors.shimsock import SOCKET_NAME
 from kata_top import derive, rates
 from kata_top.model import Finding, Sandbox, Severity, Snapshot, evolve
 from kata_top.select import label
@@ -340,7 +341,7 @@ def _shim_findings(sb: Sandbox) -> Iterable[Finding]:
     if what is None or sb.shim is None:
         return
     state_dir = os.path.dirname(sb.state_path) if sb.state_path else "<state dir>"
-    sock = os.path.join(state_dir, "shim-monitor.sock")
+    sock = os.path.join(state_dir, SOCKET_NAME)
     if sb.shim_monitor == "refused":
         fix = (f"the shim (pid {sb.shim.pid}) could not bind {q(sock)} (its log says `bind: "
                "address already in use`, subsystem=shim-management): the file is left from an "

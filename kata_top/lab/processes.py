@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from collectors import netns
 from collectors.procs import pid_alive, read_cmdline
+from collectors.shimsock import SOCKET_NAME
 from kata_top.lab.layout import TAP, Layout
 from kata_top.lab.network import LabError, guest_mac
 from kata_top.lab.scenario import SandboxSpec
@@ -175,7 +176,7 @@ def start_shim(layout: Layout, spec: SandboxSpec) -> int:
     vm = layout.vm_dir(spec)
     state_dir = layout.state_dir(spec)
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    monitor = os.path.join(state_dir, "shim-monitor.sock")
+    monitor = os.path.join(state_dir, SOCKET_NAME)
     env = dict(os.environ)
     if "stale-shim-monitor" in spec.faults:
         # What an earlier shim of the same id leaves when it dies (kata-containers#6427): a

@@ -137,17 +137,17 @@ class Handler(BaseHTTPRequestHandler):
             ex.add("events", "counter", "Changes seen on this node since the exporter "
                    "started, by kind (see /api/v1/events).", None, n, kind=kind)
         openmetrics = content_type.startswith("application/openmetrics-text")
+        gzipped = self._gzip_wanted()
         t0 = time.perf_counter()
         with self.server.text_lock:  # the caches are shared by the request threads
             parts = self.server.text_cache.parts(snap, openmetrics, tail=ex)
             self._timing.append(("render", time.perf_counter() - t0))
-            if self._gzip_wanted():
+            if gzipped:
                 t0 = time.perf_counter()
                 body = self.server.parts_gzip.compress(parts)
                 self._timing.append(("gzip", time.perf_counter() - t0))
-                self._send(200, body, content_type, gzipped=True)
-                return
-        self._send(200, b"".join(parts), content_type)
+        # written outside the lock: a slow reader holds its own thread, not the other scrapes
+        self._send(200, body if gzipped else b"".join(parts), content_type, gzipped=gzipped)
 
     def _events(self, req: Request) -> None:
         """The events this exporter has seen (newest last), NDJSON kata-top/event/1."""

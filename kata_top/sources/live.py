@@ -11,12 +11,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from kata_top.diagnose import annotate
 from kata_top.engine import Engine, EngineOptions
 from kata_top.events import DropTracker, append_journal, diff_events
-from kata_top.model import Event, Finding, Sandbox, Snapshot
-from kata_top.rates import with_rates
+from kata_top.model import Event, Finding, Snapshot
 from kata_top.sources.base import Source
+from kata_top.stream import Derivation
 
 if TYPE_CHECKING:
     from kata_top.actions import ActionRequest, Outcome, Plan
@@ -46,10 +45,7 @@ class LiveSource(Source):
         self.run_root = opts.run_root
         self.read_only = not write
         self._prev: Snapshot | None = None
-        # what with_rates and annotate keep from cycle to cycle (idle sandboxes pass through
-        # as the very same objects)
-        self._raw_seen: dict[str, Sandbox] = {}
-        self._stable: dict[str, Sandbox] = {}
+        self._derive = Derivation()
         self._host: tuple[Finding, ...] = ()
         self._host_at = 0.0
         self._lock = threading.Lock()
@@ -64,8 +60,7 @@ class LiveSource(Source):
     def next(self) -> Snapshot:
         with self._lock:  # one collector thread at a time: its sockets are per thread
             fresh, self._fresh = self._fresh, False
-            snap = annotate(with_rates(self._engine.collect(fresh_vmm=fresh), self._prev,
-                                       self._raw_seen), self._prev, self._stable)
+            snap = self._derive.next(self._engine.collect(fresh_vmm=fresh))
             if time.monotonic() - self._host_at > HOST_PROBE_EVERY_S or not self._host_at:
                 from collectors.hostcheck import host_findings
 

@@ -14,6 +14,8 @@ from kata_top.diagnose import annotate
 from kata_top.formats.jsonin import load_recording
 from kata_top.model import LinkStats, Sandbox, Snapshot
 from kata_top.rates import with_rates
+from kata_top.same_object import SameObjectMemo
+from kata_top.stream import Derivation
 from tests.helpers import ROOT
 
 DEMO, _ = load_recording(os.path.join(ROOT, "tests", "data", "demo.ndjson"))
@@ -29,8 +31,7 @@ _CYCLES = st.lists(st.lists(st.integers(0, 2), min_size=len(RAW), max_size=len(R
 @given(_CYCLES)
 def test_memos_change_nothing_that_comes_out(cycles: list[list[int]]) -> None:
     current = list(RAW)
-    raw_seen: dict[str, Sandbox] = {}
-    stable: dict[str, Sandbox] = {}
+    stream = Derivation()
     prev_memo: Snapshot | None = None
     prev_plain: Snapshot | None = None
     t = DEMO[-1].taken_at
@@ -47,7 +48,7 @@ def test_memos_change_nothing_that_comes_out(cycles: list[list[int]]) -> None:
             if move != 2:
                 sandboxes.append(sb)
         raw = replace(DEMO[-1], taken_at=t, sandboxes=tuple(sandboxes))
-        memo = annotate(with_rates(raw, prev_memo, raw_seen), prev_memo, stable)
+        memo = stream.next(raw)
         plain = annotate(with_rates(raw, prev_plain), prev_plain)
         assert memo == plain
         if prev_memo is not None:  # an unchanged idle sandbox is the last one itself
@@ -85,3 +86,21 @@ def test_an_idle_sandbox_is_judged_once_then_passed_through() -> None:
         findings.sandbox_findings = real
     assert counts[0] == counts[1] == len(RAW)  # first sight, then judged against itself
     assert counts[3] < len(RAW)  # from then on the idle ones are not judged again
+
+
+def test_a_value_is_kept_while_its_object_is_the_same() -> None:
+    calls: list[str] = []
+
+    def compute(s: str) -> int:
+        calls.append(s)
+        return len(s)
+
+    memo: SameObjectMemo[str, int] = SameObjectMemo()
+    a, b = "x" * 3, "y" * 4
+    assert memo.get("k", a, compute) == 3
+    memo.end_round()
+    assert memo.get("k", a, compute) == 3 and calls == [a]  # the same object: kept
+    assert memo.get("k", b, compute) == 4 and calls == [a, b]  # another: computed
+    memo.end_round()
+    memo.end_round()  # a round that did not ask for "k" forgets it
+    assert memo.get("k", b, compute) == 4 and calls == [a, b, b]
