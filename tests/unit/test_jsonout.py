@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import replace
 from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kata_top.formats import jsonout
 from kata_top.formats.jsonin import load_recording
@@ -101,3 +105,53 @@ def test_the_same_action_is_older_at_a_later_snapshot() -> None:
     first = ages(encoder.dumps(snap))
     later = ages(encoder.dumps(replace(snap, taken_at=snap.taken_at + 30)))
     assert first and later == [round(a + 30, 2) for a in first]
+
+
+def test_one_shot_writers_write_what_a_plain_conversion_writes() -> None:
+    """`snapshot --json` (Encoder(remember=False)) writes with per-class writers unrolled
+    from the model's annotations; the document is the reference's, byte for byte."""
+    for snap in _stream():
+        expected = {"schema": snap.schema, **{k: v for k, v in reference(snap).items()
+                                             if k != "schema"}}
+        assert jsonout.dumps(snap) == json.dumps(expected, separators=(",", ":"))
+
+
+@functools.cache
+def _with_actions() -> Snapshot:
+    snaps, _ = load_recording(RECORDING)
+    return next(s for s in snaps if any(f.actions for sb in s.sandboxes for f in sb.filters))
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.tuples(inner, inner), max_leaves=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_writer_never_trusts_an_annotation(data: st.DataObject) -> None:
+    """A value of another type than its field's annotation (a bool for an int, a tuple for a
+    string, NaN) is still written as the reference writes it: the writers check exact types
+    and hand anything else to the general path."""
+    snap = _with_actions()
+    sb = next(sb for sb in snap.sandboxes if sb.filters and sb.filters[0].actions)
+    f0 = sb.filters[0]
+    targets: list[tuple[Any, str]] = [
+        (sb, f.name) for f in dataclasses.fields(sb) if f.name not in ("filters",)]
+    targets += [(sb.links[0], f.name) for f in dataclasses.fields(sb.links[0])]
+    targets += [(f0.actions[0], f.name) for f in dataclasses.fields(f0.actions[0])
+                if not f.name.endswith("_at")]
+    obj, name = data.draw(st.sampled_from(targets))
+    value = data.draw(_VALUES)
+    changed = replace(obj, **{name: value})
+    if obj is sb:
+        new_sb = changed
+    elif obj is sb.links[0]:
+        new_sb = replace(sb, links=(changed, *sb.links[1:]))
+    else:
+        new_sb = replace(sb, filters=(replace(f0, actions=(changed, *f0.actions[1:])),
+                                      *sb.filters[1:]))
+    one = replace(snap, sandboxes=(new_sb,))
+    expected = {"schema": one.schema, **{k: v for k, v in reference(one).items()
+                                        if k != "schema"}}
+    assert jsonout.dumps(one) == json.dumps(expected, separators=(",", ":"))
