@@ -59,6 +59,8 @@ class _LastDump:
     peers: tuple[tuple[netns.NetnsId, int, PeerFacts], ...]  # what `dump` says of them
     due: float  # when the next full dump is taken anyway (monotonic time) …
     due_cycle: int  # … once this cycle is reached too
+    tc_at: float  # when tc was last dumped (monotonic time)
+    tc_behind: bool = False  # packets moved since: the dump's tc counters are not current
 
 
 def _spread(key: netns.NetnsId) -> float:
@@ -84,6 +86,9 @@ class NetCollector:
         self._cycle = 0  # begin_cycle calls so far
         self.tc_reused = 0  # namespaces not dumped again this cycle (for benchmarks and tests)
         self.restatted = 0  # namespaces whose links came from the counters probe this cycle
+        self.tc_deferred = 0  # … and whose tc was not dumped again (see collect's tc_every_s)
+        # whether the last collect() handed out tc counters read at an earlier collect
+        self.last_deferred = False
         # the tc notifications the last collect() read (message type, body)
         self.last_notes: list[tuple[int, bytes]] = []
 
@@ -95,6 +100,7 @@ class NetCollector:
         self._links_now = {}
         self.tc_reused = 0
         self.restatted = 0
+        self.tc_deferred = 0
         self._candidates = {}
         own = netns.own_netns_id()
         self._candidates[own] = ("/proc/thread-self/ns/net", "host")
@@ -128,14 +134,21 @@ class NetCollector:
         self._seen.add(key)
         return sock
 
-    def collect(self, path: str, key: netns.NetnsId | None = None
+    def collect(self, path: str, key: netns.NetnsId | None = None, tc_every_s: float = 0.0
                 ) -> tuple[netns.NetnsId, NetnsDump]:
         """Full dump of the namespace at path (key: its id, if just stat'ed).
-        FileNotFoundError when it is gone."""
+        FileNotFoundError when it is gone.
+
+        tc_every_s: when packets moved and nothing was reconfigured, dump tc (qdisc, filter
+        and action counters) again only if the last tc dump is older than this (spread per
+        namespace like the full dumps); the links' counters are read every time, and a
+        notified change dumps everything at once. `last_deferred` then tells that the tc
+        counters handed out are an earlier collect's. 0: tc every time."""
         key = key or netns.netns_id(path)
         sock = self._socket(path, key, tc_events=True)
+        self.last_deferred = False
         try:
-            dump = self._dump(key, sock)
+            dump = self._dump(key, sock, tc_every_s)
         except (ValueError, LookupError, ArithmeticError):  # struct.error is a ValueError
             # A message we could not decode: start this namespace afresh next cycle, and let
             # the engine make it this sandbox's error.
@@ -150,7 +163,7 @@ class NetCollector:
             sock.close()
             key = netns.netns_id(path)
             sock = self._socket(path, key, tc_events=True)
-            dump = self._dump(key, sock)
+            dump = self._dump(key, sock, tc_every_s)
         self.last_notes = sock.take_notifications()
         return key, dump
 
@@ -164,7 +177,7 @@ class NetCollector:
                 self._stats_probe = False
         return sock.dump_links()
 
-    def _dump(self, key: netns.NetnsId, sock: RtnlSocket) -> NetnsDump:
+    def _dump(self, key: netns.NetnsId, sock: RtnlSocket, tc_every_s: float) -> NetnsDump:
         if self._one_shot:
             return self._with_peers(key, sock, dump_netns(sock, routes=True))[0]
         probe = self._probe(sock)
@@ -173,7 +186,7 @@ class NetCollector:
         last = self._last.get(key)
         if last is not None and sock.tc_events and not notified and \
                 (now < last.due or self._cycle < last.due_cycle):
-            if last.probe == probe:
+            if last.probe == probe and not last.tc_behind:
                 self.tc_reused += 1
                 dump = last.dump
                 if any(self._peer_facts(c, i) != f for c, i, f in last.peers):
@@ -185,11 +198,24 @@ class NetCollector:
             moved = self._restat(last, probe) if self._stats_probe else None
             if moved is not None:
                 stats, base_links, links = moved
+                self.restatted += 1
+                if tc_every_s and now - last.tc_at < tc_every_s * _spread(key):
+                    # counters only: the last tc dump's objects stand (their counters older)
+                    self.tc_deferred += 1
+                    self.last_deferred = True
+                    b, d = last.base, last.dump
+                    base = NetnsDump(base_links, b.peer_nsids, b.qdiscs, b.classes, b.filters,
+                                     routes=b.routes)
+                    dump = NetnsDump(links, d.peer_nsids, d.qdiscs, d.classes, d.filters,
+                                     routes=d.routes)
+                    self._last[key] = replace(last, probe=probe, stats=stats, base=base,
+                                              dump=dump, tc_behind=True)
+                    return dump
                 tc = dump_tc(sock, {lk.ifindex: lk.name for lk in links}, self._memo)
                 base = NetnsDump(base_links, last.base.peer_nsids, *tc, routes=last.base.routes)
                 dump = NetnsDump(links, last.dump.peer_nsids, *tc, routes=last.dump.routes)
-                self._last[key] = replace(last, probe=probe, stats=stats, base=base, dump=dump)
-                self.restatted += 1
+                self._last[key] = replace(last, probe=probe, stats=stats, base=base, dump=dump,
+                                          tc_at=now, tc_behind=False)
                 return dump
         # The probe was taken before the dumps: a packet that crosses in between makes the
         # next probe differ (a dump again), never a stale dump reused.
@@ -199,7 +225,7 @@ class NetCollector:
         spread = _spread(key)
         self._last[key] = _LastDump(probe, stats_by_ifindex(probe) if self._stats_probe else {},
                                     base, dump, peers, time.monotonic() + TC_FULL_EVERY_S * spread,
-                                    self._cycle + round(TC_FULL_EVERY_CYCLES * spread))
+                                    self._cycle + round(TC_FULL_EVERY_CYCLES * spread), now)
         return dump
 
     @staticmethod

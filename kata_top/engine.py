@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 FAILED_RETRY_S = 30.0
 SHIM_PROBE_EVERY_S = 30.0  # mean interval between connects to a listening shim socket
 VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see EngineOptions)
+# how often the dashboard reads a busy sandbox's tc counters when it is not on screen
+TC_BUSY_REFRESH_S = 5.0
 VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--rlimit-nofile", "-o rlimit", "--iops", "--bps")
 
 
@@ -70,6 +72,12 @@ class EngineOptions:
     vmm_refresh_s: float = 0.0
     # One collection only (`snapshot` without --watch): keep nothing for a next one.
     one_shot: bool = False
+    # A sandbox whose packets move but whose tc nobody changed has its tc counters (qdiscs,
+    # redirects' mirred actions) read at most this often, unless it is in Engine.watched;
+    # its links' counters are read every collection and any tc change at once. 0: every
+    # collection. The dashboard sets it: the kernel's tc dumps were most of a busy node's
+    # cycle, and a row off screen does not need its redirect counters every second.
+    tc_busy_refresh_s: float = 0.0
 
 
 class Engine:
@@ -91,6 +99,15 @@ class Engine:
         # per sandbox: (when to connect to its shim's socket again, what was found)
         self._shim_seen: dict[str, tuple[float, ShimMonitorState]] = {}
         self._shim_now: dict[str, tuple[float, ShimMonitorState]] = {}
+        # The sandboxes whose tc counters are read every collection whatever
+        # tc_busy_refresh_s says (what is on the operator's screen); None: all of them.
+        self.watched: frozenset[str] | None = None
+        # Per sandbox whose tc counters the last collect() did not read again: the
+        # `taken_at` of the collection that read them (kata_top/rates.py divides by it).
+        self.tc_read_at: dict[str, float] = {}
+        self._tc_read: dict[str, float] = {}
+        self._tc_read_now: dict[str, float] = {}
+        self._taken_at = 0.0  # the collection under way's
         # milliseconds per part of the last collect(), for bench/ and --debug
         self.timings: dict[str, float] = {}
         self._host = HostInfo(node=os.uname().nodename, kernel=os.uname().release,
@@ -161,8 +178,9 @@ class Engine:
     def collect(self, fresh_vmm: bool = False) -> Snapshot:
         """One snapshot. fresh_vmm: ask every VMM now, whatever vmm_refresh_s says."""
         t0 = time.monotonic()
-        taken_at = time.time()
+        taken_at = self._taken_at = time.time()
         self.tc_changes = {}
+        self.tc_read_at = {}
         found, disc_errors = state.discover(self.opts.run_root)
         root = self.opts.run_root
         records = {sid: self._states.read(sid, path, rt, root=root) for sid, rt, path in found}
@@ -227,6 +245,7 @@ class Engine:
                 targets.append(target)
         self._net.end_cycle()
         self._built, self._built_now = self._built_now, {}
+        self._tc_read, self._tc_read_now = self._tc_read_now, {}
         self._shim_seen, self._shim_now = self._shim_now, {}
         t_sb = time.monotonic()
         kernel = request_seconds() - req0
@@ -294,7 +313,13 @@ class Engine:
                 named = self._named.get(ns_id)
                 netns_info = NetnsInfo(path=path, inode=ns_id.inode, dev=ns_id.dev, name=named,
                                        source=ns_source)
-                _key, dump = self._net.collect(path, ns_id)
+                watched = self.watched is None or sid in self.watched
+                _key, dump = self._net.collect(
+                    path, ns_id, 0.0 if watched else self.opts.tc_busy_refresh_s)
+                if self._net.last_deferred and sid in self._tc_read:
+                    self.tc_read_at[sid] = self._tc_read_now[sid] = self._tc_read[sid]
+                else:
+                    self._tc_read_now[sid] = self._taken_at
                 if self._net.last_notes:
                     changes = _tc_changes(self._net.last_notes, dump)
                     if changes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kata_top.model import Sandbox, Snapshot, evolve
@@ -12,11 +13,21 @@ def _delta(cur: int, prev: int) -> int:
     return cur - prev if cur >= prev else cur
 
 
-def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float) -> dict[str, float]:
+TC_KEYS = ("redirect.", "qdisc.")  # the rates counted from tc's counters
+
+
+def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float,
+                  tc_dt: float | None = -1.0) -> dict[str, float]:
+    """Rates over `dt` seconds; tc's (redirects', qdiscs') over `tc_dt` (-1: the same), the
+    time between the reads of the two sandboxes' tc counters, or None when `cur`'s are the
+    ones `prev` had (not read again, kata_top/engine.py's tc_busy_refresh_s): then `prev`'s
+    tc rates stand."""
     if prev is None or dt <= 0:
         return {}
     out: dict[str, float] = {}
     per_s = 1.0 / dt
+    tc_per_s = per_s if tc_dt == -1.0 else 1.0 / tc_dt if tc_dt is not None and tc_dt > 0 \
+        else None
     prev_links = {lk.name: lk for lk in prev.links}
     for lk in cur.links:
         p = prev_links.get(lk.name)
@@ -34,14 +45,18 @@ def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float) -> dict[str, fl
         out[pre + "tx_pps"] = round(_delta(s.tx_packets, ps.tx_packets) * per_s, 3)
         out[pre + "drops_ps"] = round(_delta(s.rx_dropped + s.tx_dropped,
                                              ps.rx_dropped + ps.tx_dropped) * per_s, 3)
-    if cur.redirects:
+    if tc_per_s is None:
+        out.update((k, v) for k, v in prev.rates.items() if k.startswith(TC_KEYS))
+    elif cur.redirects:
         prev_red = {r.direction: r for r in prev.redirects}
         for r in cur.redirects:
             pr = prev_red.get(r.direction)
             if pr is None:
                 continue
-            out[f"redirect.{r.direction}.bps"] = round(_delta(r.bytes, pr.bytes) * 8 * per_s, 3)
-            out[f"redirect.{r.direction}.pps"] = round(_delta(r.packets, pr.packets) * per_s, 3)
+            out[f"redirect.{r.direction}.bps"] = round(
+                _delta(r.bytes, pr.bytes) * 8 * tc_per_s, 3)
+            out[f"redirect.{r.direction}.pps"] = round(
+                _delta(r.packets, pr.packets) * tc_per_s, 3)
     # Into/out of the VM: for tcfilter the mirred hit counters (what the datapath carries
     # toward QEMU even when the guest is not reading); otherwise what the tap sends/receives.
     tap = cur.tap_name
@@ -58,16 +73,16 @@ def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float) -> dict[str, fl
         out["vm.out_bps"] = out[f"link.{tap}.{from_vm}_bps"]
         out["vm.in_pps"] = out[f"link.{tap}.{to_vm}_pps"]
         out["vm.out_pps"] = out[f"link.{tap}.{from_vm}_pps"]
-    if cur.qdiscs:
+    if cur.qdiscs and tc_per_s is not None:
         qprev = {(q.dev, q.handle, q.parent): q for q in prev.qdiscs}
         for q in cur.qdiscs:
             pq = qprev.get((q.dev, q.handle, q.parent))
             if pq is None:
                 continue
             pre = f"qdisc.{q.dev}.{q.handle}."
-            out[pre + "drops_ps"] = round(_delta(q.stats.drops, pq.stats.drops) * per_s, 3)
+            out[pre + "drops_ps"] = round(_delta(q.stats.drops, pq.stats.drops) * tc_per_s, 3)
             out[pre + "overlimits_ps"] = round(
-                _delta(q.stats.overlimits, pq.stats.overlimits) * per_s, 3)
+                _delta(q.stats.overlimits, pq.stats.overlimits) * tc_per_s, 3)
     return out
 
 
@@ -81,11 +96,15 @@ def _still(cur: Sandbox, prev: Sandbox | None) -> bool:
 
 
 def with_rates(cur: Snapshot, prev: Snapshot | None,
-               memo: dict[str, Sandbox] | None = None) -> Snapshot:
+               memo: dict[str, Sandbox] | None = None,
+               tc_read_at: Mapping[str, float] | None = None,
+               prev_tc_read_at: Mapping[str, float] | None = None) -> Snapshot:
     """`cur` with each sandbox's rates since `prev`. A stream passes the same `memo` every
     cycle (the engine's sandboxes it saw last): a sandbox the engine handed out as the very
     object of last cycle, with still counters, is the previous snapshot's sandbox itself —
-    those fields, those (zero) rates; `annotate` then finds its findings too."""
+    those fields, those (zero) rates; `annotate` then finds its findings too.
+    tc_read_at / prev_tc_read_at: the engine's `tc_read_at` of each snapshot (sandboxes
+    whose tc counters are an earlier collection's, and when that was)."""
     seen: dict[str, Sandbox] = {}
     if prev is None:
         if memo is not None:
@@ -102,7 +121,15 @@ def with_rates(cur: Snapshot, prev: Snapshot | None,
             if p is not None and memo.get(sb.id) is sb and _still(sb, p):
                 out.append(p)
                 continue
-        rates = p.rates if p is not None and _still(sb, p) else sandbox_rates(sb, p, dt)
+        if p is not None and _still(sb, p):
+            rates = p.rates
+        elif tc_read_at or prev_tc_read_at:
+            tc_dt: float | None = None
+            if tc_read_at is None or sb.id not in tc_read_at:
+                tc_dt = cur.taken_at - (prev_tc_read_at or {}).get(sb.id, prev.taken_at)
+            rates = sandbox_rates(sb, p, dt, tc_dt)
+        else:
+            rates = sandbox_rates(sb, p, dt)
         out.append(evolve(sb, rates=rates))
     if memo is not None:
         memo.clear()

@@ -18,9 +18,13 @@ class Derivation:
         self.prev: Snapshot | None = None  # the last snapshot handed out
         self._raw_seen: dict[str, Sandbox] = {}  # the engine's sandboxes of the last one
         self._stable: dict[str, Sandbox] = {}  # sandboxes whose findings hold as they are
+        self._tc_read_at: dict[str, float] = {}  # the last snapshot's, see Engine.tc_read_at
 
-    def next(self, raw: Snapshot) -> Snapshot:
-        """The engine's snapshot with rates since the last one and findings."""
-        snap = annotate(with_rates(raw, self.prev, self._raw_seen), self.prev, self._stable)
+    def next(self, raw: Snapshot, tc_read_at: dict[str, float] | None = None) -> Snapshot:
+        """The engine's snapshot with rates since the last one and findings; tc_read_at:
+        the engine's (whose tc counters are an earlier collection's)."""
+        snap = annotate(with_rates(raw, self.prev, self._raw_seen, tc_read_at,
+                                   self._tc_read_at), self.prev, self._stable)
+        self._tc_read_at = tc_read_at or {}
         self.prev = snap
         return snap

@@ -206,6 +206,17 @@ class KataTopApp(App[int]):
             if show is not None:
                 show(message.snapshot)
         self.update_header()
+        self.tell_source_what_is_on_screen()
+
+    def tell_source_what_is_on_screen(self) -> None:
+        """The sandboxes the operator looks at: a live source reads their every counter each
+        cycle (the others' tc counters only every few seconds when busy)."""
+        ids: list[str] = []
+        for screen in self.visible_screens():
+            on_screen = getattr(screen, "ids_on_screen", None)
+            if on_screen is not None:
+                ids.extend(on_screen())
+        self.source.watch_closely(ids)
 
     # ---- header --------------------------------------------------------------------------
     def header_text(self) -> Text:

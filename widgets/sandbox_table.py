@@ -101,6 +101,14 @@ class SandboxTable(ScrollView, can_focus=True):
     def row_count(self) -> int:
         return len(self._order)
 
+    def ids_on_screen(self) -> list[str]:
+        """The ids of the rows drawn now (and the cursor's)."""
+        top = round(self.scroll_y)
+        height = max(0, self.scrollable_content_region.height - HEADER_LINES)
+        ids = self._order[top:top + height]
+        cursor = self.selected_id()
+        return ids if cursor is None or cursor in ids else [*ids, cursor]
+
     def selected_id(self) -> str | None:
         if not self._order:
             return None

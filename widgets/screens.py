@@ -92,6 +92,9 @@ class OverviewScreen(KataScreen, TableScreen):
                   if not needle or needle in f"{e.pod} {e.summary} {e.kind}".lower()]
         pane.update(events_table(events, palette_of(self.app), "no events yet", limit=50))
 
+    def ids_on_screen(self) -> list[str]:
+        return self.query_one(SandboxTable).ids_on_screen()
+
     def on_mount(self) -> None:
         self.query_one(SandboxTable).set_width(self.size.width or 120)
         if self.kapp.snapshot is not None:
@@ -272,6 +275,10 @@ class DetailScreen(KataScreen):
     def on_mount(self) -> None:
         if self.kapp.snapshot is not None:
             self.show_snapshot(self.kapp.snapshot)
+        self.kapp.tell_source_what_is_on_screen()
+
+    def ids_on_screen(self) -> list[str]:
+        return [self.sandbox_id]
 
     def show_snapshot(self, snap: Snapshot) -> None:
         sb = snap.find(self.sandbox_id)

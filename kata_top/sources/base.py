@@ -10,7 +10,7 @@ place, whatever the UI offers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -42,6 +42,10 @@ class Source(ABC):
 
     def refresh_all(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Ask everything again on the next `next()` (VMM monitors too). Default: nothing."""
+
+    def watch_closely(self, sandbox_ids: Collection[str] | None) -> None:  # noqa: B027
+        """The sandboxes on screen, whose every counter the next `next()` should read
+        (None: all). An optional hook, a no-op by default."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release sockets, threads and watchers. Idempotent."""

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -57,10 +57,16 @@ class LiveSource(Source):
         """The next snapshot asks every VMM again (the operator pressed `r`)."""
         self._fresh = True
 
+    def watch_closely(self, sandbox_ids: Collection[str] | None) -> None:
+        """The sandboxes on the operator's screen: their tc counters are read every cycle
+        (EngineOptions.tc_busy_refresh_s spares only the others). None: all."""
+        self._engine.watched = None if sandbox_ids is None else frozenset(sandbox_ids)
+
     def next(self) -> Snapshot:
         with self._lock:  # one collector thread at a time: its sockets are per thread
             fresh, self._fresh = self._fresh, False
-            snap = self._derive.next(self._engine.collect(fresh_vmm=fresh))
+            raw = self._engine.collect(fresh_vmm=fresh)
+            snap = self._derive.next(raw, self._engine.tc_read_at)
             if time.monotonic() - self._host_at > HOST_PROBE_EVERY_S or not self._host_at:
                 from collectors.hostcheck import host_findings
 

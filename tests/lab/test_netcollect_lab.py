@@ -203,3 +203,67 @@ def test_one_shot_collection_reads_what_the_cached_one_reads(scratch_lab: Any) -
     finally:
         cached.close()
         once.close()
+
+
+def test_a_busy_sandbox_off_screen_has_tc_read_every_few_seconds_and_changes_at_once(
+        scratch_lab: Any) -> None:
+    """The dashboard reads a busy sandbox's tc counters every cycle only while it is on
+    screen (LiveSource.watch_closely); off screen its links' counters are read every cycle,
+    its tc counters every EngineOptions.tc_busy_refresh_s — and a tc change made by hand
+    still shows at the very next cycle."""
+    from kata_top.engine import EngineOptions
+    from kata_top.sources.live import LiveSource
+
+    man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
+    specs = [sb for sb in man.sandboxes if sb.netns]
+    _quiet([scratch_lab.node_ns, *[sb.netns for sb in specs if sb.netns]])
+    src = LiveSource(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False,
+                                   tc_busy_refresh_s=600.0))
+    try:
+        snap = src.next()
+        on, off = (next(sb.id for sb in snap.sandboxes if sb.netns.path and
+                        sb.netns.path.endswith(spec.netns or "?")) for spec in specs)
+        src.watch_closely([on])
+        engine = src._engine
+
+        def redirected_in(s: Any, sid: str) -> int:
+            sb = s.find(sid)
+            return sum(r.packets for r in sb.redirects if r.direction == "in")
+
+        def eth0_rx(s: Any, sid: str) -> int:
+            return int(_link_of(s.find(sid), "eth0").stats.rx_packets)
+
+        t0 = time.monotonic()
+        while engine.reused_namespaces < 2:  # both idle: their tc dumps are current
+            snap = src.next()
+            assert time.monotonic() - t0 < 15, "the namespaces never went idle"
+            time.sleep(0.2)
+        traffic.run(scratch_lab.node_ns, [spec.spec.ip for spec in specs], seconds=0.3,
+                    rate_pps=100)
+        busy = src.next()
+        # on screen: tc read again; off screen: the links moved, tc is the last read's
+        assert redirected_in(busy, on) > redirected_in(snap, on)
+        assert eth0_rx(busy, off) > eth0_rx(snap, off)
+        assert redirected_in(busy, off) == redirected_in(snap, off)
+        assert on not in engine.tc_read_at and engine.tc_read_at.get(off) == snap.taken_at
+        assert busy.find(off).qdiscs is snap.find(off).qdiscs
+
+        # a filter deleted by hand while off screen and busy shows at the next cycle
+        off_ns = next(spec.netns for spec in specs
+                      if busy.find(off).netns.path.endswith(spec.netns or "?"))
+        subprocess.run(["tc", "-n", off_ns, "filter", "del", "dev", "eth0", "ingress"],
+                       check=True)
+        traffic.run(scratch_lab.node_ns, [spec.spec.ip for spec in specs], seconds=0.2,
+                    rate_pps=100)
+        changed = src.next()
+        assert {r.direction for r in changed.find(off).redirects if r.present} == {"out"}
+        assert off not in engine.tc_read_at
+
+        # on screen again: read every cycle
+        src.watch_closely(None)
+        traffic.run(scratch_lab.node_ns, [spec.spec.ip for spec in specs], seconds=0.2,
+                    rate_pps=100)
+        src.next()
+        assert engine.tc_read_at == {}
+    finally:
+        src.close()

@@ -391,3 +391,36 @@ async def test_events_appear_at_their_moment_in_a_replay(tmp_path: Any) -> None:
         app.screen.query_one(TabbedContent).active = "tab-events"
         await settle(pilot)
         assert mark in shown_text(app.screen)
+
+
+async def test_the_source_hears_which_sandboxes_are_on_screen() -> None:
+    """A live source reads every counter of the rows on screen each cycle and spares the
+    others' tc counters (EngineOptions.tc_busy_refresh_s): the app tells it which rows and
+    which detail screen the operator looks at."""
+    from dataclasses import replace
+
+    snaps, _ = load_recording(RECORDING)
+    base = next(sb for sb in snaps[0].sandboxes if sb.state == "running")
+    many = tuple(replace(base, id=f"{i:064x}", pod=replace(base.pod, name=f"pod-{i:03d}"))
+                 for i in range(60))
+    told: list[set[str] | None] = []
+
+    class Listening(ReplaySource):
+        def watch_closely(self, sandbox_ids: Any) -> None:
+            told.append(None if sandbox_ids is None else set(sandbox_ids))
+
+    app = KataTopApp(Listening([replace(snaps[0], sandboxes=many)] * 2), refresh=3600,
+                     theme="kata-dark", settings=Settings())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(SandboxTable)
+        drawn = set(table.ids_on_screen())
+        assert told and told[-1] == drawn
+        assert many[0].id in drawn and many[-1].id not in drawn and 10 < len(drawn) < 40
+        await pilot.press("G")  # to the last row, then the next snapshot
+        await pilot.press("n")
+        await settle(pilot)
+        assert told[-1] is not None and many[-1].id in told[-1] and many[0].id not in told[-1]
+        await pilot.press("enter")
+        await settle(pilot)
+        assert told[-1] == {many[-1].id}

@@ -499,3 +499,41 @@ def test_what_kata_does_with_its_extra_monitor_configuration(tmp_path: Any) -> N
     assert rs["KT-H025"].evidence["runtime"] == "runtime-rs"
     assert codes("runtime-rs-hmp", 'extra_monitor_socket = "hmp"\nenable_debug = true\n') == {}
     assert set(codes("none", 'path = "/usr/bin/qemu-system-x86_64"\n')) == {"KT-H022"}
+
+
+def test_tc_rates_count_over_the_reads_of_tc_not_the_snapshots() -> None:
+    """A busy sandbox off screen has its tc counters read every few seconds only
+    (EngineOptions.tc_busy_refresh_s): between reads its redirect and qdisc rates are the
+    last ones, and at the next read they count over the time since the last read — never a
+    zero for counters not read, nor a burst for counters read late."""
+    from kata_top.model import Qdisc, QdiscStats, Snapshot
+    from kata_top.rates import with_rates
+
+    def snap(at: float, eth_rx: int, red: int, drops: int) -> Snapshot:
+        eth0 = Link("eth0", 2, "veth", 1500, None, "up", True, True,
+                    LinkStats(rx_packets=eth_rx, rx_bytes=eth_rx * 100))
+        sb = _sb("e" * 64, links=(eth0,), tap_name="tap0_kata",
+                 redirects=(Redirect("in", "eth0", "tap0_kata", True, packets=red,
+                                     bytes=red * 100),
+                            Redirect("out", "tap0_kata", "eth0", True)),
+                 qdiscs=(Qdisc("eth0", "ingress", "ffff:", "ffff:fff1",
+                               QdiscStats(drops=drops)),))
+        return Snapshot(taken_at=at, host=HostInfo("n", "k", "/run", True), sandboxes=(sb,))
+
+    sid = "e" * 64
+    s0 = snap(100.0, 0, 0, 0)
+    s1 = with_rates(snap(101.0, 10, 10, 1), s0)  # read: 10 pkt/s in, 1 drop/s
+    assert s1.sandboxes[0].rates["redirect.in.pps"] == 10.0
+    # not read at 102 and 103 (the counters are 101's): the link moves on, tc rates stand
+    s2 = with_rates(snap(102.0, 30, 10, 1), s1, tc_read_at={sid: 101.0})
+    r2 = s2.sandboxes[0].rates
+    assert r2["link.eth0.rx_pps"] == 20.0
+    assert r2["redirect.in.pps"] == 10.0 and r2["vm.in_pps"] == 10.0
+    assert r2["qdisc.eth0.ffff:.drops_ps"] == 1.0
+    s3 = with_rates(snap(103.0, 50, 10, 1), s2, {}, {sid: 101.0}, {sid: 101.0})
+    assert s3.sandboxes[0].rates["redirect.in.pps"] == 10.0
+    # read at 104: 60 more packets since the read at 101, over 3 s
+    s4 = with_rates(snap(104.0, 70, 70, 7), s3, None, None, {sid: 101.0})
+    r4 = s4.sandboxes[0].rates
+    assert r4["redirect.in.pps"] == 20.0 and r4["qdisc.eth0.ffff:.drops_ps"] == 2.0
+    assert r4["link.eth0.rx_pps"] == 20.0
