@@ -13,11 +13,11 @@ import shutil
 import stat
 import subprocess
 import tomllib
-from dataclasses import dataclass
 from typing import Any
 
 from collectors.safeopen import read_file
 from kata_top.model import Finding
+from kata_top.records import dataclass
 
 CONFIG_PATHS = (
     "/etc/kata-containers/configuration.toml",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass, replace
 
 from collectors import netns
 from collectors.decode_memo import DecodeMemo
@@ -36,6 +35,7 @@ from collectors.rtnl import (
     stats_by_ifindex,
 )
 from kata_top.model import Link, PeerInfo, evolve
+from kata_top.records import dataclass, replace
 
 PEER_MAX_AGE_S = 60.0
 # An idle namespace is dumped whole again anyway after at least this long and this many

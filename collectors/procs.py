@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kata_top.model import ProcInfo
+from kata_top.records import dataclass, field
 
 if TYPE_CHECKING:
     import psutil

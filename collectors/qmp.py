@@ -14,10 +14,10 @@ import logging
 import re
 import socket
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from kata_top.model import MonitorKind, VmmNic
+from kata_top.records import dataclass, field
 
 # qemu.qmp logs every failed connection at WARNING; our callers report them as data instead.
 logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())

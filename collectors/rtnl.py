@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from collectors.netlink import (
@@ -41,6 +40,7 @@ from collectors.netlink import (
     u8,
     u32,
 )
+from kata_top.records import dataclass
 
 if TYPE_CHECKING:
     from collectors.decode_memo import DecodeMemo

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from collectors.safeopen import UnsafeFile, read_file, read_under
 from kata_top.model import NetworkModel
+from kata_top.records import dataclass
 
 KataRuntime = Literal["go", "rs"]
 

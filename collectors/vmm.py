@@ -14,12 +14,12 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 
 from collectors import qmp, vmm_proc
 from collectors.procs import pid_alive
 from collectors.vmm_target import VmmTarget
 from kata_top.model import Vmm, VmmNic, VmmSource, vmm_status
+from kata_top.records import replace
 
 OVERALL_DEADLINE_S = 2.0
 NO_MONITOR_REASON = ("no extra monitor configured; set extra_monitor_socket = \"qmp\" and "

@@ -6,7 +6,7 @@ Its own module so the engine can build targets without importing the monitor cli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from kata_top.records import dataclass
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ import shlex
 import stat
 import time
 import zlib
-from dataclasses import dataclass
 
 from collectors import netns, procs, shimsock, state
 from collectors.netcollect import NetCollector
@@ -45,6 +44,7 @@ from kata_top.model import (
     evolve,
     kata_state,
 )
+from kata_top.records import dataclass
 
 _NsPath = tuple[str | None, NetnsSource | None, "netns.NetnsId | None"]
 _Built = tuple[tuple[object, ...], tuple[Link, ...], tuple[Qdisc, ...], Sandbox]

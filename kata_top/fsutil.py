@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
 
 def write_atomically(path: str, text: str, mode: int = 0o644) -> None:
@@ -12,6 +11,8 @@ def write_atomically(path: str, text: str, mode: int = 0o644) -> None:
 
     A reader (a scraper, a textfile collector, a second kata-top) sees the old file or the
     new one, never half; the temporary file is removed on any failure, Ctrl-C included."""
+    import tempfile  # here: a one-shot command that writes nothing does not pay its import
+
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".kata-top-", dir=directory)
     try:

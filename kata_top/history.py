@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+
+from kata_top.records import dataclass, field
 
 RAW_S = 60.0
 BUCKET_S = 15.0

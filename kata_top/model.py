@@ -6,8 +6,9 @@ diffed, serialised to the versioned JSON contract (`formats/schema/snapshot-1.js
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+
+from kata_top.records import dataclass, field
 
 SCHEMA = "kata-top/snapshot/1"
 
@@ -60,8 +61,8 @@ _T = TypeVar("_T")
 def evolve(obj: _T, **changes: Any) -> _T:
     """`dataclasses.replace` for the hot paths: copies the field dict instead of re-running
     `__init__` (about 5× faster; a 200-sandbox cycle makes thousands). Valid because no
-    class here has `__post_init__`, slots or derived fields."""
-    fields: dict[str, Any] = type(obj).__dataclass_fields__  # type: ignore[attr-defined]
+    class here has `__post_init__`, slots or derived fields (kata_top/records.py)."""
+    fields: frozenset[str] = type(obj).__record_names__  # type: ignore[attr-defined]
     for name in changes:  # one or two names: a loop, not a set comparison of key views
         if name not in fields:
             raise TypeError(f"{type(obj).__name__} has no field {name!r}")

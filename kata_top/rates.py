@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from kata_top.model import Sandbox, Snapshot, evolve
+from kata_top.records import dataclass
 
 
 def _delta(cur: int, prev: int) -> int:

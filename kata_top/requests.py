@@ -6,10 +6,10 @@ The dashboard's dialogs build these; `Source.plan()` turns one into a Plan again
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from kata_top.model import Direction
+from kata_top.records import dataclass
 
 
 class ActionError(Exception):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kata_top.fsutil import write_atomically
+from kata_top.records import dataclass, field
 
 
 def config_path() -> str:
@@ -74,4 +74,6 @@ class Settings:
     def save(self) -> None:
         path = config_path()
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        from dataclasses import asdict
+
         write_atomically(path, json.dumps(asdict(self), indent=2), mode=0o600)

@@ -9,7 +9,12 @@ import argparse
 import os
 import sys
 
-from kata_top.cli.common import EXIT_USAGE, fail, node_options
+from kata_top.cli.common import (
+    EXIT_USAGE,
+    RawDescriptionHelpFormatter,
+    fail,
+    node_options,
+)
 from kata_top.settings import audit_log_path
 
 EPILOG = """\
@@ -30,12 +35,12 @@ def add_redirect_arguments(red: argparse.ArgumentParser) -> None:
     epilog = EPILOG.format(log=audit_log_path())
     red.description = "in = eth0 → tap0_kata (into the VM), out = tap0_kata → eth0."
     red.epilog = epilog
-    red.formatter_class = argparse.RawDescriptionHelpFormatter
+    red.formatter_class = RawDescriptionHelpFormatter
     rsub = red.add_subparsers(dest="op", metavar="{add,remove}", required=True)
     for op, text in (("add", "restore a redirect as Kata makes it"),
                      ("remove", "take a redirect away (cuts the VM off that way)")):
         p = rsub.add_parser(op, help=text, epilog=epilog,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+                            formatter_class=RawDescriptionHelpFormatter)
         _shared(p)
         p.add_argument("--direction", default="both", choices=("in", "out", "both"))
 
@@ -45,15 +50,15 @@ def add_ratelimit_arguments(rl: argparse.ArgumentParser) -> None:
     rl.description = ("Kata's shape: htb 1: root default 2, classes 1:1 and 1:2, rate = ceil; "
                       "in on tap0_kata, out on eth0 (or an ifb).")
     rl.epilog = epilog
-    rl.formatter_class = argparse.RawDescriptionHelpFormatter
+    rl.formatter_class = RawDescriptionHelpFormatter
     lsub = rl.add_subparsers(dest="op", metavar="{set,clear}", required=True)
     st = lsub.add_parser("set", help="set a limit (50mbit, 500kbit, 1gbit, or bits/s)",
-                         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=epilog, formatter_class=RawDescriptionHelpFormatter)
     _shared(st)
     st.add_argument("--in", dest="rate_in", metavar="RATE", help="into the VM")
     st.add_argument("--out", dest="rate_out", metavar="RATE", help="out of the VM")
     cl = lsub.add_parser("clear", help="remove a limit", epilog=epilog,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                         formatter_class=RawDescriptionHelpFormatter)
     _shared(cl)
     cl.add_argument("--direction", default="both", choices=("in", "out", "both"))
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from kata_top.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail, narrow, node_options
+from kata_top.records import replace
 
 if TYPE_CHECKING:
     from kata_top.engine import Engine

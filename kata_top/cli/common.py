@@ -10,12 +10,48 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 from typing import TYPE_CHECKING
+
+from kata_top.records import replace
 
 if TYPE_CHECKING:
     from kata_top.engine import Engine
     from kata_top.model import Snapshot
+
+
+_help_width: int | None = None
+
+
+def help_width() -> int:
+    """The terminal's width as argparse would ask it (COLUMNS, then the terminal, else 80),
+    once per process: argparse imports shutil for it whenever it builds a formatter, which
+    it does for every argument added (~5 ms of a one-shot command's start)."""
+    global _help_width
+    if _help_width is None:
+        try:
+            _help_width = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            try:
+                _help_width = os.get_terminal_size(sys.__stdout__.fileno()).columns \
+                    if sys.__stdout__ is not None else 80
+            except (OSError, ValueError):
+                _help_width = 80
+        _help_width = _help_width or 80
+    return _help_width
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, with the width asked once (help_width)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         help_width() - 2 if width is None else width)
+
+
+class RawDescriptionHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """argparse's, with the width asked once (help_width)."""
+
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_NOT_ROOT = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130

@@ -12,7 +12,14 @@ import argparse
 import json
 import sys
 
-from kata_top.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail, log_options
+from kata_top.cli.common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_USAGE,
+    RawDescriptionHelpFormatter,
+    fail,
+    log_options,
+)
 
 HELP = "every Kata node at once, from Prometheus (console, --json, check)"
 EPILOG = """\
@@ -33,7 +40,7 @@ kata-top.fleet); without those rules every refresh computes them, slowly on larg
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else None
     p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.formatter_class = RawDescriptionHelpFormatter
     log_options(p, top=False)
     p.add_argument("action", nargs="?", choices=("check",),
                    help="check: print what is wrong and exit 0/1/2")

@@ -10,7 +10,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from kata_top.cli.common import EXIT_INTERRUPTED, node_options
+from kata_top.cli.common import (
+    EXIT_INTERRUPTED,
+    HelpFormatter,
+    RawDescriptionHelpFormatter,
+    node_options,
+)
 
 DESCRIPTION = """\
 kata-top: one screen for a node running Kata Containers — sandboxes, their network namespace,
@@ -73,7 +78,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     from kata_top import __version__
 
     p = argparse.ArgumentParser(prog="kata-top", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"kata-top {__version__}")
     node_options(p, top=True)
     p.add_argument("--refresh", type=float, default=None, metavar="SECONDS",
@@ -90,7 +95,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     chosen = _chosen(argv)
     completing = "_ARGCOMPLETE" in os.environ  # the shell asks: every parser, in full
     for name, module in COMMANDS.items():
-        sp = sub.add_parser(name, help=SHORT_HELP[name])
+        sp = sub.add_parser(name, help=SHORT_HELP[name], formatter_class=HelpFormatter)
         if name == chosen or completing:
             importlib.import_module(module).add_arguments(sp)
     if completing:

@@ -10,7 +10,12 @@ import signal
 import sys
 from types import FrameType
 
-from kata_top.cli.common import EXIT_OK, fail, node_options
+from kata_top.cli.common import (
+    EXIT_OK,
+    RawDescriptionHelpFormatter,
+    fail,
+    node_options,
+)
 
 HELP = "HTTP exporter: /metrics for Prometheus, /api/v1/snapshot, /healthz"
 DEFAULT_LISTEN = "127.0.0.1:9712"
@@ -54,7 +59,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "Serve this node's Kata sandboxes to Prometheus and remote consoles."
     p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.formatter_class = RawDescriptionHelpFormatter
     node_options(p, top=False)
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="ADDR:PORT",
                    help=f"where to listen (default {DEFAULT_LISTEN}; port 0 picks a free one "

@@ -124,11 +124,10 @@ def _once(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def _stream(args: argparse.Namespace, engine: Engine) -> int:
-    from dataclasses import replace
-
     from kata_top.events import AuditTail, DropTracker, diff_events
     from kata_top.formats import jsonout
     from kata_top.model import Snapshot
+    from kata_top.records import replace
     from kata_top.settings import audit_log_path
     from kata_top.stream import Derivation
 

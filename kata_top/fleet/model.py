@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from kata_top.records import dataclass, field
 
 FLEET_SCHEMA = "kata-top/fleet/1"
 

@@ -10,8 +10,9 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from typing import Any
+
+from kata_top.records import dataclass
 
 MAX_BYTES = 64 << 20
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import sys
@@ -11,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kata_top.model import Action, Filter, Redirect, Sandbox, Snapshot
+from kata_top.records import record_fields
 
 # Model attribute → JSON key, where they differ.
 RENAMES: dict[type, dict[str, str]] = {
@@ -34,11 +34,36 @@ _PRIMITIVE = (str, int, float, bool, type(None))
 _FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}  # class -> (attribute, JSON key)
 
 
+def _names(cls: type) -> tuple[str, ...]:
+    """A model class's field names (a plain dataclass's too, importing dataclasses then)."""
+    names = record_fields(cls)
+    if names is None:
+        import dataclasses
+
+        names = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def is_model(obj: Any) -> bool:
+    """obj is an instance of a record or dataclass (kata_top/records.py), not a class."""
+    t = type(obj)
+    return hasattr(t, "__record_fields__") or (
+        hasattr(t, "__dataclass_fields__") and not isinstance(obj, type))
+
+
+def _annotations(cls: type) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for base in reversed(cls.__mro__):
+        if base is not object:
+            # a class's own (Python 3.10+), not inspect's: no import of inspect at start
+            out.update(base.__annotations__)
+    return out
+
+
 def _fields(cls: type) -> tuple[tuple[str, str], ...]:
     out = _FIELDS.get(cls)
     if out is None:
-        out = _FIELDS[cls] = tuple((f.name, json_key(cls, f.name))
-                                   for f in dataclasses.fields(cls))
+        out = _FIELDS[cls] = tuple((name, json_key(cls, name)) for name in _names(cls))
     return out
 
 
@@ -100,16 +125,18 @@ def _writer(cls: type) -> Writer:
     module = vars(sys.modules[cls.__module__])
     lines = ["def write(o, text, now):"]
     pieces: list[str] = []
-    for i, f in enumerate(dataclasses.fields(cls)):
+    annotations = _annotations(cls)
+    for i, name in enumerate(_names(cls)):
         var = f"v{i}"
-        lines.append(f"    {var} = o.{f.name}")
-        if cls is Action and f.name in AGES:
+        lines.append(f"    {var} = o.{name}")
+        ann = annotations.get(name, "Any")
+        if cls is Action and name in AGES:
             expr = (f"('null' if {var} is None else "
                     f"_float(max(0.0, round(now - {var}, 2))))")
         else:
-            expr = _inline(var, f.type if isinstance(f.type, str) else f.type.__name__,
+            expr = _inline(var, ann if isinstance(ann, str) else getattr(ann, "__name__", "Any"),
                            module, scope)
-        pieces.append(repr(("," if i else "{") + _str(json_key(cls, f.name)) + ":"))
+        pieces.append(repr(("," if i else "{") + _str(json_key(cls, name)) + ":"))
         pieces.append(expr)
     pieces.append("'}'")
     lines.append(f"    return ''.join(({', '.join(pieces)}))")
@@ -130,7 +157,8 @@ def _inline(var: str, annotation: str, module: dict[str, Any], scope: dict[str, 
     else:
         for name in set(_NAME.findall(annotation)):
             cls = module.get(name)
-            if isinstance(cls, type) and dataclasses.is_dataclass(cls):
+            if isinstance(cls, type) and (hasattr(cls, "__record_fields__")
+                                          or hasattr(cls, "__dataclass_fields__")):
                 scope[f"C_{name}"] = cls
                 # looked up at the call: a class's writer is built when first met
                 expr = (f"(writer(C_{name})({var}, text, now) if type({var}) is C_{name} "
@@ -170,7 +198,7 @@ class Encoder:
         """obj as plain JSON values (dicts, lists, primitives)."""
         if isinstance(obj, _PRIMITIVE):
             return obj
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        if is_model(obj):
             conv = self.plain
             if type(obj) is Action:
                 return {key: age(getattr(obj, name), self.now) if name in AGES else
@@ -212,7 +240,7 @@ class Encoder:
 
         def text(obj: Any) -> str:  # what the writers do not write inline
             w = _WRITERS.get(type(obj))
-            if w is not None or (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+            if w is not None or is_model(obj):
                 return (w or _writer(type(obj)))(obj, text, now)
             if type(obj) in (tuple, list):
                 return "[" + ",".join([text(x) for x in obj]) + "]"
@@ -298,7 +326,7 @@ class Encoder:
                 out = json.dumps(obj, separators=(",", ":"))  # the C encoder, keys and all
             else:
                 out = json.dumps(self.plain(obj), separators=(",", ":"))
-        elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        elif is_model(obj):
             parts = []
             text, now, prev = self.text, self._texts, self._prev_text
             for n, k in _prefixes(t):  # inline: primitives and remembered objects

@@ -14,9 +14,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from kata_top.model import Snapshot
+from kata_top.records import dataclass
 from kata_top.sources.base import Source
 
 log = logging.getLogger(__name__)

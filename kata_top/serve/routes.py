@@ -5,9 +5,10 @@ Only GET/HEAD of a few fixed paths exist; the exporter has no route that changes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
+
+from kata_top.records import dataclass
 
 Route = Literal["metrics", "snapshot", "check", "events", "healthz", "index"]
 ROUTES: dict[str, Route] = {"/metrics": "metrics", "/api/v1/snapshot": "snapshot",

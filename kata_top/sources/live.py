@@ -8,12 +8,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from kata_top.engine import Engine, EngineOptions
 from kata_top.events import DropTracker, append_journal, diff_events
 from kata_top.model import Event, Finding, Snapshot
+from kata_top.records import replace
 from kata_top.sources.base import Source
 from kata_top.stream import Derivation
 
