@@ -16,12 +16,15 @@ import socket
 import time
 from typing import Any
 
+from kata_top.logs import ensure as ensure_logging
 from kata_top.model import MonitorKind, VmmNic
 from kata_top.records import dataclass, field
 
 # qemu.qmp logs every failed connection at WARNING; our callers report them as data instead.
 logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
 logging.getLogger("qemu.qmp").propagate = False
+# asyncio logs through the root logger's handlers: a deferred setup is carried out first
+ensure_logging()
 
 PCI_NAMES = {
     0x1000: "virtio-net", 0x1041: "virtio-net", 0x105A: "vhost-user-fs", 0x1053: "vhost-vsock",

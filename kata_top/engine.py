@@ -8,7 +8,6 @@ the netlink sockets it caches belong to the thread that made them.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shlex
 import stat
@@ -21,6 +20,7 @@ from collectors.netlink import request_seconds
 from collectors.rtnl import NetnsDump
 from collectors.vmm_target import VmmTarget
 from kata_top import derive
+from kata_top.logs import DEBUG, get_logger
 from kata_top.model import (
     Direction,
     Finding,
@@ -50,7 +50,7 @@ _NsPath = tuple[str | None, NetnsSource | None, "netns.NetnsId | None"]
 _Built = tuple[tuple[object, ...], tuple[Link, ...], tuple[Qdisc, ...], Sandbox]
 HYPERVISOR_NAMES = {"qemu": "qemu", "clh": "cloud-hypervisor", "firecracker": "firecracker",
                     "dragonball": "dragonball"}
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 FAILED_RETRY_S = 30.0
 SHIM_PROBE_EVERY_S = 30.0  # mean interval between connects to a listening shim socket
 VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see EngineOptions)
@@ -238,7 +238,7 @@ class Engine:
                 sb, target = self._one(sid, records.get(sid), pidx, ns_paths[sid])
             except Exception as exc:  # one bad sandbox never fails the others
                 log.warning("sandbox %s: %s: %s", sid[:12], type(exc).__name__, exc,
-                            exc_info=log.isEnabledFor(logging.DEBUG))
+                            exc_info=log.isEnabledFor(DEBUG))
                 sb, target = _unreadable(sid, records.get(sid), ns_paths[sid][0], exc), None
             sandboxes.append(sb)
             if target is not None:

@@ -7,9 +7,12 @@ unwritable log file means no log file, and one line on stderr saying so.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import logging
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MAX_BYTES = 5 * 1024 * 1024
@@ -22,8 +25,61 @@ def default_log_path() -> str:
     return os.path.join(base, "kata-top", "kata-top.log")
 
 
-def setup_logging(path: str | None = None, debug: bool = False) -> str | None:
-    """Log to `path` (default: default_log_path()); returns the file used, or None."""
+DEBUG = 10  # logging.DEBUG, without importing logging
+
+_pending: tuple[str | None, bool] | None = None
+
+
+def setup_logging(path: str | None = None, debug: bool = False,
+                  defer: bool = False) -> str | None:
+    """Log to `path` (default: default_log_path()); returns the file used, or None.
+
+    defer: when neither a file nor debug is asked for and nothing has imported `logging`
+    yet, set up only when something first logs through `get_logger` (or calls `ensure`):
+    `logging` and what it imports are ~10 ms of a one-shot command's start, and most runs
+    log nothing."""
+    global _pending
+    if defer and path is None and not debug and "logging" not in sys.modules:
+        _pending = (path, debug)
+        return default_log_path()
+    _pending = None
+    return _setup(path, debug)
+
+
+def ensure() -> None:
+    """Carry out a deferred setup_logging now (before a library that logs is used)."""
+    global _pending
+    if _pending is not None:
+        args, _pending = _pending, None
+        _setup(*args)
+
+
+class _LazyLogger:
+    """A logger whose `logging` is imported, and a deferred setup carried out, when it is
+    first used."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._real: logging.Logger | None = None
+
+    def __getattr__(self, attr: str) -> Any:
+        real = self._real
+        if real is None:
+            import logging
+
+            ensure()
+            real = self._real = logging.getLogger(self._name)
+        return getattr(real, attr)
+
+
+def get_logger(name: str) -> logging.Logger:
+    """logging.getLogger(name), imported and set up when first used."""
+    return cast("logging.Logger", _LazyLogger(name))
+
+
+def _setup(path: str | None, debug: bool) -> str | None:
+    import logging
+
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     target = path or default_log_path()
@@ -35,7 +91,7 @@ def setup_logging(path: str | None = None, debug: bool = False) -> str | None:
     else:
         # the default log: opened by the first record (most commands log nothing, and the
         # handler's module alone costs a one-shot `snapshot` more than its collection)
-        handler = _Deferred(target)
+        handler = _deferred_handler(target)
     root.handlers[:] = [handler]
     # Third-party chatter (qemu.qmp logs every failed connect) only at debug.
     for name in ("qemu", "asyncio", "pyroute2"):
@@ -44,6 +100,7 @@ def setup_logging(path: str | None = None, debug: bool = False) -> str | None:
 
 
 def _open(target: str, say: bool) -> logging.Handler | None:
+    import logging
     import logging.handlers
 
     try:
@@ -58,27 +115,32 @@ def _open(target: str, say: bool) -> logging.Handler | None:
     return handler
 
 
-class _Deferred(logging.Handler):
-    """Stands in for the log file until something is logged; a file that cannot be opened
-    then means no log file, silently (nobody asked for it)."""
+def _deferred_handler(target: str) -> logging.Handler:
+    import logging
 
-    def __init__(self, target: str) -> None:
-        super().__init__()
-        self._target = target
-        self._real: logging.Handler | None = None
-        self._failed = False
+    class _Deferred(logging.Handler):
+        """Stands in for the log file until something is logged; a file that cannot be opened
+        then means no log file, silently (nobody asked for it)."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if self._real is None and not self._failed:
-            try:
-                self._real = _open(self._target, say=False)
-            except Exception:  # logging never breaks the tool (not even a failed import)
-                self._real = None
-            self._failed = self._real is None
-        if self._real is not None:
-            self._real.handle(record)
+        def __init__(self, target: str) -> None:
+            super().__init__()
+            self._target = target
+            self._real: logging.Handler | None = None
+            self._failed = False
 
-    def close(self) -> None:
-        if self._real is not None:
-            self._real.close()
-        super().close()
+        def emit(self, record: logging.LogRecord) -> None:
+            if self._real is None and not self._failed:
+                try:
+                    self._real = _open(self._target, say=False)
+                except Exception:  # logging never breaks the tool (not even a failed import)
+                    self._real = None
+                self._failed = self._real is None
+            if self._real is not None:
+                self._real.handle(record)
+
+        def close(self) -> None:
+            if self._real is not None:
+                self._real.close()
+            super().close()
+
+    return _Deferred(target)

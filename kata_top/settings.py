@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from typing import Any
 
 from kata_top.fsutil import write_atomically
+from kata_top.logs import get_logger
 from kata_top.records import dataclass, field
 
 
@@ -27,7 +27,7 @@ def audit_log_path() -> str:
 
 
 REFRESH_MIN, REFRESH_MAX = 0.1, 3600.0
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass

@@ -52,3 +52,29 @@ def test_explicit_unwritable_log_file_says_so_at_once(tmp_path: Any,
     open(blocker, "w").close()
     assert logs.setup_logging(os.path.join(blocker, "x.log")) is None
     assert "not logging to" in capsys.readouterr().err
+
+
+def test_a_deferred_setup_imports_logging_only_when_something_logs(tmp_path: Any) -> None:
+    """One-shot commands (snapshot, check) defer the setup: `logging` is not imported at
+    start, and the first record through get_logger still lands in the log file."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    target = os.path.join(str(tmp_path), "kata-top.log")
+    code = f"""
+import sys, json
+from kata_top import logs
+logs.default_log_path = lambda: {target!r}
+logs.setup_logging(defer=True)
+before = "logging" in sys.modules
+logs.get_logger("kata_top.engine").warning("sandbox %s: gone", "abc")
+print(json.dumps([before, "logging" in sys.modules]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    assert json.loads(out.stdout) == [False, True]
+    with open(target) as fh:
+        assert "WARNING kata_top.engine: sandbox abc: gone" in fh.read()

@@ -373,7 +373,7 @@ SNAPSHOT_IMPORTS = {
     "kata_top.select", "kata_top.settings", "kata_top.units"}
 # … nor what only other commands need, or what kata_top.records spares the start
 SNAPSHOT_NEVER = ("textual", "rich", "pyroute2", "qemu", "psutil", "asyncio", "dataclasses",
-                  "inspect", "tempfile", "shutil", "http", "prometheus_client")
+                  "inspect", "tempfile", "shutil", "http", "prometheus_client", "logging")
 
 
 def test_headless_path_imports_only_the_read_path(tmp_path: object) -> None:
