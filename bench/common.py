@@ -31,13 +31,31 @@ def compile_bytecode() -> None:
 
 
 @contextmanager
-def installed_python() -> Iterator[str]:
+def checkout(rev: str) -> Iterator[str]:
+    """The packages of commit `rev` (kata_top, collectors, widgets, themes) in a scratch
+    directory, for a baseline measured side by side with this tree."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="kt-baseline-") as tmp:
+        archive = subprocess.run(["git", "archive", rev, "kata_top", "collectors", "widgets",
+                                  "themes"], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield tmp
+
+
+# What the `kata-top` console script runs (`python -m` would add runpy's imports).
+CONSOLE_SCRIPT = "import sys; from kata_top.cli.main import main; sys.exit(main())"
+
+
+@contextmanager
+def installed_python(source: str = ROOT) -> Iterator[str]:
     """A Python that runs kata-top as `pip install .` leaves it, not as this checkout's
     editable install does: the editable install's import hook is loaded at every start
     (importlib machinery and pathlib, ~20 ms on this machine) and no user has it. A scratch
     virtualenv gets copies of the packages, compiled, and a .pth naming the checkout venv's
     site-packages for the dependencies (a directory named by a .pth has its own .pth files
-    left unread, so the editable hook stays out). Yields its python."""
+    left unread, so the editable hook stays out). `source`: the tree whose packages are
+    installed (this checkout's, or a baseline's from `checkout`). Yields its python."""
     import sysconfig
     import tempfile
     import venv
@@ -49,7 +67,7 @@ def installed_python() -> Iterator[str]:
                                "['purelib'])"], capture_output=True, text=True,
                               check=True).stdout.strip()
         for pkg in ("kata_top", "collectors", "widgets", "themes"):
-            shutil.copytree(os.path.join(ROOT, pkg), os.path.join(site, pkg),
+            shutil.copytree(os.path.join(source, pkg), os.path.join(site, pkg),
                             ignore=shutil.ignore_patterns("__pycache__"))
         with open(os.path.join(site, "kata-top-deps.pth"), "w") as fh:
             fh.write(sysconfig.get_paths()["purelib"] + "\n")

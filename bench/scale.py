@@ -37,6 +37,10 @@ sys.path.insert(0, ROOT)
 
 LAYOUT_ROOT, PREFIX = "/run/ktscale", "ktscale"
 PARTS = ("state", "procs", "namespaces", "netlink", "sandboxes")
+# Commands run from here, not from the checkout: `python -c` puts its working directory first
+# on sys.path, and from the checkout an installed (or baseline) python would import the
+# checkout's kata_top instead of its own.
+NEUTRAL_CWD = "/"
 
 
 def worker(run_root: str, rounds: int) -> None:
@@ -93,23 +97,33 @@ def wait_quiet(paths: list[str], cap_s: float = 120.0) -> float:
 
 
 def kata_top(*args: str, python: str = sys.executable) -> list[str]:
-    return [python, "-m", "kata_top", *args]
+    """The command as the `kata-top` console script runs it, with `python`."""
+    from bench.common import CONSOLE_SCRIPT
+
+    return [python, "-c", CONSOLE_SCRIPT, *args]
 
 
 def wall(cmd: list[str], times: int) -> float:
-    walls = []
+    return walls(cmd, times=times)[0][0]
+
+
+def walls(*cmds: list[str], times: int) -> list[tuple[float, float]]:
+    """(median, min) wall milliseconds of each command, the commands run in turn `times`
+    times (a baseline and this tree side by side see the same drift of a noisy machine)."""
+    out: list[list[float]] = [[] for _ in cmds]
     for _ in range(times):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=True, cwd=ROOT)
-        walls.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(walls)
+        for i, cmd in enumerate(cmds):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, check=True, cwd=NEUTRAL_CWD)
+            out[i].append((time.perf_counter() - t0) * 1000)
+    return [(round(statistics.median(w), 1), round(min(w), 1)) for w in out]
 
 
 def cpu_of(cmd: list[str]) -> float:
     """CPU seconds (user + system) of one run of cmd, children included."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
-                   cwd=ROOT)
+                   cwd=NEUTRAL_CWD)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
@@ -118,32 +132,47 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1,50,200,500,1000")
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also time a commit's `snapshot --json` and `--watch` (as installed), "
+                         "side by side with this tree's")
     ap.add_argument("--worker", metavar="RUN_ROOT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args.worker, args.rounds)
         return 0
-    from bench.common import compile_bytecode, installed_python
+    from bench.common import checkout, compile_bytecode, installed_python
     from kata_top.lab.layout import Layout
 
     layout = Layout(run_root=LAYOUT_ROOT, prefix=PREFIX)
     compile_bytecode()
     with contextlib.ExitStack() as stack:
         installed = stack.enter_context(installed_python())
-        return run(args, layout, installed)
+        baseline = None
+        if args.baseline:
+            baseline = stack.enter_context(installed_python(
+                stack.enter_context(checkout(args.baseline))))
+        return run(args, layout, installed, baseline)
 
 
-def run(args: argparse.Namespace, layout: Any, installed: str) -> int:
-    """The sizes, one lab each; `installed`: a python with kata-top as pip installs it."""
+def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | None) -> int:
+    """The sizes, one lab each; `installed`: a python with kata-top as pip installs it,
+    `baseline`: the same with --baseline's commit."""
     from bench.common import shell_loop
     from kata_top.lab import build
 
     with tempfile.TemporaryDirectory(prefix="ktscale-empty-") as empty:
         empty_wall = wall(kata_top("snapshot", "--json", "--run-root", empty), 7)
-        empty_installed = wall(kata_top("snapshot", "--json", "--run-root", empty,
-                                        python=installed), 7)
-    print(json.dumps({"snapshot_json_empty_run_root_wall_ms": round(empty_wall, 1),
-                      "as_installed_ms": round(empty_installed, 1)}), flush=True)
+        cmd = ("snapshot", "--json", "--run-root", empty)
+        (inst_med, inst_min), *empty_base = walls(
+            kata_top(*cmd, python=installed),
+            *([kata_top(*cmd, python=baseline)] if baseline else []), times=31)
+    head = {"snapshot_json_empty_run_root_wall_ms": round(empty_wall, 1),
+            "as_installed_median_ms": inst_med, "as_installed_min_ms": inst_min,
+            "interpreter_alone_median_ms": walls([installed, "-c", "pass"], times=31)[0][0]}
+    if empty_base:
+        head |= {"baseline": args.baseline, "baseline_median_ms": empty_base[0][0],
+                 "baseline_min_ms": empty_base[0][1]}
+    print(json.dumps(head), flush=True)
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
         build.down(layout)
@@ -161,15 +190,22 @@ def run(args: argparse.Namespace, layout: Any, installed: str) -> int:
             row["quiet_after_s"] = row_quiet
             row["snapshot_json_wall_ms"] = round(
                 wall(kata_top("snapshot", "--json", "--run-root", layout.run_root), 5), 1)
-            row["snapshot_json_installed_wall_ms"] = round(
-                wall(kata_top("snapshot", "--json", "--run-root", layout.run_root,
-                              python=installed), 5), 1)
-            watch = kata_top("snapshot", "--watch", "1", "--json", "--run-root",
-                             layout.run_root, "--count")
+            cmd = ("snapshot", "--json", "--run-root", layout.run_root)
+            (inst, _), *base = walls(kata_top(*cmd, python=installed),
+                                     *([kata_top(*cmd, python=baseline)] if baseline else []),
+                                     times=5)
+            row["snapshot_json_installed_wall_ms"] = inst
+            if base:
+                row["baseline_snapshot_json_installed_wall_ms"] = base[0][0]
             short, long_ = 3, 3 + args.rounds
-            row["watch_cpu_ms_per_snapshot"] = round(
-                (cpu_of([*watch, str(long_)]) - cpu_of([*watch, str(short)]))
-                / (long_ - short) * 1000, 1)
+            for key, python in (("watch_cpu_ms_per_snapshot", sys.executable),
+                                ("baseline_watch_cpu_ms_per_snapshot", baseline)):
+                if python is None:
+                    continue
+                watch = kata_top("snapshot", "--watch", "1", "--json", "--run-root",
+                                 layout.run_root, "--count", python=python)
+                row[key] = round((cpu_of([*watch, str(long_)]) - cpu_of([*watch, str(short)]))
+                                 / (long_ - short) * 1000, 1)
             namespaces = [sb.netns for sb in man.sandboxes if sb.netns]
             reps = 3 if n <= 200 else 1
             t0 = time.perf_counter()
@@ -193,8 +229,19 @@ def run(args: argparse.Namespace, layout: Any, installed: str) -> int:
               f"{r['steady_max_ms']} ms | {' · '.join(str(p[k]) for k in PARTS)} ms | "
               f"{r['rss_mb']} MB | {r['snapshot_json_wall_ms']} ms | {r['shell_loop_ms']} ms |"
               f" {r['ratio_shell_to_snapshot_json']}× | {r['watch_cpu_ms_per_snapshot']} ms |")
-    print(f"\n`snapshot --json` on an empty run root: {empty_wall:.1f} ms "
-          f"({empty_installed:.1f} ms as installed)")
+    print(f"\n`snapshot --json` on an empty run root, as installed: median {inst_med} ms, "
+          f"min {inst_min} ms (the interpreter alone: {head['interpreter_alone_median_ms']} ms)"
+          + (f"; {args.baseline}: median {empty_base[0][0]} ms, min {empty_base[0][1]} ms"
+             if empty_base else ""))
+    if baseline:
+        print(f"\n| sandboxes | `snapshot --json` as installed: this tree / {args.baseline} |"
+              f" `--watch 1` CPU/snapshot: this tree / {args.baseline} |")
+        print("|---|---|---|")
+        for r in rows:
+            print(f"| {r['sandboxes']} | {r['snapshot_json_installed_wall_ms']} / "
+                  f"{r['baseline_snapshot_json_installed_wall_ms']} ms | "
+                  f"{r['watch_cpu_ms_per_snapshot']} / "
+                  f"{r['baseline_watch_cpu_ms_per_snapshot']} ms |")
     return 0
 
 
