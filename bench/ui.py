@@ -49,13 +49,13 @@ TICK = os.sysconf("SC_CLK_TCK")
 class Terminal:
     """The operator's side of the pty: records when screen bytes arrive."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], cwd: str = ROOT) -> None:
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor",
                "KATA_TOP_CONFIG": "/tmp/kata-top-bench-config.json"}
         env.pop("NO_COLOR", None)
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=ROOT,
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
                                      env=env, start_new_session=True)
         os.close(slave)
         self.lock = threading.Lock()
@@ -147,9 +147,15 @@ class Terminal:
             os.close(self.master)
 
 
-def run(seconds: float, n: int, presses: bool, detail: bool = False) -> dict[str, object]:
-    term = Terminal([sys.executable, "-m", "kata_top", "--run-root", LAYOUT.run_root,
-                     "--refresh", "1", "--theme", "dark"])
+def run(seconds: float, n: int, presses: bool, detail: bool = False,
+        python: str = sys.executable) -> dict[str, object]:
+    """`python`: this checkout's, or --baseline's installed python (run from /, so that the
+    checkout is not first on its path)."""
+    from bench.common import CONSOLE_SCRIPT
+
+    term = Terminal([python, "-c", CONSOLE_SCRIPT, "--run-root", LAYOUT.run_root,
+                     "--refresh", "1", "--theme", "dark"],
+                    cwd=ROOT if python == sys.executable else "/")
     try:
         t_start = time.monotonic()
         if not term.wait_for(f"{n} sandboxes".encode(), 60):
@@ -212,6 +218,9 @@ def main() -> int:
                     help="every sandbox carries traffic (the lab's generator, 20 pps each)")
     ap.add_argument("--detail", action="store_true",
                     help="also measure with a sandbox's detail screen open (no key presses)")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="run that commit's dashboard and this tree's in turn, twice each "
+                         "(with keys), on the same lab")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/ui.py builds a lab: run it as root", file=sys.stderr)
@@ -220,7 +229,20 @@ def main() -> int:
     build.up(LAYOUT, build.UpOptions(sandboxes=args.sandboxes, qemu=False, scenario="plain",
                                      traffic=args.traffic))
     try:
-        results = {"with_keys": run(args.seconds, args.sandboxes, presses=True)}
+        results: dict[str, object] = {}
+        if args.baseline:
+            # the baseline and this tree in turn, twice: the lab's first minutes are busier
+            # (IPv6 neighbour discovery), and whichever ran first would pay for them
+            from bench.common import checkout, installed_python
+
+            with checkout(args.baseline) as tree, installed_python(tree) as python:
+                for i in (1, 2):
+                    results[f"baseline_{args.baseline}_with_keys_{i}"] = run(
+                        args.seconds, args.sandboxes, presses=True, python=python)
+                    results[f"with_keys_{i}"] = run(args.seconds, args.sandboxes,
+                                                    presses=True)
+        else:
+            results["with_keys"] = run(args.seconds, args.sandboxes, presses=True)
         if not args.no_idle:
             results["idle"] = run(args.seconds, args.sandboxes, presses=False)
         if args.detail:
