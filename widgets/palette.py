@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from rich.style import Style
 from textual.app import App
@@ -56,9 +57,19 @@ class Palette:
         return {"critical": self.bad_strong, "warning": self.warn, "info": MUTED}[severity]
 
 
+_BY_APP: WeakKeyDictionary[App[Any], tuple[str, Palette]] = WeakKeyDictionary()
+
+
 def palette_of(app: App[Any]) -> Palette:
-    """The palette of the app's current theme (call again after a theme change)."""
-    return Palette.from_variables(app.get_css_variables())
+    """The palette of the app's current theme, kept per theme: Textual generates every CSS
+    variable of the theme to answer (~2 ms), and the header asks twice a second."""
+    theme = str(getattr(app, "theme", ""))
+    hit = _BY_APP.get(app)
+    if hit is not None and hit[0] == theme:
+        return hit[1]
+    palette = Palette.from_variables(app.get_css_variables())
+    _BY_APP[app] = (theme, palette)
+    return palette
 
 
 DEFAULT = Palette.from_variables({})
