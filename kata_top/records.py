@@ -114,9 +114,8 @@ class _DataclassFields:
             f._field_type = dataclasses._FIELD  # type: ignore[attr-defined]
             f.kw_only = False
             real[name] = f
-        frozen = owner.__setattr__ is _frozen_setattr  # type: ignore[comparison-overlap]
-        owner.__dataclass_params__ = dataclasses._DataclassParams(  # type: ignore[attr-defined]
-            True, True, True, False, False, frozen)
+        # (no __dataclass_params__: fields, replace, asdict and is_dataclass do not read it,
+        # and its constructor differs between Python versions)
         owner.__dataclass_fields__ = real  # type: ignore[attr-defined]
         return real
 
