@@ -11,10 +11,13 @@ with the last full dump (no packet crossed any link, so no tc counter could move
 no notification came, the last dump still holds as it is (actions keep times, not ages); its
 peers are re-checked against the peer namespace's cached links. When counters moved but
 nothing was notified, the links are the last dump's with the probe's counters and only tc is
-dumped again. A full dump (links, tc, the main table's routes) is taken anyway after
-TC_FULL_EVERY_S and TC_FULL_EVERY_CYCLES (spread over the namespaces, so a large node never
-re-dumps them all in one cycle), for what the rules cannot see: a packet the namespace itself
-sends and its qdisc drops. A kernel without RTM_GETSTATS is probed with the whole link dump instead.
+dumped again — or, for a caller that asks (`collect`'s tc_every_s: the dashboard's rows off
+screen), not before the last tc dump is that old; the tc counters handed out are then the
+last dump's (`last_deferred`), and the namespace is not taken as idle until tc is read.
+A full dump (links, tc, the main table's routes) is taken anyway after TC_FULL_EVERY_S and
+TC_FULL_EVERY_CYCLES (spread over the namespaces, so a large node never re-dumps them all in
+one cycle), for what the rules cannot see: a packet the namespace itself sends and its qdisc
+drops. A kernel without RTM_GETSTATS is probed with the whole link dump instead.
 """
 
 from __future__ import annotations
