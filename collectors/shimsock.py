@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import stat
 
 from kata_top.model import ShimMonitorState
@@ -32,6 +31,8 @@ def probe(path: str) -> ShimMonitorState:
         return "unreadable"
     if not stat.S_ISSOCK(st.st_mode):
         return "not-a-socket"  # a symlink included: never followed
+    import socket  # here: findings import this module for SOCKET_NAME alone
+
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         s.setblocking(False)

@@ -13,11 +13,9 @@ import shlex
 import stat
 import time
 import zlib
+from typing import TYPE_CHECKING
 
 from collectors import netns, procs, shimsock, state
-from collectors.netcollect import NetCollector
-from collectors.netlink import request_seconds
-from collectors.rtnl import NetnsDump
 from collectors.vmm_target import VmmTarget
 from kata_top import derive
 from kata_top.logs import DEBUG, get_logger
@@ -45,6 +43,10 @@ from kata_top.model import (
     kata_state,
 )
 from kata_top.records import dataclass
+
+if TYPE_CHECKING:
+    from collectors.netcollect import NetCollector
+    from collectors.rtnl import NetnsDump
 
 _NsPath = tuple[str | None, NetnsSource | None, "netns.NetnsId | None"]
 _Built = tuple[tuple[object, ...], tuple[Link, ...], tuple[Qdisc, ...], Sandbox]
@@ -83,7 +85,7 @@ class EngineOptions:
 class Engine:
     def __init__(self, opts: EngineOptions) -> None:
         self.opts = opts
-        self._net = NetCollector(one_shot=opts.one_shot)
+        self._net_made: NetCollector | None = None  # see _net
         self._procs = procs.ProcCache()
         self._named: dict[netns.NetnsId, str] = {}
         self._named_cache = netns.NamedNetnsCache()
@@ -113,8 +115,19 @@ class Engine:
         self._host = HostInfo(node=os.uname().nodename, kernel=os.uname().release,
                               run_root=opts.run_root, root=os.geteuid() == 0)
 
+    @property
+    def _net(self) -> NetCollector:
+        """The netlink side, made when a first sandbox namespace is to be read: on a node
+        without sandboxes a one-shot command never imports it (sockets, the decoders)."""
+        if self._net_made is None:
+            from collectors.netcollect import NetCollector
+
+            self._net_made = NetCollector(one_shot=self.opts.one_shot)
+        return self._net_made
+
     def close(self) -> None:
-        self._net.close()
+        if self._net_made is not None:
+            self._net_made.close()
 
     def orphan_findings(self) -> list[Finding]:
         """KT-H030 for each named namespace that holds a Kata tap but belongs to no sandbox of
@@ -132,7 +145,7 @@ class Engine:
     @property
     def reused_namespaces(self) -> int:
         """Namespaces the last collect() did not dump again (idle: nothing moved)."""
-        return self._net.tc_reused
+        return self._net_made.tc_reused if self._net_made is not None else 0
 
     def _vmms(self, targets: list[VmmTarget], fresh: bool) -> dict[str, Vmm]:
         """VMM facts of this cycle: reused for a VM asked less than vmm_refresh_s ago (same
@@ -227,11 +240,15 @@ class Engine:
         sandbox_ns.discard(netns.own_netns_id())
         self._used_ns = used_ns
         self._named = self._named_cache.get()
-        self._net.begin_cycle(sandbox_ns, self._named)
+        # (with no sandbox, a netlink side made before still ends its cycle: it closes the
+        # sockets of namespaces gone since)
+        net = self._net if ids or self._net_made is not None else None
+        if net is not None:
+            net.begin_cycle(sandbox_ns, self._named)
 
         sandboxes: list[Sandbox] = []
         targets: list[VmmTarget] = []
-        req0 = request_seconds()
+        req0 = _request_seconds() if net is not None else 0.0
         t_ns = time.monotonic()
         for sid in ids:
             try:
@@ -243,12 +260,13 @@ class Engine:
             sandboxes.append(sb)
             if target is not None:
                 targets.append(target)
-        self._net.end_cycle()
+        if net is not None:
+            net.end_cycle()
         self._built, self._built_now = self._built_now, {}
         self._tc_read, self._tc_read_now = self._tc_read_now, {}
         self._shim_seen, self._shim_now = self._shim_now, {}
         t_sb = time.monotonic()
-        kernel = request_seconds() - req0
+        kernel = _request_seconds() - req0 if net is not None else 0.0
 
         if self.opts.with_vmm and targets:
             vmms = self._vmms(targets, fresh_vmm)
@@ -462,6 +480,12 @@ class Engine:
         # The C virtiofsd forks a sandboxed child with the same command line: show the parent.
         parents = [v for v in out if v.pid == (rec.virtiofsd_pid if rec else None)]
         return tuple(parents or out[:1])
+
+
+def _request_seconds() -> float:
+    from collectors.netlink import request_seconds
+
+    return request_seconds()
 
 
 def _tc_changes(notes: list[tuple[int, bytes]], dump: NetnsDump) -> list[TcChange]:
