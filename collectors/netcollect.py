@@ -89,7 +89,6 @@ class NetCollector:
         self._cycle = 0  # begin_cycle calls so far
         self.tc_reused = 0  # namespaces not dumped again this cycle (for benchmarks and tests)
         self.restatted = 0  # namespaces whose links came from the counters probe this cycle
-        self.tc_deferred = 0  # … and whose tc was not dumped again (see collect's tc_every_s)
         # whether the last collect() handed out tc counters read at an earlier collect
         self.last_deferred = False
         # the tc notifications the last collect() read (message type, body)
@@ -103,7 +102,6 @@ class NetCollector:
         self._links_now = {}
         self.tc_reused = 0
         self.restatted = 0
-        self.tc_deferred = 0
         self._candidates = {}
         own = netns.own_netns_id()
         self._candidates[own] = ("/proc/thread-self/ns/net", "host")
@@ -204,7 +202,6 @@ class NetCollector:
                 self.restatted += 1
                 if tc_every_s and now - last.tc_at < tc_every_s * _spread(key):
                     # counters only: the last tc dump's objects stand (their counters older)
-                    self.tc_deferred += 1
                     self.last_deferred = True
                     b, d = last.base, last.dump
                     base = NetnsDump(base_links, b.peer_nsids, b.qdiscs, b.classes, b.filters,

@@ -324,6 +324,7 @@ class Engine:
         path, ns_source, ns_id = ns
         netns_info = NetnsInfo(path=path, inode=None, source=ns_source)
         dump: NetnsDump | None = None
+        deferred = False  # the dump's tc counters are an earlier collection's
         if path:
             try:
                 if ns_id is None:
@@ -334,7 +335,8 @@ class Engine:
                 watched = self.watched is None or sid in self.watched
                 _key, dump = self._net.collect(
                     path, ns_id, 0.0 if watched else self.opts.tc_busy_refresh_s)
-                if self._net.last_deferred and sid in self._tc_read:
+                deferred = self._net.last_deferred
+                if deferred and sid in self._tc_read:
                     self.tc_read_at[sid] = self._tc_read_now[sid] = self._tc_read[sid]
                 else:
                     self._tc_read_now[sid] = self._taken_at
@@ -378,7 +380,7 @@ class Engine:
             if dump.links is built[1]:
                 self._built_now[sid] = built
                 return built[3], target
-            if self._net.last_deferred and built[3].links is built[1]:
+            if deferred and built[3].links is built[1]:
                 # A busy sandbox whose tc was not read again: its links are the last ones
                 # with new counters, nothing derived from them changes (and the last Sandbox
                 # held the dump's links whole, not a `none` sandbox's tap alone).

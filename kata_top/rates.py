@@ -16,18 +16,18 @@ def _delta(cur: int, prev: int) -> int:
 TC_KEYS = ("redirect.", "qdisc.")  # the rates counted from tc's counters
 
 
-def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float,
-                  tc_dt: float | None = -1.0) -> dict[str, float]:
-    """Rates over `dt` seconds; tc's (redirects', qdiscs') over `tc_dt` (-1: the same), the
-    time between the reads of the two sandboxes' tc counters, or None when `cur`'s are the
-    ones `prev` had (not read again, kata_top/engine.py's tc_busy_refresh_s): then `prev`'s
-    tc rates stand."""
+def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float, tc_dt: float | None = None,
+                  tc_stale: bool = False) -> dict[str, float]:
+    """Rates over `dt` seconds; tc's (redirects', qdiscs') over `tc_dt` (default `dt`), the
+    time between the reads of the two sandboxes' tc counters. tc_stale: `cur`'s tc counters
+    are the ones `prev` had (not read again, kata_top/engine.py's tc_busy_refresh_s), so
+    `prev`'s tc rates stand."""
     if prev is None or dt <= 0:
         return {}
     out: dict[str, float] = {}
     per_s = 1.0 / dt
-    tc_per_s = per_s if tc_dt == -1.0 else 1.0 / tc_dt if tc_dt is not None and tc_dt > 0 \
-        else None
+    tc_dt = dt if tc_dt is None else tc_dt
+    tc_per_s = None if tc_stale or tc_dt <= 0 else 1.0 / tc_dt
     prev_links = {lk.name: lk for lk in prev.links}
     for lk in cur.links:
         p = prev_links.get(lk.name)
@@ -123,13 +123,11 @@ def with_rates(cur: Snapshot, prev: Snapshot | None,
                 continue
         if p is not None and _still(sb, p):
             rates = p.rates
-        elif tc_read_at or prev_tc_read_at:
-            tc_dt: float | None = None
-            if tc_read_at is None or sb.id not in tc_read_at:
-                tc_dt = cur.taken_at - (prev_tc_read_at or {}).get(sb.id, prev.taken_at)
-            rates = sandbox_rates(sb, p, dt, tc_dt)
         else:
-            rates = sandbox_rates(sb, p, dt)
+            prev_read = prev_tc_read_at.get(sb.id, prev.taken_at) if prev_tc_read_at \
+                else prev.taken_at
+            rates = sandbox_rates(sb, p, dt, cur.taken_at - prev_read,
+                                  tc_stale=tc_read_at is not None and sb.id in tc_read_at)
         out.append(evolve(sb, rates=rates))
     if memo is not None:
         memo.clear()

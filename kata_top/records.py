@@ -103,6 +103,7 @@ class _DataclassFields:
         import dataclasses
 
         real: dict[str, Any] = {}
+        annotations = record_annotations(owner)
         specs: dict[str, tuple[Any, Any]] = owner.__record_defaults__  # type: ignore[attr-defined]
         for name in owner.__record_fields__:  # type: ignore[attr-defined]
             default, factory = specs.get(name, (_MISSING, _MISSING))
@@ -110,7 +111,7 @@ class _DataclassFields:
                 default=dataclasses.MISSING if default is _MISSING else default,
                 default_factory=dataclasses.MISSING if factory is _MISSING else factory)
             f.name = name
-            f.type = owner.__annotations__[name]
+            f.type = annotations[name]
             f._field_type = dataclasses._FIELD  # type: ignore[attr-defined]
             f.kw_only = False
             real[name] = f
@@ -193,6 +194,16 @@ def _record(cls: type, frozen: bool) -> type:
     cls.__record_defaults__ = defaults  # type: ignore[attr-defined]
     cls.__dataclass_fields__ = _DataclassFields()  # type: ignore[attr-defined]
     return cls
+
+
+def record_annotations(cls: type) -> dict[str, Any]:
+    """The annotations of a class and its bases, base first (each class's own, as Python
+    3.10+ keeps them: not inspect's, whose import a one-shot command does not pay)."""
+    out: dict[str, Any] = {}
+    for base in reversed(cls.__mro__):
+        if base is not object:
+            out.update(base.__annotations__)
+    return out
 
 
 def record_fields(cls: type) -> tuple[str, ...] | None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kata_top.model import Action, Filter, Redirect, Sandbox, Snapshot
-from kata_top.records import record_fields
+from kata_top.records import record_annotations, record_fields
 
 # Model attribute → JSON key, where they differ.
 RENAMES: dict[type, dict[str, str]] = {
@@ -44,20 +44,14 @@ def _names(cls: type) -> tuple[str, ...]:
     return names
 
 
+def _model_class(t: type) -> bool:
+    """A record or dataclass class (kata_top/records.py)."""
+    return hasattr(t, "__record_fields__") or hasattr(t, "__dataclass_fields__")
+
+
 def is_model(obj: Any) -> bool:
-    """obj is an instance of a record or dataclass (kata_top/records.py), not a class."""
-    t = type(obj)
-    return hasattr(t, "__record_fields__") or (
-        hasattr(t, "__dataclass_fields__") and not isinstance(obj, type))
-
-
-def _annotations(cls: type) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for base in reversed(cls.__mro__):
-        if base is not object:
-            # a class's own (Python 3.10+), not inspect's: no import of inspect at start
-            out.update(base.__annotations__)
-    return out
+    """obj is an instance of a record or dataclass, not a class."""
+    return _model_class(type(obj)) and not isinstance(obj, type)
 
 
 def _fields(cls: type) -> tuple[tuple[str, str], ...]:
@@ -88,14 +82,18 @@ def _prefixes(cls: type) -> tuple[tuple[str, str], ...]:
     return out
 
 
-
-
 def _float(f: float) -> str:
     if f != f:
         return "NaN"
     if f in (float("inf"), float("-inf")):
         return "Infinity" if f > 0 else "-Infinity"
     return float.__repr__(f)
+
+
+def _age_text(at: float | None, now: float) -> str:
+    """`age` as JSON text: the tc action times the templates and writers fill in."""
+    seconds = age(at, now)
+    return "null" if seconds is None else _float(seconds)
 
 
 _AGED = (Action, Filter)
@@ -121,22 +119,22 @@ def _writer(cls: type) -> Writer:
     w = _WRITERS.get(cls)
     if w is not None:
         return w
-    scope: dict[str, Any] = {"_str": _str, "_float": _float, "writer": _writer}
+    scope: dict[str, Any] = {"_str": _str, "_float": _float, "_age_text": _age_text,
+                             "writer": _writer}
     module = vars(sys.modules[cls.__module__])
     lines = ["def write(o, text, now):"]
     pieces: list[str] = []
-    annotations = _annotations(cls)
-    for i, name in enumerate(_names(cls)):
+    annotations = record_annotations(cls)
+    for i, (name, prefix) in enumerate(_prefixes(cls)):
         var = f"v{i}"
         lines.append(f"    {var} = o.{name}")
         ann = annotations.get(name, "Any")
         if cls is Action and name in AGES:
-            expr = (f"('null' if {var} is None else "
-                    f"_float(max(0.0, round(now - {var}, 2))))")
+            expr = f"_age_text({var}, now)"
         else:
             expr = _inline(var, ann if isinstance(ann, str) else getattr(ann, "__name__", "Any"),
                            module, scope)
-        pieces.append(repr(("," if i else "{") + _str(json_key(cls, name)) + ":"))
+        pieces.append(repr(("," if i else "{") + prefix))
         pieces.append(expr)
     pieces.append("'}'")
     lines.append(f"    return ''.join(({', '.join(pieces)}))")
@@ -157,8 +155,7 @@ def _inline(var: str, annotation: str, module: dict[str, Any], scope: dict[str, 
     else:
         for name in set(_NAME.findall(annotation)):
             cls = module.get(name)
-            if isinstance(cls, type) and (hasattr(cls, "__record_fields__")
-                                          or hasattr(cls, "__dataclass_fields__")):
+            if isinstance(cls, type) and _model_class(cls):
                 scope[f"C_{name}"] = cls
                 # looked up at the call: a class's writer is built when first met
                 expr = (f"(writer(C_{name})({var}, text, now) if type({var}) is C_{name} "
@@ -174,6 +171,14 @@ def _inline(var: str, annotation: str, module: dict[str, Any], scope: dict[str, 
     if "None" in annotation:
         expr = f"('null' if {var} is None else {expr})"
     return expr
+
+
+def _document(snap: Snapshot, text: Callable[[Any], str]) -> str:
+    """The compact document, each field's value written by `text`; schema first, for
+    humans reading the stream."""
+    body = ",".join(f"{_key(key)}:{text(getattr(snap, name))}"
+                    for name, key in _fields(type(snap)) if key != "schema")
+    return f'{{"schema":{_str(snap.schema)},{body}}}'
 
 
 class Encoder:
@@ -227,12 +232,10 @@ class Encoder:
         # remembered (no plain values built, then walked again by json).
         text, splits = self._texts, self._splits
         try:
-            body = ",".join(f"{_key(key)}:{self.text(getattr(snap, name))}"
-                            for name, key in _fields(type(snap)) if key != "schema")
-            return f'{{"schema":{_str(snap.schema)},{body}}}'
+            return _document(snap, self.text)
         finally:
-            self._prev_text, self._texts = (text, {}) if self._remember else ({}, {})
-            self._prev_splits, self._splits = (splits, {}) if self._remember else ({}, {})
+            self._prev_text, self._texts = text, {}
+            self._prev_splits, self._splits = splits, {}
 
     def _write(self, snap: Snapshot) -> str:
         """The compact text with the one-shot writers: nothing remembered."""
@@ -246,9 +249,7 @@ class Encoder:
                 return "[" + ",".join([text(x) for x in obj]) + "]"
             return self.text(obj)
 
-        body = ",".join(f"{_key(key)}:{text(getattr(snap, name))}"
-                        for name, key in _fields(type(snap)) if key != "schema")
-        return f'{{"schema":{_str(snap.schema)},{body}}}'
+        return _document(snap, text)
 
     def _split_text(self, obj: Any, t: type) -> str:
         """A sandbox, filter or action whose text holds tc actions' ages: its text is kept
@@ -264,7 +265,7 @@ class Encoder:
         now = self.now
         out = [statics[0]]
         for at, static in zip(times, statics[1:], strict=True):
-            out.append("null" if at is None else _float(max(0.0, round(now - at, 2))))
+            out.append(_age_text(at, now))
             out.append(static)
         return "".join(out)
 

@@ -111,3 +111,13 @@ def test_the_model_is_made_of_records() -> None:
         evolve(lk, nope=1)
     typed: Any = Sandbox.__init__
     assert typed.__qualname__ == "Sandbox.__init__"
+
+
+def test_a_record_subclass_keeps_its_bases_fields() -> None:
+    @records.dataclass(frozen=True)
+    class Sub(R):
+        e: int = 0
+
+    assert [f.name for f in dataclasses.fields(Sub)] == ["a", "b", "c", "d", "e"]
+    assert dataclasses.fields(Sub)[0].type == "int"  # the base's annotation
+    assert Sub(1, e=5) == Sub(1, None, {}, (), 5) and Sub(1).e == 0
