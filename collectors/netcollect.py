@@ -37,6 +37,7 @@ from collectors.rtnl import (
     link_stats,
     stats_by_ifindex,
 )
+from collectors.safeopen import open_netns
 from kata_top.model import Link, PeerInfo, evolve
 from kata_top.records import dataclass, replace
 
@@ -82,6 +83,11 @@ class NetCollector:
         self._candidates: dict[netns.NetnsId, tuple[str, str]] = {}  # id -> (path, label)
         self._candidate_links: dict[netns.NetnsId, dict[int, PeerFacts]] = {}
         self._candidate_at: dict[netns.NetnsId, float] = {}
+        # this cycle's open candidate namespace files (closed at its end: an fd pins a
+        # namespace), and the candidate that held the last peer found (tried first: on a node
+        # every pod's peer lives in the same namespace)
+        self._candidate_fds: dict[netns.NetnsId, int] = {}
+        self._last_peer_ns: netns.NetnsId | None = None
         self._links_now: dict[netns.NetnsId, dict[int, PeerFacts]] = {}  # this cycle's
         self._memo = DecodeMemo()
         self._last: dict[netns.NetnsId, _LastDump] = {}
@@ -98,6 +104,7 @@ class NetCollector:
                     named: dict[netns.NetnsId, str] | None = None) -> None:
         """Index the namespaces a veth peer can live in: ours and named non-sandbox ones."""
         self._seen = set()
+        self._close_candidate_fds()  # a cycle that ended without end_cycle (an exception)
         self._cycle += 1
         self._links_now = {}
         self.tc_reused = 0
@@ -110,6 +117,7 @@ class NetCollector:
                 self._candidates[nsid] = (os.path.join(netns.NETNS_RUN_DIR, name), name)
 
     def end_cycle(self) -> None:
+        self._close_candidate_fds()
         self._memo.rotate()
         for key in list(self._socks):
             if key not in self._seen:
@@ -120,7 +128,13 @@ class NetCollector:
             if key not in self._candidates:
                 del self._candidate_links[key]
 
+    def _close_candidate_fds(self) -> None:
+        for fd in self._candidate_fds.values():
+            os.close(fd)
+        self._candidate_fds = {}
+
     def close(self) -> None:
+        self._close_candidate_fds()
         for sock in self._socks.values():
             sock.close()
         self._socks.clear()
@@ -258,19 +272,24 @@ class NetCollector:
         if cache_key in self._peer_cache:
             return self._peer_cache[cache_key]
         found: netns.NetnsId | None = None
-        for cand, (cpath, _label) in self._candidates.items():
-            try:
-                fd = os.open(cpath, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                continue
+        order = list(self._candidates)
+        if self._last_peer_ns in self._candidates:
+            order.remove(self._last_peer_ns)
+            order.insert(0, self._last_peer_ns)
+        for cand in order:
+            fd = self._candidate_fds.get(cand)
+            if fd is None:
+                try:
+                    fd = open_netns(self._candidates[cand][0])  # checked, never blocking
+                except OSError:
+                    continue
+                self._candidate_fds[cand] = fd
             try:
                 if sock.peer_nsid(fd) == nsid:
-                    found = cand
+                    found = self._last_peer_ns = cand
                     break
             except OSError:
                 continue
-            finally:
-                os.close(fd)
         self._peer_cache[cache_key] = found
         return found
 

@@ -34,6 +34,7 @@ RTM_GETTFILTER = 46
 RTM_GETNSID = 90
 RTM_GETSTATS = 94
 SOL_NETLINK = 270
+NETLINK_GET_STRICT_CHK = 12  # Linux 4.20: dump requests checked, and their filters honoured
 NETLINK_ADD_MEMBERSHIP = 1
 # Groups a namespace's socket listens to: links (up/down, MTU, rename, add/remove), tc
 # (qdisc, class, filter, action), IPv6 addresses (disable_ipv6 switched on removes them at
@@ -78,6 +79,7 @@ NLA_F_NESTED = 0x8000
 NLA_TYPE_MASK = 0x3FFF
 
 Attrs = dict[int, bytes]
+RTA_TABLE, RT_TABLE_MAIN = 15, 254
 
 
 class NetlinkError(OSError):
@@ -105,6 +107,27 @@ def parse_attrs(data: bytes | memoryview, offset: int = 0,
     return out
 
 
+def first_attrs(data: bytes | memoryview, offset: int, wanted: frozenset[int]) -> Attrs:
+    """The first attribute of each wanted type, read no further than the last one found: a
+    link message carries ~40 attributes and a veth peer's name, MTU and operstate come in
+    its first six (a node's 1,000 veth ends are indexed at every cold start)."""
+    out: Attrs = {}
+    need = len(wanted)
+    end = len(data)
+    unpack = _RTATTR.unpack_from
+    while offset + 4 <= end:
+        alen, atype = unpack(data, offset)
+        if alen < 4 or offset + alen > end:
+            break
+        atype &= NLA_TYPE_MASK
+        if atype in wanted and atype not in out:
+            out[atype] = bytes(data[offset + 4 : offset + alen])
+            if len(out) == need:
+                break
+        offset += (alen + 3) & ~3
+    return out
+
+
 def attr_spans(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
     """(type, payload start, payload end) of each rtattr in data[start:end], in order,
     duplicates kept, nothing copied (the decode memo masks payloads by these offsets)."""
@@ -128,6 +151,12 @@ def parse_attr_list(data: bytes, offset: int = 0) -> list[tuple[int, bytes]]:
 def attr(atype: int, payload: bytes) -> bytes:
     raw = _RTATTR.pack(4 + len(payload), atype) + payload
     return raw + b"\0" * ((-len(raw)) % 4)
+
+
+# A route dump of the main table only (rtm_table and RTA_TABLE both name it, as iproute2's
+# `ip route show table main` asks; honoured with strict checking).
+MAIN_TABLE_ROUTES = RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0) + \
+    attr(RTA_TABLE, U32.pack(RT_TABLE_MAIN))
 
 
 def u32(b: bytes | None) -> int | None:
@@ -168,8 +197,11 @@ def request_seconds() -> float:
 class RtnlSocket:
     """One NETLINK_ROUTE socket bound to the namespace it was created in."""
 
-    def __init__(self, sock: socket.socket, tc_events: bool = False) -> None:
+    def __init__(self, sock: socket.socket, tc_events: bool = False,
+                 strict: bool = False) -> None:
         self._sock = sock
+        # whether the kernel filters this socket's route dumps by table (strict checking)
+        self.strict = strict
         self._seq = 0
         self.tc_events = tc_events
         # Set by any message that is not a reply to us (with tc_events: a link, a qdisc, class,
@@ -192,13 +224,20 @@ class RtnlSocket:
             # A kernel that never answers (or a reply lost) must not hang the collector: recv
             # raises TimeoutError, which becomes that sandbox's error.
             s.settimeout(RECV_TIMEOUT_S)
-            # Kernel's extended ack would only matter for writes; reads need strict checking off.
             # The groups (all below 32) as bind()'s mask: one call, not one per group.
             s.bind((0, groups))
             return s
 
         sock = make() if netns_path is None else netns.run_in(netns_path, make)
-        return cls(sock, tc_events)
+        # Strict checking lets a route dump ask for the main table only (a namespace's local
+        # table has more routes than its main one, all of them dumped and skipped before).
+        # Every request here is one it accepts; an older kernel has no such option.
+        try:
+            sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+            strict = True
+        except OSError:
+            strict = False
+        return cls(sock, tc_events, strict)
 
     def close(self) -> None:
         self._sock.close()
@@ -299,7 +338,15 @@ class RtnlSocket:
         return self.request(RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
 
     def dump_routes(self) -> list[bytes]:
-        """Every route of every table and family (the caller keeps the main table's)."""
+        """The main table's routes of every family, or where the kernel does not filter
+        dumps, every table's (the caller keeps the main table's either way)."""
+        if self.strict:
+            try:
+                return self.request(RTM_GETROUTE, MAIN_TABLE_ROUTES)
+            except NetlinkError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                self.strict = False  # a kernel that refuses the filter: dump it all
         return self.request(RTM_GETROUTE, RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0))
 
     def dump_stats(self) -> list[bytes]:

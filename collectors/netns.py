@@ -58,12 +58,35 @@ def netns_id(path: str) -> NetnsId:
     return NetnsId(st.st_dev, st.st_ino)
 
 
+_var_run_is_run: bool | None = None
+
+
+def run_dir_path(path: str) -> str | None:
+    """path as named_netns names it (/run/netns/<name>) if it is an entry of /run/netns,
+    also when written /var/run/netns/<name> (as CNI and Kata write it) on a system whose
+    /var/run is /run; else None."""
+    global _var_run_is_run
+    head, name = os.path.split(path)
+    if not name:
+        return None
+    if head == NETNS_RUN_DIR:
+        return path
+    if head == "/var/run/netns":
+        if _var_run_is_run is None:
+            _var_run_is_run = os.path.realpath("/var/run") == "/run"
+        return os.path.join(NETNS_RUN_DIR, name) if _var_run_is_run else None
+    return None
+
+
 def own_netns_id() -> NetnsId:
     return netns_id("/proc/thread-self/ns/net")
 
 
-def named_netns() -> dict[NetnsId, str]:
-    """Map of namespaces mounted under /run/netns to their names (only real nsfs mounts)."""
+def named_netns(known: dict[str, NetnsId] | None = None) -> dict[NetnsId, str]:
+    """Map of namespaces mounted under /run/netns to their names (only real nsfs mounts).
+
+    known: ids of paths already stat'ed (the sandboxes' namespaces, looked up by path this
+    cycle): on a node with 1,000 pods those are most of /run/netns, not looked up twice."""
     out: dict[NetnsId, str] = {}
     try:
         names = os.listdir(NETNS_RUN_DIR)
@@ -74,12 +97,16 @@ def named_netns() -> dict[NetnsId, str]:
     except OSError:
         return out
     for name in names:
-        try:
-            st = os.stat(os.path.join(NETNS_RUN_DIR, name))
-        except OSError:
-            continue
-        if st.st_dev == nsfs_dev:  # not the empty file `ip netns add` makes first
-            out[NetnsId(st.st_dev, st.st_ino)] = name
+        path = os.path.join(NETNS_RUN_DIR, name)
+        nsid = known.get(path) if known else None
+        if nsid is None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            nsid = NetnsId(st.st_dev, st.st_ino)
+        if nsid.dev == nsfs_dev:  # not the empty file `ip netns add` makes first
+            out[nsid] = name
     return out
 
 
@@ -94,14 +121,15 @@ class NamedNetnsCache:
         self._map: dict[NetnsId, str] = {}
         self._pending: list[str] = []
 
-    def get(self) -> dict[NetnsId, str]:
+    def get(self, known: dict[str, NetnsId] | None = None) -> dict[NetnsId, str]:
+        """known: as named_netns takes it."""
         try:
             mtime = os.stat(NETNS_RUN_DIR).st_mtime_ns
         except OSError:
             self._mtime, self._map, self._pending = None, {}, []
             return {}
         if mtime != self._mtime:
-            self._mtime, self._map = mtime, named_netns()
+            self._mtime, self._map = mtime, named_netns(known)
             names = set(self._map.values())
             try:
                 self._pending = [n for n in os.listdir(NETNS_RUN_DIR) if n not in names]

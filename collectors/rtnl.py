@@ -16,6 +16,8 @@ from collectors.netlink import (
     IF_STATS_MSG,
     IFINFOMSG,
     IFLA_STATS_LINK_64,
+    RT_TABLE_MAIN,
+    RTA_TABLE,
     RTM_GETQDISC,
     RTM_GETTCLASS,
     RTM_GETTFILTER,
@@ -35,6 +37,7 @@ from collectors.netlink import (
     U64,
     RtnlSocket,
     cstr,
+    first_attrs,
     parse_attr_list,
     parse_attrs,
     u8,
@@ -119,7 +122,7 @@ def fmt_parent(h: int) -> str:
 
 
 def _mac(b: bytes | None) -> str | None:
-    return ":".join(f"{x:02x}" for x in b) if b else None
+    return b.hex(":") if b else None
 
 
 def link_stats(b: bytes) -> LinkStats:
@@ -204,7 +207,7 @@ PEER_ATTRS = frozenset({IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE})
 def link_facts(body: bytes) -> tuple[int, tuple[str | None, int | None, str | None]]:
     """A link's ifindex, name, MTU and operstate only (what a veth's peer shows)."""
     index = IFINFOMSG.unpack_from(body)[2]
-    a = parse_attrs(body, IFINFOMSG.size, PEER_ATTRS)
+    a = first_attrs(body, IFINFOMSG.size, PEER_ATTRS)
     oper = u8(a.get(IFLA_OPERSTATE))
     return index, (cstr(a.get(IFLA_IFNAME)) or f"if{index}", u32(a.get(IFLA_MTU)) or 0,
                    OPERSTATES[oper] if oper is not None and oper < len(OPERSTATES)
@@ -353,8 +356,9 @@ class NetnsDump:
 
 
 # rtnetlink.h: route attributes, the main table, unicast routes, the MTU metric
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS, RTA_TABLE = 1, 4, 5, 8, 15
-RT_TABLE_MAIN, RT_TABLE_COMPAT, RTN_UNICAST, RTAX_MTU = 254, 252, 1, 2
+# (RTA_TABLE and RT_TABLE_MAIN: collectors/netlink.py, whose route dump asks for the table)
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS = 1, 4, 5, 8
+RT_TABLE_COMPAT, RTN_UNICAST, RTAX_MTU = 252, 1, 2
 ROUTE_ATTRS = frozenset({RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS, RTA_TABLE})
 
 

@@ -165,6 +165,13 @@ def parse_rs_state(sandbox_id: str, path: str, doc: Any) -> StateRecord:
 MAX_STATE_BYTES = 16 << 20
 
 
+def _below(path: str, root: str) -> str:
+    """path relative to root. discover() joins its paths onto the root, so most are a prefix
+    cut; relpath (which asks for the working directory twice) only for any other."""
+    prefix = root if root.endswith("/") else root + "/"
+    return path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)
+
+
 def read_state_file(sandbox_id: str, path: str, runtime: KataRuntime, retries: int = 2,
                     retry_delay: float = 0.02, root: str | None = None) -> StateRecord:
     """Read and parse with retries: Kata truncates and rewrites persist.json in place.
@@ -175,7 +182,7 @@ def read_state_file(sandbox_id: str, path: str, runtime: KataRuntime, retries: i
     last_error = "unknown"
     for attempt in range(retries + 1):
         try:
-            raw = read_under(root, os.path.relpath(path, root), MAX_STATE_BYTES) if root \
+            raw = read_under(root, _below(path, root), MAX_STATE_BYTES) if root \
                 else read_file(path, MAX_STATE_BYTES)
         except UnsafeFile as exc:
             return StateRecord(id=sandbox_id, runtime=runtime, path=path,

@@ -88,6 +88,7 @@ class Engine:
         self._net_made: NetCollector | None = None  # see _net
         self._procs = procs.ProcCache()
         self._named: dict[netns.NetnsId, str] = {}
+        self._named_read = False  # whether the last collect() read /run/netns (it had sandboxes)
         self._named_cache = netns.NamedNetnsCache()
         self._used_ns: set[netns.NetnsId] = set()
         self._states = state.StateCache()
@@ -140,7 +141,8 @@ class Engine:
                     "uses it: left behind by a sandbox that no longer exists",
             evidence={"netns": name, "taps": taps},
             fix=f"if no pod owns it (crictl pods): ip netns delete {shlex.quote(name)}")
-            for name, taps in orphan_namespaces(self._named, self._used_ns)]
+            for name, taps in orphan_namespaces(
+                self._named if self._named_read else self._named_cache.get(), self._used_ns)]
 
     @property
     def reused_namespaces(self) -> int:
@@ -219,6 +221,7 @@ class Engine:
 
         # Namespace of every sandbox first, so the peer index knows which are sandboxes.
         ns_paths: dict[str, _NsPath] = {}
+        known: dict[str, netns.NetnsId] = {}  # /run/netns entries looked up here
         sandbox_ns: set[netns.NetnsId] = set()
         used_ns: set[netns.NetnsId] = set()
         for sid in ids:
@@ -230,6 +233,9 @@ class Engine:
                 # is not free
                 with contextlib.suppress(OSError, ValueError):  # ValueError: a NUL in it
                     ns_id = netns.netns_id(path)
+                    entry = netns.run_dir_path(path)
+                    if entry is not None:
+                        known[entry] = ns_id
             ns_paths[sid] = (path, source, ns_id)
             # Only pod namespaces named by state are excluded from the veth-peer candidates:
             # a `none` sandbox found through /proc usually shares the node's namespace.
@@ -239,7 +245,10 @@ class Engine:
                 used_ns.add(ns_id)  # any sandbox's, a `none` one's shared namespace too
         sandbox_ns.discard(netns.own_netns_id())
         self._used_ns = used_ns
-        self._named = self._named_cache.get()
+        # the names, for the sandboxes' namespaces and the veth peers': none to look up
+        # without a sandbox (`check` asks for them later, see orphan_findings)
+        self._named_read = bool(ids)
+        self._named = self._named_cache.get(known) if ids else {}
         # (with no sandbox, a netlink side made before still ends its cycle: it closes the
         # sockets of namespaces gone since)
         net = self._net if ids or self._net_made is not None else None

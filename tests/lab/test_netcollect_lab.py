@@ -267,3 +267,54 @@ def test_a_busy_sandbox_off_screen_has_tc_read_every_few_seconds_and_changes_at_
         assert engine.tc_read_at == {}
     finally:
         src.close()
+
+
+def test_route_dump_asks_for_the_main_table_and_reads_what_a_whole_dump_reads(
+        scratch_lab: Any) -> None:
+    """With strict checking the kernel dumps the main table only (not the local table nor
+    any other); the routes kata-top reads are the ones a dump of every table gives."""
+    from collectors.netlink import RTMSG, RtnlSocket
+    from collectors.rtnl import RT_TABLE_MAIN, decode_route
+
+    man = build.up(scratch_lab, build.UpOptions(sandboxes=1, qemu=False, scenario="plain"))
+    ns = next(sb.netns for sb in man.sandboxes if sb.netns)
+    for args in (["10.99.0.0/24", "dev", "eth0", "table", "100"],
+                 ["10.98.0.0/24", "dev", "eth0", "mtu", "1280"]):
+        subprocess.run(["ip", "-n", ns, "route", "add", *args], check=True)
+    sock = RtnlSocket.open(f"/run/netns/{ns}")
+    try:
+        assert sock.strict, "this kernel (>= 4.20) checks dump requests strictly"
+        filtered = sock.dump_routes()
+        sock.strict = False
+        whole = sock.dump_routes()
+    finally:
+        sock.close()
+    assert {RTMSG.unpack_from(b)[4] for b in filtered} == {RT_TABLE_MAIN}
+    assert len(whole) > len(filtered)  # the local table's routes, table 100's
+    names = {2: "eth0"}
+    got = [r for r in (decode_route(b, names) for b in filtered) if r]
+    assert got == [r for r in (decode_route(b, names) for b in whole) if r]
+    assert {r.dst: r.mtu for r in got}["10.98.0.0/24"] == 1280
+    assert "10.99.0.0/24" not in {r.dst for r in got}
+
+
+def test_named_namespaces_taken_from_the_sandboxes_lookups_are_the_same(
+        scratch_lab: Any) -> None:
+    """named_netns takes the ids of the sandboxes' namespaces as the engine looked them up
+    (by /run/netns or /var/run/netns path) instead of looking them up again: same map."""
+    import os
+
+    from collectors import netns
+
+    man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
+    known: dict[str, netns.NetnsId] = {}
+    for sb in man.sandboxes:
+        if sb.netns:
+            path = os.path.join("/var/run/netns", sb.netns)
+            entry = netns.run_dir_path(path)
+            assert entry == f"/run/netns/{sb.netns}"  # /var/run is /run here
+            known[entry] = netns.netns_id(path)
+    assert len(known) == 2
+    named = netns.named_netns(known)
+    assert named == netns.named_netns()
+    assert {named[i] for i in known.values()} == {os.path.basename(p) for p in known}

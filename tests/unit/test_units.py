@@ -193,6 +193,18 @@ def test_state_file_retry_sees_a_rewrite(tmp_path: object) -> None:
     assert rec.error is None and rec.state == "running"
 
 
+def test_only_entries_of_run_netns_have_a_run_dir_path() -> None:
+    """The engine hands named_netns the ids it looked up by these paths: a path that is not
+    /run/netns/<name> (or /var/run/netns/<name> where /var/run is /run) is not one."""
+    from collectors import netns
+
+    assert netns.run_dir_path("/run/netns/cni-1") == "/run/netns/cni-1"
+    for other in ("/proc/1/ns/net", "/run/netns/", "/run/netns/a/b", "/run/docker/netns/x"):
+        assert netns.run_dir_path(other) is None
+    want = "/run/netns/cni-1" if os.path.realpath("/var/run") == "/run" else None
+    assert netns.run_dir_path("/var/run/netns/cni-1") == want
+
+
 # ---- netlink and proc parsers ------------------------------------------------------------
 @given(st.binary(max_size=300))
 def test_netlink_attrs_stay_inside_the_message(data: bytes) -> None:
@@ -201,6 +213,18 @@ def test_netlink_attrs_stay_inside_the_message(data: bytes) -> None:
     assert all(0 <= t <= netlink.NLA_TYPE_MASK for t in attrs)
     assert sum(4 + len(v) for _t, v in listed) <= len(data)  # nothing read past the end
     assert attrs == dict(listed)  # the dict view is the list's, the last of a type winning
+
+
+@given(st.binary(max_size=300), st.frozensets(st.integers(0, 40), max_size=4))
+def test_first_attributes_are_the_walks_first_of_each_wanted_type(
+        data: bytes, wanted: frozenset[int]) -> None:
+    """first_attrs stops early: what it returns is still, per wanted type, the first one the
+    whole walk sees (the walk in order, duplicates kept)."""
+    first: dict[int, bytes] = {}
+    for t, v in netlink.parse_attr_list(data):
+        if t in wanted:
+            first.setdefault(t, v)
+    assert netlink.first_attrs(data, 0, wanted) == first
 
 
 @given(st.tuples(st.integers(1, 0x3FFF), st.binary(max_size=60)), st.binary(max_size=3))
