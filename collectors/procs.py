@@ -7,6 +7,7 @@ baseline, and are dropped when their pid goes away or is reused.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import TYPE_CHECKING
@@ -21,9 +22,15 @@ COMM_PREFIXES = ("qemu", "cloud-hyperviso", "firecracker", "containerd-shim", "v
                  "python")
 VMM_NAMES = ("qemu-system", "qemu-kvm", "cloud-hypervisor", "firecracker")
 SHIM_NAME = "containerd-shim-kata-v2"
-SANDBOX_NAME_RE = re.compile(r"sandbox-([0-9a-f]{64})")
-ID_IN_PATH_RE = re.compile(r"/([0-9a-f]{64})(?:/|$)")
-RUN_ROOT_RE = re.compile(r"(/[^\s,=]*?)/(?:vc/vm|vc/sbs|kata)/[0-9a-f]{64}/")
+
+
+@functools.cache
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """A VMM's `-name sandbox-<id>`, an id as a path component, the run root before
+    vc/vm|vc/sbs|kata/<id>/: compiled the first time a Kata process is seen (a one-shot
+    command on a node without one never needs them)."""
+    return (re.compile(r"sandbox-([0-9a-f]{64})"), re.compile(r"/([0-9a-f]{64})(?:/|$)"),
+            re.compile(r"(/[^\s,=]*?)/(?:vc/vm|vc/sbs|kata)/[0-9a-f]{64}/"))
 
 
 @dataclass
@@ -89,12 +96,13 @@ def scan(proc_root: str = "/proc") -> ProcessIndex:
         kind = _vmm_kind(argv[0])
         if kind is not None:
             joined = " ".join(argv)
-            m = SANDBOX_NAME_RE.search(joined) or ID_IN_PATH_RE.search(joined)
+            named, id_in_path, run_root = _patterns()
+            m = named.search(joined) or id_in_path.search(joined)
             if m:
                 idx.vmm[m.group(1)] = pid
                 idx.vmm_kind[m.group(1)] = kind
                 idx.cmdlines[pid] = argv
-                root = RUN_ROOT_RE.search(joined)
+                root = run_root.search(joined)
                 if root:
                     idx.vmm_root[m.group(1)] = root.group(1)
             continue
@@ -107,11 +115,12 @@ def scan(proc_root: str = "/proc") -> ProcessIndex:
             continue
         if "virtiofsd" in os.path.basename(argv[0]):
             joined = " ".join(argv)
-            m = ID_IN_PATH_RE.search(joined)
+            _named, id_in_path, run_root = _patterns()
+            m = id_in_path.search(joined)
             if m:
                 idx.virtiofsd.setdefault(m.group(1), []).append(pid)
                 idx.cmdlines[pid] = argv
-                root = RUN_ROOT_RE.search(joined)
+                root = run_root.search(joined)
                 if root:
                     idx.virtiofsd_root[m.group(1)] = root.group(1)
     return idx

@@ -3,9 +3,10 @@
 The standard decorator compiles `__init__`, `__repr__`, `__eq__`, `__hash__`, `__setattr__`
 and `__delattr__` for every class from generated source: for the model's classes alone that
 was ~40 ms of every `kata-top snapshot`'s start, the largest single cost of a one-shot
-command. Here only `__init__` is compiled (it runs for every object built); the others are
-shared functions over the instance's `__dict__`, which holds exactly the fields, in their
-order (no class here has `__post_init__`, slots or attributes besides its fields).
+command. Here only `__init__` is compiled (it runs for every object built), and only when the
+class's first object is built; the others are shared functions over the instance's
+`__dict__`, which holds exactly the fields, in their order (no class here has
+`__post_init__`, slots or attributes besides its fields).
 
 The type checker sees the standard decorator (the names are re-exported from `dataclasses`
 under TYPE_CHECKING), and `dataclasses.fields`, `replace`, `asdict` and `is_dataclass`
@@ -152,34 +153,22 @@ def _record(cls: type, frozen: bool) -> type:
             defaults.pop(name, None)
         if name not in names:
             names.append(name)
-    # __init__, compiled once per class: positional-or-keyword parameters in field order
-    scope: dict[str, Any] = {"_FACTORY": _FACTORY}
-    params: list[str] = []
-    body: list[str] = []
+    # __init__: positional-or-keyword parameters in field order, checked now, compiled when
+    # the first object is built (a one-shot command builds a few of the model's classes)
     seen_default = False
-    for i, name in enumerate(names):
-        default, factory = defaults.get(name, (_MISSING, _MISSING))
-        if default is not _MISSING:
-            scope[f"_d{i}"] = default
-            params.append(f"{name}=_d{i}")
-            body.append(f"    _s[{name!r}] = {name}")
+    for name in names:
+        if name in defaults:
             seen_default = True
-        elif factory is not _MISSING:
-            scope[f"_f{i}"] = factory
-            params.append(f"{name}=_FACTORY")
-            body.append(f"    _s[{name!r}] = _f{i}() if {name} is _FACTORY else {name}")
-            seen_default = True
-        else:
-            if seen_default:
-                raise TypeError(f"non-default argument {name!r} follows default argument")
-            params.append(name)
-            body.append(f"    _s[{name!r}] = {name}")
-    source = "\n".join([f"def __init__(self, {', '.join(params)}):" if params else
-                        "def __init__(self):", "    _s = self.__dict__", *body])
-    exec(source, scope)  # the source is made of the class's own field names
-    init = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
+        elif seen_default:
+            raise TypeError(f"non-default argument {name!r} follows default argument")
+
+    def first_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init = _compile_init(cls, names, defaults)
+        cls.__init__ = init  # type: ignore[misc]
+        init(self, *args, **kwargs)
+
+    first_init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = first_init  # type: ignore[misc]
     if "__repr__" not in cls.__dict__:
         cls.__repr__ = _repr  # type: ignore[assignment]
     if "__eq__" not in cls.__dict__:
@@ -194,6 +183,32 @@ def _record(cls: type, frozen: bool) -> type:
     cls.__record_defaults__ = defaults  # type: ignore[attr-defined]
     cls.__dataclass_fields__ = _DataclassFields()  # type: ignore[attr-defined]
     return cls
+
+
+def _compile_init(cls: type, names: list[str], defaults: dict[str, tuple[Any, Any]]) -> Any:
+    """The class's __init__, from source made of its own field names."""
+    scope: dict[str, Any] = {"_FACTORY": _FACTORY}
+    params: list[str] = []
+    body: list[str] = []
+    for i, name in enumerate(names):
+        default, factory = defaults.get(name, (_MISSING, _MISSING))
+        if default is not _MISSING:
+            scope[f"_d{i}"] = default
+            params.append(f"{name}=_d{i}")
+            body.append(f"    _s[{name!r}] = {name}")
+        elif factory is not _MISSING:
+            scope[f"_f{i}"] = factory
+            params.append(f"{name}=_FACTORY")
+            body.append(f"    _s[{name!r}] = _f{i}() if {name} is _FACTORY else {name}")
+        else:
+            params.append(name)
+            body.append(f"    _s[{name!r}] = {name}")
+    source = "\n".join([f"def __init__(self, {', '.join(params)}):" if params else
+                        "def __init__(self):", "    _s = self.__dict__", *body])
+    exec(source, scope)
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init
 
 
 def record_annotations(cls: type) -> dict[str, Any]:

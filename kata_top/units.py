@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(bit|bps)?\s*$", re.IGNORECASE)
 _MULT = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 MAX_RATE_BPS = 10**12 * 8  # tc's 64-bit rate is bytes/s; anything above 8 Tbit is a typo
+
+
+@functools.cache
+def _rate_pattern() -> re.Pattern[str]:
+    """Compiled when a rate is first parsed (the read path shows rates, never parses one)."""
+    return re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(bit|bps)?\s*$", re.IGNORECASE)
 
 
 def parse_rate(text: str) -> int:
@@ -15,7 +21,7 @@ def parse_rate(text: str) -> int:
 
     Raises ValueError with a sentence that says what is accepted.
     """
-    m = _RATE_RE.match(text) if len(text) <= 40 else None
+    m = _rate_pattern().match(text) if len(text) <= 40 else None
     if not m:
         raise ValueError(f"{text[:40]!r} is not a rate; write e.g. 50mbit, 500kbit, 1gbit or "
                          "bits/s")

@@ -121,3 +121,24 @@ def test_a_record_subclass_keeps_its_bases_fields() -> None:
     assert [f.name for f in dataclasses.fields(Sub)] == ["a", "b", "c", "d", "e"]
     assert dataclasses.fields(Sub)[0].type == "int"  # the base's annotation
     assert Sub(1, e=5) == Sub(1, None, {}, (), 5) and Sub(1).e == 0
+
+
+def test_init_is_compiled_for_its_own_class_when_a_first_object_is_built() -> None:
+    """A one-shot command never compiles the __init__ of a class it builds no object of;
+    the first object, even one of a plain subclass, compiles the record's own."""
+    @records.dataclass(frozen=True)
+    class Late:
+        a: int
+        b: str = "x"
+
+    class Plain(Late):  # not a record: built by Late's __init__
+        pass
+
+    first = Late.__dict__["__init__"]
+    p = Plain(1)
+    assert Late.__dict__["__init__"] is not first and "__init__" not in Plain.__dict__
+    assert p.__dict__ == {"a": 1, "b": "x"}
+    assert Late(2, b="y") == Late(2, "y") and Late.__dict__["__init__"].__qualname__.endswith(
+        "Late.__init__")
+    with pytest.raises(TypeError):
+        Late()  # type: ignore[call-arg]
