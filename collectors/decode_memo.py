@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collectors import rtnl
-from collectors.netlink import IFINFOMSG, TCF_T, TCMSG, attr_spans
+from collectors.netlink import IFINFOMSG, IFLA_STATS64, TCF_T, TCMSG, attr_spans
 from kata_top.model import ActionStats, Filter, Link, Qdisc, TcClass, evolve
 
 # What a span of a message is: zeroed only, or zeroed and patched back from the raw message.
@@ -45,7 +45,7 @@ _MISS = object()
 def link_layout(body: bytes) -> Layout:
     spans: list[Span] = []
     for atype, a0, a1 in attr_spans(body, IFINFOMSG.size, len(body)):
-        if atype == rtnl.IFLA_STATS64:
+        if atype == IFLA_STATS64:
             spans.append((a0, a1, atype, LINK_STATS, 0))
         elif atype == IFLA_STATS:
             spans.append((a0, a1, atype, MASK, 0))

@@ -80,6 +80,7 @@ NLA_TYPE_MASK = 0x3FFF
 
 Attrs = dict[int, bytes]
 RTA_TABLE, RT_TABLE_MAIN = 15, 254
+IFLA_STATS64, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS = 23, 29, 1 << 3
 
 
 class NetlinkError(OSError):
@@ -157,6 +158,16 @@ def attr(atype: int, payload: bytes) -> bytes:
 # `ip route show table main` asks; honoured with strict checking).
 MAIN_TABLE_ROUTES = RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0) + \
     attr(RTA_TABLE, U32.pack(RT_TABLE_MAIN))
+
+
+# A link dump without IPv6's per-device statistics (IFLA_INET6_STATS and ICMP6STATS, ~350
+# of a link message's ~1,500 bytes, which the kernel sums over every possible CPU for each
+# link): kata-top reads IPv6's configuration, never those. The link's own counters
+# (IFLA_STATS64) stay; a kernel that dropped them too is asked without the mask (dump_links).
+ALL_LINKS = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+LINKS_WITHOUT_IPV6_STATS = ALL_LINKS + attr(IFLA_EXT_MASK, U32.pack(RTEXT_FILTER_SKIP_STATS))
+_STATS64_ONLY = frozenset({IFLA_STATS64})
+_skip_keeps_counters: bool | None = None  # found out at this process's first link dump
 
 
 def u32(b: bytes | None) -> int | None:
@@ -335,7 +346,17 @@ class RtnlSocket:
             self._sock.settimeout(RECV_TIMEOUT_S)
 
     def dump_links(self) -> list[bytes]:
-        return self.request(RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+        """Every link, without IPv6's statistics where the kernel keeps the link's own
+        counters in such a dump (checked once per process, on its first link)."""
+        global _skip_keeps_counters
+        if _skip_keeps_counters is False:
+            return self.request(RTM_GETLINK, ALL_LINKS)
+        out = self.request(RTM_GETLINK, LINKS_WITHOUT_IPV6_STATS)
+        if _skip_keeps_counters is None and out:
+            _skip_keeps_counters = bool(first_attrs(out[0], IFINFOMSG.size, _STATS64_ONLY))
+            if not _skip_keeps_counters:
+                return self.request(RTM_GETLINK, ALL_LINKS)
+        return out
 
     def dump_routes(self) -> list[bytes]:
         """The main table's routes of every family, or where the kernel does not filter
