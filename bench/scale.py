@@ -13,9 +13,13 @@ lab's IPv6 chatter has passed) it reports, side by side in one run:
   findings, events and encoding), from the CPU of a long and a short run's difference;
 - the baseline: the shell loop an operator would write (per namespace `ip -s -j link`,
   `tc -s -j qdisc`, `tc -s -j filter` on eth0's and the tap's ingress), its median, and the
-  ratio to `snapshot --json`.
+  ratio to `snapshot --json`;
+- with --baseline REV, that commit beside this tree, both as installed: `snapshot --json`
+  and `--watch` in turn, and the collection (cold, steady, RSS: medians over --turns workers
+  of each, run in turn).
 
 Run as root: python3 bench/scale.py [--sizes 1,50,200,500,1000] [--rounds 10]
+[--baseline REV [--turns 3]]
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ import time
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+if "--installed" not in sys.argv:  # an installed worker times the kata_top of its python
+    sys.path.insert(0, ROOT)
 
 LAYOUT_ROOT, PREFIX = "/run/ktscale", "ktscale"
 PARTS = ("state", "procs", "namespaces", "netlink", "sandboxes")
@@ -69,10 +74,22 @@ def worker(run_root: str, rounds: int) -> None:
     assert not any(sb.errors for sb in snap.sandboxes), "a sandbox failed"
     print(json.dumps({
         "sandboxes": len(snap.sandboxes), "cold_ms": round(cold, 1),
-        "cold_parts_ms": cold_parts, "steady_median_ms": round(statistics.median(steady), 1),
-        "steady_max_ms": round(max(steady), 1),
-        "steady_parts_median_ms": {p: round(statistics.median(v), 1) for p, v in parts.items()},
+        "cold_parts_ms": cold_parts,
+        "steady_median_ms": round(statistics.median(steady), 1) if steady else None,
+        "steady_max_ms": round(max(steady), 1) if steady else None,
+        "steady_parts_median_ms": {p: round(statistics.median(v), 1) if v else None
+                                   for p, v in parts.items()},
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+def run_worker(python: str, run_root: str, rounds: int) -> dict[str, Any]:
+    """A worker run by an installed python (this tree's or a baseline's), from a neutral
+    directory: the collection of the kata_top that python has."""
+    out = subprocess.run([python, os.path.abspath(__file__), "--worker", run_root, "--rounds",
+                          str(rounds), "--installed"], capture_output=True, text=True,
+                         check=True, cwd=NEUTRAL_CWD)
+    row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return row
 
 
 def wait_quiet(paths: list[str], cap_s: float = 120.0) -> float:
@@ -135,7 +152,10 @@ def main() -> int:
     ap.add_argument("--baseline", metavar="REV",
                     help="also time a commit's `snapshot --json` and `--watch` (as installed), "
                          "side by side with this tree's")
+    ap.add_argument("--turns", type=int, default=3,
+                    help="with --baseline: collection workers of each, in turn (medians)")
     ap.add_argument("--worker", metavar="RUN_ROOT", help=argparse.SUPPRESS)
+    ap.add_argument("--installed", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args.worker, args.rounds)
@@ -197,6 +217,18 @@ def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | N
             row["snapshot_json_installed_wall_ms"] = inst
             if base:
                 row["baseline_snapshot_json_installed_wall_ms"] = base[0][0]
+            if baseline:
+                # the collection itself beside the baseline's: workers of each in turn (a
+                # noisy machine drifts by a third within minutes), medians over them
+                runs: dict[str, list[dict[str, Any]]] = {"this": [], "baseline": []}
+                for _ in range(args.turns):
+                    for key, python in (("this", installed), ("baseline", baseline)):
+                        runs[key].append(run_worker(python, layout.run_root, args.rounds))
+                for key, prefix in (("this", ""), ("baseline", "baseline_")):
+                    for what, field in (("cold", "cold_ms"), ("steady", "steady_median_ms"),
+                                        ("rss", "rss_mb")):
+                        row[f"{prefix}installed_{what}_median"] = round(
+                            statistics.median(r[field] for r in runs[key]), 1)
             short, long_ = 3, 3 + args.rounds
             for key, python in (("watch_cpu_ms_per_snapshot", sys.executable),
                                 ("baseline_watch_cpu_ms_per_snapshot", baseline)):
@@ -234,14 +266,22 @@ def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | N
           + (f"; {args.baseline}: median {empty_base[0][0]} ms, min {empty_base[0][1]} ms"
              if empty_base else ""))
     if baseline:
-        print(f"\n| sandboxes | `snapshot --json` as installed: this tree / {args.baseline} |"
-              f" `--watch 1` CPU/snapshot: this tree / {args.baseline} |")
-        print("|---|---|---|")
+        print(f"\n| sandboxes | cold collection: this tree / {args.baseline} | steady: this "
+              f"tree / {args.baseline} | RSS | `snapshot --json` as installed | `--watch 1` "
+              f"CPU/snapshot |")
+        print("|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['sandboxes']} | {r['snapshot_json_installed_wall_ms']} / "
+            print(f"| {r['sandboxes']} | {r['installed_cold_median']} / "
+                  f"{r['baseline_installed_cold_median']} ms | "
+                  f"{r['installed_steady_median']} / "
+                  f"{r['baseline_installed_steady_median']} ms | {r['installed_rss_median']} / "
+                  f"{r['baseline_installed_rss_median']} MB | "
+                  f"{r['snapshot_json_installed_wall_ms']} / "
                   f"{r['baseline_snapshot_json_installed_wall_ms']} ms | "
                   f"{r['watch_cpu_ms_per_snapshot']} / "
                   f"{r['baseline_watch_cpu_ms_per_snapshot']} ms |")
+        print(f"(collection: medians over {args.turns} workers of each, run in turn, each a "
+              f"cold collection and {args.rounds} steady ones 1 s apart)")
     return 0
 
 

@@ -8,7 +8,7 @@ Opening a namespace file read-only is the only way in: a mistyped or vanished pa
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar
 
@@ -61,32 +61,26 @@ def netns_id(path: str) -> NetnsId:
 _var_run_is_run: bool | None = None
 
 
-def run_dir_path(path: str) -> str | None:
-    """path as named_netns names it (/run/netns/<name>) if it is an entry of /run/netns,
-    also when written /var/run/netns/<name> (as CNI and Kata write it) on a system whose
-    /var/run is /run; else None."""
+def entry_paths(name: str) -> tuple[str, ...]:
+    """The paths an entry of /run/netns goes by: /run/netns/<name>, and /var/run/netns/<name>
+    (as CNI and Kata write it) on a system whose /var/run is /run."""
     global _var_run_is_run
-    head, name = os.path.split(path)
-    if not name:
-        return None
-    if head == NETNS_RUN_DIR:
-        return path
-    if head == "/var/run/netns":
-        if _var_run_is_run is None:
-            _var_run_is_run = os.path.realpath("/var/run") == "/run"
-        return os.path.join(NETNS_RUN_DIR, name) if _var_run_is_run else None
-    return None
+    if _var_run_is_run is None:
+        _var_run_is_run = os.path.realpath("/var/run") == "/run"
+    here = os.path.join(NETNS_RUN_DIR, name)
+    return (here, os.path.join("/var/run/netns", name)) if _var_run_is_run else (here,)
 
 
 def own_netns_id() -> NetnsId:
     return netns_id("/proc/thread-self/ns/net")
 
 
-def named_netns(known: dict[str, NetnsId] | None = None) -> dict[NetnsId, str]:
+def named_netns(known: Mapping[str, NetnsId] | None = None) -> dict[NetnsId, str]:
     """Map of namespaces mounted under /run/netns to their names (only real nsfs mounts).
 
-    known: ids of paths already stat'ed (the sandboxes' namespaces, looked up by path this
-    cycle): on a node with 1,000 pods those are most of /run/netns, not looked up twice."""
+    known: ids of paths already stat'ed (the sandboxes' namespaces, looked up by the path
+    their state names this cycle): on a node with 1,000 pods those are most of /run/netns,
+    not looked up twice."""
     out: dict[NetnsId, str] = {}
     try:
         names = os.listdir(NETNS_RUN_DIR)
@@ -98,7 +92,8 @@ def named_netns(known: dict[str, NetnsId] | None = None) -> dict[NetnsId, str]:
         return out
     for name in names:
         path = os.path.join(NETNS_RUN_DIR, name)
-        nsid = known.get(path) if known else None
+        nsid = next((known[p] for p in entry_paths(name) if p in known), None) \
+            if known else None
         if nsid is None:
             try:
                 st = os.stat(path)
@@ -121,15 +116,16 @@ class NamedNetnsCache:
         self._map: dict[NetnsId, str] = {}
         self._pending: list[str] = []
 
-    def get(self, known: dict[str, NetnsId] | None = None) -> dict[NetnsId, str]:
-        """known: as named_netns takes it."""
+    def get(self, known: Callable[[], Mapping[str, NetnsId]] | None = None
+            ) -> dict[NetnsId, str]:
+        """known: what named_netns takes, asked for only when /run/netns is read again."""
         try:
             mtime = os.stat(NETNS_RUN_DIR).st_mtime_ns
         except OSError:
             self._mtime, self._map, self._pending = None, {}, []
             return {}
         if mtime != self._mtime:
-            self._mtime, self._map = mtime, named_netns(known)
+            self._mtime, self._map = mtime, named_netns(known() if known else None)
             names = set(self._map.values())
             try:
                 self._pending = [n for n in os.listdir(NETNS_RUN_DIR) if n not in names]

@@ -221,7 +221,6 @@ class Engine:
 
         # Namespace of every sandbox first, so the peer index knows which are sandboxes.
         ns_paths: dict[str, _NsPath] = {}
-        known: dict[str, netns.NetnsId] = {}  # /run/netns entries looked up here
         sandbox_ns: set[netns.NetnsId] = set()
         used_ns: set[netns.NetnsId] = set()
         for sid in ids:
@@ -233,9 +232,6 @@ class Engine:
                 # is not free
                 with contextlib.suppress(OSError, ValueError):  # ValueError: a NUL in it
                     ns_id = netns.netns_id(path)
-                    entry = netns.run_dir_path(path)
-                    if entry is not None:
-                        known[entry] = ns_id
             ns_paths[sid] = (path, source, ns_id)
             # Only pod namespaces named by state are excluded from the veth-peer candidates:
             # a `none` sandbox found through /proc usually shares the node's namespace.
@@ -248,7 +244,9 @@ class Engine:
         # the names, for the sandboxes' namespaces and the veth peers': none to look up
         # without a sandbox (`check` asks for them later, see orphan_findings)
         self._named_read = bool(ids)
-        self._named = self._named_cache.get(known) if ids else {}
+        self._named = self._named_cache.get(
+            lambda: {p: i for p, _s, i in ns_paths.values() if p and i is not None}) \
+            if ids else {}
         # (with no sandbox, a netlink side made before still ends its cycle: it closes the
         # sockets of namespaces gone since)
         net = self._net if ids or self._net_made is not None else None

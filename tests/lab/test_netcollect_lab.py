@@ -307,23 +307,23 @@ def test_route_dump_asks_for_the_main_table_and_reads_what_a_whole_dump_reads(
 def test_named_namespaces_taken_from_the_sandboxes_lookups_are_the_same(
         scratch_lab: Any) -> None:
     """named_netns takes the ids of the sandboxes' namespaces as the engine looked them up
-    (by /run/netns or /var/run/netns path) instead of looking them up again: same map."""
+    (by the /var/run/netns path Kata writes; /var/run is /run here) instead of looking them
+    up again: same map."""
     import os
 
     from collectors import netns
 
     man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
-    known: dict[str, netns.NetnsId] = {}
-    for sb in man.sandboxes:
-        if sb.netns:
-            path = os.path.join("/var/run/netns", sb.netns)
-            entry = netns.run_dir_path(path)
-            assert entry == f"/run/netns/{sb.netns}"  # /var/run is /run here
-            known[entry] = netns.netns_id(path)
+    known = {path: netns.netns_id(path) for path in
+             (os.path.join("/var/run/netns", sb.netns) for sb in man.sandboxes if sb.netns)}
     assert len(known) == 2
     named = netns.named_netns(known)
     assert named == netns.named_netns()
     assert {named[i] for i in known.values()} == {os.path.basename(p) for p in known}
+    # it takes the ids it is given, not a second lookup of its own
+    path, real = next(iter(known.items()))
+    told = netns.NetnsId(real.dev, 1)
+    assert netns.named_netns({path: told})[told] == os.path.basename(path)
 
 
 def test_link_dumps_leave_out_ipv6_statistics_and_keep_the_counters(scratch_lab: Any) -> None:

@@ -193,16 +193,15 @@ def test_state_file_retry_sees_a_rewrite(tmp_path: object) -> None:
     assert rec.error is None and rec.state == "running"
 
 
-def test_only_entries_of_run_netns_have_a_run_dir_path() -> None:
-    """The engine hands named_netns the ids it looked up by these paths: a path that is not
-    /run/netns/<name> (or /var/run/netns/<name> where /var/run is /run) is not one."""
+def test_an_entry_of_run_netns_goes_by_its_var_run_path_where_var_run_is_run() -> None:
+    """The engine hands named_netns the ids it looked up by the paths state files name
+    (Kata writes /var/run/netns/<name>)."""
     from collectors import netns
 
-    assert netns.run_dir_path("/run/netns/cni-1") == "/run/netns/cni-1"
-    for other in ("/proc/1/ns/net", "/run/netns/", "/run/netns/a/b", "/run/docker/netns/x"):
-        assert netns.run_dir_path(other) is None
-    want = "/run/netns/cni-1" if os.path.realpath("/var/run") == "/run" else None
-    assert netns.run_dir_path("/var/run/netns/cni-1") == want
+    paths = netns.entry_paths("cni-1")
+    assert paths[0] == "/run/netns/cni-1"
+    alias = os.path.realpath("/var/run") == "/run"
+    assert paths[1:] == (("/var/run/netns/cni-1",) if alias else ())
 
 
 # ---- netlink and proc parsers ------------------------------------------------------------
