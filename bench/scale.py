@@ -10,7 +10,8 @@ lab's IPv6 chatter has passed) it reports, side by side in one run:
 - `kata-top snapshot --json`: wall clock including the interpreter (median of 5; bytecode
   compiled first, as an install has it), and on an empty run root;
 - `kata-top snapshot --watch 1 --json`: CPU per snapshot in steady state (collection, rates,
-  findings, events and encoding), from the CPU of a long and a short run's difference;
+  findings, events and encoding), from the CPU of a long and a short run's difference
+  (with --baseline: as installed, the median over --turns of each, in turn);
 - the baseline: the shell loop an operator would write (per namespace `ip -s -j link`,
   `tc -s -j qdisc`, `tc -s -j filter` on eth0's and the tap's ingress), its median, and the
   ratio to `snapshot --json`;
@@ -229,15 +230,22 @@ def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | N
                                         ("rss", "rss_mb")):
                         row[f"{prefix}installed_{what}_median"] = round(
                             statistics.median(r[field] for r in runs[key]), 1)
+            # CPU per snapshot: a long and a short run's difference, so the start and the
+            # cold first snapshot cancel out; beside a baseline both as installed, in turn,
+            # the median over --turns (one difference swings by tens of ms at 1,000)
             short, long_ = 3, 3 + args.rounds
-            for key, python in (("watch_cpu_ms_per_snapshot", sys.executable),
-                                ("baseline_watch_cpu_ms_per_snapshot", baseline)):
-                if python is None:
-                    continue
-                watch = kata_top("snapshot", "--watch", "1", "--json", "--run-root",
-                                 layout.run_root, "--count", python=python)
-                row[key] = round((cpu_of([*watch, str(long_)]) - cpu_of([*watch, str(short)]))
-                                 / (long_ - short) * 1000, 1)
+            pythons = [("watch_cpu_ms_per_snapshot", installed if baseline else sys.executable)]
+            if baseline:
+                pythons.append(("baseline_watch_cpu_ms_per_snapshot", baseline))
+            per: dict[str, list[float]] = {key: [] for key, _ in pythons}
+            for _ in range(args.turns if baseline else 1):
+                for key, python in pythons:
+                    watch = kata_top("snapshot", "--watch", "1", "--json", "--run-root",
+                                     layout.run_root, "--count", python=python)
+                    per[key].append((cpu_of([*watch, str(long_)]) - cpu_of([*watch, str(short)]))
+                                    / (long_ - short) * 1000)
+            for key, values in per.items():
+                row[key] = round(statistics.median(values), 1)
             namespaces = [sb.netns for sb in man.sandboxes if sb.netns]
             reps = 3 if n <= 200 else 1
             t0 = time.perf_counter()
