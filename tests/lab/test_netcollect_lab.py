@@ -180,7 +180,8 @@ def _link_of(sb: Any, name: str) -> Any:
 
 
 def test_one_shot_collection_reads_what_the_cached_one_reads(scratch_lab: Any) -> None:
-    """`snapshot` once decodes without memo or probe: the same links, qdiscs and filters."""
+    """`snapshot` once reads without the counters probe: the same links, qdiscs and filters.
+    Its decode memo serves both namespaces: what is the same bytes in each is decoded once."""
     from dataclasses import replace
 
     man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
@@ -204,6 +205,8 @@ def test_one_shot_collection_reads_what_the_cached_one_reads(scratch_lab: Any) -
         assert got == want
         assert all(d.filters and d.links for d in got)
         assert once.tc_reused == 0
+        lo_qdiscs = [next(q for q in d.qdiscs if q.dev == "lo") for d in got]
+        assert lo_qdiscs[0] is lo_qdiscs[1]  # one decode for the two namespaces' loopback
     finally:
         cached.close()
         once.close()
