@@ -83,12 +83,15 @@ def worker(run_root: str, rounds: int) -> None:
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
-def run_worker(python: str, run_root: str, rounds: int) -> dict[str, Any]:
-    """A worker run by an installed python (this tree's or a baseline's), from a neutral
-    directory: the collection of the kata_top that python has."""
+def run_worker(python: str, run_root: str, rounds: int, installed: bool = True
+               ) -> dict[str, Any]:
+    """A worker's JSON line. installed: run by an installed python (this tree's or a
+    baseline's) from a neutral directory, timing the kata_top that python has; else by this
+    python, timing the checkout's."""
     out = subprocess.run([python, os.path.abspath(__file__), "--worker", run_root, "--rounds",
-                          str(rounds), "--installed"], capture_output=True, text=True,
-                         check=True, cwd=NEUTRAL_CWD)
+                          str(rounds), *(["--installed"] if installed else [])],
+                         capture_output=True, text=True, check=True,
+                         cwd=NEUTRAL_CWD if installed else None)
     row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return row
 
@@ -203,10 +206,7 @@ def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | N
         try:
             row_quiet = wait_quiet([f"/run/netns/{sb.netns}" for sb in man.sandboxes
                                     if sb.netns])
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker",
-                                  layout.run_root, "--rounds", str(args.rounds)],
-                                 capture_output=True, text=True, check=True)
-            row = json.loads(out.stdout.strip().splitlines()[-1])
+            row = run_worker(sys.executable, layout.run_root, args.rounds, installed=False)
             row["lab_up_s"] = round(up_s, 1)
             row["quiet_after_s"] = row_quiet
             row["snapshot_json_wall_ms"] = round(

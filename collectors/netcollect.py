@@ -220,12 +220,9 @@ class NetCollector:
                 if tc_every_s and now - last.tc_at < tc_every_s * _spread(key):
                     # counters only: the last tc dump's objects stand (their counters older)
                     self.last_deferred = True
-                    b, d = last.base, last.dump
-                    base = NetnsDump(base_links, b.peer_nsids, b.qdiscs, b.classes, b.filters,
-                                     routes=b.routes)
-                    dump = NetnsDump(links, d.peer_nsids, d.qdiscs, d.classes, d.filters,
-                                     routes=d.routes)
-                    self._last[key] = replace(last, probe=probe, stats=stats, base=base,
+                    dump = replace(last.dump, links=links)
+                    self._last[key] = replace(last, probe=probe, stats=stats,
+                                              base=replace(last.base, links=base_links),
                                               dump=dump, tc_behind=True)
                     return dump
                 tc = dump_tc(sock, {lk.ifindex: lk.name for lk in links}, self._memo)

@@ -88,7 +88,6 @@ class Engine:
         self._net_made: NetCollector | None = None  # see _net
         self._procs = procs.ProcCache()
         self._named: dict[netns.NetnsId, str] = {}
-        self._named_read = False  # whether the last collect() read /run/netns (it had sandboxes)
         self._named_cache = netns.NamedNetnsCache()
         self._used_ns: set[netns.NetnsId] = set()
         self._states = state.StateCache()
@@ -141,8 +140,7 @@ class Engine:
                     "uses it: left behind by a sandbox that no longer exists",
             evidence={"netns": name, "taps": taps},
             fix=f"if no pod owns it (crictl pods): ip netns delete {shlex.quote(name)}")
-            for name, taps in orphan_namespaces(
-                self._named if self._named_read else self._named_cache.get(), self._used_ns)]
+            for name, taps in orphan_namespaces(self._named_cache.get(), self._used_ns)]
 
     @property
     def reused_namespaces(self) -> int:
@@ -242,8 +240,7 @@ class Engine:
         sandbox_ns.discard(netns.own_netns_id())
         self._used_ns = used_ns
         # the names, for the sandboxes' namespaces and the veth peers': none to look up
-        # without a sandbox (`check` asks for them later, see orphan_findings)
-        self._named_read = bool(ids)
+        # without a sandbox (`check` asks the cache itself, see orphan_findings)
         self._named = self._named_cache.get(
             lambda: {p: i for p, _s, i in ns_paths.values() if p and i is not None}) \
             if ids else {}
