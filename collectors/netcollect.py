@@ -14,6 +14,10 @@ nothing was notified, the links are the last dump's with the probe's counters an
 dumped again — or, for a caller that asks (`collect`'s tc_every_s: the dashboard's rows off
 screen), not before the last tc dump is that old; the tc counters handed out are then the
 last dump's (`last_deferred`), and the namespace is not taken as idle until tc is read.
+A caller may also spare a namespace the probe itself (`collect`'s read_every_s: the
+dashboard's rows off screen): while its last read is younger than that (spread per namespace)
+and nothing waits on its socket (a notification: a change), the last dump is handed out again
+as it is (`last_skipped`) — one poll, no request.
 A full dump (links, tc, the main table's routes) is taken anyway after TC_FULL_EVERY_S and
 TC_FULL_EVERY_CYCLES (spread over the namespaces, so a large node never re-dumps them all in
 one cycle), for what the rules cannot see: a packet the namespace itself sends and its qdisc
@@ -97,8 +101,12 @@ class NetCollector:
         self._cycle = 0  # begin_cycle calls so far
         self.tc_reused = 0  # namespaces not dumped again this cycle (for benchmarks and tests)
         self.restatted = 0  # namespaces whose links came from the counters probe this cycle
-        # whether the last collect() handed out tc counters read at an earlier collect
+        self.skipped = 0  # namespaces not even probed this cycle (read_every_s)
+        self._read_at: dict[netns.NetnsId, float] = {}  # a namespace's last probe or dump
+        # whether the last collect() handed out tc counters read at an earlier collect, and
+        # whether it handed out the whole namespace as an earlier collect read it
         self.last_deferred = False
+        self.last_skipped = False
         # the tc notifications the last collect() read (message type, body)
         self.last_notes: list[tuple[int, bytes]] = []
 
@@ -111,6 +119,7 @@ class NetCollector:
         self._links_now = {}
         self.tc_reused = 0
         self.restatted = 0
+        self.skipped = 0
         self._candidates = {}
         own = netns.own_netns_id()
         self._candidates[own] = ("/proc/thread-self/ns/net", "host")
@@ -126,6 +135,7 @@ class NetCollector:
                 self._socks.pop(key).close()
         self._peer_cache = {k: v for k, v in self._peer_cache.items() if k[0] in self._seen}
         self._last = {k: v for k, v in self._last.items() if k in self._socks}
+        self._read_at = {k: v for k, v in self._read_at.items() if k in self._last}
         for key in list(self._candidate_links):
             if key not in self._candidates:
                 del self._candidate_links[key]
@@ -151,8 +161,8 @@ class NetCollector:
         self._seen.add(key)
         return sock
 
-    def collect(self, path: str, key: netns.NetnsId | None = None, tc_every_s: float = 0.0
-                ) -> tuple[netns.NetnsId, NetnsDump]:
+    def collect(self, path: str, key: netns.NetnsId | None = None, tc_every_s: float = 0.0,
+                read_every_s: float = 0.0) -> tuple[netns.NetnsId, NetnsDump]:
         """Full dump of the namespace at path (key: its id, if just stat'ed).
         FileNotFoundError when it is gone.
 
@@ -160,10 +170,18 @@ class NetCollector:
         and action counters) again only if the last tc dump is older than this (spread per
         namespace like the full dumps); the links' counters are read every time, and a
         notified change dumps everything at once. `last_deferred` then tells that the tc
-        counters handed out are an earlier collect's. 0: tc every time."""
+        counters handed out are an earlier collect's. 0: tc every time.
+        read_every_s: not even the links' counters are read again before the last read is
+        that old (spread per namespace), unless a notification waits: `last_skipped` then
+        tells that the whole dump is an earlier collect's. 0: read every time."""
         key = key or netns.netns_id(path)
         sock = self._socket(path, key, tc_events=True)
-        self.last_deferred = False
+        self.last_deferred = self.last_skipped = False
+        if read_every_s and self._skippable(key, sock, read_every_s):
+            self.last_deferred = self.last_skipped = True
+            self.skipped += 1
+            self.last_notes = []
+            return key, self._last[key].dump
         try:
             dump = self._dump(key, sock, tc_every_s)
         except (ValueError, LookupError, ArithmeticError):  # struct.error is a ValueError
@@ -184,6 +202,16 @@ class NetCollector:
         self.last_notes = sock.take_notifications()
         return key, dump
 
+    def _skippable(self, key: netns.NetnsId, sock: RtnlSocket, read_every_s: float) -> bool:
+        """Whether the namespace's last dump can be handed out unread: read recently enough,
+        nothing notified since (a waiting message; one poll), its veths' peers unchanged."""
+        last = self._last.get(key)
+        read_at = self._read_at.get(key)
+        return (last is not None and read_at is not None and not self._one_shot
+                and time.monotonic() - read_at < read_every_s * _spread(key)
+                and not sock.pending()
+                and not any(self._peer_facts(c, i) != f for c, i, f in last.peers))
+
     def _probe(self, sock: RtnlSocket) -> list[bytes]:
         if self._stats_probe:
             try:
@@ -200,7 +228,7 @@ class NetCollector:
                                     dump_netns(sock, memo=self._memo, routes=True))[0]
         probe = self._probe(sock)
         notified = sock.take_notified()  # after the probe, which read what was queued
-        now = time.monotonic()
+        now = self._read_at[key] = time.monotonic()
         last = self._last.get(key)
         if last is not None and sock.tc_events and not notified and \
                 (now < last.due or self._cycle < last.due_cycle):

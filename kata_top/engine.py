@@ -58,6 +58,8 @@ SHIM_PROBE_EVERY_S = 30.0  # mean interval between connects to a listening shim 
 VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see EngineOptions)
 # how often the dashboard reads a busy sandbox's tc counters when it is not on screen
 TC_BUSY_REFRESH_S = 5.0
+# how often the dashboard reads a sandbox at all when it is not on screen (changes at once)
+UNWATCHED_REFRESH_S = 5.0
 VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--rlimit-nofile", "-o rlimit", "--iops", "--bps")
 
 
@@ -80,6 +82,13 @@ class EngineOptions:
     # collection. The dashboard sets it: the kernel's tc dumps were most of a busy node's
     # cycle, and a row off screen does not need its redirect counters every second.
     tc_busy_refresh_s: float = 0.0
+    # A sandbox not in Engine.watched is read again (its links' counters, and tc as above)
+    # at most this often, spread per namespace between half and one and a half of it; in
+    # between its last read stands as it is — unless its namespace notified a change (a
+    # link, route or tc change shows at once). 0: every collection. The dashboard sets it:
+    # 200 busy sandboxes cost one counters request each every second, though only the
+    # ~40 rows on screen are seen (their rates then count over the time since their read).
+    unwatched_refresh_s: float = 0.0
 
 
 class Engine:
@@ -90,6 +99,7 @@ class Engine:
         self._named: dict[netns.NetnsId, str] = {}
         self._named_cache = netns.NamedNetnsCache()
         self._used_ns: set[netns.NetnsId] = set()
+        self._fd_room = 0  # namespaces the open files limit was last made to fit
         self._states = state.StateCache()
         self._vmm_cache: dict[str, tuple[int | None, float, Vmm]] = {}  # sid: (pid, asked, facts)
         self._vmm_failed: dict[str, tuple[int | None, float, Vmm]] = {}  # the same, failures
@@ -108,6 +118,11 @@ class Engine:
         # `taken_at` of the collection that read them (kata_top/rates.py divides by it).
         self.tc_read_at: dict[str, float] = {}
         self._tc_read: dict[str, float] = {}
+        # The same for sandboxes the last collect() did not read at all (unwatched_refresh_s):
+        # the `taken_at` of the collection that read their links' counters.
+        self.read_at: dict[str, float] = {}
+        self._read: dict[str, float] = {}
+        self._read_now: dict[str, float] = {}
         self._tc_read_now: dict[str, float] = {}
         self._taken_at = 0.0  # the collection under way's
         # milliseconds per part of the last collect(), for bench/ and --debug
@@ -184,6 +199,18 @@ class Engine:
                     self._vmm_failed[sid] = (by_pid[sid], now, vmm)
         return {**reuse, **asked}
 
+    def _make_fd_room(self, sockets: int) -> None:
+        """A socket per namespace stays open between cycles: make the room (kata_top/fdlimit.py)
+        and say once when the hard limit leaves too little."""
+        from kata_top.fdlimit import ensure_room
+
+        soft, wanted = ensure_room(sockets)
+        self._fd_room = sockets if soft >= wanted else 1 << 62
+        if soft < wanted:
+            log.warning("open files limited to %d (hard limit), %d wanted for %d network "
+                        "namespaces: some sandboxes will show \"Too many open files\"; "
+                        "raise it with `ulimit -n` or LimitNOFILE=", soft, wanted, sockets)
+
     def _failed_recently(self, t: VmmTarget, now: float) -> bool:
         failed = self._vmm_failed.get(t.sandbox_id)
         return failed is not None and failed[0] == t.pid and now - failed[1] < FAILED_RETRY_S
@@ -194,6 +221,7 @@ class Engine:
         taken_at = self._taken_at = time.time()
         self.tc_changes = {}
         self.tc_read_at = {}
+        self.read_at = {}
         found, disc_errors = state.discover(self.opts.run_root)
         root = self.opts.run_root
         records = {sid: self._states.read(sid, path, rt, root=root) for sid, rt, path in found}
@@ -248,6 +276,8 @@ class Engine:
         # sockets of namespaces gone since)
         net = self._net if ids or self._net_made is not None else None
         if net is not None:
+            if len(used_ns) + len(self._named) > self._fd_room:
+                self._make_fd_room(len(used_ns) + len(self._named))
             net.begin_cycle(sandbox_ns, self._named)
 
         sandboxes: list[Sandbox] = []
@@ -268,6 +298,7 @@ class Engine:
             net.end_cycle()
         self._built, self._built_now = self._built_now, {}
         self._tc_read, self._tc_read_now = self._tc_read_now, {}
+        self._read, self._read_now = self._read_now, {}
         self._shim_seen, self._shim_now = self._shim_now, {}
         t_sb = time.monotonic()
         kernel = _request_seconds() - req0 if net is not None else 0.0
@@ -338,8 +369,13 @@ class Engine:
                                        source=ns_source)
                 watched = self.watched is None or sid in self.watched
                 _key, dump = self._net.collect(
-                    path, ns_id, 0.0 if watched else self.opts.tc_busy_refresh_s)
+                    path, ns_id, 0.0 if watched else self.opts.tc_busy_refresh_s,
+                    0.0 if watched else self.opts.unwatched_refresh_s)
                 deferred = self._net.last_deferred
+                if self._net.last_skipped and sid in self._read:
+                    self.read_at[sid] = self._read_now[sid] = self._read[sid]
+                else:
+                    self._read_now[sid] = self._taken_at
                 if deferred and sid in self._tc_read:
                     self.tc_read_at[sid] = self._tc_read_now[sid] = self._tc_read[sid]
                 else:

@@ -19,12 +19,17 @@ class Derivation:
         self._raw_seen: dict[str, Sandbox] = {}  # the engine's sandboxes of the last one
         self._stable: dict[str, Sandbox] = {}  # sandboxes whose findings hold as they are
         self._tc_read_at: dict[str, float] = {}  # the last snapshot's, see Engine.tc_read_at
+        self._read_at: dict[str, float] = {}  # the same of Engine.read_at
 
-    def next(self, raw: Snapshot, tc_read_at: dict[str, float] | None = None) -> Snapshot:
-        """The engine's snapshot with rates since the last one and findings; tc_read_at:
-        the engine's (whose tc counters are an earlier collection's)."""
+    def next(self, raw: Snapshot, tc_read_at: dict[str, float] | None = None,
+             read_at: dict[str, float] | None = None) -> Snapshot:
+        """The engine's snapshot with rates since the last one and findings; tc_read_at,
+        read_at: the engine's (whose tc counters, whose every counter are an earlier
+        collection's)."""
         snap = annotate(with_rates(raw, self.prev, self._raw_seen, tc_read_at,
-                                   self._tc_read_at), self.prev, self._stable)
+                                   self._tc_read_at, read_at, self._read_at),
+                        self.prev, self._stable)
         self._tc_read_at = tc_read_at or {}
+        self._read_at = read_at or {}
         self.prev = snap
         return snap

@@ -94,6 +94,10 @@ class SandboxTable(ScrollView, can_focus=True):
         # Cells as last drawn; rows off screen have none and are built when they scroll in.
         self._cells: dict[str, tuple[Cell, ...]] = {}
         self._strips: dict[str, dict[tuple[bool, bool, int], Strip]] = {}
+        # the table's own style, from its and its ancestors' CSS: Textual walks the whole
+        # chain at each `rich_style` (a fifth of drawing a changed row); kept until the
+        # styles change (notify_style_update, as Textual's own component style cache)
+        self._base_style: Style | None = None
         self._header: tuple[tuple[object, ...], Strip] | None = None
 
     # ---- what the screens ask -------------------------------------------------------------
@@ -319,6 +323,7 @@ class SandboxTable(ScrollView, can_focus=True):
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        self._base_style = None
         self._forget_strips()  # theme changed: cached lines carry the old colours
 
     def on_resize(self) -> None:
@@ -331,7 +336,7 @@ class SandboxTable(ScrollView, can_focus=True):
             return self._header_line(width)
         row = round(self.scroll_y) + y - HEADER_LINES
         if row >= len(self._order):
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self._base())
         sid = self._order[row]
         key = (row == self.cursor_row, row % 2 == 1, width)
         per_row = self._strips.setdefault(sid, {})
@@ -354,8 +359,13 @@ class SandboxTable(ScrollView, can_focus=True):
         self._header = (key, strip)
         return strip
 
+    def _base(self) -> Style:
+        if self._base_style is None:
+            self._base_style = self.rich_style
+        return self._base_style
+
     def _row_line(self, cells: tuple[Cell, ...], cursor: bool, zebra: bool, width: int) -> Strip:
-        base = self.rich_style
+        base = self._base()
         if zebra:
             base += self.get_component_rich_style("sandbox-table--zebra")
         if cursor:

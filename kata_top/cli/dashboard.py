@@ -46,13 +46,19 @@ def _source(args: argparse.Namespace, settings: Settings) -> tuple[Source, str |
     if not os.path.isdir(args.run_root):
         raise ValueError(missing_run_root(args.run_root))
     warning = not_root("")  # shown on the first screen: the dashboard still starts
-    from kata_top.engine import TC_BUSY_REFRESH_S, VMM_REFRESH_S, EngineOptions
+    from kata_top.engine import (
+        TC_BUSY_REFRESH_S,
+        UNWATCHED_REFRESH_S,
+        VMM_REFRESH_S,
+        EngineOptions,
+    )
     from kata_top.sources.live import LiveSource
 
     qmp_primary = args.qmp_primary if args.qmp_primary is not None else settings.qmp_primary
-    # the rows on screen tell the source which sandboxes' tc counters to read every cycle
+    # the rows on screen tell the source which sandboxes to read every cycle
     opts = EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary,
-                         vmm_refresh_s=VMM_REFRESH_S, tc_busy_refresh_s=TC_BUSY_REFRESH_S)
+                         vmm_refresh_s=VMM_REFRESH_S, tc_busy_refresh_s=TC_BUSY_REFRESH_S,
+                         unwatched_refresh_s=UNWATCHED_REFRESH_S)
     return LiveSource(opts, write=args.write), warning
 
 

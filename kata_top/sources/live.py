@@ -66,7 +66,7 @@ class LiveSource(Source):
         with self._lock:  # one collector thread at a time: its sockets are per thread
             fresh, self._fresh = self._fresh, False
             raw = self._engine.collect(fresh_vmm=fresh)
-            snap = self._derive.next(raw, self._engine.tc_read_at)
+            snap = self._derive.next(raw, self._engine.tc_read_at, self._engine.read_at)
             if time.monotonic() - self._host_at > HOST_PROBE_EVERY_S or not self._host_at:
                 from collectors.hostcheck import host_findings
 

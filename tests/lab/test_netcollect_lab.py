@@ -278,6 +278,65 @@ def test_a_busy_sandbox_off_screen_has_tc_read_every_few_seconds_and_changes_at_
         src.close()
 
 
+def test_an_unwatched_sandbox_is_not_read_again_before_its_time_but_changes_show_at_once(
+        scratch_lab: Any) -> None:
+    """With EngineOptions.unwatched_refresh_s (the dashboard's rows off screen) a sandbox is
+    not read at all before its time: packets that crossed do not show, its last snapshot
+    stands with its rates, and Engine.read_at says since when. A filter deleted by hand
+    still shows at the very next cycle (the namespace notified it); a watched sandbox is
+    read every cycle, and once read again the rates count over the time since the read."""
+    from kata_top.engine import EngineOptions
+    from kata_top.sources.live import LiveSource
+
+    man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
+    specs = [sb for sb in man.sandboxes if sb.netns]
+    _quiet([scratch_lab.node_ns, *[sb.netns for sb in specs if sb.netns]])
+    src = LiveSource(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False,
+                                   unwatched_refresh_s=600.0))
+    ips = [spec.spec.ip for spec in specs]
+    try:
+        for _ in range(2):  # what the namespaces' set-up still notified, read while watched
+            src.next()
+            time.sleep(0.2)
+        snap = src.next()  # every sandbox read here
+        on, off = (next(sb.id for sb in snap.sandboxes if sb.netns.path and
+                        sb.netns.path.endswith(spec.netns or "?")) for spec in specs)
+        off_ns = next(spec.netns for spec in specs
+                      if snap.find(off).netns.path.endswith(spec.netns or "?"))
+        engine = src._engine
+
+        def eth0_rx(s: Any, sid: str) -> int:
+            return int(_link_of(s.find(sid), "eth0").stats.rx_packets)
+
+        src.watch_closely([on])
+        traffic.run(scratch_lab.node_ns, ips, seconds=0.3, rate_pps=100)
+        busy = src.next()
+        assert eth0_rx(busy, on) > eth0_rx(snap, on)
+        assert busy.find(off) is snap.find(off)  # not read: the last one stands, rates too
+        assert engine.read_at == {off: snap.taken_at}
+        assert engine.tc_read_at.get(off) == snap.taken_at
+        assert engine._net.skipped == 1
+
+        # a filter deleted by hand shows at the next cycle, and the counters with it
+        subprocess.run(["tc", "-n", off_ns, "filter", "del", "dev", "eth0", "ingress"],
+                       check=True)
+        changed = src.next()
+        assert {r.direction for r in changed.find(off).redirects if r.present} == {"out"}
+        assert off not in engine.read_at and off not in engine.tc_read_at
+        # its rates count over the time since its last read, not since the last snapshot
+        rx = eth0_rx(changed, off) - eth0_rx(snap, off)
+        assert rx > 0
+        assert changed.find(off).rates["link.eth0.rx_pps"] == pytest.approx(
+            rx / (changed.taken_at - snap.taken_at), rel=0.01)
+
+        src.watch_closely(None)  # everything on screen: read every cycle
+        traffic.run(scratch_lab.node_ns, ips, seconds=0.2, rate_pps=100)
+        src.next()
+        assert engine.read_at == {} and engine._net.skipped == 0
+    finally:
+        src.close()
+
+
 def test_route_dump_asks_for_the_main_table_and_reads_what_a_whole_dump_reads(
         scratch_lab: Any) -> None:
     """With strict checking the kernel dumps the main table only (not the local table nor

@@ -583,3 +583,86 @@ def test_tc_rates_count_over_the_reads_of_tc_not_the_snapshots() -> None:
     r4 = s4.sandboxes[0].rates
     assert r4["redirect.in.pps"] == 20.0 and r4["qdisc.eth0.ffff:.drops_ps"] == 2.0
     assert r4["link.eth0.rx_pps"] == 20.0
+
+
+def test_a_sandbox_not_read_keeps_its_snapshot_and_counts_over_the_time_since_its_read(
+        ) -> None:
+    """EngineOptions.unwatched_refresh_s: a sandbox the engine did not read (Engine.read_at)
+    is the previous snapshot's, rates and all — never zero rates from counters not read —
+    and once read again its rates count over the time since that read, not a burst."""
+    from kata_top.model import Snapshot
+    from kata_top.rates import with_rates
+
+    sid = "a" * 64
+
+    def snap(at: float, rx: int) -> Snapshot:
+        eth0 = Link("eth0", 2, "veth", 1500, None, "up", True, True,
+                    LinkStats(rx_packets=rx, rx_bytes=rx * 100))
+        return Snapshot(taken_at=at, host=HostInfo("n", "k", "/run", True),
+                        sandboxes=(_sb(sid, links=(eth0,)),))
+
+    memo: dict[str, Sandbox] = {}
+    s0 = with_rates(snap(100.0, 0), None, memo)
+    s1 = with_rates(snap(101.0, 10), s0, memo)  # read: 10 pkt/s
+    assert s1.sandboxes[0].rates["link.eth0.rx_pps"] == 10.0
+    # not read at 102 and 103: the engine hands out the same sandbox (its counters 101's)
+    raw = s1.sandboxes[0]
+    same = Snapshot(taken_at=102.0, host=s1.host, sandboxes=(raw,))
+    memo[sid] = raw
+    s2 = with_rates(same, s1, memo, read_at={sid: 101.0})
+    assert s2.sandboxes[0] is s1.sandboxes[0]
+    # … or a new object built from the same counters (another input changed): rates stand
+    s3 = with_rates(replace(same, taken_at=103.0, sandboxes=(replace(raw, pod=Pod("x", "y")),)),
+                    s2, memo, read_at={sid: 101.0})
+    assert s3.sandboxes[0].rates["link.eth0.rx_pps"] == 10.0
+    assert s3.sandboxes[0].pod.name == "x"
+    # read at 104: 60 more packets since the read at 101, over 3 s — not over 1 s
+    s4 = with_rates(snap(104.0, 70), s3, memo, prev_read_at={sid: 101.0})
+    assert s4.sandboxes[0].rates["link.eth0.rx_pps"] == 20.0
+    # without the engine's word the same counters are a still sandbox (zero rates)
+    s5 = with_rates(same, s1)
+    assert s5.sandboxes[0].rates["link.eth0.rx_pps"] == 0.0
+
+
+def test_pending_polls_sockets_numbered_beyond_select_s_limit() -> None:
+    """A node with 1,000 sandboxes holds netlink sockets numbered past 1,024, where select()
+    fails: RtnlSocket.pending() must answer for them too."""
+    import resource
+    import socket
+
+    from collectors.netlink import RtnlSocket
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    high = 1500
+    if soft <= high:
+        assert hard == resource.RLIM_INFINITY or hard > high, "hard limit too low for this test"
+        resource.setrlimit(resource.RLIMIT_NOFILE, (high + 1, hard))
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        os.dup2(a.fileno(), high)
+        moved = socket.socket(fileno=high)
+        sock = RtnlSocket(moved, False, False)
+        assert not sock.pending()
+        b.send(b"x")
+        assert sock.pending()
+        moved.close()
+    finally:
+        a.close()
+        b.close()
+        if soft <= high:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_open_files_limit_is_raised_to_fit_a_socket_per_namespace() -> None:
+    """kata_top/fdlimit.py: a soft limit of 1,024 with 1,000 namespaces is raised (up to the
+    hard limit, never past it), and a hard limit too low is reported, not exceeded."""
+    code = ("import resource\nfrom kata_top.fdlimit import ensure_room\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4096))\n"
+            "print(ensure_room(1000), resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+            "print(ensure_room(10), resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1100))\n"
+            "print(ensure_room(1000), resource.getrlimit(resource.RLIMIT_NOFILE))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.splitlines()
+    assert out == ["(2512, 1256) (2512, 4096)", "(2512, 266) (2512, 4096)",
+                   "(1100, 1256) (1100, 1100)"]
