@@ -26,9 +26,12 @@ drops. A kernel without RTM_GETSTATS is probed with the whole link dump instead.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from collectors import netns
 from collectors.decode_memo import DecodeMemo
@@ -44,6 +47,9 @@ from collectors.rtnl import (
 from collectors.safeopen import open_netns
 from kata_top.model import Link, PeerInfo, evolve
 from kata_top.records import dataclass, replace
+
+if TYPE_CHECKING:
+    from collectors.read_ahead import ReadAhead
 
 PEER_MAX_AGE_S = 60.0
 # An idle namespace is dumped whole again anyway after at least this long and this many
@@ -96,6 +102,8 @@ class NetCollector:
         self._last_peer_ns: netns.NetnsId | None = None
         self._links_now: dict[netns.NetnsId, dict[int, PeerFacts]] = {}  # this cycle's
         self._memo = DecodeMemo()
+        self._early: dict[netns.NetnsId, tuple[netns.NetnsId, NetnsDump]] = {}  # read_ahead
+        self._ahead: ReadAhead[netns.NetnsId, tuple[netns.NetnsId, NetnsDump]] | None = None
         self._last: dict[netns.NetnsId, _LastDump] = {}
         self._stats_probe = True  # False on a kernel without RTM_GETSTATS
         self._cycle = 0  # begin_cycle calls so far
@@ -127,7 +135,40 @@ class NetCollector:
             if nsid not in sandbox_ns and nsid != own:
                 self._candidates[nsid] = (os.path.join(netns.NETNS_RUN_DIR, name), name)
 
+    def read_ahead(self, jobs: Sequence[tuple[str, netns.NetnsId]], workers: int) -> None:
+        """One-shot only: fork workers - 1 helpers that read the later shares of these
+        namespaces (path, id; in the order collect() will ask) while this process reads the
+        first (collectors/read_ahead.py); collect() hands out what they read. Call right
+        after begin_cycle."""
+        if self._one_shot and workers > 1 and len(jobs) > 1:
+            from collectors.read_ahead import ReadAhead
+
+            # The first namespace is read before the fork: the namespace its veth's peer
+            # lives in (where a node's pod veths end) and that namespace's links are then
+            # known to every helper, which would otherwise each dump the node's 1,000
+            # links again (~50 ms).
+            path, key = jobs[0]
+            with contextlib.suppress(Exception):  # collect() meets it again, and raises
+                self._early[key] = self._read(path, key)
+            self._ahead = ReadAhead(jobs, workers, self._read, self._forget_inherited)
+
+    def _forget_inherited(self) -> None:
+        """In a forked helper: the parent's sockets and fds are its own, never read here."""
+        for sock in self._socks.values():
+            sock.close()
+        self._socks = {}
+        self._close_candidate_fds()
+        self._ahead = None
+        self._early = {}
+
+    def _end_read_ahead(self) -> None:
+        self._early = {}
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
+
     def end_cycle(self) -> None:
+        self._end_read_ahead()
         self._close_candidate_fds()
         self._memo.rotate()
         for key in list(self._socks):
@@ -146,6 +187,7 @@ class NetCollector:
         self._candidate_fds = {}
 
     def close(self) -> None:
+        self._end_read_ahead()
         self._close_candidate_fds()
         for sock in self._socks.values():
             sock.close()
@@ -175,12 +217,24 @@ class NetCollector:
         that old (spread per namespace), unless a notification waits: `last_skipped` then
         tells that the whole dump is an earlier collect's. 0: read every time."""
         key = key or netns.netns_id(path)
-        sock = self._socket(path, key, tc_events=True)
         self.last_deferred = self.last_skipped = False
+        self.last_notes = []
+        if self._early:
+            early = self._early.pop(key, None)
+            if early is not None:
+                return early
+        if self._ahead is not None:
+            got = self._ahead.take(key)  # raises what a helper's read raised
+            if got is not None:  # a helper read it
+                return got
+        return self._read(path, key, tc_every_s, read_every_s)
+
+    def _read(self, path: str, key: netns.NetnsId, tc_every_s: float = 0.0,
+              read_every_s: float = 0.0) -> tuple[netns.NetnsId, NetnsDump]:
+        sock = self._socket(path, key, tc_events=True)
         if read_every_s and self._skippable(key, sock, read_every_s):
             self.last_deferred = self.last_skipped = True
             self.skipped += 1
-            self.last_notes = []
             return key, self._last[key].dump
         try:
             dump = self._dump(key, sock, tc_every_s)

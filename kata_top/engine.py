@@ -58,6 +58,9 @@ SHIM_PROBE_EVERY_S = 30.0  # mean interval between connects to a listening shim 
 VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see EngineOptions)
 # how often the dashboard reads a busy sandbox's tc counters when it is not on screen
 TC_BUSY_REFRESH_S = 5.0
+# namespaces per process for a one-shot read in several (collectors/read_ahead.py MIN_SHARE,
+# spelled here so small nodes never import it)
+READ_AHEAD_MIN_SHARE = 60
 # how often the dashboard reads a sandbox at all when it is not on screen (changes at once)
 UNWATCHED_REFRESH_S = 5.0
 VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--rlimit-nofile", "-o rlimit", "--iops", "--bps")
@@ -76,6 +79,10 @@ class EngineOptions:
     vmm_refresh_s: float = 0.0
     # One collection only (`snapshot` without --watch): keep nothing for a next one.
     one_shot: bool = False
+    # One collection only: processes that read the network namespaces (this one and forked
+    # helpers, collectors/read_ahead.py). 0: as many as pay on this node (one per 60
+    # namespaces, at most 4 and the CPUs ours); 1: this process only.
+    read_workers: int = 0
     # A sandbox whose packets move but whose tc nobody changed has its tc counters (qdiscs,
     # redirects' mirred actions) read at most this often, unless it is in Engine.watched;
     # its links' counters are read every collection and any tc change at once. 0: every
@@ -199,6 +206,21 @@ class Engine:
                     self._vmm_failed[sid] = (by_pid[sid], now, vmm)
         return {**reuse, **asked}
 
+    def _read_ahead(self, net: NetCollector, ids: list[str],
+                    ns_paths: dict[str, _NsPath]) -> None:
+        """A large node read once: helpers read the later sandboxes' namespaces meanwhile."""
+        jobs: dict[netns.NetnsId, str] = {}
+        for sid in ids:
+            path, _source, ns_id = ns_paths[sid]
+            if path and ns_id is not None:
+                jobs.setdefault(ns_id, path)
+        if len(jobs) < 2 * READ_AHEAD_MIN_SHARE and self.opts.read_workers < 2:
+            return  # not worth a fork (nor the import)
+        from collectors.read_ahead import workers_for
+
+        net.read_ahead([(path, key) for key, path in jobs.items()],
+                       workers_for(len(jobs), self.opts.read_workers))
+
     def _make_fd_room(self, sockets: int) -> None:
         """A socket per namespace stays open between cycles: make the room (kata_top/fdlimit.py)
         and say once when the hard limit leaves too little."""
@@ -279,6 +301,8 @@ class Engine:
             if len(used_ns) + len(self._named) > self._fd_room:
                 self._make_fd_room(len(used_ns) + len(self._named))
             net.begin_cycle(sandbox_ns, self._named)
+            if self.opts.one_shot and self.opts.read_workers != 1:
+                self._read_ahead(net, ids, ns_paths)
 
         sandboxes: list[Sandbox] = []
         targets: list[VmmTarget] = []

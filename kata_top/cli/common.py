@@ -92,14 +92,15 @@ def fail(cmd: str, message: str, code: int = EXIT_USAGE) -> int:
 
 
 def engine_for(args: argparse.Namespace, vmm_refresh_s: float = 0.0,
-               one_shot: bool = False) -> Engine:
+               one_shot: bool = False, read_workers: int = 0) -> Engine:
     from kata_top.engine import Engine, EngineOptions
     from kata_top.settings import Settings
 
     qmp_primary = args.qmp_primary if args.qmp_primary is not None else \
         Settings.load().qmp_primary
     return Engine(EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary,
-                                vmm_refresh_s=vmm_refresh_s, one_shot=one_shot))
+                                vmm_refresh_s=vmm_refresh_s, one_shot=one_shot,
+                                read_workers=read_workers))
 
 
 def narrow(snap: Snapshot, query: str | None) -> Snapshot:

@@ -45,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stream NDJSON with rates every SECONDS (a recording --replay plays)")
     p.add_argument("--count", type=int, help="with --watch: stop after N snapshots")
     p.add_argument("--sandbox", metavar="X", help="id, unique id prefix, or namespace/pod")
+    p.add_argument("--jobs", type=int, metavar="N", default=0,
+                   help="processes that read the network namespaces of a single snapshot: "
+                        "by default one per 60 sandboxes, at most 4 and the CPUs this process "
+                        "may use (affinity and cgroup quota), so a 1,000-pod node answers in "
+                        "about half the time on 2 CPUs; 1 reads in this process only, on the "
+                        "least CPU in all. Not with --watch (a stream reads only what changed)")
 
 
 def _usage_error(args: argparse.Namespace) -> str | None:
@@ -56,6 +62,10 @@ def _usage_error(args: argparse.Namespace) -> str | None:
         return "--output writes one snapshot; --watch streams to stdout"
     if args.prometheus and args.watch is not None:
         return "--prometheus is one snapshot (scrape or cron it); --watch streams NDJSON"
+    if not 0 <= args.jobs <= 64:
+        return "--jobs takes 1 to 64 processes (0: as many as pay on this node)"
+    if args.jobs and args.watch is not None:
+        return "--jobs is for one snapshot; --watch reads only what changed, in one process"
     if not os.path.isdir(args.run_root):
         from kata_top.cli.hints import missing_run_root
 
@@ -78,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     # A stream (--watch) re-asks VM monitors every few seconds, not every snapshot.
     engine = engine_for(args, VMM_REFRESH_S if args.watch is not None else 0.0,
-                        one_shot=args.watch is None)
+                        one_shot=args.watch is None, read_workers=args.jobs)
     try:
         code = _once(args, engine) if args.watch is None else _stream(args, engine)
     except SelectError as exc:

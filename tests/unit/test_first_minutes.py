@@ -100,3 +100,17 @@ def test_completion_knows_commands_options_and_sandboxes(tmp_path: Any) -> None:
     assert {"f00d00000000", "default/web-7"} <= set(names)
     script = kata_top("completion", "bash")
     assert script.returncode == 0 and "complete" in script.stdout and "kata-top" in script.stdout
+
+
+def test_jobs_is_for_one_snapshot(tmp_path: Any) -> None:
+    """`snapshot --jobs`: a number of processes, for a single snapshot; each mistake is one
+    line and exit 2, and `--jobs 1` / `--jobs 2` read the same (empty) node."""
+    for argv, words in ((("--jobs", "65"), "--jobs takes 1 to 64"),
+                        (("--jobs", "-1"), "--jobs takes 1 to 64"),
+                        (("--jobs", "2", "--watch", "1"), "--jobs is for one snapshot")):
+        out = kata_top("snapshot", "--run-root", str(tmp_path), *argv)
+        assert out.returncode == 2, out.stderr
+        one_line(out.stderr, words)
+    for jobs in ("1", "2"):
+        out = kata_top("snapshot", "--json", "--run-root", str(tmp_path), "--jobs", jobs)
+        assert out.returncode == 0 and json.loads(out.stdout)["sandboxes"] == [], out.stderr

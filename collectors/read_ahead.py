@@ -1,0 +1,233 @@
+"""A one-shot collection's namespaces read by forked helpers beside the caller.
+
+A cold read of a namespace costs ~0.75 ms on a 2-core node, two thirds of it Python decoding
+its dumps under one GIL (a second thread made a 1,000-sandbox collection slower). `snapshot`
+once on a large node therefore forks helpers: each reads a share of the namespaces (its own
+netlink sockets, its own decode memo) and sends back the decoded dumps, pickled, while the
+caller reads the first share and builds the model. A helper's failure costs nothing but
+time: whatever it did not answer within its deadline the caller reads itself.
+
+Only for a process with one thread (fork copies no other thread, and a lock another thread
+held would stay held in the child) and where more than one CPU is ours (the affinity mask and
+the cgroup's CPU quota). A helper never writes anywhere but its pipe, ends with os._exit, and
+is reaped — killed by its pid first if it overran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import pickle
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from collectors import safeopen
+
+K = TypeVar("K")
+R = TypeVar("R")
+
+# Namespaces per process below which a fork does not pay: a helper costs ~3 ms to fork and
+# ~0.12 ms a namespace to pickle and unpickle, and saves ~0.6 ms a namespace.
+MIN_SHARE = 60
+MAX_WORKERS = 4
+# A helper that has not answered by then is killed and its share read by the caller: a
+# generous bound (a namespace reads in about a millisecond; every netlink request has its
+# own 2 s timeout already).
+DEADLINE_BASE_S = 10.0
+DEADLINE_PER_JOB_S = 0.02
+
+
+def cpu_budget() -> int:
+    """The CPUs this process may use: its affinity mask, capped by its cgroup's CPU quota
+    (a container limited to 1.5 CPUs gets 1; cgroup v2's cpu.max, else v1's CFS quota)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(cpus, math.floor(quota)) if quota is not None else cpus)
+
+
+def _cgroup_quota() -> float | None:
+    try:
+        lines = safeopen.read_file("/proc/self/cgroup", 64 * 1024).decode().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        hier, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        path = path.lstrip("/")
+        try:
+            if hier == "0" and not controllers:
+                raw = safeopen.read_file(os.path.join("/sys/fs/cgroup", path, "cpu.max"), 256)
+                quota, _, period = raw.decode().partition(" ")
+                if quota != "max":
+                    return int(quota) / int(period)
+            elif "cpu" in controllers.split(","):
+                base = os.path.join("/sys/fs/cgroup", controllers)
+                if not os.path.isdir(base):
+                    base = "/sys/fs/cgroup/cpu"
+                quota_us = int(safeopen.read_file(
+                    os.path.join(base, path, "cpu.cfs_quota_us"), 64))
+                period_us = int(safeopen.read_file(
+                    os.path.join(base, path, "cpu.cfs_period_us"), 64))
+                if quota_us > 0:
+                    return quota_us / period_us
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def workers_for(jobs: int, wanted: int = 0) -> int:
+    """How many processes read `jobs` namespaces: `wanted` if given (1: this one only), else
+    one per MIN_SHARE namespaces up to MAX_WORKERS and the CPUs ours; 1 while any other
+    thread runs in this process."""
+    if threading.active_count() > 1:
+        return 1
+    if wanted:
+        return max(1, min(wanted, jobs))
+    if jobs < 2 * MIN_SHARE:
+        return 1
+    return max(1, min(MAX_WORKERS, jobs // MIN_SHARE, cpu_budget()))
+
+
+class _Helper:
+    def __init__(self, pid: int, fd: int, jobs: int) -> None:
+        self.pid = pid
+        self.fd = fd
+        self.deadline = time.monotonic() + DEADLINE_BASE_S + DEADLINE_PER_JOB_S * jobs
+        self.results: dict[Any, tuple[bool, Any]] | None = None  # None: not read yet
+
+
+class ReadAhead(Generic[K, R]):
+    """Forks a helper per later share of `jobs` ((path, key) pairs, in the order the caller
+    will ask for them) that calls `read(path, key)` for each; `take(key)` hands out a
+    helper's result (raising its exception) or None when the caller must read it."""
+
+    def __init__(self, jobs: Sequence[tuple[str, K]], workers: int,
+                 read: Callable[[str, K], R], in_child: Callable[[], None]) -> None:
+        self._owner: dict[K, _Helper] = {}
+        self._helpers: list[_Helper] = []
+        if workers < 2 or not jobs:
+            return
+        # equal shares, the caller's rounded up: it also builds the model, the helpers pickle
+        first = -(-len(jobs) // workers)
+        rest = jobs[first:]
+        size = math.ceil(len(rest) / (workers - 1))
+        for start in range(0, len(rest), size):
+            share = rest[start:start + size]
+            helper = self._fork(share, read, in_child)
+            if helper is None:
+                break  # the caller reads what no helper took
+            self._helpers.append(helper)
+            for _path, key in share:
+                self._owner[key] = helper
+
+    @staticmethod
+    def _fork(share: Sequence[tuple[str, K]], read: Callable[[str, K], R],
+              in_child: Callable[[], None]) -> _Helper | None:
+        try:
+            rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(rfd)
+            os.close(wfd)
+            return None
+        if pid == 0:  # the helper: never returns
+            code = 1
+            try:
+                os.close(rfd)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it, quietly
+                in_child()
+                out: list[tuple[K, bool, Any]] = []
+                for path, key in share:
+                    try:
+                        out.append((key, True, read(path, key)))
+                    except Exception as exc:  # the caller's to report, as if it read it
+                        out.append((key, False, _portable(exc)))
+                data = memoryview(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
+                while data:
+                    data = data[os.write(wfd, data):]
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(wfd)
+        return _Helper(pid, rfd, len(share))
+
+    def take(self, key: K) -> R | None:
+        """What the helper that read `key` got (its exception raised here, as if read here);
+        None when no helper did, or it failed: the caller reads it."""
+        helper = self._owner.get(key)
+        if helper is None:
+            return None
+        if helper.results is None:
+            helper.results = self._gather(helper)
+        got = helper.results.get(key)
+        if got is None:
+            return None
+        done, value = got
+        if not done:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def _gather(self, helper: _Helper) -> dict[Any, tuple[bool, Any]]:
+        chunks: list[bytes] = []
+        ok = False
+        try:
+            poller = select.poll()
+            poller.register(helper.fd, select.POLLIN)
+            while True:
+                left = helper.deadline - time.monotonic()
+                if left <= 0 or not poller.poll(left * 1000):
+                    break
+                chunk = os.read(helper.fd, 1 << 20)
+                if not chunk:
+                    ok = True
+                    break
+                chunks.append(chunk)
+        finally:
+            self._end(helper, kill=not ok)
+        if not ok:
+            return {}
+        try:
+            out = pickle.loads(b"".join(chunks))
+        except Exception:  # a helper that died mid-write: its share is read again
+            return {}
+        return {key: (done, value) for key, done, value in out}
+
+    @staticmethod
+    def _end(helper: _Helper, kill: bool) -> None:
+        if helper.fd >= 0:
+            os.close(helper.fd)
+            helper.fd = -1
+        if helper.pid:
+            if kill:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(helper.pid, signal.SIGKILL)  # ours: started by _fork
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(helper.pid, 0)
+            helper.pid = 0
+
+    def close(self) -> None:
+        """End every helper not gathered yet (the collection stopped early)."""
+        for helper in self._helpers:
+            self._end(helper, kill=True)
+        self._helpers = []
+        self._owner = {}
+
+
+def _portable(exc: Exception) -> Exception:
+    """The exception as the caller can unpickle it."""
+    try:
+        back = pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return back if isinstance(back, Exception) else RuntimeError(str(exc))

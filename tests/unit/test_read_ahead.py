@@ -1,0 +1,133 @@
+"""collectors/read_ahead.py: forked helpers read the later shares of a one-shot collection.
+Real forks and pipes; the reads are stand-ins, so every way a helper can fail is tried."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+
+import pytest
+
+from collectors import read_ahead
+from collectors.read_ahead import ReadAhead, workers_for
+
+JOBS = [(f"/ns/{i}", i) for i in range(12)]
+
+
+def _children() -> set[str]:
+    pid = os.getpid()
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return set(f.read().split())
+
+
+def _read(path: str, key: int) -> tuple[int, str, int]:
+    if key == 7:
+        raise FileNotFoundError(errno.ENOENT, f"network namespace {path} is gone")
+    return key, path, os.getpid()
+
+
+def test_helpers_answer_the_later_shares_and_raise_what_their_read_raised() -> None:
+    before = _children()
+    ahead: ReadAhead[int, tuple[int, str, int]] = ReadAhead(JOBS, 3, _read, lambda: None)
+    try:
+        # the caller's share (the first four): nobody read them
+        assert [ahead.take(k) for _p, k in JOBS[:4]] == [None] * 4
+        got = {k: ahead.take(k) for _p, k in JOBS[4:] if k != 7}
+        for k, value in got.items():
+            assert value is not None and value[:2] == (k, f"/ns/{k}")
+            assert value[2] != os.getpid()  # read in another process
+        assert len({v[2] for v in got.values() if v}) == 2  # two helpers
+        with pytest.raises(FileNotFoundError) as exc:
+            ahead.take(7)
+        assert exc.value.errno == errno.ENOENT and "/ns/7" in str(exc.value)
+        assert ahead.take(99) is None
+    finally:
+        ahead.close()
+    assert _children() == before  # reaped
+
+
+def test_a_helper_past_its_deadline_is_killed_and_its_share_left_to_the_caller(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_ahead, "DEADLINE_BASE_S", 0.3)
+    monkeypatch.setattr(read_ahead, "DEADLINE_PER_JOB_S", 0.0)
+    before = _children()
+
+    def stuck(path: str, key: int) -> int:
+        time.sleep(60)
+        return key
+
+    ahead: ReadAhead[int, int] = ReadAhead(JOBS, 2, stuck, lambda: None)
+    try:
+        t0 = time.monotonic()
+        assert ahead.take(11) is None
+        assert time.monotonic() - t0 < 5
+        assert _children() == before
+    finally:
+        ahead.close()
+
+
+def test_a_helper_that_dies_leaves_its_share_to_the_caller() -> None:
+    def dies(path: str, key: int) -> int:
+        os._exit(3)
+
+    ahead: ReadAhead[int, int] = ReadAhead(JOBS, 2, dies, lambda: None)
+    try:
+        assert ahead.take(11) is None and ahead.take(6) is None
+    finally:
+        ahead.close()
+
+
+def test_closing_before_the_answers_ends_every_helper() -> None:
+    before = _children()
+
+    def slow(path: str, key: int) -> int:
+        time.sleep(60)
+        return key
+
+    ahead: ReadAhead[int, int] = ReadAhead(JOBS, 4, slow, lambda: None)
+    assert len(_children() - before) == 3
+    ahead.close()
+    assert _children() == before
+
+
+def test_helpers_start_from_in_child_and_write_nothing_but_their_pipe(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    def in_child() -> None:
+        os.environ["KT_HELPER"] = "1"  # only the helper's copy
+
+    def read(path: str, key: int) -> str | None:
+        return os.environ.get("KT_HELPER")
+
+    ahead: ReadAhead[int, str | None] = ReadAhead(JOBS, 2, read, in_child)
+    try:
+        assert ahead.take(11) == "1"
+        assert "KT_HELPER" not in os.environ
+    finally:
+        ahead.close()
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_how_many_processes() -> None:
+    # small nodes: not worth a fork; an explicit number is kept within the jobs
+    assert workers_for(read_ahead.MIN_SHARE) == 1
+    assert workers_for(5, wanted=8) == 5
+    assert workers_for(1000, wanted=1) == 1
+    assert 1 <= workers_for(1000) <= min(read_ahead.MAX_WORKERS, read_ahead.cpu_budget())
+    # another thread in the process: never fork (it would not be copied, its locks would)
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert workers_for(1000) == 1 and workers_for(1000, wanted=4) == 1
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_the_engine_spells_the_share_as_the_helpers_do() -> None:
+    from kata_top.engine import READ_AHEAD_MIN_SHARE
+
+    assert READ_AHEAD_MIN_SHARE == read_ahead.MIN_SHARE
