@@ -6,9 +6,12 @@ lab's IPv6 chatter has passed) it reports, side by side in one run:
   first collect of a new Engine: sockets opened, every namespace dumped) and steady (the
   median of --rounds collections 1 s apart, as the dashboard and serve run), each split per
   part as Engine.timings names them (state files, /proc, namespace lookups, time waiting on
-  the kernel's netlink dumps, per-sandbox work in Python), and the worker's peak RSS;
+  the kernel's netlink dumps, per-sandbox work in Python), and the worker's peak RSS; then a
+  one-shot collection as `snapshot` once reads (forked helpers beside it by default,
+  collectors/read_ahead.py) and the same in one process, wall and CPU (helpers' included);
 - `kata-top snapshot --json`: wall clock including the interpreter (median of 5; bytecode
-  compiled first, as an install has it), and on an empty run root;
+  compiled first, as an install has it), and on an empty run root; as installed also with
+  `--jobs 1`, in turn, and the CPU of one run of each (helpers' included);
 - `kata-top snapshot --watch 1 --json`: CPU per snapshot in steady state (collection, rates,
   findings, events and encoding), from the CPU of a long and a short run's difference
   (with --baseline: as installed, the median over --turns of each, in turn);
@@ -73,7 +76,12 @@ def worker(run_root: str, rounds: int) -> None:
             parts[p].append(engine.timings[p])
     engine.close()
     assert not any(sb.errors for sb in snap.sandboxes), "a sandbox failed"
+    once = {f"once_{k}": v for k, v in _once(run_root).items()}
+    # this tree: the same in this process only (a baseline has no read_workers)
+    with contextlib.suppress(TypeError):
+        once |= {f"once_alone_{k}": v for k, v in _once(run_root, read_workers=1).items()}
     print(json.dumps({
+        **once,
         "sandboxes": len(snap.sandboxes), "cold_ms": round(cold, 1),
         "cold_parts_ms": cold_parts,
         "steady_median_ms": round(statistics.median(steady), 1) if steady else None,
@@ -81,6 +89,25 @@ def worker(run_root: str, rounds: int) -> None:
         "steady_parts_median_ms": {p: round(statistics.median(v), 1) if v else None
                                    for p, v in parts.items()},
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+def _once(run_root: str, **opts: Any) -> dict[str, float]:
+    """A one-shot collection (`snapshot` once): wall and CPU in ms, forked helpers' included
+    (collectors/read_ahead.py), and how many processes read."""
+    from kata_top.engine import Engine, EngineOptions
+
+    engine = Engine(EngineOptions(run_root=run_root, with_vmm=False, one_shot=True, **opts))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    c0, t0 = time.process_time(), time.perf_counter()
+    snap = engine.collect()
+    wall_ms = (time.perf_counter() - t0) * 1000
+    cpu_s = time.process_time() - c0
+    engine.close()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    helpers_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert not any(sb.errors for sb in snap.sandboxes), "a sandbox failed"
+    return {"ms": round(wall_ms, 1), "cpu_ms": round((cpu_s + helpers_s) * 1000, 1),
+            "helpers_cpu_ms": round(helpers_s * 1000, 1)}
 
 
 def run_worker(python: str, run_root: str, rounds: int, installed: bool = True
@@ -212,10 +239,16 @@ def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | N
             row["snapshot_json_wall_ms"] = round(
                 wall(kata_top("snapshot", "--json", "--run-root", layout.run_root), 5), 1)
             cmd = ("snapshot", "--json", "--run-root", layout.run_root)
-            (inst, _), *base = walls(kata_top(*cmd, python=installed),
-                                     *([kata_top(*cmd, python=baseline)] if baseline else []),
-                                     times=5)
+            (inst, _), (alone, _), *base = walls(
+                kata_top(*cmd, python=installed), kata_top(*cmd, "--jobs", "1",
+                                                           python=installed),
+                *([kata_top(*cmd, python=baseline)] if baseline else []), times=5)
             row["snapshot_json_installed_wall_ms"] = inst
+            row["snapshot_json_jobs_1_installed_wall_ms"] = alone
+            row["snapshot_json_installed_cpu_ms"] = round(
+                cpu_of(kata_top(*cmd, python=installed)) * 1000, 1)
+            row["snapshot_json_jobs_1_installed_cpu_ms"] = round(
+                cpu_of(kata_top(*cmd, "--jobs", "1", python=installed)) * 1000, 1)
             if base:
                 row["baseline_snapshot_json_installed_wall_ms"] = base[0][0]
             if baseline:
@@ -227,9 +260,13 @@ def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | N
                         runs[key].append(run_worker(python, layout.run_root, args.rounds))
                 for key, prefix in (("this", ""), ("baseline", "baseline_")):
                     for what, field in (("cold", "cold_ms"), ("steady", "steady_median_ms"),
-                                        ("rss", "rss_mb")):
-                        row[f"{prefix}installed_{what}_median"] = round(
-                            statistics.median(r[field] for r in runs[key]), 1)
+                                        ("rss", "rss_mb"), ("once", "once_ms"),
+                                        ("once_cpu", "once_cpu_ms"),
+                                        ("once_alone", "once_alone_ms"),
+                                        ("once_alone_cpu", "once_alone_cpu_ms")):
+                        if field in runs[key][0]:
+                            row[f"{prefix}installed_{what}_median"] = round(
+                                statistics.median(r[field] for r in runs[key]), 1)
             # CPU per snapshot: a long and a short run's difference, so the start and the
             # cold first snapshot cancel out; beside a baseline both as installed, in turn,
             # the median over --turns (one difference swings by tens of ms at 1,000)
@@ -259,6 +296,17 @@ def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | N
         rows.append(row)
         print(json.dumps(row), flush=True)
 
+    print("\n| sandboxes | `snapshot` once: collection with helpers / in one process "
+          "(wall; CPU, helpers' included) | `snapshot --json` as installed / `--jobs 1` "
+          "(wall; CPU of one run) |")
+    print("|---|---|---|")
+    for r in rows:
+        print(f"| {r['sandboxes']} | {r['once_ms']} / {r['once_alone_ms']} ms; "
+              f"{r['once_cpu_ms']} / {r['once_alone_cpu_ms']} ms | "
+              f"{r['snapshot_json_installed_wall_ms']} / "
+              f"{r['snapshot_json_jobs_1_installed_wall_ms']} ms; "
+              f"{r['snapshot_json_installed_cpu_ms']} / "
+              f"{r['snapshot_json_jobs_1_installed_cpu_ms']} ms |")
     print("\n| sandboxes | cold | steady (median / max) | steady parts: state · procs · "
           "netns · kernel · python | RSS | `snapshot --json` | shell loop | ratio |"
           " `--watch 1` CPU/snapshot |")
@@ -274,13 +322,19 @@ def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | N
           + (f"; {args.baseline}: median {empty_base[0][0]} ms, min {empty_base[0][1]} ms"
              if empty_base else ""))
     if baseline:
-        print(f"\n| sandboxes | cold collection: this tree / {args.baseline} | steady: this "
+        print(f"\n| sandboxes | cold collection: this tree / {args.baseline} | `snapshot` "
+              f"once: collection (helpers' CPU included) | steady: this "
               f"tree / {args.baseline} | RSS | `snapshot --json` as installed | `--watch 1` "
               f"CPU/snapshot |")
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['sandboxes']} | {r['installed_cold_median']} / "
                   f"{r['baseline_installed_cold_median']} ms | "
+                  f"{r['installed_once_median']} / {r['baseline_installed_once_median']} ms "
+                  f"(CPU {r['installed_once_cpu_median']} / "
+                  f"{r['baseline_installed_once_cpu_median']} ms; one process "
+                  f"{r['installed_once_alone_median']} ms, CPU "
+                  f"{r['installed_once_alone_cpu_median']} ms) | "
                   f"{r['installed_steady_median']} / "
                   f"{r['baseline_installed_steady_median']} ms | {r['installed_rss_median']} / "
                   f"{r['baseline_installed_rss_median']} MB | "
