@@ -7,11 +7,11 @@ lab's IPv6 chatter has passed) it reports, side by side in one run:
   median of --rounds collections 1 s apart, as the dashboard and serve run), each split per
   part as Engine.timings names them (state files, /proc, namespace lookups, time waiting on
   the kernel's netlink dumps, per-sandbox work in Python), and the worker's peak RSS; then a
-  one-shot collection as `snapshot` once reads (forked helpers beside it by default,
-  collectors/read_ahead.py) and the same in one process, wall and CPU (helpers' included);
+  one-shot collection as `snapshot` once reads with a forked helper (two processes,
+  collectors/read_ahead.py) and in one process, wall and CPU (the helper's included);
 - `kata-top snapshot --json`: wall clock including the interpreter (median of 5; bytecode
-  compiled first, as an install has it), and on an empty run root; as installed also with
-  `--jobs 1`, in turn, and the CPU of one run of each (helpers' included);
+  compiled first, as an install has it), and on an empty run root; as installed with
+  `--jobs 2` and `--jobs 1`, in turn, and the CPU of one run of each (helper's included);
 - `kata-top snapshot --watch 1 --json`: CPU per snapshot in steady state (collection, rates,
   findings, events and encoding), from the CPU of a long and a short run's difference
   (with --baseline: as installed, the median over --turns of each, in turn);
@@ -76,10 +76,14 @@ def worker(run_root: str, rounds: int) -> None:
             parts[p].append(engine.timings[p])
     engine.close()
     assert not any(sb.errors for sb in snap.sandboxes), "a sandbox failed"
-    once = {f"once_{k}": v for k, v in _once(run_root).items()}
-    # this tree: the same in this process only (a baseline has no read_workers)
-    with contextlib.suppress(TypeError):
+    # `snapshot` once: this tree with a helper (two processes; by default it forks only
+    # while the load average leaves a CPU idle) and in one process; a baseline without
+    # read_workers as it reads
+    try:
+        once = {f"once_{k}": v for k, v in _once(run_root, read_workers=2).items()}
         once |= {f"once_alone_{k}": v for k, v in _once(run_root, read_workers=1).items()}
+    except TypeError:
+        once = {f"once_{k}": v for k, v in _once(run_root).items()}
     print(json.dumps({
         **once,
         "sandboxes": len(snap.sandboxes), "cold_ms": round(cold, 1),
@@ -240,13 +244,13 @@ def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | N
                 wall(kata_top("snapshot", "--json", "--run-root", layout.run_root), 5), 1)
             cmd = ("snapshot", "--json", "--run-root", layout.run_root)
             (inst, _), (alone, _), *base = walls(
-                kata_top(*cmd, python=installed), kata_top(*cmd, "--jobs", "1",
-                                                           python=installed),
+                kata_top(*cmd, "--jobs", "2", python=installed),
+                kata_top(*cmd, "--jobs", "1", python=installed),
                 *([kata_top(*cmd, python=baseline)] if baseline else []), times=5)
             row["snapshot_json_installed_wall_ms"] = inst
             row["snapshot_json_jobs_1_installed_wall_ms"] = alone
             row["snapshot_json_installed_cpu_ms"] = round(
-                cpu_of(kata_top(*cmd, python=installed)) * 1000, 1)
+                cpu_of(kata_top(*cmd, "--jobs", "2", python=installed)) * 1000, 1)
             row["snapshot_json_jobs_1_installed_cpu_ms"] = round(
                 cpu_of(kata_top(*cmd, "--jobs", "1", python=installed)) * 1000, 1)
             if base:
@@ -296,9 +300,9 @@ def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | N
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    print("\n| sandboxes | `snapshot` once: collection with helpers / in one process "
-          "(wall; CPU, helpers' included) | `snapshot --json` as installed / `--jobs 1` "
-          "(wall; CPU of one run) |")
+    print("\n| sandboxes | `snapshot` once: collection in two processes / in one "
+          "(wall; CPU, the helper's included) | `snapshot --json --jobs 2` / `--jobs 1` as "
+          "installed (wall; CPU of one run) |")
     print("|---|---|---|")
     for r in rows:
         print(f"| {r['sandboxes']} | {r['once_ms']} / {r['once_alone_ms']} ms; "
@@ -323,16 +327,16 @@ def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | N
              if empty_base else ""))
     if baseline:
         print(f"\n| sandboxes | cold collection: this tree / {args.baseline} | `snapshot` "
-              f"once: collection (helpers' CPU included) | steady: this "
-              f"tree / {args.baseline} | RSS | `snapshot --json` as installed | `--watch 1` "
-              f"CPU/snapshot |")
+              f"once: collection, this tree in two processes / {args.baseline} (CPU, the "
+              f"helper's included) | steady: this tree / {args.baseline} | RSS | `snapshot "
+              f"--json` as installed (this tree with --jobs 2) | `--watch 1` CPU/snapshot |")
         print("|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['sandboxes']} | {r['installed_cold_median']} / "
                   f"{r['baseline_installed_cold_median']} ms | "
                   f"{r['installed_once_median']} / {r['baseline_installed_once_median']} ms "
                   f"(CPU {r['installed_once_cpu_median']} / "
-                  f"{r['baseline_installed_once_cpu_median']} ms; one process "
+                  f"{r['baseline_installed_once_cpu_median']} ms; this tree in one process "
                   f"{r['installed_once_alone_median']} ms, CPU "
                   f"{r['installed_once_alone_cpu_median']} ms) | "
                   f"{r['installed_steady_median']} / "

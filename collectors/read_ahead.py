@@ -31,9 +31,10 @@ from collectors import safeopen
 K = TypeVar("K")
 R = TypeVar("R")
 
-# Namespaces per process below which a fork does not pay: a helper costs ~3 ms to fork and
-# ~0.12 ms a namespace to pickle and unpickle, and saves ~0.6 ms a namespace.
-MIN_SHARE = 60
+# Namespaces per process below which a fork does not pay: a helper costs ~3 ms to fork,
+# ~0.12 ms a namespace to pickle and unpickle and more in copied pages, and saves ~0.6 ms a
+# namespace (bench/scale.py: 1.3-1.6x faster at 200-1,000 for 5-22 % more CPU in all).
+MIN_SHARE = 100
 MAX_WORKERS = 4
 # A helper that has not answered by then is killed and its share read by the caller: a
 # generous bound (a namespace reads in about a millisecond; every netlink request has its
@@ -83,17 +84,28 @@ def _cgroup_quota() -> float | None:
     return None
 
 
+def spare_cpus() -> int:
+    """CPUs of ours the node left idle over the last minute (the load average beside our
+    budget): a helper on a node whose CPUs are all busy would only take from its pods."""
+    budget = cpu_budget()
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 0
+    return max(0, min(budget - 1, math.floor(budget - load)))
+
+
 def workers_for(jobs: int, wanted: int = 0) -> int:
     """How many processes read `jobs` namespaces: `wanted` if given (1: this one only), else
-    one per MIN_SHARE namespaces up to MAX_WORKERS and the CPUs ours; 1 while any other
-    thread runs in this process."""
+    one per MIN_SHARE namespaces, up to MAX_WORKERS and one more than the CPUs of ours that
+    are idle; 1 while any other thread runs in this process."""
     if threading.active_count() > 1:
         return 1
     if wanted:
         return max(1, min(wanted, jobs))
     if jobs < 2 * MIN_SHARE:
         return 1
-    return max(1, min(MAX_WORKERS, jobs // MIN_SHARE, cpu_budget()))
+    return max(1, min(MAX_WORKERS, jobs // MIN_SHARE, 1 + spare_cpus()))
 
 
 class _Helper:
@@ -113,12 +125,12 @@ class ReadAhead(Generic[K, R]):
                  read: Callable[[str, K], R], in_child: Callable[[], None]) -> None:
         self._owner: dict[K, _Helper] = {}
         self._helpers: list[_Helper] = []
-        if workers < 2 or not jobs:
+        if workers < 2 or len(jobs) < 2:
             return
         # equal shares, the caller's rounded up: it also builds the model, the helpers pickle
         first = -(-len(jobs) // workers)
         rest = jobs[first:]
-        size = math.ceil(len(rest) / (workers - 1))
+        size = max(1, math.ceil(len(rest) / (workers - 1)))
         for start in range(0, len(rest), size):
             share = rest[start:start + size]
             helper = self._fork(share, read, in_child)

@@ -60,7 +60,7 @@ VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see Engi
 TC_BUSY_REFRESH_S = 5.0
 # namespaces per process for a one-shot read in several (collectors/read_ahead.py MIN_SHARE,
 # spelled here so small nodes never import it)
-READ_AHEAD_MIN_SHARE = 60
+READ_AHEAD_MIN_SHARE = 100
 # how often the dashboard reads a sandbox at all when it is not on screen (changes at once)
 UNWATCHED_REFRESH_S = 5.0
 VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--rlimit-nofile", "-o rlimit", "--iops", "--bps")
@@ -80,8 +80,8 @@ class EngineOptions:
     # One collection only (`snapshot` without --watch): keep nothing for a next one.
     one_shot: bool = False
     # One collection only: processes that read the network namespaces (this one and forked
-    # helpers, collectors/read_ahead.py). 0: as many as pay on this node (one per 60
-    # namespaces, at most 4 and the CPUs ours); 1: this process only.
+    # helpers, collectors/read_ahead.py). 0: as many as pay on this node (one per 100
+    # namespaces, at most 4 and one more than the CPUs of ours left idle); 1: this one only.
     read_workers: int = 0
     # A sandbox whose packets move but whose tc nobody changed has its tc counters (qdiscs,
     # redirects' mirred actions) read at most this often, unless it is in Engine.watched;

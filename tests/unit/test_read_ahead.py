@@ -115,7 +115,8 @@ def test_how_many_processes() -> None:
     assert workers_for(read_ahead.MIN_SHARE) == 1
     assert workers_for(5, wanted=8) == 5
     assert workers_for(1000, wanted=1) == 1
-    assert 1 <= workers_for(1000) <= min(read_ahead.MAX_WORKERS, read_ahead.cpu_budget())
+    assert 1 <= workers_for(1000) <= min(read_ahead.MAX_WORKERS, 1 + read_ahead.spare_cpus())
+    assert read_ahead.spare_cpus() < read_ahead.cpu_budget()  # never more than ours
     # another thread in the process: never fork (it would not be copied, its locks would)
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)
@@ -131,3 +132,16 @@ def test_the_engine_spells_the_share_as_the_helpers_do() -> None:
     from kata_top.engine import READ_AHEAD_MIN_SHARE
 
     assert READ_AHEAD_MIN_SHARE == read_ahead.MIN_SHARE
+
+
+def test_too_few_jobs_for_the_workers_fork_what_there_is() -> None:
+    before = _children()
+    for jobs, workers in ((JOBS[:1], 2), (JOBS[:2], 4), ([], 3)):
+        ahead: ReadAhead[int, tuple[int, str, int]] = ReadAhead(jobs, workers, _read,
+                                                                lambda: None)
+        try:
+            taken = [ahead.take(k) for _p, k in jobs]
+            assert taken[:1] == [None][:len(jobs)]  # the first is always the caller's
+        finally:
+            ahead.close()
+    assert _children() == before
