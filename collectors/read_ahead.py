@@ -33,7 +33,7 @@ R = TypeVar("R")
 
 # Namespaces per process below which a fork does not pay: a helper costs ~3 ms to fork,
 # ~0.12 ms a namespace to pickle and unpickle and more in copied pages, and saves ~0.6 ms a
-# namespace (bench/scale.py: 1.3-1.6x faster at 200-1,000 for 5-22 % more CPU in all).
+# namespace (bench/scale.py: 1.2-1.5x faster at 200-1,000 for 9-30 % more CPU in all).
 MIN_SHARE = 100
 MAX_WORKERS = 4
 # A helper that has not answered by then is killed and its share read by the caller: a

@@ -210,7 +210,8 @@ class KataTopApp(App[int]):
 
     def tell_source_what_is_on_screen(self) -> None:
         """The sandboxes the operator looks at: a live source reads their every counter each
-        cycle (the others' tc counters only every few seconds when busy)."""
+        cycle (the others only every few seconds, unless their namespace notifies a
+        change)."""
         ids: list[str] = []
         for screen in self.visible_screens():
             on_screen = getattr(screen, "ids_on_screen", None)

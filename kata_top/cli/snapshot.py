@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "by default one per 100 sandboxes, at most 4 and one more than the "
                         "CPUs of this process's (affinity, cgroup quota) the load average "
                         "leaves idle — on 2 idle CPUs a 1,000-pod node answers in about three "
-                        "quarters of the time, for up to a fifth more CPU; 1 reads in this "
+                        "quarters of the time, for a tenth to a third more CPU; 1 reads in this "
                         "process only, the least CPU in all. Not with --watch (a stream reads "
                         "only what changed)")
 

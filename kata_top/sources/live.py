@@ -58,8 +58,8 @@ class LiveSource(Source):
         self._fresh = True
 
     def watch_closely(self, sandbox_ids: Collection[str] | None) -> None:
-        """The sandboxes on the operator's screen: their tc counters are read every cycle
-        (EngineOptions.tc_busy_refresh_s spares only the others). None: all."""
+        """The sandboxes on the operator's screen: read whole every cycle (the others only
+        as EngineOptions.unwatched_refresh_s and tc_busy_refresh_s say). None: all."""
         self._engine.watched = None if sandbox_ids is None else frozenset(sandbox_ids)
 
     def next(self) -> Snapshot:

@@ -395,7 +395,7 @@ async def test_events_appear_at_their_moment_in_a_replay(tmp_path: Any) -> None:
 
 async def test_the_source_hears_which_sandboxes_are_on_screen() -> None:
     """A live source reads every counter of the rows on screen each cycle and spares the
-    others' tc counters (EngineOptions.tc_busy_refresh_s): the app tells it which rows and
+    others (EngineOptions.unwatched_refresh_s): the app tells it which rows and
     which detail screen the operator looks at."""
     from dataclasses import replace
 
