@@ -666,3 +666,27 @@ def test_the_open_files_limit_is_raised_to_fit_a_socket_per_namespace() -> None:
                          cwd=ROOT, check=True).stdout.splitlines()
     assert out == ["(2512, 1256) (2512, 4096)", "(2512, 266) (2512, 4096)",
                    "(1100, 1256) (1100, 1100)"]
+
+
+def test_the_dashboard_reads_rows_off_screen_every_few_seconds(tmp_path: Any) -> None:
+    """The dashboard's live source spares sandboxes off screen (their reads every
+    UNWATCHED_REFRESH_S, their tc every TC_BUSY_REFRESH_S); `snapshot --watch`, `serve` and
+    `check` build their engines without either (kata_top/cli/common.py)."""
+    from kata_top.cli.common import engine_for
+    from kata_top.cli.dashboard import _source
+    from kata_top.cli.main import build_parser
+    from kata_top.engine import TC_BUSY_REFRESH_S, UNWATCHED_REFRESH_S
+    from kata_top.settings import Settings
+
+    argv = ["--run-root", str(tmp_path)]
+    src, _warning = _source(build_parser(argv).parse_args(argv), Settings())
+    try:
+        opts = src._engine.opts  # type: ignore[attr-defined]
+        assert opts.unwatched_refresh_s == UNWATCHED_REFRESH_S > 0
+        assert opts.tc_busy_refresh_s == TC_BUSY_REFRESH_S > 0 and not opts.one_shot
+    finally:
+        src.close()
+    argv = ["snapshot", "--run-root", str(tmp_path)]
+    engine = engine_for(build_parser(argv).parse_args(argv))
+    assert engine.opts.unwatched_refresh_s == 0 and engine.opts.tc_busy_refresh_s == 0
+    engine.close()
