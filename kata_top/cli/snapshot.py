@@ -48,8 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, metavar="N", default=0,
                    help="processes that read the network namespaces of a single snapshot: "
                         "by default one per 100 sandboxes, at most 4 and one more than the "
-                        "CPUs of this process's (affinity, cgroup quota) the load average "
-                        "leaves idle — on 2 idle CPUs a 1,000-pod node answers in about three "
+                        "idle CPUs this process may use (affinity, cgroup quota, load "
+                        "average) — on 2 idle CPUs a 1,000-pod node answers in about three "
                         "quarters of the time, for a tenth to a third more CPU; 1 reads in this "
                         "process only, the least CPU in all. Not with --watch (a stream reads "
                         "only what changed)")
