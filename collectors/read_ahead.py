@@ -197,8 +197,10 @@ class ReadAhead(Generic[K, R]):
             poller = select.poll()
             poller.register(helper.fd, select.POLLIN)
             while True:
-                left = helper.deadline - time.monotonic()
-                if left <= 0 or not poller.poll(left * 1000):
+                # past the deadline what is already written is still read (the caller may
+                # have taken longer over its own share than the helper over its)
+                left = max(0.0, helper.deadline - time.monotonic())
+                if not poller.poll(left * 1000):
                     break
                 chunk = os.read(helper.fd, 1 << 20)
                 if not chunk:

@@ -145,3 +145,18 @@ def test_too_few_jobs_for_the_workers_fork_what_there_is() -> None:
         finally:
             ahead.close()
     assert _children() == before
+
+
+def test_an_answer_written_before_the_deadline_is_read_after_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller may take longer over its own share than a helper over its: what the helper
+    wrote in time is still taken."""
+    monkeypatch.setattr(read_ahead, "DEADLINE_BASE_S", 0.2)
+    monkeypatch.setattr(read_ahead, "DEADLINE_PER_JOB_S", 0.0)
+    ahead: ReadAhead[int, tuple[int, str, int]] = ReadAhead(JOBS, 2, _read, lambda: None)
+    try:
+        time.sleep(0.6)  # the caller's own share
+        got = ahead.take(11)
+        assert got is not None and got[0] == 11
+    finally:
+        ahead.close()
