@@ -56,7 +56,8 @@ log = get_logger(__name__)
 FAILED_RETRY_S = 30.0
 SHIM_PROBE_EVERY_S = 30.0  # mean interval between connects to a listening shim socket
 VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see EngineOptions)
-# how often the dashboard reads a busy sandbox's tc counters when it is not on screen
+# how often the dashboard reads a busy sandbox's tc counters when it is not on screen (at
+# most as often as it reads such a sandbox at all: UNWATCHED_REFRESH_S)
 TC_BUSY_REFRESH_S = 5.0
 # namespaces per process for a one-shot read in several (collectors/read_ahead.py MIN_SHARE,
 # spelled here so small nodes never import it)
@@ -227,6 +228,7 @@ class Engine:
         from kata_top.fdlimit import ensure_room
 
         soft, wanted = ensure_room(sockets)
+        # fits: asked again once the node outgrows it; too low: said once, never asked again
         self._fd_room = sockets if soft >= wanted else 1 << 62
         if soft < wanted:
             log.warning("open files limited to %d (hard limit), %d wanted for %d network "
