@@ -261,7 +261,7 @@ class NetCollector:
         nothing notified since (a waiting message; one poll), its veths' peers unchanged."""
         last = self._last.get(key)
         read_at = self._read_at.get(key)
-        return (last is not None and read_at is not None and not self._one_shot
+        return (last is not None and read_at is not None
                 and time.monotonic() - read_at < read_every_s * _spread(key)
                 and not sock.pending()
                 and not any(self._peer_facts(c, i) != f for c, i, f in last.peers))

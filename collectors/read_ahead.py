@@ -8,9 +8,10 @@ caller reads the first share and builds the model. A helper's failure costs noth
 time: whatever it did not answer within its deadline the caller reads itself.
 
 Only for a process with one thread (fork copies no other thread, and a lock another thread
-held would stay held in the child) and where more than one CPU is ours (the affinity mask and
-the cgroup's CPU quota). A helper never writes anywhere but its pipe, ends with os._exit, and
-is reaped — killed by its pid first if it overran.
+held would stay held in the child), and by default only while the load average leaves idle
+a CPU of those ours (the affinity mask and the cgroup's CPU quota). A helper never writes
+anywhere but its pipe, ends with os._exit, and is reaped — killed by its pid first if it
+overran.
 """
 
 from __future__ import annotations

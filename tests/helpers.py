@@ -30,6 +30,13 @@ TEST_PREFIX = f"ktt{os.getpid() % 100000:05d}"
 UNIT = {"running": False}
 
 
+def child_pids() -> set[str]:
+    """This process's children (a forked helper left behind would be one)."""
+    pid = os.getpid()
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return set(f.read().split())
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip on a developer's laptop without `reason`; fail under CI, where it must be met."""
     if condition:

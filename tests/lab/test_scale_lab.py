@@ -5,7 +5,6 @@ at the next one, while the idle namespaces are not dumped again."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -14,6 +13,7 @@ from typing import Any
 from kata_top.engine import Engine, EngineOptions
 from kata_top.lab import build, traffic
 from kata_top.model import Sandbox
+from tests.helpers import child_pids
 
 SANDBOXES = 1000
 
@@ -94,14 +94,14 @@ def test_a_thousand_sandboxes_tell_the_truth(scratch_lab: Any) -> None:
         # The same node read once by two processes (`snapshot`'s forked helper,
         # collectors/read_ahead.py): the same truth as the steady engine, the redirect
         # removed by hand included, idle counters equal to iproute2's, no helper left.
-        children = _children()
+        children = child_pids()
         once = Engine(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False,
                                     one_shot=True, read_workers=2))
         try:
             shared = {sb.id: sb for sb in once.collect().sandboxes}
         finally:
             once.close()
-        assert _children() == children
+        assert child_pids() == children
         steady = {sb.id: sb for sb in engine.collect().sandboxes}
         assert shared.keys() == steady.keys()
         assert not [i for i, sb in shared.items() if sb.errors]
@@ -117,10 +117,3 @@ def test_a_thousand_sandboxes_tell_the_truth(scratch_lab: Any) -> None:
                 _mirred_packets(specs[i].netns, "eth0"), _rx_packets(specs[i].netns, "eth0"))
     finally:
         engine.close()
-
-
-def _children() -> set[str]:
-    """This process's children (a helper left behind would be one)."""
-    pid = os.getpid()
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return set(f.read().split())

@@ -12,14 +12,9 @@ import pytest
 
 from collectors import read_ahead
 from collectors.read_ahead import ReadAhead, workers_for
+from tests.helpers import child_pids
 
 JOBS = [(f"/ns/{i}", i) for i in range(12)]
-
-
-def _children() -> set[str]:
-    pid = os.getpid()
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return set(f.read().split())
 
 
 def _read(path: str, key: int) -> tuple[int, str, int]:
@@ -29,7 +24,7 @@ def _read(path: str, key: int) -> tuple[int, str, int]:
 
 
 def test_helpers_answer_the_later_shares_and_raise_what_their_read_raised() -> None:
-    before = _children()
+    before = child_pids()
     ahead: ReadAhead[int, tuple[int, str, int]] = ReadAhead(JOBS, 3, _read, lambda: None)
     try:
         # the caller's share (the first four): nobody read them
@@ -45,14 +40,14 @@ def test_helpers_answer_the_later_shares_and_raise_what_their_read_raised() -> N
         assert ahead.take(99) is None
     finally:
         ahead.close()
-    assert _children() == before  # reaped
+    assert child_pids() == before  # reaped
 
 
 def test_a_helper_past_its_deadline_is_killed_and_its_share_left_to_the_caller(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(read_ahead, "DEADLINE_BASE_S", 0.3)
     monkeypatch.setattr(read_ahead, "DEADLINE_PER_JOB_S", 0.0)
-    before = _children()
+    before = child_pids()
 
     def stuck(path: str, key: int) -> int:
         time.sleep(60)
@@ -63,7 +58,7 @@ def test_a_helper_past_its_deadline_is_killed_and_its_share_left_to_the_caller(
         t0 = time.monotonic()
         assert ahead.take(11) is None
         assert time.monotonic() - t0 < 5
-        assert _children() == before
+        assert child_pids() == before
     finally:
         ahead.close()
 
@@ -80,16 +75,16 @@ def test_a_helper_that_dies_leaves_its_share_to_the_caller() -> None:
 
 
 def test_closing_before_the_answers_ends_every_helper() -> None:
-    before = _children()
+    before = child_pids()
 
     def slow(path: str, key: int) -> int:
         time.sleep(60)
         return key
 
     ahead: ReadAhead[int, int] = ReadAhead(JOBS, 4, slow, lambda: None)
-    assert len(_children() - before) == 3
+    assert len(child_pids() - before) == 3
     ahead.close()
-    assert _children() == before
+    assert child_pids() == before
 
 
 def test_helpers_start_from_in_child_and_write_nothing_but_their_pipe(
@@ -135,7 +130,7 @@ def test_the_engine_spells_the_share_as_the_helpers_do() -> None:
 
 
 def test_too_few_jobs_for_the_workers_fork_what_there_is() -> None:
-    before = _children()
+    before = child_pids()
     for jobs, workers in ((JOBS[:1], 2), (JOBS[:2], 4), ([], 3)):
         ahead: ReadAhead[int, tuple[int, str, int]] = ReadAhead(jobs, workers, _read,
                                                                 lambda: None)
@@ -144,7 +139,7 @@ def test_too_few_jobs_for_the_workers_fork_what_there_is() -> None:
             assert taken[:1] == [None][:len(jobs)]  # the first is always the caller's
         finally:
             ahead.close()
-    assert _children() == before
+    assert child_pids() == before
 
 
 def test_an_answer_written_before_the_deadline_is_read_after_it(
