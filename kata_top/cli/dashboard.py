@@ -33,14 +33,15 @@ def _source(args: argparse.Namespace, settings: Settings) -> tuple[Source, str |
         if args.write:
             raise ValueError("--write does not go with --replay: a recording cannot change "
                              "anything")
-        from kata_top.formats.jsonin import RecordingError, load_recording
+        from kata_top.formats.jsonin import RecordingError
+        from kata_top.formats.recording import open_recording
         from kata_top.sources.replay import ReplaySource
 
         try:
-            snaps, warning = load_recording(args.replay)
+            recording = open_recording(args.replay)
         except RecordingError as exc:
             raise ValueError(str(exc)) from exc
-        return ReplaySource(snaps), warning
+        return ReplaySource(recording), recording.warning
     from kata_top.cli.hints import missing_run_root, not_root
 
     if not os.path.isdir(args.run_root):
