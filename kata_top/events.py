@@ -345,9 +345,28 @@ def read_journal(path: str) -> list[dict[str, Any]]:
                 doc = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(doc, dict) and doc.get("schema") == EVENT_SCHEMA:
+            if _readable_event(doc):
                 out.append(doc)
     return out
+
+
+# An event's time must be one a clock can show: the journal is a file on disk, damaged by a
+# full disk or a hand (a time of "yesterday", 1e400 or year 10^9 once stopped `kata-top
+# events` with a traceback).
+LATEST_EVENT_TIME = float(2 ** 33)  # the year 2242
+_TEXT_FIELDS = ("kind", "severity", "summary", "sandbox_id", "pod", "source", "by")
+
+
+def _readable_event(doc: Any) -> bool:
+    """A journal line that is an event kata-top can filter and print: its schema, a finite
+    time within what a clock shows, and text (or nothing) where an event has text."""
+    if not isinstance(doc, dict) or doc.get("schema") != EVENT_SCHEMA:
+        return False
+    at = doc.get("at")
+    if isinstance(at, bool) or not isinstance(at, int | float) \
+            or not 0 <= at <= LATEST_EVENT_TIME:  # (nan compares false: refused too)
+        return False
+    return all(doc.get(k) is None or isinstance(doc[k], str) for k in _TEXT_FIELDS)
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")

@@ -3,15 +3,19 @@ the audit log's tail, and `since` as untrusted input."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import math
 import os
 from dataclasses import replace
 from typing import Any
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kata_top.events import AuditTail, diff_events, parse_since
+from kata_top.cli.events import _print as print_event
+from kata_top.events import AuditTail, diff_events, event_matches, parse_since, read_journal
 from kata_top.formats.jsonin import load_recording
 from kata_top.model import TcChange
 from tests.helpers import RECORDING
@@ -84,6 +88,41 @@ def test_since_parses_or_says_why(text: str) -> None:
         assert "--since" in str(exc)
     else:
         assert isinstance(when, float)
+
+
+ANY_JSON = st.none() | st.booleans() | st.integers() | st.integers(min_value=10 ** 17) \
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=6) \
+    | st.lists(st.integers(), max_size=2) | st.dictionaries(st.text(max_size=3), st.none())
+
+
+@st.composite
+def journal_lines(draw: st.DrawFn) -> bytes:
+    """A journal line as a full disk or a hand may leave it."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=30))
+    doc: dict[str, Any] = {"schema": draw(st.sampled_from(["kata-top/event/1", "other"]))}
+    for key in ("at", "kind", "severity", "summary", "sandbox_id", "pod", "by", "before"):
+        if draw(st.booleans()):
+            doc[key] = draw(ANY_JSON | st.just(1_795_000_000.5))
+    return json.dumps(doc).encode()  # (json.dumps writes nan and inf as NaN, Infinity)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(journal_lines(), max_size=6))
+def test_any_journal_prints_or_skips_each_line(tmp_path: Any, lines: list[bytes]) -> None:
+    """`kata-top events` over a damaged journal: a line is an event it can filter and print,
+    or skipped; never a traceback."""
+    path = os.path.join(str(tmp_path), "events.ndjson")
+    with open(path, "wb") as fh:
+        fh.write(b"\n".join(lines) + b"\n")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for doc in read_journal(path):
+            assert isinstance(doc["at"], int | float) and math.isfinite(doc["at"])
+            for since, sandbox in ((None, None), (1_000.0, "web-0"), (1e300, "ab")):
+                event_matches(doc, since, sandbox)
+            print_event(doc, as_json=False)
+            print_event(doc, as_json=True)
 
 
 def test_since_forms() -> None:
