@@ -140,6 +140,8 @@ class KataTopApp(App[int]):
         self.post_message(SnapshotReady(snap))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "seek" and event.state == WorkerState.ERROR:
+            self.notify(f"replay: {event.worker.error}", severity="error", timeout=6)
         if event.worker.group != "collect":
             return
         if event.state == WorkerState.ERROR:
@@ -325,8 +327,13 @@ class KataTopApp(App[int]):
             self.notify("step and seek work in --replay", timeout=2)
             return
         self.paused = True
-        snap = self.source.seek(delta)
-        self.post_message(SnapshotReady(snap))
+        self._seek(delta)
+
+    @work(thread=True, exit_on_error=False, group="seek")
+    def _seek(self, delta: int) -> None:
+        # off the UI thread: a recording reads and builds the step it lands on (~80 ms at 200
+        # sandboxes); steps pressed in a row are taken in turn (the source locks)
+        self.post_message(SnapshotReady(self.source.seek(delta)))
 
     def open_sandbox(self, sandbox_id: str) -> None:
         if isinstance(self.screen, DetailScreen):

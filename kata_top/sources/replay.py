@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from kata_top.model import Snapshot
@@ -19,6 +20,8 @@ class ReplaySource(Source):
     def __init__(self, snapshots: Sequence[Snapshot]) -> None:
         self.snapshots = snapshots
         self.index = -1
+        # the collect worker steps forward while a key's seek worker may move the cursor
+        self._lock = threading.Lock()
 
     def _at(self, index: int) -> Snapshot:
         while True:
@@ -33,14 +36,16 @@ class ReplaySource(Source):
         return snap
 
     def next(self) -> Snapshot:
-        return self._at(min(self.index + 1, len(self.snapshots) - 1))
+        with self._lock:
+            return self._at(min(self.index + 1, len(self.snapshots) - 1))
 
     @property
     def seekable(self) -> bool:
         return True
 
     def seek(self, delta: int) -> Snapshot:
-        return self._at(max(0, min(len(self.snapshots) - 1, self.index + delta)))
+        with self._lock:
+            return self._at(max(0, min(len(self.snapshots) - 1, self.index + delta)))
 
     def position(self) -> str:
         return f"{self.index + 1}/{len(self.snapshots)}"

@@ -424,3 +424,38 @@ async def test_the_source_hears_which_sandboxes_are_on_screen() -> None:
         await pilot.press("enter")
         await settle(pilot)
         assert told[-1] == {many[-1].id}
+
+
+async def test_a_replay_step_is_read_off_the_ui_thread() -> None:
+    """A recording reads and builds the step it lands on: in a worker, never on the thread
+    that draws; a step that fails says so."""
+    import threading
+
+    from textual.notifications import Notify
+
+    snaps, _ = load_recording(RECORDING)
+    on_ui: list[bool] = []
+
+    class Recorded(ReplaySource):
+        def seek(self, delta: int) -> Any:
+            on_ui.append(threading.current_thread() is threading.main_thread())
+            if delta == 10:
+                raise OSError("the recording's disk is gone")
+            return super().seek(delta)
+
+    notes: list[str] = []
+
+    def hook(message: Any) -> None:
+        if isinstance(message, Notify):
+            notes.append(message.notification.message)
+
+    app = KataTopApp(Recorded(snaps), refresh=3600, theme="kata-dark", settings=Settings())
+    async with app.run_test(size=(160, 48), message_hook=hook) as pilot:
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        assert app.source.position() == "2/3" and app.paused  # type: ignore[attr-defined]
+        await pilot.press("right_square_bracket")
+        await settle(pilot)
+    assert on_ui == [False, False]
+    assert any("disk is gone" in n for n in notes), notes
