@@ -82,10 +82,11 @@ class Recording(Sequence[Snapshot]):
         return os.pread(self._fh.fileno(), length, offset)
 
     def _decode(self, i: int) -> Snapshot:
+        raw = self._read(i)  # (a read that fails, or a closed recording, is no damage)
         try:
             # bad UTF-8 or nesting deep enough to exhaust the stack is this line's damage
             # (UnicodeDecodeError is a ValueError), never a traceback
-            return snapshot_from_dict(json.loads(self._read(i).decode("utf-8")))
+            return snapshot_from_dict(json.loads(raw.decode("utf-8")))
         except (ValueError, RecursionError) as exc:
             raise RecordingError(str(exc)) from exc
 
@@ -132,7 +133,8 @@ class Recording(Sequence[Snapshot]):
             return snap
 
     def close(self) -> None:
-        self._fh.close()
+        with self._lock:  # not while a worker reads: its fd number could be reused meanwhile
+            self._fh.close()
 
 
 def open_recording(path: str) -> Recording:

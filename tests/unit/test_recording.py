@@ -132,3 +132,11 @@ def test_the_dashboard_replays_through_a_recording_it_closes(tmp_path: Any) -> N
     assert src.next() == load_recording(path)[0][0]
     src.close()
     assert src.snapshots._fh.closed
+
+
+def test_a_closed_recording_is_not_taken_for_a_damaged_one(tmp_path: Any) -> None:
+    rec = open_recording(_write(tmp_path, "rec.ndjson", b"".join(LINES)))
+    rec.close()
+    with pytest.raises(ValueError, match="closed"):
+        rec[1]
+    assert rec.warning is None and len(rec) == len(LINES)
