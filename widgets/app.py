@@ -7,6 +7,7 @@ when sandboxes come and go. Widgets never read the kernel or QEMU: the source do
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -102,6 +103,7 @@ class KataTopApp(App[int]):
         self._collecting = False
         self._again = False
         self._timer: Any = None
+        self._seeking = threading.Lock()  # replay steps, one at a time (see _seek)
         self._replay_warning = replay_warning
         self._last_error: str | None = None
         # Plain attributes, not reactives: a reactive on the App repaints the whole screen
@@ -332,8 +334,10 @@ class KataTopApp(App[int]):
     @work(thread=True, exit_on_error=False, group="seek")
     def _seek(self, delta: int) -> None:
         # off the UI thread: a recording reads and builds the step it lands on (~80 ms at 200
-        # sandboxes); steps pressed in a row are taken in turn (the source locks)
-        self.post_message(SnapshotReady(self.source.seek(delta)))
+        # sandboxes). Steps pressed in a row run one at a time, each posting what it reached
+        # before the next moves on: the last snapshot drawn is where the cursor stands.
+        with self._seeking:
+            self.post_message(SnapshotReady(self.source.seek(delta)))
 
     def open_sandbox(self, sandbox_id: str) -> None:
         if isinstance(self.screen, DetailScreen):

@@ -430,6 +430,7 @@ async def test_a_replay_step_is_read_off_the_ui_thread() -> None:
     """A recording reads and builds the step it lands on: in a worker, never on the thread
     that draws; a step that fails says so."""
     import threading
+    import time
 
     from textual.notifications import Notify
 
@@ -441,6 +442,7 @@ async def test_a_replay_step_is_read_off_the_ui_thread() -> None:
             on_ui.append(threading.current_thread() is threading.main_thread())
             if delta == 10:
                 raise OSError("the recording's disk is gone")
+            time.sleep(0.05)  # a step being built: the next key comes meanwhile
             return super().seek(delta)
 
     notes: list[str] = []
@@ -457,5 +459,9 @@ async def test_a_replay_step_is_read_off_the_ui_thread() -> None:
         assert app.source.position() == "2/3" and app.paused  # type: ignore[attr-defined]
         await pilot.press("right_square_bracket")
         await settle(pilot)
-    assert on_ui == [False, False]
+        await pilot.press("b", "b", "n", "b", "n")  # faster than the steps are built
+        await settle(pilot)
+        source: Any = app.source
+        assert source.position() == "2/3" and app.snapshot is snaps[1]  # drawn where it stands
+    assert on_ui == [False] * 7
     assert any("disk is gone" in n for n in notes), notes
