@@ -29,6 +29,10 @@ class StateWatcher:
         self._min_interval = min_interval
         self._last = 0.0
         self._timer: threading.Timer | None = None
+        # after stop() nothing is called back: a second look already counting down, or an
+        # event being handled in the notifier's thread, would wake a UI that has gone
+        self._lock = threading.Lock()
+        self._stopped = False
         mask = 0
         for name in MASK_NAMES:
             mask |= getattr(pyinotify, name)
@@ -67,20 +71,29 @@ class StateWatcher:
         self._notifier.start()
 
     def stop(self) -> None:
-        if self._timer:
-            self._timer.cancel()
+        with self._lock:
+            self._stopped = True
+            if self._timer:
+                self._timer.cancel()
         self._notifier.stop()
+
+    def _call(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+        self._on_change()
 
     def _fire(self) -> None:
         now = time.monotonic()
         if now - self._last >= self._min_interval:
             self._last = now
-            self._on_change()
+            self._call()
         # A second look catches the namespace that was not mounted yet at IN_CREATE.
-        if self._timer is None or not self._timer.is_alive():
-            self._timer = threading.Timer(SECOND_LOOK_S, self._on_change)
-            self._timer.daemon = True
-            self._timer.start()
+        with self._lock:
+            if not self._stopped and (self._timer is None or not self._timer.is_alive()):
+                self._timer = threading.Timer(SECOND_LOOK_S, self._call)
+                self._timer.daemon = True
+                self._timer.start()
 
 
 def watch_paths(run_root: str) -> list[str]:

@@ -7,6 +7,7 @@ when sandboxes come and go. Widgets never read the kernel or QEMU: the source do
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -126,7 +127,7 @@ class KataTopApp(App[int]):
             self.notify(self._replay_warning, severity="warning", timeout=8)
         if self._watch:
             # The source calls back from its watcher thread: hop onto the UI thread.
-            problem = self.source.start_watching(lambda: self.call_from_thread(self._wake))
+            problem = self.source.start_watching(self._wake_from_watcher)
             if problem:
                 self.notify(problem, severity="warning")
         self.collect()
@@ -167,6 +168,12 @@ class KataTopApp(App[int]):
     def _tick(self) -> None:
         if not self._collecting:
             self.collect()
+
+    def _wake_from_watcher(self) -> None:
+        """The inotify watcher's thread: a sandbox came or went."""
+        # the app may have exited meanwhile (its loop closed): nothing to wake then
+        with contextlib.suppress(RuntimeError):
+            self.call_from_thread(self._wake)
 
     def _wake(self) -> None:
         """Something changed on disk: collect now, or right after the running cycle."""

@@ -267,3 +267,37 @@ def test_a_mistyped_run_root_costs_no_recursive_watches(tmp_path: Any) -> None:
     finally:
         if watcher.running:
             watcher.stop()
+
+
+def test_a_stopped_watcher_wakes_nobody(tmp_path: Any) -> None:
+    """A UI that has gone must not be called back: not by an event handled while it stops,
+    nor by a second look counting down (it once woke a Textual app whose loop was closed)."""
+    import time
+
+    from collectors import watch
+    from collectors.watch import StateWatcher
+
+    woken: list[float] = []
+    watcher = StateWatcher([str(tmp_path)], lambda: woken.append(time.monotonic()),
+                           min_interval=0.0)
+    watcher.start()
+    watcher._fire()  # an event: a wake now, a second look later
+    assert len(woken) == 1
+    watcher.stop()
+    watcher._fire()  # handled in the notifier's thread just as it stops
+    time.sleep(watch.SECOND_LOOK_S + 0.3)
+    assert len(woken) == 1
+
+
+async def test_a_wake_after_the_dashboard_exits_is_dropped() -> None:
+    from kata_top.formats.jsonin import load_recording
+    from kata_top.settings import Settings
+    from kata_top.sources.replay import ReplaySource
+    from tests.helpers import RECORDING
+    from widgets.app import KataTopApp
+
+    app = KataTopApp(ReplaySource(load_recording(RECORDING)[0]), refresh=3600,
+                     theme="kata-dark", settings=Settings())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+    app._wake_from_watcher()  # the watcher's thread, a moment late: nothing raised
