@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import threading
 import time
 
@@ -155,3 +156,52 @@ def test_an_answer_written_before_the_deadline_is_read_after_it(
         assert got is not None and got[0] == 11
     finally:
         ahead.close()
+
+
+CALLER = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from collectors.read_ahead import ReadAhead
+
+def slow(path, key):
+    time.sleep(30)
+    return key
+
+ahead = ReadAhead([("a", 1), ("b", 2)], 2, slow, lambda: None)
+print(" ".join(str(h.pid) for h in ahead._helpers), flush=True)
+time.sleep(30)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # dead, not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+def test_a_helper_dies_with_its_caller() -> None:
+    """Its caller killed alone (SIGKILL: no cleanup of its own runs), the helper does not
+    read on: the kernel kills it."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    caller = subprocess.Popen([sys.executable, "-c", CALLER.format(root=ROOT)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert caller.stdout is not None
+        helpers = [int(p) for p in caller.stdout.readline().split()]
+        assert len(helpers) == 1 and not _gone(helpers[0])
+    finally:
+        caller.kill()  # our own child, by its pid
+        caller.wait()
+    deadline = time.monotonic() + 10  # a bound for a hang, not a timing claim
+    while not _gone(helpers[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = not _gone(helpers[0])
+    if alive:
+        os.kill(helpers[0], signal.SIGKILL)  # the test's own grandchild, by its pid
+    assert not alive
