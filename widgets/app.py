@@ -253,7 +253,11 @@ class KataTopApp(App[int]):
         elif snap is not None:
             age = time.time() - snap.taken_at
             stale = age > max(3 * self.refresh_s, 3.0) and not self.paused
-            t.append(f" data {age:.1f}s old", style=p.bad_strong if stale else MUTED)
+            if self.paused or age >= max(2 * self.refresh_s, 2.0):
+                t.append(f" data {int(age)}s old", style=p.bad_strong if stale else MUTED)
+            else:
+                # fresh: no age ticking by tenths twice a second, each tick a repaint
+                t.append(" live", style=MUTED)
             if stale:
                 t.append(" STALE: the collector is slow or stuck ", style=p.bad_strong)
         else:
