@@ -36,7 +36,7 @@ from bench.ui import Terminal  # noqa: E402
 from kata_top.fleet.promql import PrometheusClient  # noqa: E402
 from kata_top.fleet.query import ALL, collect, nodes_query  # noqa: E402
 from kata_top.formats import prometheus as prom_format  # noqa: E402
-from kata_top.formats.jsonin import load_recording  # noqa: E402
+from kata_top.formats.recording import load_recording  # noqa: E402
 from tests.deploy_helpers import write_rules  # noqa: E402
 from tests.serve_helpers import prometheus, promql, wait_for  # noqa: E402
 

@@ -56,7 +56,10 @@ def play(python: str, recording: str, n: int, seconds: float) -> dict[str, float
 READ_ALL = """
 import gc, sys, time
 from kata_top.cli.main import GC_THRESHOLDS
-from kata_top.formats.jsonin import load_recording
+try:
+    from kata_top.formats.recording import load_recording
+except ImportError:  # a baseline from before kata_top/formats/recording.py
+    from kata_top.formats.jsonin import load_recording
 gc.set_threshold(*GC_THRESHOLDS)
 t0 = time.perf_counter()
 snaps, _ = load_recording(sys.argv[1])

@@ -26,7 +26,7 @@ def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
         return
     import ctypes  # Python 3.11: libc's, loaded the first time a namespace is entered
 
-    libc = _libc or _load_libc()
+    libc = _libc or load_libc()
     if libc.setns(fd, nstype) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
@@ -35,8 +35,9 @@ def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
 _libc: Any = None
 
 
-def _load_libc() -> Any:
-    """The C library already in this process (no find_library: it runs ldconfig)."""
+def load_libc() -> Any:
+    """The C library already in this process (no find_library: it runs ldconfig), loaded
+    once: setns here before Python 3.12, prctl in collectors/read_ahead.py."""
     global _libc
     import ctypes
 

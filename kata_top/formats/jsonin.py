@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import json
 import math
 import types
 import typing
@@ -156,13 +155,13 @@ def _record(tp: type) -> Convert:
     own converter): a fast one for an object that has every key (what kata-top writes),
     compiled with plain values' checks inline, and the checked one it falls back to, which
     applies defaults and says where a value is wrong."""
-    built: list[Convert] = []
+    built: list[tuple[Convert | None, Convert]] = []
 
     def build(value: Any) -> Any:
         if not built:
-            built.extend(_record_builders(tp))
-        fast, checked = built
-        if type(value) is dict:
+            built.append(_record_builders(tp))
+        fast, checked = built[0]
+        if fast is not None and type(value) is dict:
             try:
                 return fast(value)
             except (_Bad, KeyError):
@@ -171,17 +170,14 @@ def _record(tp: type) -> Convert:
     return build
 
 
-def _never(value: Any) -> Any:
-    raise KeyError  # Action's ages are converted by the checked builder only
-
-
 # Plain values a fast builder checks inline (a call each is most of the time otherwise).
 # `v - v == 0` holds for a finite float only (inf - inf and nan - nan are nan).
 _INLINE = {str: "type(_v) is str", int: "type(_v) is int", bool: "type(_v) is bool",
            float: "type(_v) is float and _v - _v == 0"}
 
 
-def _record_builders(tp: type) -> tuple[Convert, Convert]:
+def _record_builders(tp: type) -> tuple[Convert | None, Convert]:
+    """(fast, checked); no fast one for Action, whose ages the checked builder converts."""
     hints = _hints(tp)
     fields = [(f.name, json_key(tp, f.name), _converter(hints[f.name]),
                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
@@ -207,7 +203,7 @@ def _record_builders(tp: type) -> tuple[Convert, Convert]:
         return tp(**kwargs)
 
     if ages:
-        return _never, checked
+        return None, checked
     scope: dict[str, Any] = {"tp": tp}
     args = []
     for i, (name, key, convert, _required) in enumerate(fields):
@@ -272,37 +268,3 @@ def snapshot_from_dict(doc: Any) -> Snapshot:
     finally:
         _TAKEN_AT.reset(token)
     return snap
-
-
-def load_recording(path: str) -> tuple[list[Snapshot], str | None]:
-    """All snapshots of an NDJSON recording, and a warning if it ends early (cut off).
-
-    Raises RecordingError when not even the first line is a snapshot.
-    """
-    snaps: list[Snapshot] = []
-    warning: str | None = None
-    from collectors.safeopen import open_regular
-
-    try:
-        fh = open_regular(path)
-    except OSError as exc:
-        raise RecordingError(f"cannot open {path}: {exc.strerror or exc}") from exc
-    with fh:
-        for n, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                # Per line: bad UTF-8 or nesting deep enough to exhaust the stack is this
-                # line's damage (UnicodeDecodeError is a ValueError), never a traceback.
-                snaps.append(snapshot_from_dict(json.loads(raw.decode("utf-8"))))
-            except (ValueError, RecursionError, RecordingError) as exc:
-                if not snaps:
-                    raise RecordingError(f"{path} is not a kata-top recording (line {n}: "
-                                         f"{str(exc)[:120]}); make one with "
-                                         "`kata-top snapshot --watch 1 > FILE`") from exc
-                warning = f"recording ends early: line {n} is cut off or damaged; " \
-                          f"{len(snaps)} snapshots loaded"
-                break
-    if not snaps:
-        raise RecordingError(f"{path} is empty: no snapshots to replay")
-    return snaps, warning

@@ -141,3 +141,13 @@ def open_recording(path: str) -> Recording:
     """The recording at path (a regular file; a FIFO or device is refused without blocking).
     RecordingError when it cannot be opened, is empty or its first line is no snapshot."""
     return Recording(path)
+
+
+def load_recording(path: str) -> tuple[list[Snapshot], str | None]:
+    """Every snapshot of a recording, built now, and its warning when it ends early: what a
+    replay plays to its end (tests, bench/). RecordingError as open_recording."""
+    rec = Recording(path)
+    try:
+        return list(rec), rec.warning
+    finally:
+        rec.close()

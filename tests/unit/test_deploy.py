@@ -16,7 +16,7 @@ import pytest
 
 from kata_top.fleet.query import NODE_SUMS
 from kata_top.formats import prometheus
-from kata_top.formats.jsonin import load_recording
+from kata_top.formats.recording import load_recording
 from tests.deploy_helpers import DEPLOY, ROOT, load, write_rules
 from tests.helpers import require
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from kata_top.cli.events import _print as print_event
 from kata_top.events import AuditTail, diff_events, event_matches, parse_since, read_journal
-from kata_top.formats.jsonin import load_recording
+from kata_top.formats.recording import load_recording
 from kata_top.model import TcChange
 from tests.helpers import RECORDING
 

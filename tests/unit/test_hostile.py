@@ -27,7 +27,8 @@ from collectors import netlink, qmp, rtnl, state
 from collectors.safeopen import UnsafeFile, read_file, read_under
 from kata_top.engine import Engine, EngineOptions
 from kata_top.formats import jsonout
-from kata_top.formats.jsonin import RecordingError, load_recording
+from kata_top.formats.jsonin import RecordingError
+from kata_top.formats.recording import load_recording
 from tests.helpers import ROOT
 from tests.run_roots import SCHEMA, assert_schema_valid, collect, persist, run_root
 
@@ -290,7 +291,7 @@ def test_a_stopped_watcher_wakes_nobody(tmp_path: Any) -> None:
 
 
 async def test_a_wake_after_the_dashboard_exits_is_dropped() -> None:
-    from kata_top.formats.jsonin import load_recording
+    from kata_top.formats.recording import load_recording
     from kata_top.settings import Settings
     from kata_top.sources.replay import ReplaySource
     from tests.helpers import RECORDING

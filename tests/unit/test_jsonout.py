@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kata_top.formats import jsonout
-from kata_top.formats.jsonin import load_recording
+from kata_top.formats.recording import load_recording
 from kata_top.model import Action, Redirect, Snapshot
 from tests.helpers import ROOT
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kata_top.diagnose import annotate
-from kata_top.formats.jsonin import load_recording
+from kata_top.formats.recording import load_recording
 from kata_top.model import LinkStats, Sandbox, Snapshot
 from kata_top.rates import with_rates
 from kata_top.same_object import SameObjectMemo

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kata_top.formats import prometheus as promout
-from kata_top.formats.jsonin import load_recording
+from kata_top.formats.recording import load_recording
 from kata_top.formats.terminal import for_terminal
 from tests.helpers import ROOT
 

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kata_top.cli.serve import parse_listen
-from kata_top.formats.jsonin import load_recording
+from kata_top.formats.recording import load_recording
 from kata_top.model import Snapshot
 from kata_top.serve.gzip_parts import PartsGzip
 from kata_top.serve.hub import SnapshotHub, Unavailable

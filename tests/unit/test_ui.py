@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kata_top.formats.jsonin import load_recording
+from kata_top.formats.recording import load_recording
 from kata_top.settings import Settings
 from kata_top.sources.live import LiveSource
 from kata_top.sources.replay import ReplaySource

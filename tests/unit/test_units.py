@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from collectors import hostcheck, netlink, qmp, rtnl, state, vmm_proc
 from kata_top import diagnose
-from kata_top.formats import jsonin, jsonout
+from kata_top.formats import jsonin, jsonout, recording
 from kata_top.lab.layout import Layout
 from kata_top.lab.scenario import build as build_specs
 from kata_top.lab.statefiles import persist_json, state_json
@@ -342,12 +342,12 @@ def test_cut_recording_loads_what_it_can(tmp_path: object) -> None:
     line = jsonout.dumps(_snap(1.0, 0, 0))
     with open(path, "w") as fh:
         fh.write(line + "\n" + line + "\n" + line[: len(line) // 2])
-    snaps, warning = jsonin.load_recording(path)
+    snaps, warning = recording.load_recording(path)
     assert len(snaps) == 2 and warning and "cut off" in warning
     with open(path, "w") as fh:
         fh.write("hello\n")
     with pytest.raises(jsonin.RecordingError, match="not a kata-top recording"):
-        jsonin.load_recording(path)
+        recording.load_recording(path)
 
 
 def test_rate_finding_has_hysteresis(tmp_path: object) -> None:
@@ -357,7 +357,7 @@ def test_rate_finding_has_hysteresis(tmp_path: object) -> None:
         for i in range(12):
             stalled = i % 2 == 0  # eth0 receives, the in redirect counts nothing, then does
             fh.write(jsonout.dumps(_snap(float(i), 5.0, 0.0 if stalled else 5.0)) + "\n")
-    recorded, warning = jsonin.load_recording(path)
+    recorded, warning = recording.load_recording(path)
     assert warning is None and len(recorded) == 12
     prev: Snapshot | None = None
     present = []
