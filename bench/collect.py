@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import shell_loop
-from collectors import netcollect
+from kata_top.collectors import netcollect
 from kata_top.engine import Engine, EngineOptions
 from kata_top.lab import build
 from kata_top.lab.layout import Layout

@@ -131,7 +131,7 @@ def wait_quiet(paths: list[str], cap_s: float = 120.0) -> float:
     """Seconds until every namespace is idle (its dump reused) in two cycles in a row: a
     fresh lab's links send IPv6 duplicate-address and multicast-listener packets for a
     while, and the benchmark is of idle sandboxes."""
-    from collectors.netcollect import NetCollector
+    from kata_top.collectors.netcollect import NetCollector
 
     nc = NetCollector()
     t0, quiet = time.monotonic(), 0

@@ -20,8 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from collectors import qmp
-from collectors.vmm import VmmTarget, collect_vmms
+from kata_top.collectors import qmp
+from kata_top.collectors.vmm import VmmTarget, collect_vmms
 from kata_top.lab import build
 from kata_top.lab.layout import Layout
 

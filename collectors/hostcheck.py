@@ -15,7 +15,7 @@ import subprocess
 import tomllib
 from typing import Any
 
-from collectors.safeopen import read_file
+from kata_top.collectors.safeopen import read_file
 from kata_top.model import Finding
 from kata_top.records import dataclass
 

@@ -33,10 +33,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from collectors import netns
-from collectors.decode_memo import DecodeMemo
-from collectors.netlink import NetlinkError, RtnlSocket
-from collectors.rtnl import (
+from kata_top.collectors import netns
+from kata_top.collectors.decode_memo import DecodeMemo
+from kata_top.collectors.netlink import NetlinkError, RtnlSocket
+from kata_top.collectors.rtnl import (
     NetnsDump,
     dump_netns,
     dump_tc,
@@ -44,12 +44,12 @@ from collectors.rtnl import (
     link_stats,
     stats_by_ifindex,
 )
-from collectors.safeopen import open_netns
+from kata_top.collectors.safeopen import open_netns
 from kata_top.model import Link, PeerInfo, evolve
 from kata_top.records import dataclass, replace
 
 if TYPE_CHECKING:
-    from collectors.read_ahead import ReadAhead
+    from kata_top.collectors.read_ahead import ReadAhead
 
 PEER_MAX_AGE_S = 60.0
 # An idle namespace is dumped whole again anyway after at least this long and this many
@@ -141,7 +141,7 @@ class NetCollector:
         first (collectors/read_ahead.py); collect() hands out what they read. Call right
         after begin_cycle."""
         if self._one_shot and workers > 1 and len(jobs) > 1:
-            from collectors.read_ahead import ReadAhead
+            from kata_top.collectors.read_ahead import ReadAhead
 
             # The first namespace is read before the fork: the namespace its veth's peer
             # lives in (where a node's pod veths end) and that namespace's links are then

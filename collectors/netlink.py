@@ -16,7 +16,7 @@ import struct
 import threading
 import time
 
-from collectors import netns
+from kata_top.collectors import netns
 
 NETLINK_ROUTE = 0
 NLM_F_REQUEST = 0x1

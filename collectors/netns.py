@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar
 
-from collectors.safeopen import open_netns
+from kata_top.collectors.safeopen import open_netns
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import re
 
-from collectors import netns
-from collectors.netlink import RtnlSocket
-from collectors.rtnl import link_facts
+from kata_top.collectors import netns
+from kata_top.collectors.netlink import RtnlSocket
+from kata_top.collectors.rtnl import link_facts
 
 KATA_TAP_RE = re.compile(r"^tap\d+_kata$")
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from collectors import netns, safeopen
+from kata_top.collectors import netns, safeopen
 
 K = TypeVar("K")
 R = TypeVar("R")

@@ -10,7 +10,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from collectors.netlink import (
+from kata_top.collectors.netlink import (
     GNET_STATS_BASIC,
     GNET_STATS_QUEUE,
     IF_STATS_MSG,
@@ -47,7 +47,7 @@ from collectors.netlink import (
 from kata_top.records import dataclass
 
 if TYPE_CHECKING:
-    from collectors.decode_memo import DecodeMemo
+    from kata_top.collectors.decode_memo import DecodeMemo
 
 from kata_top.model import (
     Action,

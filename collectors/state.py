@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any, Literal
 
-from collectors.safeopen import UnsafeFile, read_file, read_under
+from kata_top.collectors.safeopen import UnsafeFile, read_file, read_under
 from kata_top.model import NetworkModel
 from kata_top.records import dataclass
 

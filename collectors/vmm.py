@@ -15,9 +15,9 @@ import os
 import time
 from collections.abc import Sequence
 
-from collectors import qmp, vmm_proc
-from collectors.procs import pid_alive
-from collectors.vmm_target import VmmTarget
+from kata_top.collectors import qmp, vmm_proc
+from kata_top.collectors.procs import pid_alive
+from kata_top.collectors.vmm_target import VmmTarget
 from kata_top.model import Vmm, VmmNic, VmmSource, vmm_status
 from kata_top.records import replace
 

@@ -15,9 +15,9 @@ import time
 import zlib
 from typing import TYPE_CHECKING
 
-from collectors import netns, procs, shimsock, state
-from collectors.vmm_target import VmmTarget
 from kata_top import derive
+from kata_top.collectors import netns, procs, shimsock, state
+from kata_top.collectors.vmm_target import VmmTarget
 from kata_top.logs import DEBUG, get_logger
 from kata_top.model import (
     Direction,
@@ -45,8 +45,8 @@ from kata_top.model import (
 from kata_top.records import dataclass
 
 if TYPE_CHECKING:
-    from collectors.netcollect import NetCollector
-    from collectors.rtnl import NetnsDump
+    from kata_top.collectors.netcollect import NetCollector
+    from kata_top.collectors.rtnl import NetnsDump
 
 _NsPath = tuple[str | None, NetnsSource | None, "netns.NetnsId | None"]
 _Built = tuple[tuple[object, ...], tuple[Link, ...], tuple[Qdisc, ...], Sandbox]
@@ -143,7 +143,7 @@ class Engine:
         """The netlink side, made when a first sandbox namespace is to be read: on a node
         without sandboxes a one-shot command never imports it (sockets, the decoders)."""
         if self._net_made is None:
-            from collectors.netcollect import NetCollector
+            from kata_top.collectors.netcollect import NetCollector
 
             self._net_made = NetCollector(one_shot=self.opts.one_shot)
         return self._net_made
@@ -155,7 +155,7 @@ class Engine:
     def orphan_findings(self) -> list[Finding]:
         """KT-H030 for each named namespace that holds a Kata tap but belongs to no sandbox of
         the last collect() (one link dump per named namespace: not every cycle)."""
-        from collectors.orphans import orphan_namespaces
+        from kata_top.collectors.orphans import orphan_namespaces
 
         return [Finding(
             code="KT-H030", severity="warning",
@@ -189,7 +189,9 @@ class Engine:
         for t in ask:
             if t not in retry:
                 reuse[t.sandbox_id] = self._vmm_failed[t.sandbox_id][2]
-        from collectors.vmm import collect_vmms  # asyncio and QMP: only when a VMM is asked
+        from kata_top.collectors.vmm import (
+            collect_vmms,  # asyncio and QMP: only when a VMM is asked
+        )
 
         asked = collect_vmms(retry, qmp_primary=self.opts.qmp_primary,
                              monitor_deadline=self.opts.monitor_deadline,
@@ -217,7 +219,7 @@ class Engine:
                 jobs.setdefault(ns_id, path)
         if len(jobs) < 2 * READ_AHEAD_MIN_SHARE and self.opts.read_workers < 2:
             return  # not worth a fork (nor the import)
-        from collectors.read_ahead import workers_for
+        from kata_top.collectors.read_ahead import workers_for
 
         net.read_ahead([(path, key) for key, path in jobs.items()],
                        workers_for(len(jobs), self.opts.read_workers))
@@ -551,15 +553,15 @@ class Engine:
 
 
 def _request_seconds() -> float:
-    from collectors.netlink import request_seconds
+    from kata_top.collectors.netlink import request_seconds
 
     return request_seconds()
 
 
 def _tc_changes(notes: list[tuple[int, bytes]], dump: NetnsDump) -> list[TcChange]:
     """Filter notifications as changes (qdisc and class ones are seen in the dumps)."""
-    from collectors.netlink import RTM_DELTFILTER, RTM_NEWTFILTER, TCMSG
-    from collectors.rtnl import decode_filter, fmt_parent
+    from kata_top.collectors.netlink import RTM_DELTFILTER, RTM_NEWTFILTER, TCMSG
+    from kata_top.collectors.rtnl import decode_filter, fmt_parent
 
     names = {lk.ifindex: lk.name for lk in dump.links}
     # One u32 filter is notified as three messages (prio, hash table, key): one change each

@@ -332,7 +332,7 @@ def append_journal(path: str, events: Sequence[Event]) -> None:
 
 def read_journal(path: str) -> list[dict[str, Any]]:
     """The journal's events, oldest first (its rotated half first); damaged lines skipped."""
-    from collectors.safeopen import read_file
+    from kata_top.collectors.safeopen import read_file
 
     out: list[dict[str, Any]] = []
     for p in (path + ".1", path):

@@ -42,7 +42,7 @@ class Settings:
 
     @classmethod
     def load(cls) -> Settings:
-        from collectors.safeopen import read_file
+        from kata_top.collectors.safeopen import read_file
 
         try:
             # Not followed if a symlink, never blocks on a FIFO, at most 1 MiB.

@@ -25,8 +25,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-import themes
-from kata_top import rates
+from kata_top import rates, themes
 from kata_top.history import TrafficHistory
 from kata_top.model import Event, Sandbox, Snapshot
 from kata_top.requests import ActionError, ActionRequest, RedirectRequest
@@ -34,10 +33,10 @@ from kata_top.same_object import SameObjectMemo
 from kata_top.select import label
 from kata_top.settings import Settings
 from kata_top.sources.base import Source
-from widgets.header import HeaderBar
-from widgets.modals import ActionScreen, ConfirmScreen, HelpScreen, HostScreen
-from widgets.palette import MUTED, palette_of
-from widgets.screens import DetailScreen, OverviewScreen
+from kata_top.widgets.header import HeaderBar
+from kata_top.widgets.modals import ActionScreen, ConfirmScreen, HelpScreen, HostScreen
+from kata_top.widgets.palette import MUTED, palette_of
+from kata_top.widgets.screens import DetailScreen, OverviewScreen
 
 if TYPE_CHECKING:
     from kata_top.actions import Plan

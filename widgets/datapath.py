@@ -13,7 +13,7 @@ from rich.text import Text
 from kata_top import rates
 from kata_top.model import Link, Redirect, Sandbox
 from kata_top.units import fmt_rate
-from widgets.palette import DEFAULT, MUTED, STRONG, Palette
+from kata_top.widgets.palette import DEFAULT, MUTED, STRONG, Palette
 
 
 def _link_cell(p: Palette, sb: Sandbox, lk: Link | None, title: str) -> Text:

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kata_top.model import Event
-from widgets.palette import MUTED, Palette
+from kata_top.widgets.palette import MUTED, Palette
 
 
 def events_table(events: Iterable[Event], palette: Palette, empty: str,

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kata_top.model import Finding, SandboxError
-from widgets.palette import Palette
+from kata_top.widgets.palette import Palette
 
 
 def findings_table(findings: Sequence[Finding], palette: Palette, empty: str,

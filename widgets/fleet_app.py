@@ -19,17 +19,17 @@ from textual.message import Message
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
-import themes
+from kata_top import themes
 from kata_top.fleet.model import FleetSnapshot
 from kata_top.fleet.query import ALL
 from kata_top.settings import Settings
 from kata_top.sources.base import SourceError
-from widgets.fleet_columns import NODES, SANDBOXES_OF_NODE
-from widgets.header import HeaderBar
-from widgets.modals import HelpScreen
-from widgets.palette import MUTED, palette_of
-from widgets.sandbox_table import SandboxTable
-from widgets.table_screen import TableScreen
+from kata_top.widgets.fleet_columns import NODES, SANDBOXES_OF_NODE
+from kata_top.widgets.header import HeaderBar
+from kata_top.widgets.modals import HelpScreen
+from kata_top.widgets.palette import MUTED, palette_of
+from kata_top.widgets.sandbox_table import SandboxTable
+from kata_top.widgets.table_screen import TableScreen
 
 MIN_W, MIN_H = 80, 24
 OpenRequest = tuple[str, str, str]  # ("open", serve URL, sandbox id)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from kata_top.fleet.model import FleetNode, FleetSandbox
 from kata_top.units import fmt_rate
-from widgets.overview_columns import HISTORY, Cell, Column, sparkline
-from widgets.sandbox_table import RowModel
+from kata_top.widgets.overview_columns import HISTORY, Cell, Column, sparkline
+from kata_top.widgets.sandbox_table import RowModel
 
 
 def _age(n: FleetNode) -> str:

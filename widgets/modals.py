@@ -14,11 +14,11 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from kata_top.model import Direction, Finding
 from kata_top.requests import ActionRequest, RateLimitRequest, RedirectRequest
-from widgets.findings import findings_table
-from widgets.palette import palette_of
+from kata_top.widgets.findings import findings_table
+from kata_top.widgets.palette import palette_of
 
 if TYPE_CHECKING:
-    from widgets.app import KataTopApp
+    from kata_top.widgets.app import KataTopApp
 
 WRITE_ACTIONS = {"redirect", "ratelimit"}
 KEY_NAMES = {"question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "space": "space",
@@ -32,8 +32,8 @@ def key_label(keys: str) -> str:
 
 def help_table(screen: Screen[object], write: bool) -> Table:
     """Every key of every screen and of the app, as bound right now (keymap applied)."""
-    from widgets.screens import DetailScreen, OverviewScreen
-    from widgets.table_screen import TableScreen
+    from kata_top.widgets.screens import DetailScreen, OverviewScreen
+    from kata_top.widgets.table_screen import TableScreen
 
     t = Table("key", "does", "id", box=None, expand=True, header_style="bold")
     keymap: dict[str, str] = getattr(screen.app, "_keymap", {}) or {}

@@ -26,7 +26,7 @@ from textual.strip import Strip
 
 from kata_top.model import Sandbox
 from kata_top.same_object import SameObjectMemo
-from widgets.overview_columns import (
+from kata_top.widgets.overview_columns import (
     COLUMNS,
     HISTORY,
     Cell,

@@ -23,17 +23,17 @@ from kata_top.history import marks, resample
 from kata_top.model import Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
-from widgets.datapath import datapath
-from widgets.events_view import events_table
-from widgets.findings import findings_table
-from widgets.header import HeaderBar
-from widgets.overview_columns import sparkline
-from widgets.palette import MUTED, Palette, palette_of
-from widgets.sandbox_table import SandboxTable
-from widgets.table_screen import TableScreen
+from kata_top.widgets.datapath import datapath
+from kata_top.widgets.events_view import events_table
+from kata_top.widgets.findings import findings_table
+from kata_top.widgets.header import HeaderBar
+from kata_top.widgets.overview_columns import sparkline
+from kata_top.widgets.palette import MUTED, Palette, palette_of
+from kata_top.widgets.sandbox_table import SandboxTable
+from kata_top.widgets.table_screen import TableScreen
 
 if TYPE_CHECKING:
-    from widgets.app import KataTopApp
+    from kata_top.widgets.app import KataTopApp
 
 GRAPH_W = 45  # columns of the detail's 15-minute traffic graph
 EMPTY_TEXT = ("No Kata sandboxes under {root} (vc/sbs/*/persist.json, kata/*/state.json) and "

@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Input
 
-from widgets.sandbox_table import SANDBOXES, RowModel, SandboxTable
+from kata_top.widgets.sandbox_table import SANDBOXES, RowModel, SandboxTable
 
 FILTER_HINT = "filter: substring of the row's text (! negates), Enter keeps, Esc clears"
 

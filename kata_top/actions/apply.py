@@ -12,9 +12,9 @@ import logging
 import os
 from typing import Any
 
-from collectors import netns
 from kata_top.actions.audit import AuditLog, entry_for
 from kata_top.actions.model import ActionError, Outcome, Plan, Step
+from kata_top.collectors import netns
 from kata_top.select import label
 
 READ_ONLY_ENV = "KATA_TOP_READ_ONLY"

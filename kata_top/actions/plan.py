@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from collectors.netlink import RtnlSocket
-from collectors.rtnl import NetnsDump, dump_netns
 from kata_top import derive
 from kata_top.actions.model import (
     ActionError,
@@ -43,6 +41,8 @@ from kata_top.actions.steps import (
     kata_redirects,
     late_htb_steps,
 )
+from kata_top.collectors.netlink import RtnlSocket
+from kata_top.collectors.rtnl import NetnsDump, dump_netns
 from kata_top.engine import Engine, EngineOptions
 from kata_top.model import Direction, Sandbox
 from kata_top.select import label, resolve

@@ -9,8 +9,8 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from collectors.rtnl import NetnsDump
 from kata_top.actions.model import ActionError, Step
+from kata_top.collectors.rtnl import NetnsDump
 from kata_top.model import Filter
 from kata_top.units import tc_rate
 

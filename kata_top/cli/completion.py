@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 def sandbox_names(prefix: str, parsed_args: argparse.Namespace, **_kw: Any) -> list[str]:
     """Sandbox ids (first 12 characters) and namespace/pod names under the run root named on
     the line so far (or the default). Reads state files the way collection does."""
-    from collectors import state
+    from kata_top.collectors import state
 
     root = getattr(parsed_args, "run_root", None) or os.environ.get("KATA_TOP_RUN_ROOT", "/run")
     found, _errors = state.discover(root)

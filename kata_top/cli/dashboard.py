@@ -64,7 +64,7 @@ def _source(args: argparse.Namespace, settings: Settings) -> tuple[Source, str |
 
 
 def run(args: argparse.Namespace) -> int:
-    import themes
+    from kata_top import themes
     from kata_top.settings import REFRESH_MAX, REFRESH_MIN, Settings
 
     settings = Settings.load()
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         source.close()
         return fail("", "the dashboard needs a terminal; for scripts use `kata-top snapshot "
                         "--json` or `kata-top check`")
-    from widgets.app import KataTopApp
+    from kata_top.widgets.app import KataTopApp
 
     app = KataTopApp(source, refresh=refresh, theme=theme, settings=settings,
                      replay_warning=warning)

@@ -40,8 +40,10 @@ def _print(doc: dict[str, Any], as_json: bool) -> None:
         return
     stamp = time.strftime("%H:%M:%S", time.localtime(float(doc.get("at") or 0)))
     by = " [kata-top]" if doc.get("by") == "kata-top" else ""
-    print(for_terminal(f"{stamp} {doc.get('severity', '?'):<8} {doc.get('kind', '?'):<19} "
-                       f"{doc.get('summary', '')}{by}"), flush=True)
+    # A journal line is untrusted: any field may be null or of another type.
+    severity, kind = str(doc.get("severity") or "?"), str(doc.get("kind") or "?")
+    print(for_terminal(f"{stamp} {severity:<8} {kind:<19} {doc.get('summary') or ''}{by}"),
+          flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

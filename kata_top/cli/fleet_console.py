@@ -11,7 +11,7 @@ from kata_top.fleet.promql import PrometheusClient
 
 
 def run_console(client: PrometheusClient, args: argparse.Namespace) -> int:
-    import themes
+    from kata_top import themes
     from kata_top.settings import Settings
     from kata_top.sources.fleet import FleetSource
 
@@ -20,8 +20,8 @@ def run_console(client: PrometheusClient, args: argparse.Namespace) -> int:
                              "--json` or `kata-top fleet check`")
     if not 0.5 <= args.refresh <= 3600:
         return fail("fleet", "--refresh takes 0.5 to 3600 seconds", EXIT_USAGE)
-    from widgets.app import KataTopApp
-    from widgets.fleet_app import FleetApp
+    from kata_top.widgets.app import KataTopApp
+    from kata_top.widgets.fleet_app import FleetApp
 
     settings = Settings.load()
     theme = themes.resolve(settings.theme)

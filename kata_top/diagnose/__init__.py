@@ -10,7 +10,7 @@ from kata_top.model import Finding
 
 
 def host_findings() -> list[Finding]:
-    from collectors.hostcheck import host_findings as probe
+    from kata_top.collectors.hostcheck import host_findings as probe
 
     return probe()
 

@@ -13,8 +13,8 @@ import shlex
 from collections.abc import Iterable
 from typing import Any
 
-from collectors.shimsock import SOCKET_NAME
 from kata_top import derive, rates
+from kata_top.collectors.shimsock import SOCKET_NAME
 from kata_top.model import Finding, Sandbox, Severity, Snapshot, evolve
 from kata_top.select import label
 from kata_top.units import fmt_rate

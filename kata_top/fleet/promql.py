@@ -83,7 +83,7 @@ class PrometheusClient:
     def _headers(self) -> dict[str, str]:
         if not self._token_file:
             return {}
-        from collectors.safeopen import read_file
+        from kata_top.collectors.safeopen import read_file
 
         try:  # read at each request: tokens are rotated (a projected service-account token)
             token = read_file(self._token_file, 64 << 10).decode("utf-8", "replace").strip()

@@ -34,7 +34,7 @@ class Recording(Sequence[Snapshot]):
     what came before it still plays, as when it was cut off."""
 
     def __init__(self, path: str) -> None:
-        from collectors.safeopen import open_regular
+        from kata_top.collectors.safeopen import open_regular
 
         try:
             self._fh = open_regular(path)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from collectors.procs import pid_alive
+from kata_top.collectors.procs import pid_alive
 from kata_top.lab import network, processes
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import LabSandbox, Manifest

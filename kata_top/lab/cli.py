@@ -125,7 +125,7 @@ def _dispatch(args: argparse.Namespace, layout: Layout) -> int:
         return 1
     man = found
     if args.lab_cmd == "status":
-        from collectors.procs import pid_alive
+        from kata_top.collectors.procs import pid_alive
 
         rows = []
         for sb in man.sandboxes:

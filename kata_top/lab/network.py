@@ -10,7 +10,7 @@ import os
 import subprocess
 from collections.abc import Sequence
 
-from collectors import netns
+from kata_top.collectors import netns
 from kata_top.lab.layout import BRIDGE, NODE_CIDR, NODE_IP, TAP, Layout
 from kata_top.lab.scenario import SandboxSpec
 

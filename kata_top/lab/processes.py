@@ -14,9 +14,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from collectors import netns
-from collectors.procs import pid_alive, read_cmdline
-from collectors.shimsock import SOCKET_NAME
+from kata_top.collectors import netns
+from kata_top.collectors.procs import pid_alive, read_cmdline
+from kata_top.collectors.shimsock import SOCKET_NAME
 from kata_top.lab.layout import TAP, Layout
 from kata_top.lab.network import LabError, guest_mac
 from kata_top.lab.scenario import SandboxSpec
@@ -57,8 +57,8 @@ def open_tap(netns_path: str, name: str) -> int:
 
 def open_macvtap(netns_path: str, name: str) -> int:
     """Open /dev/tap<ifindex> of the macvtap; its ifindex comes from netlink in the namespace."""
-    from collectors.netlink import RtnlSocket
-    from collectors.rtnl import dump_netns
+    from kata_top.collectors.netlink import RtnlSocket
+    from kata_top.collectors.rtnl import dump_netns
 
     sock = RtnlSocket.open(netns_path)
     try:

@@ -19,7 +19,7 @@ async def _dashboard(run_root: str, out_dir: str, pod: str) -> list[str]:
     from kata_top.engine import VMM_REFRESH_S, EngineOptions
     from kata_top.settings import Settings
     from kata_top.sources.live import LiveSource
-    from widgets.app import KataTopApp
+    from kata_top.widgets.app import KataTopApp
 
     source = LiveSource(EngineOptions(run_root=run_root, vmm_refresh_s=VMM_REFRESH_S))
     app = KataTopApp(source, refresh=1.0, theme="kata-dark", settings=Settings())

@@ -13,7 +13,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from collectors import netns
+from kata_top.collectors import netns
 
 DISCARD_PORT = 9
 

@@ -68,7 +68,7 @@ class LiveSource(Source):
             raw = self._engine.collect(fresh_vmm=fresh)
             snap = self._derive.next(raw, self._engine.tc_read_at, self._engine.read_at)
             if time.monotonic() - self._host_at > HOST_PROBE_EVERY_S or not self._host_at:
-                from collectors.hostcheck import host_findings
+                from kata_top.collectors.hostcheck import host_findings
 
                 self._host = (*host_findings(), *self._engine.orphan_findings())
                 self._host_at = time.monotonic()
@@ -102,7 +102,7 @@ class LiveSource(Source):
         self._logged = now
 
     def start_watching(self, wake: Callable[[], None]) -> str | None:
-        from collectors.watch import StateWatcher, watch_paths
+        from kata_top.collectors.watch import StateWatcher, watch_paths
 
         root = self._engine.opts.run_root
         try:

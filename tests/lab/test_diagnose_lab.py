@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from collectors import hostcheck
 from kata_top import diagnose
+from kata_top.collectors import hostcheck
 from kata_top.engine import Engine, EngineOptions
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest

@@ -320,7 +320,7 @@ def test_not_root_still_prints(demo_lab: tuple[Layout, Manifest]) -> None:
     import io
     from contextlib import redirect_stdout
 
-    import collectors.hostcheck  # noqa: F401 - imported before the uid drops
+    import kata_top.collectors.hostcheck  # noqa: F401 - imported before the uid drops
     from kata_top.cli.main import main
 
     layout, _ = demo_lab

@@ -33,7 +33,7 @@ def fleet(prom: str, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 async def _rows(app: Any) -> dict[str, tuple[str, str]]:
-    from widgets.sandbox_table import SandboxTable
+    from kata_top.widgets.sandbox_table import SandboxTable
 
     async with app.run_test(size=(160, 48)) as pilot:
         for _ in range(600):
@@ -49,8 +49,8 @@ async def _rows(app: Any) -> dict[str, tuple[str, str]]:
 async def _console(source: Any) -> tuple[list[str], bool]:
     """The fleet console on `source`: its node names, and whether opening beta shows
     web-1's lost inbound redirect."""
-    from widgets.fleet_app import FleetApp, NodeScreen
-    from widgets.sandbox_table import SandboxTable
+    from kata_top.widgets.fleet_app import FleetApp, NodeScreen
+    from kata_top.widgets.sandbox_table import SandboxTable
 
     app = FleetApp(source, refresh=3600, theme="kata-dark", settings=Settings())
     async with app.run_test(size=(160, 48)) as pilot:
@@ -133,7 +133,7 @@ def test_fleet_on_three_nodes(demo_lab: tuple[Layout, Manifest], tmp_path: Any) 
                 from kata_top.engine import EngineOptions
                 from kata_top.sources.live import LiveSource
                 from kata_top.sources.remote import RemoteSource
-                from widgets.app import KataTopApp
+                from kata_top.widgets.app import KataTopApp
 
                 # (sync test, apps run on their own loops: pyroute2 above needs no running one)
                 remote = asyncio.run(_rows(KataTopApp(RemoteSource(a_url), refresh=1.0,

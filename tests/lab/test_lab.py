@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from collectors import state
-from collectors.procs import pid_alive
+from kata_top.collectors import state
+from kata_top.collectors.procs import pid_alive
 from kata_top.lab import build, processes
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import Manifest

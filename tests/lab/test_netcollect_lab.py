@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from collectors.netcollect import NetCollector
-from collectors.rtnl import NetnsDump
+from kata_top.collectors.netcollect import NetCollector
+from kata_top.collectors.rtnl import NetnsDump
 from kata_top.lab import build, traffic
 
 
@@ -341,8 +341,8 @@ def test_route_dump_asks_for_the_main_table_and_reads_what_a_whole_dump_reads(
         scratch_lab: Any) -> None:
     """With strict checking the kernel dumps the main table only (not the local table nor
     any other); the routes kata-top reads are the ones a dump of every table gives."""
-    from collectors.netlink import RTMSG, RtnlSocket
-    from collectors.rtnl import RT_TABLE_MAIN, decode_route
+    from kata_top.collectors.netlink import RTMSG, RtnlSocket
+    from kata_top.collectors.rtnl import RT_TABLE_MAIN, decode_route
 
     man = build.up(scratch_lab, build.UpOptions(sandboxes=1, qemu=False, scenario="plain"))
     ns = next(sb.netns for sb in man.sandboxes if sb.netns)
@@ -373,7 +373,7 @@ def test_named_namespaces_taken_from_the_sandboxes_lookups_are_the_same(
     up again: same map."""
     import os
 
-    from collectors import netns
+    from kata_top.collectors import netns
 
     man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
     known = {path: netns.netns_id(path) for path in
@@ -393,9 +393,15 @@ def test_link_dumps_leave_out_ipv6_statistics_and_keep_the_counters(scratch_lab:
     the kernel), the link's own counters and everything decoded the same as a whole dump."""
     from dataclasses import replace
 
-    from collectors import netlink
-    from collectors.netlink import ALL_LINKS, IFINFOMSG, RTM_GETLINK, RtnlSocket, attr_spans
-    from collectors.rtnl import AF_INET6, IFLA_AF_SPEC, decode_link
+    from kata_top.collectors import netlink
+    from kata_top.collectors.netlink import (
+        ALL_LINKS,
+        IFINFOMSG,
+        RTM_GETLINK,
+        RtnlSocket,
+        attr_spans,
+    )
+    from kata_top.collectors.rtnl import AF_INET6, IFLA_AF_SPEC, decode_link
     from kata_top.model import LinkStats
 
     def inet6_types(body: bytes) -> set[int]:

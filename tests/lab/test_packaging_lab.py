@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import venv
+import zipfile
 from typing import Any
 
 from tests.helpers import ROOT
@@ -22,6 +23,14 @@ def test_wheel_in_an_empty_virtualenv(tmp_path: Any) -> None:
                     ROOT], check=True, timeout=600)
     wheels = glob.glob(str(dist / "kata_top-*.whl"))
     assert len(wheels) == 1, wheels
+    # One installed package: collectors, widgets and themes live under kata_top, so no generic
+    # top-level name can clash with another distribution's in site-packages.
+    with zipfile.ZipFile(wheels[0]) as whl:
+        top = next(n for n in whl.namelist() if n.endswith(".dist-info/top_level.txt"))
+        assert whl.read(top).decode().split() == ["kata_top"]
+        names = whl.namelist()
+    for sub in ("collectors/state.py", "widgets/app.py", "themes/kata_top.tcss"):
+        assert f"kata_top/{sub}" in names
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     pip, kata_top = env_dir / "bin" / "pip", env_dir / "bin" / "kata-top"
@@ -42,7 +51,8 @@ def test_wheel_in_an_empty_virtualenv(tmp_path: Any) -> None:
     assert check.returncode in (0, 1) and json.loads(check.stdout)["schema"] == "kata-top/check/1"
     files = subprocess.run(
         [str(env_dir / "bin" / "python"), "-c",
-         "import os, themes, kata_top.formats.schema_gen as g, kata_top.formats as f\n"
+         "import os, kata_top.themes as themes, kata_top.formats as f\n"
+         "import kata_top.formats.schema_gen as g\n"
          "print(os.path.exists(themes.TCSS_PATH), os.path.exists(os.path.join("
          "os.path.dirname(f.__file__), 'schema', 'snapshot-1.json')))"],
         cwd=str(tmp_path), capture_output=True, text=True, check=True, timeout=60)

@@ -22,7 +22,7 @@ async def _dashboard_under_churn(run_root: str, seconds: float) -> tuple[int, li
     from kata_top.engine import EngineOptions
     from kata_top.settings import Settings
     from kata_top.sources.live import LiveSource
-    from widgets.app import KataTopApp, SnapshotReady
+    from kata_top.widgets.app import KataTopApp, SnapshotReady
 
     shown, failures = [0], []
 

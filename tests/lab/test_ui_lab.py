@@ -10,8 +10,8 @@ import pytest
 
 from kata_top.settings import Settings
 from kata_top.sources.live import LiveSource
-from widgets.app import KataTopApp
-from widgets.sandbox_table import SandboxTable
+from kata_top.widgets.app import KataTopApp
+from kata_top.widgets.sandbox_table import SandboxTable
 
 # Each wait ends on the event it waits for; this only bounds a hang. With a refresh of an
 # hour (inotify test), the new row can only come from the inotify wake-up: the event is the
@@ -68,7 +68,7 @@ async def test_inotify_shows_new_and_removed_sandboxes(scratch_lab: Any) -> None
 async def test_write_flow_from_the_dashboard(scratch_lab: Any) -> None:
     from kata_top.engine import EngineOptions
     from kata_top.lab import build
-    from widgets.modals import ActionScreen, ConfirmScreen
+    from kata_top.widgets.modals import ActionScreen, ConfirmScreen
 
     build.up(scratch_lab, build.UpOptions(sandboxes=1, qemu=False, scenario="plain"))
     app = KataTopApp(LiveSource(EngineOptions(run_root=scratch_lab.run_root), write=True),

@@ -228,7 +228,7 @@ class FixedSource:
 
 
 def fleet_app(fail: str | None = None) -> Any:
-    from widgets.fleet_app import FleetApp
+    from kata_top.widgets.fleet_app import FleetApp
 
     return FleetApp(FixedSource(fail), refresh=3600, theme="kata-dark", settings=Settings())
 
@@ -242,8 +242,8 @@ def test_snapshot_fleet_console(snap_compare: Any) -> None:
 
 
 async def test_fleet_console_drills_down_to_a_node() -> None:
-    from widgets.fleet_app import NodeScreen
-    from widgets.sandbox_table import SandboxTable
+    from kata_top.widgets.fleet_app import NodeScreen
+    from kata_top.widgets.sandbox_table import SandboxTable
 
     app = fleet_app()
     async with app.run_test(size=(160, 48)) as pilot:

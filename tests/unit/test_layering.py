@@ -59,18 +59,18 @@ def _violations(package: str, forbidden: tuple[str, ...],
 
 
 def test_collectors_never_import_the_ui() -> None:
-    assert _violations("collectors", ("textual", "rich", "widgets", "themes",
+    assert _violations("collectors", ("textual", "rich", "kata_top.widgets", "kata_top.themes",
                                       "kata_top.cli", "kata_top.sources")) == []
 
 
 def test_widgets_never_reach_the_kernel_qemu_or_the_write_path() -> None:
     """Widgets see Snapshots, typed requests and a Source; nothing that collects or writes."""
-    assert _violations("widgets", ("collectors", "kata_top.actions", "kata_top.engine",
+    assert _violations("widgets", ("kata_top.collectors", "kata_top.actions", "kata_top.engine",
                                    "kata_top.lab", "pyroute2", "qemu", "pyinotify")) == []
 
 
 def test_core_never_imports_the_ui() -> None:
-    assert _violations("kata_top", ("textual", "rich", "widgets"),
+    assert _violations("kata_top", ("textual", "rich", "kata_top.widgets"),
                        exempt=(os.path.join("kata_top", "cli", "dashboard.py"),
                                os.path.join("kata_top", "cli", "fleet_console.py"),
                                os.path.join("kata_top", "lab", "screenshots.py"))) == []
@@ -82,7 +82,8 @@ def test_only_the_write_path_imports_pyroute2() -> None:
     assert offenders == []
 
 
-HEADLESS_FORBIDDEN = ("textual", "rich", "pyroute2", "widgets", "themes", "kata_top.lab",
+HEADLESS_FORBIDDEN = ("textual", "rich", "pyroute2", "kata_top.widgets", "kata_top.themes",
+                      "kata_top.lab",
                       "kata_top.actions", "qemu", "pyinotify")
 
 
@@ -110,9 +111,10 @@ def test_snapshot_loads_nothing_it_does_not_use(tmp_path: object, argv: list[str
 # What a one-shot snapshot of a node without sandboxes does not use: the monitor clients,
 # the process library, the log file's handler (nothing is logged), libc's setns (no namespace
 # entered), the other output formats and the dashboard's sources.
-EMPTY_NODE_UNUSED = ("asyncio", "collectors.vmm", "collectors.qmp", "psutil", "logging.handlers",
-                     "ctypes", "kata_top.sources", "kata_top.formats.prometheus",
-                     "kata_top.formats.textout", "kata_top.events", "kata_top.history")
+EMPTY_NODE_UNUSED = ("asyncio", "kata_top.collectors.vmm", "kata_top.collectors.qmp", "psutil",
+                     "logging.handlers", "ctypes", "kata_top.sources",
+                     "kata_top.formats.prometheus", "kata_top.formats.textout", "kata_top.events",
+                     "kata_top.history")
 
 
 def test_snapshot_of_an_empty_node_loads_only_what_it_uses(tmp_path: object) -> None:
@@ -132,3 +134,10 @@ def test_help_builds_without_loading_any_command(tmp_path: object) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_nothing_imports_a_bare_top_level_folder() -> None:
+    """collectors, widgets and themes install under kata_top only (one installed package)."""
+    bad = [v for pkg in ("kata_top", "collectors", "widgets", "themes", "tests", "bench")
+           for v in _violations(pkg, ("collectors", "widgets", "themes"))]
+    assert bad == []

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from collectors import read_ahead
-from collectors.read_ahead import ReadAhead, workers_for
+from kata_top.collectors import read_ahead
+from kata_top.collectors.read_ahead import ReadAhead, workers_for
 from tests.helpers import child_pids
 
 JOBS = [(f"/ns/{i}", i) for i in range(12)]
@@ -161,7 +161,7 @@ def test_an_answer_written_before_the_deadline_is_read_after_it(
 CALLER = """
 import os, sys, time
 sys.path.insert(0, {root!r})
-from collectors.read_ahead import ReadAhead
+from kata_top.collectors.read_ahead import ReadAhead
 
 def slow(path, key):
     time.sleep(30)

@@ -25,7 +25,7 @@ with open(os.path.join(ROOT, "tests", "data", "demo.ndjson"), "rb") as _fh:
 def reference_load(path: str) -> tuple[list[Snapshot], str | None]:
     """The reading recordings had before they were indexed: every line built in turn up to
     the first damaged one. Kept as the oracle of what a recording plays."""
-    from collectors.safeopen import open_regular
+    from kata_top.collectors.safeopen import open_regular
 
     snaps: list[Snapshot] = []
     try:

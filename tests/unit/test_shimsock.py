@@ -7,7 +7,7 @@ import os
 import socket
 from typing import Any
 
-from collectors import shimsock
+from kata_top.collectors import shimsock
 
 
 def test_each_state_of_the_socket(tmp_path: Any) -> None:

@@ -13,11 +13,11 @@ from kata_top.formats.recording import load_recording
 from kata_top.settings import Settings
 from kata_top.sources.live import LiveSource
 from kata_top.sources.replay import ReplaySource
+from kata_top.widgets.app import KataTopApp
+from kata_top.widgets.modals import HelpScreen
+from kata_top.widgets.sandbox_table import SandboxTable
+from kata_top.widgets.screens import DetailScreen, OverviewScreen
 from tests.helpers import ROOT
-from widgets.app import KataTopApp
-from widgets.modals import HelpScreen
-from widgets.sandbox_table import SandboxTable
-from widgets.screens import DetailScreen, OverviewScreen
 
 RECORDING = os.path.join(ROOT, "tests", "data", "demo.ndjson")
 
@@ -180,7 +180,7 @@ async def _to_detail(pilot: Any) -> None:
     pilot.app.open_sandbox(broken.id)
     await settle(pilot)
     # The same snapshot arriving again (as it can, racing the mount) must not change a thing.
-    from widgets.app import SnapshotReady
+    from kata_top.widgets.app import SnapshotReady
 
     pilot.app.post_message(SnapshotReady(snap))
     await settle(pilot)

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors import hostcheck, netlink, qmp, rtnl, state, vmm_proc
 from kata_top import diagnose
+from kata_top.collectors import hostcheck, netlink, qmp, rtnl, state, vmm_proc
 from kata_top.formats import jsonin, jsonout, recording
 from kata_top.lab.layout import Layout
 from kata_top.lab.scenario import build as build_specs
@@ -196,7 +196,7 @@ def test_state_file_retry_sees_a_rewrite(tmp_path: object) -> None:
 def test_an_entry_of_run_netns_goes_by_its_var_run_path_where_var_run_is_run() -> None:
     """The engine hands named_netns the ids it looked up by the paths state files name
     (Kata writes /var/run/netns/<name>)."""
-    from collectors import netns
+    from kata_top.collectors import netns
 
     paths = netns.entry_paths("cni-1")
     assert paths[0] == "/run/netns/cni-1"
@@ -240,7 +240,7 @@ def test_peer_facts_of_any_link_message(junk: bytes, name: str, mtu: int, oper: 
     carries; a message too short for its header is the decoder's documented error."""
     import struct
 
-    from collectors import rtnl
+    from kata_top.collectors import rtnl
 
     body = (netlink.IFINFOMSG.pack(0, 1, 7, 0, 0) + junk
             + netlink.attr(rtnl.IFLA_IFNAME, name.encode() + b"\0")
@@ -265,7 +265,7 @@ def test_route_decoder_on_any_message(family: int, dst_len: int, rtype: int, jun
     None, or the decoder's documented error for a message shorter than its header."""
     import struct
 
-    from collectors import rtnl
+    from kata_top.collectors import rtnl
 
     body = netlink.RTMSG.pack(family, dst_len, 0, 0, 254, 4, 0, rtype, 0) + b"".join(
         netlink.attr(t, v) for t, v in attrs) + junk
@@ -282,7 +282,7 @@ def test_route_decoder_on_any_message(family: int, dst_len: int, rtype: int, jun
 def test_route_with_an_mtu_metric() -> None:
     import socket as so
 
-    from collectors import rtnl
+    from kata_top.collectors import rtnl
 
     metrics = netlink.attr(rtnl.RTA_METRICS, netlink.attr(rtnl.RTAX_MTU, netlink.U32.pack(1400)))
     body = (netlink.RTMSG.pack(so.AF_INET, 0, 0, 0, 254, 3, 0, 1, 0)
@@ -385,8 +385,9 @@ def test_findings_have_codes_severities_and_fixes() -> None:
 # What `kata-top snapshot --json` may import of kata-top itself: the read path, nothing of the
 # lab, the UI, the exporter or the write path (a one-shot command pays every import at start).
 SNAPSHOT_IMPORTS = {
-    "collectors", "collectors.netns", "collectors.procs", "collectors.safeopen",
-    "collectors.shimsock", "collectors.state", "collectors.vmm_target", "kata_top",
+    "kata_top.collectors", "kata_top.collectors.netns", "kata_top.collectors.procs",
+    "kata_top.collectors.safeopen", "kata_top.collectors.shimsock", "kata_top.collectors.state",
+    "kata_top.collectors.vmm_target", "kata_top",
     "kata_top.cli", "kata_top.cli.common", "kata_top.cli.hints", "kata_top.cli.main",
     "kata_top.cli.snapshot", "kata_top.derive", "kata_top.diagnose",
     "kata_top.diagnose.findings", "kata_top.diagnose.report", "kata_top.engine",
@@ -410,6 +411,7 @@ def test_headless_path_imports_only_the_read_path(tmp_path: object) -> None:
     line = next(ln for ln in out.stderr.splitlines() if ln.startswith("MODULES "))
     modules = set(json.loads(line[len("MODULES "):]))
     ours = {m for m in modules if m.split(".")[0] in ("kata_top", "collectors", "widgets")}
+    assert all(m.startswith("kata_top") for m in ours), ours
     assert ours <= SNAPSHOT_IMPORTS, sorted(ours - SNAPSHOT_IMPORTS)
     assert not [m for m in modules if m.split(".")[0] in SNAPSHOT_NEVER], sorted(
         m for m in modules if m.split(".")[0] in SNAPSHOT_NEVER)
@@ -630,7 +632,7 @@ def test_pending_polls_sockets_numbered_beyond_select_s_limit() -> None:
     import resource
     import socket
 
-    from collectors.netlink import RtnlSocket
+    from kata_top.collectors.netlink import RtnlSocket
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     high = 1500
