@@ -19,8 +19,12 @@ if TYPE_CHECKING:
     import psutil
 
 COMM_PREFIXES = ("qemu", "cloud-hyperviso", "firecracker", "containerd-shim", "virtiofsd",
-                 "python")
-VMM_NAMES = ("qemu-system", "qemu-kvm", "cloud-hypervisor", "firecracker")
+                 "python", "openvmm")
+VMM_NAMES = ("qemu-system", "qemu-kvm", "cloud-hypervisor", "firecracker", "openvmm")
+# The Go runtime names a jailed Firecracker by the first 32 characters of the sandbox id
+# (virtcontainers/fc.go truncateID): `firecracker --id <id[:32]>`, under
+# /run/vc/firecracker/<id[:32]>/root.
+FC_ID_LEN = 32
 SHIM_NAME = "containerd-shim-kata-v2"
 
 
@@ -42,6 +46,10 @@ class ProcessIndex:
     virtiofsd: dict[str, list[int]] = field(default_factory=dict)
     virtiofsd_root: dict[str, str] = field(default_factory=dict)  # run root its socket names
     cmdlines: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    # VMMs named only by a truncated id (Firecracker's --id <id[:32]>): id prefix -> pid
+    vmm_short: dict[str, int] = field(default_factory=dict)
+    # VMM processes whose command line names no sandbox id: pid -> kind (matched by netns)
+    unnamed: dict[int, str] = field(default_factory=dict)
 
 
 def _read(path: str) -> bytes:
@@ -65,6 +73,32 @@ def _vmm_kind(argv0: str) -> str | None:
         return "clh"
     if base == "firecracker":
         return "firecracker"
+    if base == "openvmm":
+        return "openvmm"
+    return None
+
+
+def _argv_kind(argv: tuple[str, ...]) -> str | None:
+    """The VMM kind of a command line; a script run by its interpreter (the lab's stand-ins,
+    `python3 <dir>/cloud-hypervisor ...`) is named by its second word."""
+    kind = _vmm_kind(argv[0])
+    if kind is None and len(argv) > 1 and os.path.basename(argv[0]).startswith("python"):
+        kind = _vmm_kind(argv[1])
+    return kind
+
+
+def _short_id(argv: tuple[str, ...]) -> str | None:
+    """Firecracker's truncated sandbox id: `--id <id[:32]>` (jailed) or the jailer root in
+    its --api-sock path (not jailed)."""
+    sid = _arg_value(argv, "--id")
+    if sid and len(sid) == FC_ID_LEN and all(c in "0123456789abcdef" for c in sid):
+        return sid
+    sock = _arg_value(argv, "--api-sock") or ""
+    parts = sock.split("/")
+    if "firecracker" in parts:
+        cand = parts[parts.index("firecracker") + 1] if parts[-1] else ""
+        if len(cand) == FC_ID_LEN and all(c in "0123456789abcdef" for c in cand):
+            return cand
     return None
 
 
@@ -93,7 +127,7 @@ def scan(proc_root: str = "/proc") -> ProcessIndex:
         argv = read_cmdline(pid)
         if not argv:
             continue
-        kind = _vmm_kind(argv[0])
+        kind = _argv_kind(argv)
         if kind is not None:
             joined = " ".join(argv)
             named, id_in_path, run_root = _patterns()
@@ -105,6 +139,13 @@ def scan(proc_root: str = "/proc") -> ProcessIndex:
                 root = run_root.search(joined)
                 if root:
                     idx.vmm_root[m.group(1)] = root.group(1)
+            elif (short := _short_id(argv)) is not None:
+                idx.vmm_short[short] = pid
+                idx.vmm_kind[short] = kind
+                idx.cmdlines[pid] = argv
+            else:
+                idx.unnamed[pid] = kind
+                idx.cmdlines[pid] = argv
             continue
         # The real shim is argv[0]; the lab's stand-in runs as `python3 <path>/<shim name>`.
         if any(os.path.basename(a) == SHIM_NAME for a in argv[:2]):

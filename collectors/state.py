@@ -53,6 +53,11 @@ class StateRecord:
     disable_vhost_net: bool | None = None
     debug: bool | None = None
     error: str | None = None  # set when the file could not be read or parsed
+    # runtime-rs: where the VMM keeps its sockets (hypervisor_persist.rs vm_path, run_dir,
+    # jailer_root); the Go runtime's are fixed paths under the run root
+    vm_path: str | None = None
+    run_dir: str | None = None
+    jailer_root: str | None = None
 
 
 def _d(v: Any) -> dict[str, Any]:
@@ -114,7 +119,9 @@ def parse_persist(sandbox_id: str, path: str, doc: Any) -> StateRecord:
         break  # the first endpoint is the pod's eth0
     if model_code is None:
         model_code = _i(ncfg.get("InterworkingModel"))
-    netns_path = _s(net.get("NetworkID")) or _s(ncfg.get("NetNSPath"))
+    # persist/api/network.go NetworkInfo.NetworkID; persist/api/config.go NetworkConfig.NetworkID
+    netns_path = _s(net.get("NetworkID")) or _s(ncfg.get("NetworkID")) \
+        or _s(ncfg.get("NetNSPath"))
     return StateRecord(
         id=sandbox_id, runtime="go", path=path,
         state=_s(doc.get("State")),
@@ -126,7 +133,8 @@ def parse_persist(sandbox_id: str, path: str, doc: Any) -> StateRecord:
         hypervisor_pid=_i(hv.get("Pid")) or None,
         hypervisor_path=_s(hcfg.get("HypervisorPath")),
         api_socket=_s(hv.get("APISocket")),
-        virtiofsd_pid=_i(hv.get("VirtiofsdPid")) or None,
+        # pkg/hypervisors/hypervisor_state.go: VirtiofsDaemonPid
+        virtiofsd_pid=_i(hv.get("VirtiofsDaemonPid")) or _i(hv.get("VirtiofsdPid")) or None,
         netns_path=netns_path,
         model=GO_MODEL_NAMES.get(model_code) if model_code is not None else None,
         tap_name=tap, guest_mac=mac, virt_iface=virt, endpoint_type=etype,
@@ -137,28 +145,48 @@ def parse_persist(sandbox_id: str, path: str, doc: Any) -> StateRecord:
     )
 
 
+# runtime-rs resource/src/network/endpoint/endpoint_persist.rs EndpointState: one key per kind
+RS_ENDPOINTS = {"veth_endpoint": "virtual", "ipvlan_endpoint": "ipvlan",
+                "macvlan_endpoint": "macvlan", "vlan_endpoint": "vlan", "tap_endpoint": "tap",
+                "vhost_user_endpoint": "vhost-user", "physical_endpoint": "physical"}
+
+
 def parse_rs_state(sandbox_id: str, path: str, doc: Any) -> StateRecord:
-    """runtime-rs's state.json (already decoded)."""
+    """runtime-rs's state.json (already decoded): virt_container sandbox_persist.rs
+    SandboxState {sandbox_type, resource, hypervisor}. Each VMM's save() fills only part of
+    `hypervisor` (hypervisor_persist.rs): no pid and no api_socket for any of them, no netns
+    for QEMU; the VMM is then found by its process (collectors/procs.py)."""
     if not isinstance(doc, dict):
         return StateRecord(id=sandbox_id, runtime="rs", path=path,
                            error=f"state.json is a JSON {type(doc).__name__}, not an object")
     hv = _d(doc.get("hypervisor"))
-    virt = None
+    cfg = _d(hv.get("config"))  # kata-types Hypervisor: its *_info sections are flattened
+    virt = etype = None
     for ep in _l(_d(doc.get("resource")).get("endpoint")):
-        veth = _d(_d(ep).get("veth_endpoint"))
-        if veth:
-            virt = _s(veth.get("if_name"))
+        for key, kind in RS_ENDPOINTS.items():
+            body = _d(_d(ep).get(key))
+            if body:
+                virt, etype = _s(body.get("if_name")), kind
+                break
+        if etype:
             break
     return StateRecord(
         id=sandbox_id, runtime="rs", path=path, state="running",
         hypervisor=_s(hv.get("hypervisor_type")),
         hypervisor_pid=_i(hv.get("pid")) or None,
-        hypervisor_path=_s(_d(hv.get("config")).get("path")),
+        hypervisor_path=_s(cfg.get("path")),
         api_socket=_s(hv.get("api_socket")),
         virtiofsd_pid=_i(hv.get("virtiofs_daemon_pid")) or None,
         netns_path=_s(hv.get("netns")),
-        virt_iface=virt,
-        tap_name="tap0_kata" if virt else None,  # runtime-rs always names taps tap<N>_kata
+        virt_iface=virt, endpoint_type=etype,
+        # runtime-rs always names taps tap<N>_kata (network_pair.rs)
+        tap_name="tap0_kata" if virt and etype != "tap" else virt,
+        rx_rate_bps=_i(cfg.get("rx_rate_limiter_max_rate")) or 0,
+        tx_rate_bps=_i(cfg.get("tx_rate_limiter_max_rate")) or 0,
+        disable_vhost_net=_b(cfg.get("disable_vhost_net")),
+        debug=_b(cfg.get("enable_debug")),
+        vm_path=_s(hv.get("vm_path")), run_dir=_s(hv.get("run_dir")),
+        jailer_root=_s(hv.get("jailer_root")),
     )
 
 

@@ -3,14 +3,15 @@
 Order, because QEMU serves one QMP client and Kata's shim holds `qmp.sock` for the VM's life
 (a second client could stall the runtime): the extra monitor Kata creates with
 `extra_monitor_socket`; Kata's own `qmp.sock` only on explicit opt-in, with a short deadline;
-Cloud Hypervisor's REST API (many clients allowed); otherwise /proc alone, with the reason.
+Cloud Hypervisor's and Firecracker's read-only HTTP API (micro_http: 10 connections, one
+of them Kata's; collectors/vmm_http.py takes one at a time per VMM, with a deadline);
+otherwise /proc alone, with the reason (Dragonball, openvmm).
 All queries of a cycle run concurrently under a global bound, each with its own deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ def _proc_vmm(t: VmmTarget) -> Vmm:
     if not t.pid or not pid_alive(t.pid):
         return Vmm(source="none", status="dead", reason="the VMM process is not running")
     if t.kind != "qemu":
-        return Vmm(source="proc", status="unknown", reason=f"{t.kind}: only /proc is read")
+        return vmm_proc.inspect_other(t.pid, t.kind)
     return vmm_proc.inspect(t.pid, t.argv)
 
 
@@ -70,22 +71,27 @@ def _with(base: Vmm, **kw: object) -> Vmm:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-async def _clh_api(sock_path: str, deadline: float) -> dict[str, object]:
-    async def get(path: str) -> object:
-        reader, writer = await asyncio.open_unix_connection(sock_path)
-        try:
-            writer.write(f"GET /api/v1/{path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
-            await writer.drain()
-            raw = await reader.read()
-        finally:
-            writer.close()
-        _head, _, body = raw.partition(b"\r\n\r\n")
-        return json.loads(body) if body.strip() else None
+async def _http_api(base: Vmm, t: VmmTarget, deadline: float) -> Vmm:
+    """Cloud Hypervisor's or Firecracker's read-only API (collectors/vmm_api.py): three GETs
+    on one connection, by Content-Length, under one deadline, closed at once."""
+    from kata_top.collectors import vmm_api, vmm_http
 
-    async def both() -> dict[str, object]:
-        return {"info": await get("vm.info"), "counters": await get("vm.counters")}
-
-    return await asyncio.wait_for(both(), deadline)
+    assert t.api_socket is not None
+    paths = vmm_api.CLH_PATHS if t.kind == "clh" else vmm_api.FC_PATHS
+    name = "cloud-hypervisor" if t.kind == "clh" else "firecracker"
+    start = time.monotonic()
+    try:
+        answers = await vmm_http.get_many(t.api_socket, paths, deadline)
+    except vmm_http.ApiBusy as exc:
+        return _with(base, reason=f"busy: {name} API at {t.api_socket}: {exc}")
+    except vmm_http.ApiError as exc:
+        return _with(base, error=f"{name} API at {t.api_socket}: {exc}")
+    facts = vmm_api.clh_facts(answers) if t.kind == "clh" else vmm_api.fc_facts(answers)
+    return _with(base, source="api", status=facts["status"], version=facts["version"],
+                 vcpus=facts["vcpus"] or base.vcpus, memory_bytes=facts["memory_bytes"],
+                 nics=facts["nics"] or base.nics, reason=None,
+                 sources={**base.sources, **facts["sources"]},
+                 query_ms=round((time.monotonic() - start) * 1000, 2), queried_at=time.time())
 
 
 async def _one(t: VmmTarget, sem: asyncio.Semaphore, qmp_primary: bool,
@@ -94,17 +100,8 @@ async def _one(t: VmmTarget, sem: asyncio.Semaphore, qmp_primary: bool,
     if base.status == "dead":
         return base
     async with sem:
-        if t.kind == "clh" and t.api_socket:
-            start = time.monotonic()
-            try:
-                api = await _clh_api(t.api_socket, monitor_deadline)
-            except (OSError, TimeoutError, ValueError) as exc:
-                return _with(base, error=f"cloud-hypervisor API: {exc or type(exc).__name__}")
-            info = api.get("info")
-            state = info.get("state") if isinstance(info, dict) else None
-            return _with(base, source="api", status=vmm_status(str(state or "unknown").lower()),
-                         query_ms=round((time.monotonic() - start) * 1000, 2),
-                         queried_at=time.time())
+        if t.kind in ("clh", "firecracker") and t.api_socket:
+            return await _http_api(base, t, monitor_deadline)
         if t.kind != "qemu":
             return base
         extra = os.path.join(t.vm_dir, "extra-monitor.sock")

@@ -12,6 +12,19 @@ import re
 from kata_top.model import Vmm, VmmNic, evolve
 
 VCPU_THREAD_RE = re.compile(r"^CPU \d+/(KVM|TCG|HVF)")
+# vCPU thread names of the other VMMs Kata runs: Cloud Hypervisor `vcpu<N>`
+# (vmm/src/cpu.rs), Firecracker `fc_vcpu <N>` (src/vmm/src/vstate/vcpu.rs), Dragonball
+# `db_vcpu<N>` in the runtime-rs shim (src/dragonball/src/vcpu/vcpu_impl.rs)
+VCPU_THREAD_RES = {"qemu": VCPU_THREAD_RE, "clh": re.compile(r"^vcpu\d+$"),
+                   "firecracker": re.compile(r"^fc_vcpu ?\d+$"),
+                   "dragonball": re.compile(r"^db_vcpu\d+$")}
+# What cannot be asked, per VMM without a monitor kata-top may use
+NOT_ASKED = {
+    "dragonball": "dragonball runs inside the runtime-rs shim: it has no API socket to ask; "
+                  "vCPU threads and taps from /proc",
+    "openvmm": "openvmm's control channel belongs to the runtime-rs shim and is not asked; "
+               "taps from /proc",
+}
 SIZE_RE = re.compile(r"^(\d+)([KMGT]?)$", re.IGNORECASE)
 UNITS = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -124,7 +137,8 @@ def read_fd_facts(pid: int, proc_root: str = "/proc") -> tuple[list[str], int]:
     return taps, vhost
 
 
-def vcpu_threads(pid: int, proc_root: str = "/proc") -> list[int]:
+def vcpu_threads(pid: int, proc_root: str = "/proc",
+                 pattern: re.Pattern[str] = VCPU_THREAD_RE) -> list[int]:
     out: list[int] = []
     try:
         tids = os.listdir(f"{proc_root}/{pid}/task")
@@ -133,7 +147,7 @@ def vcpu_threads(pid: int, proc_root: str = "/proc") -> list[int]:
     for tid in tids:
         try:
             with open(f"{proc_root}/{pid}/task/{tid}/comm") as fh:
-                if VCPU_THREAD_RE.match(fh.read()):
+                if pattern.match(fh.read().rstrip("\n")):
                     out.append(int(tid))
         except OSError:
             continue
@@ -150,3 +164,18 @@ def inspect(pid: int, argv: tuple[str, ...]) -> Vmm:
         nics = (evolve(nics[0], tap=taps[0]),)
     return evolve(vmm, taps_held=tuple(taps), vhost_net_fds=vhost_fds,
                   vcpu_threads=tuple(vcpu_threads(pid)), nics=nics)
+
+
+def inspect_other(pid: int, kind: str) -> Vmm:
+    """What /proc shows of a VMM other than QEMU: taps held (fdinfo), vhost fds, vCPU threads
+    by their names, and the reason nothing else is known (yet)."""
+    taps, vhost_fds = read_fd_facts(pid)
+    pattern = VCPU_THREAD_RES.get(kind)
+    threads = tuple(vcpu_threads(pid, pattern=pattern)) if pattern else ()
+    sources = {"taps": f"/proc/{pid}/fdinfo"}
+    if pattern:
+        sources["vcpus"] = f"/proc/{pid}/task/*/comm ({pattern.pattern})"
+    return Vmm(source="proc", status="unknown", vcpus=len(threads) or None,
+               vcpu_threads=threads, taps_held=tuple(taps), vhost_net_fds=vhost_fds,
+               nics=tuple(VmmNic(netdev=None, mac=None, model=None, tap=t) for t in taps),
+               reason=NOT_ASKED.get(kind, f"{kind}: only /proc is read"), sources=sources)

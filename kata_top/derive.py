@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kata_top.model import Filter, Link, NetworkModel, Qdisc, RateLimit, Redirect, TcClass
+from kata_top.model import (
+    Filter,
+    Link,
+    NetworkModel,
+    Qdisc,
+    RateLimit,
+    Redirect,
+    Route,
+    TcClass,
+)
 
 DEFAULT_TAP = "tap0_kata"
 DEFAULT_VIRT = "eth0"
@@ -21,7 +30,11 @@ def find_tap(links: Sequence[Link], recorded: str | None) -> str | None:
 
 
 def infer_model(recorded: NetworkModel | None, links: Sequence[Link],
-                filters: Sequence[Filter], tap: str | None) -> NetworkModel:
+                filters: Sequence[Filter], tap: str | None,
+                routes: Sequence[Route] = ()) -> NetworkModel:
+    """Kata's model as recorded (the Go runtime), else as the namespace shows it. runtime-rs
+    records none: its l3forwarding (resource/src/network/network_model/l3_forwarding_model.rs)
+    leaves a /32 route to the pod IP via the tap, proxy ARP and no tc at all."""
     if recorded:
         return recorded
     kinds = {lk.name: lk.kind for lk in links}
@@ -29,7 +42,20 @@ def infer_model(recorded: NetworkModel | None, links: Sequence[Link],
         return "macvtap"
     if any(a.kind == "mirred" for f in filters for a in f.actions):
         return "tcfilter"
+    if tap and tap in kinds and any(r.dev == tap and r.dst.endswith("/32") for r in routes):
+        return "l3forwarding"
     return "none" if tap else "unknown"
+
+
+def endpoint_kind(recorded: str | None, links: Sequence[Link], virt: str) -> str | None:
+    """The pod's endpoint: what Kata recorded, else the kernel's kind of the pod interface
+    (a `netkit` one is an endpoint Kata cannot attach, kata-containers#12159)."""
+    if recorded:
+        return recorded
+    for lk in links:
+        if lk.name == virt:
+            return lk.kind
+    return None
 
 
 def redirect(filters: Sequence[Filter], direction: str, src: str, dst: str) -> Redirect:

@@ -16,7 +16,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 from kata_top import derive
-from kata_top.collectors import netns, procs, shimsock, state
+from kata_top.collectors import netns, procs, shimsock, state, vmm_api, vmm_find
 from kata_top.collectors.vmm_target import VmmTarget
 from kata_top.logs import DEBUG, get_logger
 from kata_top.model import (
@@ -254,6 +254,7 @@ class Engine:
         self._states.prune({path for _sid, _rt, path in found})
         t_state = time.monotonic()
         pidx = procs.scan()
+        vmm_find.attach(pidx, records)  # VMMs the state names no pid of (runtime-rs, jailer)
         t_procs = time.monotonic()
         # A VMM is an orphan of this run root unless its command line names another root
         # (a lab or a rootless Kata beside the node's).
@@ -427,6 +428,8 @@ class Engine:
         if alive and vmm_pid:
             vmm_proc_info = self._procs.info(vmm_pid, HYPERVISOR_NAMES.get(kind, kind))
         shim_pid = pidx.shim.get(sid)
+        if rec is not None and rec.pod_name is None and shim_pid:
+            rec = _pod_from_bundle(rec, shim_pid)  # runtime-rs records no annotations
         shim = self._procs.info(shim_pid, "containerd-shim-kata-v2") if shim_pid else None
         shim_monitor = self._shim_monitor(sid, rec) if shim is not None else None
         vfs = self._virtiofsd(sid, rec, pidx)
@@ -436,7 +439,11 @@ class Engine:
             target = VmmTarget(sandbox_id=sid, kind=kind, pid=vmm_pid,
                                argv=pidx.cmdlines.get(vmm_pid, ()),
                                vm_dir=self._vm_dir(sid, runtime),
-                               api_socket=rec.api_socket if rec else None)
+                               api_socket=vmm_api.api_socket(
+                                   kind, sid, runtime, self.opts.run_root,
+                                   pidx.cmdlines.get(vmm_pid, ()),
+                                   rec.api_socket if rec else None,
+                                   rec.run_dir if rec else None))
         # An idle sandbox is built once: when everything it is made of is what it was last
         # cycle (the namespace's dump reused as it is, see collectors/netcollect.py), the last
         # Sandbox stands.
@@ -472,7 +479,8 @@ class Engine:
         filters = dump.filters if dump else ()
         tap = derive.find_tap(links, rec.tap_name if rec else None)
         virt = rec.virt_iface if rec and rec.virt_iface else derive.DEFAULT_VIRT
-        model = derive.infer_model(rec.model if rec else None, links, filters, tap)
+        model = derive.infer_model(rec.model if rec else None, links, filters, tap,
+                                   dump.routes if dump else ())
         if dump is not None and model == "none" and ns_source == "proc":
             # `none` often shares the node's namespace: show only this sandbox's tap.
             links = tuple(lk for lk in links if lk.name == tap)
@@ -502,6 +510,7 @@ class Engine:
             guest_mac=rec.guest_mac if rec else None, vmm=vmm, virtiofsd=vfs, shim=shim,
             shim_monitor=shim_monitor, vmm_proc=vmm_proc_info, state_path=rec.path if rec else None,
             errors=tuple(errors),
+            endpoint=derive.endpoint_kind(rec.endpoint_type if rec else None, links, virt),
         )
 
     def _shim_monitor(self, sid: str, rec: state.StateRecord | None) -> ShimMonitorState | None:
@@ -550,6 +559,16 @@ class Engine:
         # The C virtiofsd forks a sandboxed child with the same command line: show the parent.
         parents = [v for v in out if v.pid == (rec.virtiofsd_pid if rec else None)]
         return tuple(parents or out[:1])
+
+
+def _pod_from_bundle(rec: state.StateRecord, shim_pid: int) -> state.StateRecord:
+    """The record with the pod named by the shim's bundle (collectors/bundle.py)."""
+    from kata_top.collectors.bundle import pod_of_shim
+
+    name, namespace, uid = pod_of_shim(shim_pid)
+    if name is None:
+        return rec
+    return evolve(rec, pod_name=name, pod_namespace=namespace, pod_uid=uid or rec.pod_uid)
 
 
 def _request_seconds() -> float:

@@ -31,8 +31,9 @@ def kata_state(raw: str | None) -> SandboxState:
     if raw is None or raw == "":
         return "running"
     return raw if raw in KATA_STATES else "unknown"  # type: ignore[return-value]
-#: Kata's internetworking models; `unknown` when neither state nor tc state tells
-NetworkModel = Literal["tcfilter", "macvtap", "none", "unknown"]
+#: Kata's internetworking models (runtime-rs adds `l3forwarding`: proxy ARP and a /32 route via
+#: the tap, no tc); `unknown` when neither state nor the namespace tells
+NetworkModel = Literal["tcfilter", "macvtap", "none", "l3forwarding", "unknown"]
 #: where the VMM facts came from
 VmmSource = Literal["extra-monitor", "qmp", "api", "proc", "none"]
 #: QEMU's RunState (QAPI) and Cloud Hypervisor's states, plus `dead` (no process) and
@@ -281,6 +282,15 @@ class VmmNic:
     queues: int | None = None
     fds: tuple[int, ...] = ()
     rx_filter: dict[str, Any] | None = None
+    # The VMM's own counters of this NIC (Cloud Hypervisor's vm.counters: the point between
+    # the tap and the guest); None where the VMM keeps none or was not asked.
+    rx_bytes: int | None = None
+    rx_frames: int | None = None
+    tx_bytes: int | None = None
+    tx_frames: int | None = None
+    # The VMM's own rate limiters of this NIC in bits/s (Cloud Hypervisor, Firecracker)
+    rx_rate_bps: int | None = None
+    tx_rate_bps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -309,6 +319,9 @@ class Vmm:
     # When the monitor or API was asked (Unix time). The dashboard re-asks a VMM at most every
     # few seconds, so this can be older than the snapshot.
     queried_at: float | None = None
+    # Where each fact came from, by fact (`version`, `vcpus`, `nics`, `counters`, ...): an API
+    # path (`GET /api/v1/vm.info`), `/proc` or the command line.
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -392,6 +405,9 @@ class Sandbox:
     errors: tuple[SandboxError, ...] = ()
     findings: tuple[Finding, ...] = ()
     rates: dict[str, float] = field(default_factory=dict)
+    # The pod's endpoint as Kata records it or the kernel shows it (veth, macvlan, ipvlan,
+    # tap, netkit, ...); one Kata cannot attach is shown as what it is.
+    endpoint: str | None = None
 
 
 EventKind = Literal[
