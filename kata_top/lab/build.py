@@ -105,9 +105,11 @@ def up(layout: Layout, opts: UpOptions, progress: Progress = _quiet) -> Manifest
             for sb in man.sandboxes:
                 _start_sandbox(layout, man, sb, opts, guest_files)
                 step += 1
-                progress(step, total, f"QEMU of {sb.spec.pod_namespace}/{sb.spec.pod_name}")
+                progress(step, total, f"{sb.spec.hypervisor} of "
+                                      f"{sb.spec.pod_namespace}/{sb.spec.pod_name}")
         for sb in man.sandboxes:
-            sb.state_file = write_state(layout, sb.spec, sb.qemu_pid or 0, sb.virtiofsd_pid or 0)
+            sb.state_file = write_state(layout, sb.spec, sb.qemu_pid or sb.vmm_standin_pid or 0,
+                                        sb.virtiofsd_pid or 0)
         if opts.qemu:
             _plant_dead_vmm(man)
         if opts.traffic:
@@ -128,20 +130,21 @@ def up(layout: Layout, opts: UpOptions, progress: Progress = _quiet) -> Manifest
 
 
 def _write_shim(layout: Layout) -> None:
+    from kata_top.lab.vmms import write_standins
+
     os.makedirs(os.path.dirname(layout.shim_script), exist_ok=True)
     with open(layout.shim_script, "w") as fh:
         fh.write(SHIM_SOURCE)
     os.chmod(layout.shim_script, 0o755)
+    write_standins(layout)
 
 
 def _start_sandbox(layout: Layout, man: Manifest, sb: LabSandbox, opts: UpOptions,
                    guest: tuple[str, str] | None) -> None:
-    sb.virtiofsd_pid = processes.start_virtiofsd(layout, sb.spec)
-    man.save()
-    sb.qemu_pid = processes.start_qemu(layout, sb.spec, opts.accel, guest)
-    man.save()
-    sb.shim_pid = processes.start_shim(layout, sb.spec)
-    man.save()
+    from kata_top.lab import vmms
+
+    vmms.start(layout, sb, lambda: processes.start_qemu(layout, sb.spec, opts.accel, guest),
+               man.save)
 
 
 def _plant_dead_vmm(man: Manifest) -> None:
@@ -195,7 +198,7 @@ def down(layout: Layout) -> DownReport:
     files = False
     # Only a root with the lab's own manifest dir is the lab's to empty; never a real node's.
     ours = man is not None or os.path.isdir(layout.lab_dir)
-    for sub in ("lab", "vc", "kata") if ours else ():
+    for sub in ("lab", "vc", "kata", "containerd") if ours else ():
         path = os.path.join(layout.run_root, sub)
         if os.path.exists(path):
             shutil.rmtree(path, ignore_errors=True)

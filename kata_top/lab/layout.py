@@ -70,3 +70,29 @@ class Layout:
 
     def shared_dir(self, spec: SandboxSpec) -> str:
         return os.path.join(self.lab_dir, "shared", spec.id, "shared")
+
+    def bundle_dir(self, spec: SandboxSpec) -> str:
+        """The OCI bundle containerd makes for the sandbox container and starts the shim in
+        (containerd's runtime v2: <state>/io.containerd.runtime.v2.task/<namespace>/<id>)."""
+        return os.path.join(self.run_root, "containerd", "io.containerd.runtime.v2.task",
+                            "k8s.io", spec.id)
+
+    def fc_vm_path(self, spec: SandboxSpec) -> str:
+        """The Go runtime's Firecracker jail: <chroot base>/firecracker/<id[:32]>
+        (virtcontainers/fc.go setPaths: chrootBaseDir /run/vc, truncateID)."""
+        return os.path.join(self.run_root, "vc", "firecracker", spec.id[:32])
+
+    def fc_jailer_root(self, spec: SandboxSpec) -> str:
+        return os.path.join(self.fc_vm_path(spec), "root")
+
+    def api_socket(self, spec: SandboxSpec) -> str | None:
+        """The VMM API socket Kata gives Cloud Hypervisor or Firecracker."""
+        if spec.hypervisor == "clh":
+            # runtime-rs: crates/hypervisor/src/ch/utils.rs get_api_socket_path (ch-api.sock);
+            # Go: virtcontainers/clh.go apiSocketPath (<VMStorePath>/<id>/clh-api.sock)
+            name = "ch-api.sock" if spec.runtime == "rs" else "clh-api.sock"
+            return os.path.join(self.vm_dir(spec), name)
+        if spec.hypervisor == "firecracker":
+            # fc.go setPaths: <jailerRoot>/run/firecracker.socket
+            return os.path.join(self.fc_jailer_root(spec), "run", "firecracker.socket")
+        return None

@@ -22,26 +22,28 @@ class LabSandbox:
     qemu_pid: int | None = None
     virtiofsd_pid: int | None = None
     shim_pid: int | None = None
+    vmm_standin_pid: int | None = None  # Cloud Hypervisor / Firecracker stand-in
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self.spec)
         d["faults"] = sorted(self.spec.faults)
         d.update(ip=self.spec.ip, netns=self.netns, state_file=self.state_file,
                  pids={"qemu": self.qemu_pid, "virtiofsd": self.virtiofsd_pid,
-                       "shim": self.shim_pid})
+                       "shim": self.shim_pid, "vmm": self.vmm_standin_pid})
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LabSandbox:
         spec = SandboxSpec(index=d["index"], id=d["id"], pod_name=d["pod_name"],
                            pod_namespace=d["pod_namespace"], model=d["model"],
-                           runtime=d["runtime"], extra_monitor=d["extra_monitor"],
+                           runtime=d["runtime"], hypervisor=d.get("hypervisor", "qemu"),
+                           extra_monitor=d["extra_monitor"],
                            rx_rate_bps=d["rx_rate_bps"], tx_rate_bps=d["tx_rate_bps"],
                            faults=frozenset(d["faults"]))
         pids = d.get("pids") or {}
         return cls(spec=spec, netns=d.get("netns"), state_file=d.get("state_file"),
                    qemu_pid=pids.get("qemu"), virtiofsd_pid=pids.get("virtiofsd"),
-                   shim_pid=pids.get("shim"))
+                   shim_pid=pids.get("shim"), vmm_standin_pid=pids.get("vmm"))
 
 
 @dataclass
@@ -61,7 +63,8 @@ class Manifest:
     def all_pids(self) -> list[int]:
         pids = list(self.extra_pids)
         for sb in self.sandboxes:
-            pids += [p for p in (sb.shim_pid, sb.qemu_pid, sb.virtiofsd_pid) if p]
+            pids += [p for p in (sb.shim_pid, sb.qemu_pid, sb.virtiofsd_pid,
+                                 sb.vmm_standin_pid) if p]
         return pids
 
     def save(self) -> None:

@@ -19,6 +19,9 @@ class LabError(RuntimeError):
     pass
 
 
+L3FWD_TAP_ADDR = "169.254.0.1"
+
+
 def run_batch(argv: Sequence[str], lines: Sequence[str]) -> None:
     if not lines:
         return
@@ -126,10 +129,20 @@ def build_pod(layout: Layout, spec: SandboxSpec) -> None:
         tc_lines += redirect_lines("eth0", TAP)
         if "no-out-redirect" not in spec.faults:
             tc_lines += redirect_lines(TAP, "eth0")
-        if spec.rx_rate_bps:
+        # Cloud Hypervisor and Firecracker limit rates inside the VMM (IsRateLimiterBuiltin
+        # in clh.go and fc.go): Kata adds its HTB for QEMU only
+        if spec.rx_rate_bps and spec.hypervisor == "qemu":
             tc_lines += rate_limit_lines(TAP, spec.rx_rate_bps)
-        if spec.tx_rate_bps:
+        if spec.tx_rate_bps and spec.hypervisor == "qemu":
             tc_lines += rate_limit_lines("eth0", spec.tx_rate_bps)
+    elif spec.model == "l3forwarding":
+        # runtime-rs network_model/l3_forwarding_model.rs add(): a link-local address on the
+        # tap (port_forwarding.rs TAP_IPV4_ADDR), the pod IP's local route off eth0, a /32
+        # route to it via the tap, proxy ARP on both, forwarding on; no tc at all
+        ip_lines += [f"tuntap add dev {TAP} mode tap multi_queue vnet_hdr",
+                     f"link set {TAP} mtu 1500 up", f"addr add {L3FWD_TAP_ADDR}/32 dev {TAP}",
+                     f"route del local {spec.ip} dev eth0 table local",
+                     f"route add {spec.ip}/32 dev {TAP} scope link"]
     elif spec.model == "macvtap":
         # Kata gives the macvtap the veth's MAC and moves the veth to a fresh one.
         ip_lines += [
@@ -145,6 +158,15 @@ def build_pod(layout: Layout, spec: SandboxSpec) -> None:
     run_batch(["ip", "-n", ns], ip_lines)
     run_batch(["tc", "-n", ns], tc_lines)
     quiet_pod_stack(layout.netns_path(spec))
+    if spec.model == "l3forwarding":
+        netns.run_in(layout.netns_path(spec), _l3fwd_sysctls)
+
+
+def _l3fwd_sysctls() -> None:
+    for path in (f"/proc/sys/net/ipv4/conf/{TAP}/proxy_arp", "/proc/sys/net/ipv4/conf/eth0/"
+                 "proxy_arp", "/proc/sys/net/ipv4/ip_forward"):
+        with open(path, "w") as fh:
+            fh.write("1")
 
 
 def quiet_pod_stack(netns_path: str) -> None:

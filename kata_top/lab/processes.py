@@ -172,12 +172,20 @@ def start_qemu(layout: Layout, spec: SandboxSpec, accel: str,
     return proc.pid
 
 
-def start_shim(layout: Layout, spec: SandboxSpec) -> int:
+def start_shim(layout: Layout, spec: SandboxSpec, env_extra: dict[str, str] | None = None,
+               pass_fds: tuple[int, ...] = ()) -> int:
+    """The shim stand-in, started in the sandbox's bundle as containerd starts a shim (see
+    kata_top/lab/bundle.py), with the arguments Kata's StartShim gives it
+    (src/runtime/pkg/containerd-shim-v2/service.go: -namespace, -address, -publish-binary,
+    -id) and, for QEMU, the lab's own `-qmp` to hold."""
+    from kata_top.lab.bundle import write_bundle
+
     vm = layout.vm_dir(spec)
     state_dir = layout.state_dir(spec)
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     monitor = os.path.join(state_dir, SOCKET_NAME)
     env = dict(os.environ)
+    env.update(env_extra or {})
     if "stale-shim-monitor" in spec.faults:
         # What an earlier shim of the same id leaves when it dies (kata-containers#6427): a
         # socket file nobody listens on; the new shim's management server cannot bind it.
@@ -185,10 +193,17 @@ def start_shim(layout: Layout, spec: SandboxSpec) -> int:
         stale.bind(monitor)
         stale.close()
     else:
+        # shim-monitor.sock beside the state: Go /run/vc/sbs/<id>/
+        # (pkg/containerd-shim-v2/shim_management.go ServerSocketAddress), runtime-rs
+        # /run/kata/<id>/ (crates/runtimes/src/shim_mgmt/server.rs)
         env["KATA_TOP_LAB_SHIM_MONITOR"] = monitor
+    argv = [sys.executable, layout.shim_script, "-namespace", "k8s.io",
+            "-address", os.path.join(layout.lab_dir, "containerd.sock"),
+            "-publish-binary", "/usr/bin/containerd", "-id", spec.id]
+    if spec.hypervisor == "qemu":
+        argv += ["-qmp", os.path.join(vm, "qmp.sock")]
     proc = subprocess.Popen(
-        [sys.executable, layout.shim_script, "-namespace", "k8s.io", "-id", spec.id,
-         "-qmp", os.path.join(vm, "qmp.sock")],
+        argv, cwd=write_bundle(layout, spec), pass_fds=pass_fds,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, env=env)
     return proc.pid

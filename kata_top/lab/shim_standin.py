@@ -6,6 +6,15 @@ exactly as on a node. It appends one line per answer to `shim.log` next to the s
 when QEMU goes away. Like Kata's shim it listens on its management socket
 (`shim-monitor.sock` in the sandbox's state directory, given in KATA_TOP_LAB_SHIM_MONITOR),
 accepting and closing connections (it speaks no protocol), and removes it when it exits.
+
+For the other VMMs it plays what Kata's runtime does there: for Cloud Hypervisor (runtime-rs
+ch/inner_hypervisor.rs keeps one UnixStream to the API for the VM's life) and Firecracker it
+holds one keep-alive connection to the API socket (KATA_TOP_LAB_SHIM_API) and GETs
+KATA_TOP_LAB_SHIM_API_GET on it every interval, exiting when the VMM goes away; it holds
+Firecracker's metrics and log FIFOs open for reading as the Go shim does (fc.go
+fcListenToFifo; KATA_TOP_LAB_SHIM_FIFOS); and for Dragonball, whose VMM runs inside the
+runtime-rs shim, it holds the tap (KATA_TOP_LAB_TAP_FD) and runs one thread per vCPU named
+`db_vcpu<N>` (src/dragonball/src/vcpu/vcpu_impl.rs) via prctl(PR_SET_NAME).
 Standalone on purpose: it must not import kata_top.
 """
 
@@ -41,11 +50,74 @@ def main():
             except OSError:
                 pass
 
+def name_thread(name):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
+
+def vcpu(n):
+    name_thread("db_vcpu%d" % n)
+    while True:
+        time.sleep(3600)
+
+def hold_tap(fd):
+    while True:
+        try:
+            if not os.read(fd, 65536):
+                return
+        except OSError:
+            return
+
+def run_api(sock_path, get_path, interval):
+    s = None
+    for _ in range(200):
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(sock_path)
+            break
+        except OSError:
+            s.close()
+            s = None
+            time.sleep(0.05)
+    if s is None:
+        return 1
+    f = s.makefile("rwb", buffering=0)
+    try:
+        while True:
+            f.write(("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % get_path).encode())
+            length = 0
+            while True:
+                line = f.readline()
+                if not line:
+                    return 0
+                if line == b"\r\n":
+                    break
+                k, _, v = line.decode("latin-1").partition(":")
+                if k.lower() == "content-length":
+                    length = int(v.strip())
+            f.read(length)
+            time.sleep(interval)
+    except (OSError, ValueError):
+        return 0
+
 def run():
     args = sys.argv[1:]
+    interval = float(os.environ.get("KATA_TOP_LAB_SHIM_INTERVAL", "5"))
+    fifos = [os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+             for p in os.environ.get("KATA_TOP_LAB_SHIM_FIFOS", "").split(":") if p]
+    if os.environ.get("KATA_TOP_LAB_TAP_FD"):
+        threading.Thread(target=hold_tap, args=(int(os.environ["KATA_TOP_LAB_TAP_FD"]),),
+                         daemon=True).start()
+    for n in range(int(os.environ.get("KATA_TOP_LAB_DB_VCPUS", "0"))):
+        threading.Thread(target=vcpu, args=(n,), daemon=True).start()
+    if os.environ.get("KATA_TOP_LAB_SHIM_API"):
+        return run_api(os.environ["KATA_TOP_LAB_SHIM_API"],
+                       os.environ.get("KATA_TOP_LAB_SHIM_API_GET", "/"), interval)
+    if "-qmp" not in args:
+        while True:  # the VMM is in this process (Dragonball): until stopped
+            time.sleep(3600)
     sock_path = args[args.index("-qmp") + 1]
     log = os.path.join(os.path.dirname(sock_path), "shim.log")
-    interval = float(os.environ.get("KATA_TOP_LAB_SHIM_INTERVAL", "5"))
     s = None
     for _ in range(200):
         try:
