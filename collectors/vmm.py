@@ -64,7 +64,9 @@ def _from_monitor(base: Vmm, facts: qmp.MonitorFacts, source: VmmSource) -> Vmm:
                nics=_merge_nics(facts.nics, base.nics), taps_held=base.taps_held,
                vhost_net_fds=base.vhost_net_fds, devices=tuple(facts.devices) or base.devices,
                chardevs=tuple(facts.chardevs), monitor_kind=facts.kind,
-               query_ms=round(facts.elapsed_ms, 2), queried_at=time.time())
+               query_ms=round(facts.elapsed_ms, 2), queried_at=time.time(),
+               sources={**base.sources, **{fact: f"{source} ({facts.kind})" for fact in (
+                   "status", "version", "vcpus", "memory", "nics", "devices")}})
 
 
 def _with(base: Vmm, **kw: object) -> Vmm:

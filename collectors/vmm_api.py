@@ -18,6 +18,7 @@ reader steals the shim's per-flush deltas) and never `PUT /actions` FlushMetrics
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any
 
 from kata_top.model import VmmNic, VmmStatus
@@ -122,30 +123,46 @@ def _arg(argv: tuple[str, ...], flag: str) -> str | None:
     return None
 
 
+def _under_root(path: str, run_root: str) -> str:
+    """A host path Kata wrote (/run/...) as seen under kata-top's run root (a DaemonSet
+    mounts the host's /run/vc and /run/kata under /host/run)."""
+    for prefix in ("/var/run/", "/run/"):
+        if path.startswith(prefix) and run_root.rstrip("/") not in ("/run", "/var/run"):
+            return os.path.join(run_root, path[len(prefix):])
+    return path
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def api_socket(kind: str, sid: str, runtime: str, run_root: str, argv: tuple[str, ...],
                recorded: str | None = None, run_dir: str | None = None) -> str | None:
-    """Where this VMM's API listens: its command line first, then Kata's state, then the
-    fixed path Kata's source gives it."""
+    """Where this VMM's API listens: the path Kata's source gives it, else what its command
+    line or Kata's state names (seen under the run root); the first that is a socket."""
+    named: list[str] = []
+    fixed: str | None = None
     if kind == "clh":
         arg = _arg(argv, "--api-socket")
         if arg and arg.startswith("path="):  # CH also takes `path=<p>[,fd=..]`
             arg = arg[5:].split(",", 1)[0]
-        if arg and arg.startswith("/"):
-            return arg
-        if recorded:
-            return recorded
+        named = [p for p in (arg, recorded) if p and p.startswith("/")]
         if runtime == "rs":  # crates/hypervisor/src/ch/utils.rs get_api_socket_path
-            return os.path.join(run_root, "kata", sid, "ch-api.sock")
-        # virtcontainers/clh.go apiSocketPath: <VMStorePath>/<id>/clh-api.sock
-        return os.path.join(run_root, "vc", "vm", sid, "clh-api.sock")
-    if kind == "firecracker":
+            fixed = os.path.join(run_root, "kata", sid, "ch-api.sock")
+        else:  # virtcontainers/clh.go apiSocketPath: <VMStorePath>/<id>/clh-api.sock
+            fixed = os.path.join(run_root, "vc", "vm", sid, "clh-api.sock")
+    elif kind == "firecracker":
         arg = _arg(argv, "--api-sock")
-        if arg and arg.startswith("/"):
-            return arg
-        if runtime == "rs":  # crates/hypervisor/src/firecracker/inner_hypervisor.rs
-            return os.path.join(run_dir, "fc.sock") if run_dir else None
-        # virtcontainers/fc.go setPaths: jailed under <chroot base>/firecracker/<id[:32]>/root,
-        # the API at run/firecracker.socket inside it
-        return os.path.join(run_root, "vc", "firecracker", sid[:FC_ID_LEN], "root", "run",
-                            "firecracker.socket")
-    return None
+        named = [p for p in (arg, os.path.join(run_dir, "fc.sock") if run_dir else None)
+                 if p and p.startswith("/")]  # runtime-rs firecracker/inner_hypervisor.rs
+        # virtcontainers/fc.go setPaths: jailed under <chroot base>/firecracker/<id[:32]>/
+        # root, the API at run/firecracker.socket inside it
+        fixed = os.path.join(run_root, "vc", "firecracker", sid[:FC_ID_LEN], "root", "run",
+                             "firecracker.socket")
+    else:
+        return None
+    candidates = [fixed, *named, *(_under_root(p, run_root) for p in named)]
+    return next((p for p in candidates if p and _is_socket(p)), fixed)

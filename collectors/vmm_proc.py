@@ -163,7 +163,10 @@ def inspect(pid: int, argv: tuple[str, ...]) -> Vmm:
     if len(nics) == 1 and nics[0].tap is None and taps:
         nics = (evolve(nics[0], tap=taps[0]),)
     return evolve(vmm, taps_held=tuple(taps), vhost_net_fds=vhost_fds,
-                  vcpu_threads=tuple(vcpu_threads(pid)), nics=nics)
+                  vcpu_threads=tuple(vcpu_threads(pid)), nics=nics, sources={
+                      "vcpus": "command line (-smp)", "memory": "command line (-m)",
+                      "nics": f"command line (-netdev, -device), /proc/{pid}/fdinfo",
+                      "threads": f"/proc/{pid}/task/*/comm"})
 
 
 def inspect_other(pid: int, kind: str) -> Vmm:

@@ -205,10 +205,17 @@ def _vmm_panel(sb: Sandbox, p: Palette) -> Table:
     ]
     for n in v.nics:
         rf = n.rx_filter or {}
-        rows.append((f"nic {n.netdev or '?'}",
-                     f"{n.model} mac {n.mac} tap {n.tap or '-'} vhost {n.vhost} queues "
-                     f"{n.queues} promisc {rf.get('promiscuous', '-')} multicast "
-                     f"{rf.get('multicast_table', '-')}"))
+        line = (f"{n.model} mac {n.mac} tap {n.tap or '-'} vhost {n.vhost} queues "
+                f"{n.queues} promisc {rf.get('promiscuous', '-')} multicast "
+                f"{rf.get('multicast_table', '-')}")
+        if n.rx_bytes is not None or n.tx_bytes is not None:
+            line += (f" · VMM counters rx {fmt_bytes(n.rx_bytes)}/{n.rx_frames} frames "
+                     f"tx {fmt_bytes(n.tx_bytes)}/{n.tx_frames} frames")
+        if n.rx_rate_bps or n.tx_rate_bps:
+            line += f" · VMM limits rx {n.rx_rate_bps or '-'} tx {n.tx_rate_bps or '-'} bit/s"
+        rows.append((f"nic {n.netdev or '?'}", line))
+    # where each fact came from (an API path, /proc, the command line)
+    rows += [(f"from: {fact}", where) for fact, where in sorted(v.sources.items())]
     return _kv(rows)
 
 

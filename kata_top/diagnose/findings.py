@@ -213,6 +213,9 @@ def _qdisc_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
             dev=worst_dev, drops_ps=worst_rate))
 
 
+BUILTIN_LIMITERS = ("cloud-hypervisor", "firecracker", "dragonball")
+
+
 def _rate_limit_findings(sb: Sandbox) -> Iterable[Finding]:
     actual = {r.direction: r for r in sb.rate_limits}
     for r in sb.rate_limits:
@@ -221,6 +224,8 @@ def _rate_limit_findings(sb: Sandbox) -> Iterable[Finding]:
                  f"({r.shape})", f"kata-top ratelimit clear {q(sb.id[:12])} --direction "
                  f"{r.direction} (if it is not wanted)", direction=r.direction, dev=r.dev,
                  rate_bps=r.rate_bps, shape=r.shape)
+    if sb.hypervisor.kind in BUILTIN_LIMITERS:
+        return  # the VMM limits rates itself, not tc (IsRateLimiterBuiltin, clh.go, fc.go)
     for direction, configured in sb.configured_rate_limits.items():
         have = actual.get(direction)
         if configured and (have is None or have.rate_bps != configured):

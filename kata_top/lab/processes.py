@@ -151,7 +151,7 @@ def start_qemu(layout: Layout, spec: SandboxSpec, accel: str,
     ns_path = f"/var/run/netns/{layout.node_ns}" if spec.model == "none" \
         else layout.netns_path(spec)
     tap_fd: int | None = None
-    if spec.model in ("tcfilter", "none"):
+    if spec.model in ("tcfilter", "none", "l3forwarding"):
         tap_fd = open_tap(ns_path, TAP)
     elif spec.model == "macvtap":
         tap_fd = open_macvtap(ns_path, TAP)

@@ -162,7 +162,18 @@ def serve(path):
             if conn in conns:
                 conns[conn][1] = buf
 
+def vcpu(name):
+    import ctypes
+    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
+    while True:
+        time.sleep(3600)
+
 def main():
+    # vCPU thread names: Cloud Hypervisor vmm/src/cpu.rs `vcpu<N>`, Firecracker
+    # src/vmm/src/vstate/vcpu.rs `fc_vcpu <N>`
+    for n in range(CFG.get("vcpus", 1)):
+        name = ("vcpu%d" if KIND == "clh" else "fc_vcpu %d") % n
+        threading.Thread(target=vcpu, args=(name,), daemon=True).start()
     fd = os.environ.get("KATA_TOP_LAB_TAP_FD")
     if fd:
         threading.Thread(target=read_tap, args=(int(fd),), daemon=True).start()
