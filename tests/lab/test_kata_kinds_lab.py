@@ -26,7 +26,7 @@ from kata_top.lab.manifest import LabSandbox, Manifest
 from kata_top.lab.network import guest_mac
 from kata_top.lab.scenario import KIND_SCENARIOS
 from kata_top.model import Sandbox, Snapshot
-from tests.helpers import ROOT, need_qemu, running_lab
+from tests.helpers import ROOT, make_layout, need_qemu, running_lab
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -204,3 +204,25 @@ def test_no_vmm_api_sees_two_kata_top_connections(kinds_lab: tuple[Layout, Manif
         assert led["full"] == 0
         asked += len(by_pid)
     assert asked >= 3 * 4  # every CH/FC sandbox was asked by this process and each snapshot
+
+
+@pytest.mark.parametrize("scenario", list(KIND_SCENARIOS))
+def test_each_kind_is_a_lab_up_scenario(scenario: str) -> None:
+    need_qemu()
+    layout = make_layout("c")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    base = [sys.executable, "-m", "kata_top"]
+    lab = [*base, "lab", "--run-root", layout.run_root, "--prefix", layout.prefix]
+    try:
+        subprocess.run([*lab, "up", "--scenario", scenario, "--sandboxes", "1", "--no-guest"],
+                       check=True, capture_output=True, timeout=120, env=env)
+        out = subprocess.run([*base, "--run-root", layout.run_root, "snapshot", "--json"],
+                             check=True, capture_output=True, timeout=60, env=env, text=True)
+        (sb,) = json.loads(out.stdout)["sandboxes"]
+        runtime, hypervisor, model = KIND_SCENARIOS[scenario]
+        assert (sb["runtime"], sb["network_model"], sb["state"]) == (runtime, model, "running")
+        assert sb["hypervisor"]["kind"] == {"clh": "cloud-hypervisor"}.get(hypervisor,
+                                                                             hypervisor)
+        assert sb["pod"]["name"] == f"{scenario}-0"
+    finally:
+        subprocess.run([*lab, "down"], capture_output=True, timeout=60, env=env)
