@@ -47,7 +47,8 @@ def test_state_files_parse_as_kata_schema(demo_lab: tuple[Layout, Manifest]) -> 
         rec = state.read_state_file(sb.spec.id, sb.state_file, sb.spec.runtime)
         assert rec.error is None
         assert rec.hypervisor == "qemu"
-        assert rec.hypervisor_pid == sb.qemu_pid
+        # runtime-rs's QEMU save() records no pid (crates/hypervisor/src/qemu/inner.rs)
+        assert rec.hypervisor_pid == (sb.qemu_pid if sb.spec.runtime == "go" else None)
         if sb.spec.runtime == "go":
             assert rec.pod_name == sb.spec.pod_name
             assert rec.pod_namespace == sb.spec.pod_namespace
