@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from kata_top.engine import Engine, EngineOptions
+from kata_top.formats import prometheus
 from kata_top.lab import build, traffic, vmms
 from kata_top.lab.layout import Layout
 from kata_top.lab.manifest import LabSandbox, Manifest
@@ -77,6 +78,8 @@ def test_cloud_hypervisor_is_asked(kinds_lab: tuple[Layout, Manifest]) -> None:
         assert nic.rx_frames and nic.rx_bytes, (kind, nic)
         assert sb.vmm.sources["counters"] == "GET /api/v1/vm.counters"
         assert sb.vmm.query_ms is not None and sb.vmm.query_ms < 500
+    text = prometheus.render(snap)
+    assert text.count("kata_top_vmm_nic_rx_frames_total{") == 2
 
 
 def test_runtime_rs_pods_are_named_from_the_bundle(kinds_lab: tuple[Layout, Manifest]) -> None:
