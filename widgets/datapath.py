@@ -86,6 +86,8 @@ def datapath(sb: Sandbox, p: Palette = DEFAULT) -> Group:
         nic.append(f"{n.mac or '?'}\n", style=p.value if mac_ok else p.bad_strong)
         nic.append(f"vhost {'on' if n.vhost else 'off' if n.vhost is False else '?'}",
                    style=MUTED)
+        if n.rx_frames is not None:  # the VMM's own counters (Cloud Hypervisor)
+            nic.append(f"\nrx {n.rx_frames} tx {n.tx_frames} frames", style=MUTED)
     else:
         nic.append("virtio-net\n", style=STRONG)
         nic.append("?" if alive else "VMM dead", style=MUTED if alive else p.bad_strong)
@@ -99,7 +101,9 @@ def datapath(sb: Sandbox, p: Palette = DEFAULT) -> Group:
         guest.append(f"\nvia {vmm.source}", style=MUTED)
 
     grid = Table.grid(padding=(0, 1))
-    cols = ["node", "", "eth0", "", "tc ingress", "", "tap", "", "QEMU NIC", "", "guest"]
+    vmm_name = {"qemu": "QEMU"}.get(sb.hypervisor.kind, sb.hypervisor.kind)
+    cols = ["node", "", "eth0", "", "tc ingress", "", "tap", "", f"{vmm_name} NIC", "",
+            "guest"]
     for _ in cols:
         grid.add_column(vertical="middle")
     grid.add_row(*[Text(c, style="bold underline") for c in cols])

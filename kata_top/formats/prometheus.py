@@ -290,16 +290,11 @@ def _vmm(ex: Exposition, sb: Sandbox, who: str) -> None:
             ex.add("vmm_nic_rx_filter_promiscuous", "gauge", "1 when the guest put the NIC in "
                    "promiscuous mode (QMP query-rx-filter).", who, int(promisc),
                    netdev=nic.netdev or "", mac=nic.mac or "")
-        # the VMM's own NIC counters (Cloud Hypervisor vm.counters): between tap and guest
-        for name, value, what in (("rx_bytes", nic.rx_bytes, "Bytes"),
-                                  ("rx_frames", nic.rx_frames, "Frames"),
-                                  ("tx_bytes", nic.tx_bytes, "Bytes"),
-                                  ("tx_frames", nic.tx_frames, "Frames")):
-            if value is not None:
-                ex.add(f"vmm_nic_{name}", "counter", f"{what} the VMM's NIC "
-                       f"{'took from its tap for the guest' if name[0] == 'r' else 'sent to it'}"
-                       " (the VMM's own counters).", who, value, netdev=nic.netdev or "",
-                       tap=nic.tap or "")
+        for name in ("rx_bytes", "rx_frames", "tx_bytes", "tx_frames"):  # CH vm.counters
+            if getattr(nic, name) is not None:
+                ex.add(f"vmm_nic_{name}", "counter", f"The VMM's own NIC counter {name} (rx: "
+                       "taken from the tap for the guest).", who, getattr(nic, name),
+                       netdev=nic.netdev or "", tap=nic.tap or "")
 
 
 def _node(ex: Exposition, snap: Snapshot) -> None:

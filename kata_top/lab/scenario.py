@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-# One runtime and VMM each (kata_top/lab/kinds.py): how Kata leaves a node of that kind.
+# One runtime and VMM each: how Kata leaves a node of that kind (kata_top/lab/vmms.py).
 KIND_SCENARIOS = {
     "go-qemu": ("go", "qemu", "tcfilter"),
     "go-clh": ("go", "clh", "tcfilter"),

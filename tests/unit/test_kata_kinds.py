@@ -240,3 +240,26 @@ def test_a_full_server_is_busy_not_an_error(standin: tuple[str, str, str]) -> No
     finally:
         for s in held:
             s.close()
+
+
+def test_a_silent_api_costs_its_deadline_and_no_socket_stays_open() -> None:
+    """Accepted, never answered (a VMM stuck on its main loop): an error after the deadline,
+    the connection closed, and the next read is not refused as busy."""
+    path = os.path.join(tempfile.mkdtemp(prefix="kt", dir="/tmp"), "api.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(4)
+    try:
+        for _ in range(2):
+            start = time.monotonic()
+            with pytest.raises(vmm_http.ApiError, match="no answer within 200 ms"):
+                asyncio.run(vmm_http.get_many(path, ["/api/v1/vmm.ping"], 0.2))
+            assert time.monotonic() - start < 1.0
+            conn, _ = srv.accept()
+            conn.settimeout(1.0)
+            assert conn.recv(4096).startswith(b"GET /api/v1/vmm.ping HTTP/1.1")
+            assert conn.recv(4096) == b""  # closed by the client at its deadline
+            conn.close()
+    finally:
+        srv.close()
+        shutil.rmtree(os.path.dirname(path))
