@@ -27,7 +27,7 @@ examples:
   kata-top lab down                     remove everything the lab made
 
 scenarios:
-""" + "\n".join(f"  {k:<10} {v}" for k, v in SCENARIO_HELP.items())
+""" + "\n".join(f"  {k:<14} {v}" for k, v in SCENARIO_HELP.items())
 
 
 HELP = "build a Kata-like node to watch (namespaces, tc, QEMU)"
