@@ -64,6 +64,9 @@ TC_BUSY_REFRESH_S = 5.0
 READ_AHEAD_MIN_SHARE = 100
 # how often the dashboard reads a sandbox at all when it is not on screen (changes at once)
 UNWATCHED_REFRESH_S = 5.0
+# Kata's `remote` hypervisor (Go virtcontainers/remote.go, runtime-rs crates/hypervisor/src/
+# remote): the VM is created by a remote hypervisor service, no VMM runs on this node
+REMOTE_REASON = "remote hypervisor: the VM runs elsewhere; nothing on this node to read"
 VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--rlimit-nofile", "-o rlimit", "--iops", "--bps")
 
 
@@ -380,7 +383,7 @@ class Engine:
             sb_state = "orphan"
         elif rec.error and rec.state is None:
             sb_state = "corrupt"
-        elif not alive:
+        elif not alive and kind != "remote":  # remote: the VM runs elsewhere (peer pods)
             sb_state = "stale"
         else:
             sb_state = kata_state(rec.state)
@@ -492,7 +495,9 @@ class Engine:
             configured = {"in": rec.rx_rate_bps, "out": rec.tx_rate_bps}
 
         vmm: Vmm | None = None
-        if target is None:
+        if target is None and kind == "remote":
+            vmm = Vmm(source="none", status="unknown", reason=REMOTE_REASON)
+        elif target is None:
             vmm = Vmm(source="none", status="dead" if rec else "unknown",
                       reason="the VMM process is not running" if vmm_pid or rec else None)
         return Sandbox(
