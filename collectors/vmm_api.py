@@ -164,5 +164,9 @@ def api_socket(kind: str, sid: str, runtime: str, run_root: str, argv: tuple[str
                              "firecracker.socket")
     else:
         return None
-    candidates = [fixed, *named, *(_under_root(p, run_root) for p in named)]
-    return next((p for p in candidates if p and _is_socket(p)), fixed)
+    # only sockets in Kata's trees under the run root: a process's command line cannot point
+    # kata-top at another service's socket
+    trees = tuple(os.path.join(run_root, t, "") for t in ("vc", "kata"))
+    candidates = [fixed, *(p for p in (*named, *(_under_root(p, run_root) for p in named))
+                           if os.path.normpath(p).startswith(trees))]
+    return next((p for p in candidates if _is_socket(p)), fixed)

@@ -56,15 +56,15 @@ def _status_and_length(head: bytes) -> tuple[int, int]:
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     path: str) -> tuple[int, bytes]:
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
-                 "\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json"
+                 "\r\n\r\n".encode())
     await writer.drain()
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.LimitOverrunError as exc:
         raise ApiError("response headers too long") from exc
     except asyncio.IncompleteReadError as exc:
-        raise ApiError("the VMM closed the connection") from exc
+        raise ConnectionResetError("the VMM closed the connection") from exc
     status, length = _status_and_length(head[:-4])
     body = await reader.readexactly(length) if length else b""
     return status, body
@@ -96,7 +96,15 @@ async def get_many(sock_path: str, paths: Sequence[str],
             reader, writer = await asyncio.open_unix_connection(sock_path, limit=MAX_HEAD)
             out: dict[str, object] = {}
             for path in paths:
-                status, body = await _exchange(reader, writer, path)
+                try:
+                    status, body = await _exchange(reader, writer, path)
+                except (ConnectionResetError, BrokenPipeError) as exc:
+                    if out:
+                        raise ApiError(f"the VMM closed the connection ({exc})") from exc
+                    # micro_http accepts a connection over its 10, writes its 503 and closes
+                    # at once: a write can fail before that answer is read
+                    raise ApiBusy("the VMM closed the connection at once, as micro_http does "
+                                  "when its 10 connections are taken (503)") from exc
                 if status == 503:
                     raise ApiBusy("the VMM's API serves no more connections (503)")
                 if status in (204, 404):

@@ -16,7 +16,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 from kata_top import derive
-from kata_top.collectors import netns, procs, shimsock, state, vmm_api, vmm_find
+from kata_top.collectors import netns, procs, shimsock, state
 from kata_top.collectors.vmm_target import VmmTarget
 from kata_top.logs import DEBUG, get_logger
 from kata_top.model import (
@@ -257,7 +257,10 @@ class Engine:
         self._states.prune({path for _sid, _rt, path in found})
         t_state = time.monotonic()
         pidx = procs.scan()
-        vmm_find.attach(pidx, records)  # VMMs the state names no pid of (runtime-rs, jailer)
+        if records:  # VMMs the state names no pid of (runtime-rs, a jailed Firecracker)
+            from kata_top.collectors.vmm_find import attach
+
+            attach(pidx, records)
         t_procs = time.monotonic()
         # A VMM is an orphan of this run root unless its command line names another root
         # (a lab or a rootless Kata beside the node's).
@@ -442,7 +445,7 @@ class Engine:
             target = VmmTarget(sandbox_id=sid, kind=kind, pid=vmm_pid,
                                argv=pidx.cmdlines.get(vmm_pid, ()),
                                vm_dir=self._vm_dir(sid, runtime),
-                               api_socket=vmm_api.api_socket(
+                               api_socket=_api_socket(
                                    kind, sid, runtime, self.opts.run_root,
                                    pidx.cmdlines.get(vmm_pid, ()),
                                    rec.api_socket if rec else None,
@@ -564,6 +567,15 @@ class Engine:
         # The C virtiofsd forks a sandboxed child with the same command line: show the parent.
         parents = [v for v in out if v.pid == (rec.virtiofsd_pid if rec else None)]
         return tuple(parents or out[:1])
+
+
+def _api_socket(kind: str, sid: str, runtime: str, run_root: str, argv: tuple[str, ...],
+                recorded: str | None, run_dir: str | None) -> str | None:
+    if kind not in ("clh", "firecracker"):
+        return recorded
+    from kata_top.collectors.vmm_api import api_socket
+
+    return api_socket(kind, sid, runtime, run_root, argv, recorded, run_dir)
 
 
 def _pod_from_bundle(rec: state.StateRecord, shim_pid: int) -> state.StateRecord:

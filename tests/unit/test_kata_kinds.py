@@ -274,3 +274,12 @@ def test_a_remote_hypervisor_sandbox_is_not_stale(tmp_path: Any) -> None:
     assert sb.state == "running" and sb.vmm is not None and sb.vmm.status == "unknown"
     assert "remote" in (sb.vmm.reason or "")
     assert not [f for f in sb.findings if f.code == "KT-S020"]
+
+
+def test_a_command_line_cannot_point_the_api_read_outside_the_run_root() -> None:
+    sid = "c" * 64
+    for root in ("/run", "/run/ktx"):
+        for sock in ("/var/run/docker.sock", "/run/containerd/containerd.sock"):
+            got = vmm_api.api_socket("clh", sid, "go", root, ("cloud-hypervisor",
+                                     "--api-socket", sock))
+            assert got == f"{root}/vc/vm/{sid}/clh-api.sock"
