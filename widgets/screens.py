@@ -298,8 +298,11 @@ class DetailScreen(KataScreen):
         head = Text()
         head.append(label(sb), style="bold")
         head.append(f" · {sb.id}\n", style=MUTED)
+        # an endpoint other than Kata's usual veth is named (a netkit one Kata cannot attach)
+        odd = f" ({sb.endpoint} endpoint)" if sb.endpoint not in (None, "virtual", "veth") \
+            else ""
         head.append(f"{sb.runtime} runtime · {sb.hypervisor.kind} pid {sb.hypervisor.pid} · "
-                    f"{sb.state} · {sb.network_model} · netns "
+                    f"{sb.state} · {sb.network_model}{odd} · netns "
                     f"{sb.netns.name or sb.netns.path} · in "
                     f"{fmt_rate(rates.vm(sb).in_bps)} out "
                     f"{fmt_rate(rates.vm(sb).out_bps)}")
