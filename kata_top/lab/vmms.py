@@ -4,7 +4,8 @@
   (kata_top/lab/processes.py).
 - Cloud Hypervisor: virtiofsd, then `cloud-hypervisor --api-socket <path>` in the pod
   namespace — the Go runtime's clh.go launchClh (`--api-socket` only; started from the
-  shim, in its working directory), runtime-rs's ch/inner_hypervisor.rs (`--api-socket`,
+  shim, in its working directory, inside the pod namespace: sandbox.go startVM runs StartVM
+  under network.Run), runtime-rs's ch/inner_hypervisor.rs (`--api-socket`,
   working directory `/`, setns into the pod namespace before exec); the shim holds one API
   connection.
 - Firecracker (Go runtime, jailed — fc.go fcInit): the jailer makes
