@@ -436,7 +436,11 @@ class Engine:
         shim_pid = pidx.shim.get(sid)
         if rec is not None and rec.pod_name is None and shim_pid:
             rec = _pod_from_bundle(rec, shim_pid)  # runtime-rs records no annotations
-        shim = self._procs.info(shim_pid, "containerd-shim-kata-v2") if shim_pid else None
+        if shim_pid and shim_pid == vmm_pid and vmm_proc_info is not None:
+            # Dragonball: the shim is the VMM; one CPU sample, not two a moment apart
+            shim: ProcInfo | None = evolve(vmm_proc_info, name="containerd-shim-kata-v2")
+        else:
+            shim = self._procs.info(shim_pid, "containerd-shim-kata-v2") if shim_pid else None
         shim_monitor = self._shim_monitor(sid, rec) if shim is not None else None
         vfs = self._virtiofsd(sid, rec, pidx)
 
