@@ -96,6 +96,27 @@ async def _http_api(base: Vmm, t: VmmTarget, deadline: float) -> Vmm:
                  query_ms=round((time.monotonic() - start) * 1000, 2), queried_at=time.time())
 
 
+def _monitor_paths(t: VmmTarget) -> tuple[str, str]:
+    """The extra monitor and the primary QMP socket. The Go runtime puts both in the VM
+    directory. runtime-rs binds `qmp.sock` in its working directory and hands QEMU the fd
+    (`-qmp unix:fd=N`), and its extra monitor is `-monitor unix:path=debug-monitor.sock`,
+    relative to QEMU's working directory (qemu/cmdline_generator.rs QmpSocket): both are
+    reached through /proc/<pid>/cwd (a bundle path is too long for a unix socket)."""
+    extra = os.path.join(t.vm_dir, "extra-monitor.sock")
+    primary = os.path.join(t.vm_dir, "qmp.sock")
+    for flag, value in zip(t.argv, t.argv[1:], strict=False):
+        if flag not in ("-qmp", "-monitor") or not value.startswith("unix:"):
+            continue
+        where = value[5:].split(",", 1)[0]
+        where = where[5:] if where.startswith("path=") else where
+        if where.startswith("fd="):
+            primary = f"/proc/{t.pid}/cwd/qmp.sock"
+        elif where and not where.startswith("/") and "/" not in where \
+                and where != "qmp.sock" and not os.path.exists(extra):
+            extra = f"/proc/{t.pid}/cwd/{where}"
+    return extra, primary
+
+
 async def _one(t: VmmTarget, sem: asyncio.Semaphore, qmp_primary: bool,
                monitor_deadline: float, primary_deadline: float) -> Vmm:
     base = _proc_vmm(t)
@@ -106,8 +127,7 @@ async def _one(t: VmmTarget, sem: asyncio.Semaphore, qmp_primary: bool,
             return await _http_api(base, t, monitor_deadline)
         if t.kind != "qemu":
             return base
-        extra = os.path.join(t.vm_dir, "extra-monitor.sock")
-        primary = os.path.join(t.vm_dir, "qmp.sock")
+        extra, primary = _monitor_paths(t)
         if os.path.exists(extra):
             try:
                 facts = await qmp.query_monitor(extra, monitor_deadline)

@@ -104,7 +104,7 @@ def start_virtiofsd(layout: Layout, spec: SandboxSpec) -> int:
 
 
 def qemu_argv(layout: Layout, spec: SandboxSpec, tap_fd: int | None, accel: str,
-              guest: tuple[str, str] | None) -> list[str]:
+              guest: tuple[str, str] | None, qmp_fd: int | None = None) -> list[str]:
     vm = layout.vm_dir(spec)
     mem = "256M" if guest else "128M"
     argv = [
@@ -112,9 +112,19 @@ def qemu_argv(layout: Layout, spec: SandboxSpec, tap_fd: int | None, accel: str,
         "-uuid", _uuid(spec), "-machine", f"q35,accel={accel},memory-backend=dimm1",
         "-m", mem, "-smp", "1,cores=1,threads=1,sockets=2,maxcpus=2",
         "-object", f"memory-backend-memfd,id=dimm1,size={mem},share=on",
-        "-qmp", f"unix:{vm}/qmp.sock,server=on,wait=off",
     ]
-    if spec.extra_monitor == "qmp":
+    if qmp_fd is not None:
+        # runtime-rs (qemu/cmdline_generator.rs QmpSocket): the shim binds qmp.sock and
+        # passes the listening fd; an extra monitor is HMP only, `debug-monitor.sock`, a path
+        # relative to QEMU's working directory (the shim's: the bundle)
+        argv += ["-qmp", f"unix:fd={qmp_fd},server=on,wait=off"]
+        if spec.extra_monitor:
+            argv += ["-monitor", "unix:path=debug-monitor.sock,server=on,wait=off"]
+    else:
+        argv += ["-qmp", f"unix:{vm}/qmp.sock,server=on,wait=off"]
+    if qmp_fd is not None:
+        pass  # the runtime-rs monitor is above
+    elif spec.extra_monitor == "qmp":
         argv += ["-qmp", f"unix:{vm}/extra-monitor.sock,server=on,wait=off"]
     elif spec.extra_monitor == "hmp":
         argv += ["-monitor", f"unix:{vm}/extra-monitor.sock,server=on,wait=off"]
@@ -155,21 +165,53 @@ def start_qemu(layout: Layout, spec: SandboxSpec, accel: str,
         tap_fd = open_tap(ns_path, TAP)
     elif spec.model == "macvtap":
         tap_fd = open_macvtap(ns_path, TAP)
+    listener: socket.socket | None = None
+    cwd = None
+    if spec.runtime == "rs":
+        listener, cwd = _rs_qmp_listener(layout, spec)
+    fds = tuple(fd for fd in (tap_fd, listener.fileno() if listener else None) if fd is not None)
     try:
         with open(os.path.join(vm, "qemu.log"), "ab") as log:
             proc = subprocess.Popen(
-                qemu_argv(layout, spec, tap_fd, accel, guest),
+                qemu_argv(layout, spec, tap_fd, accel, guest,
+                          listener.fileno() if listener else None),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                pass_fds=(tap_fd,) if tap_fd is not None else (),
-                preexec_fn=lambda: _enter_ns(ns_path))
+                pass_fds=fds, cwd=cwd, preexec_fn=lambda: _enter_ns(ns_path))
     finally:
         # QEMU has its own copy of the tap fd now (or failed to start): ours must go.
         if tap_fd is not None:
             os.close(tap_fd)
+        if listener is not None:
+            listener.close()
+    if cwd is not None:  # runtime-rs: both in the bundle, QEMU's working directory
+        if spec.extra_monitor:
+            wait_for(os.path.join(cwd, "debug-monitor.sock"), 20, "QEMU", proc.pid)
+        return proc.pid
     wait_for(os.path.join(vm, "qmp.sock"), 20, "QEMU", proc.pid)
     if spec.extra_monitor:
         wait_for(os.path.join(vm, "extra-monitor.sock"), 20, "QEMU", proc.pid)
     return proc.pid
+
+
+def _rs_qmp_listener(layout: Layout, spec: SandboxSpec) -> tuple[socket.socket, str]:
+    """runtime-rs binds `qmp.sock` relative to its working directory, the bundle
+    (qemu/qmp.rs get_qmp_socket_path): a bundle path is longer than a unix socket takes, so
+    the lab binds through a descriptor of the directory."""
+    from kata_top.lab.bundle import write_bundle
+
+    bundle = write_bundle(layout, spec)
+    dirfd = os.open(bundle, os.O_RDONLY | os.O_DIRECTORY)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(f"/proc/self/fd/{dirfd}/qmp.sock")
+        listener.listen(1)
+        listener.set_inheritable(True)
+    except OSError:
+        listener.close()
+        raise
+    finally:
+        os.close(dirfd)
+    return listener, bundle
 
 
 def start_shim(layout: Layout, spec: SandboxSpec, env_extra: dict[str, str] | None = None,
@@ -200,8 +242,8 @@ def start_shim(layout: Layout, spec: SandboxSpec, env_extra: dict[str, str] | No
     argv = [sys.executable, layout.shim_script, "-namespace", "k8s.io",
             "-address", os.path.join(layout.lab_dir, "containerd.sock"),
             "-publish-binary", "/usr/bin/containerd", "-id", spec.id]
-    if spec.hypervisor == "qemu":
-        argv += ["-qmp", os.path.join(vm, "qmp.sock")]
+    if spec.hypervisor == "qemu":  # runtime-rs: relative to its working directory
+        argv += ["-qmp", "qmp.sock" if spec.runtime == "rs" else os.path.join(vm, "qmp.sock")]
     proc = subprocess.Popen(
         argv, cwd=write_bundle(layout, spec), pass_fds=pass_fds,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

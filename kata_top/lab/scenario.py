@@ -90,7 +90,8 @@ def build(scenario: str, count: int) -> list[SandboxSpec]:
             specs.append(SandboxSpec(index=i, id=sid, pod_name=f"{kind}-{i}", pod_namespace=ns,
                                      model=model, runtime=runtime, hypervisor=hypervisor,
                                      rx_rate_bps=50_000_000 if hypervisor == "firecracker"
-                                     else 0))
+                                     else 0,
+                                     extra_monitor="hmp" if kind == "rs-qemu" else None))
         elif scenario == "demo" and i < len(_DEMO_MIX):
             role, extra = _DEMO_MIX[i]
             specs.append(SandboxSpec(index=i, id=sid, pod_name=f"{role}-{i}", pod_namespace=ns,

@@ -31,7 +31,8 @@ RS_PATHS = {"qemu": "/opt/kata/bin/qemu-system-x86_64",
 def _config(spec: SandboxSpec) -> dict[str, Any]:
     return {"path": RS_PATHS.get(spec.hypervisor, ""), "jailer_path": "", "ctlpath": "",
             "default_vcpus": 1.0, "default_maxvcpus": 2, "default_memory": 256,
-            "enable_debug": False, "disable_vhost_net": False,
+            "enable_debug": spec.extra_monitor is not None,
+            "extra_monitor_socket": spec.extra_monitor or "", "disable_vhost_net": False,
             "rx_rate_limiter_max_rate": spec.rx_rate_bps,
             "tx_rate_limiter_max_rate": spec.tx_rate_bps, "network_queues": 1,
             "shared_fs": "virtio-fs" if spec.hypervisor != "dragonball" else "inline-virtio-fs"}

@@ -148,6 +148,18 @@ def test_dragonball_is_read_from_the_shim(kinds_lab: tuple[Layout, Manifest]) ->
     assert "no API socket" in (sb.vmm.reason or "")
 
 
+def test_runtime_rs_extra_monitor_is_found_in_qemus_working_directory(
+        kinds_lab: tuple[Layout, Manifest]) -> None:
+    """runtime-rs gives QEMU `-monitor unix:path=debug-monitor.sock` (HMP), relative to the
+    bundle QEMU runs in; qmp.sock, bound there by the shim, is never touched."""
+    layout, man = kinds_lab
+    rs = _by_kind(man)["rs-qemu"]
+    sb = _sandbox(_collect(layout), rs)
+    assert sb.vmm is not None and sb.vmm.source == "extra-monitor", sb.vmm
+    assert sb.vmm.monitor_kind == "hmp" and sb.vmm.status == "running"
+    assert os.path.exists(os.path.join(layout.bundle_dir(rs.spec), "qmp.sock"))
+
+
 def test_l3forwarding_is_shown_as_itself(kinds_lab: tuple[Layout, Manifest]) -> None:
     layout, man = kinds_lab
     sb = _sandbox(_collect(layout), _by_kind(man)["rs-l3fwd"])
