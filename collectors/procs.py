@@ -78,15 +78,6 @@ def _vmm_kind(argv0: str) -> str | None:
     return None
 
 
-def _argv_kind(argv: tuple[str, ...]) -> str | None:
-    """The VMM kind of a command line; a script run by its interpreter (the lab's stand-ins,
-    `python3 <dir>/cloud-hypervisor ...`) is named by its second word."""
-    kind = _vmm_kind(argv[0])
-    if kind is None and len(argv) > 1 and os.path.basename(argv[0]).startswith("python"):
-        kind = _vmm_kind(argv[1])
-    return kind
-
-
 def _short_id(argv: tuple[str, ...]) -> str | None:
     """Firecracker's truncated sandbox id: `--id <id[:32]>` (jailed) or the jailer root in
     its --api-sock path (not jailed)."""
@@ -127,7 +118,7 @@ def scan(proc_root: str = "/proc") -> ProcessIndex:
         argv = read_cmdline(pid)
         if not argv:
             continue
-        kind = _argv_kind(argv)
+        kind = _vmm_kind(argv[0])
         if kind is not None:
             joined = " ".join(argv)
             named, id_in_path, run_root = _patterns()

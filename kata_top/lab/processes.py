@@ -252,9 +252,16 @@ def start_shim(layout: Layout, spec: SandboxSpec, env_extra: dict[str, str] | No
 
 
 def _is_lab_process(pid: int, run_root: str) -> bool:
-    """Its command line names this lab's run root: the lab's own, nothing else."""
+    """Its command line names this lab's run root, or it works in one of the lab's
+    Firecracker jails (a jailed Firecracker's command line names no path): the lab's own,
+    nothing else."""
     marker = run_root.rstrip("/") + "/"
-    return any(marker in a or a == run_root for a in read_cmdline(pid))
+    if any(marker in a or a == run_root for a in read_cmdline(pid)):
+        return True
+    try:
+        return os.readlink(f"/proc/{pid}/cwd").startswith(marker + "vc/firecracker/")
+    except OSError:
+        return False
 
 
 def lab_pids(run_root: str) -> list[int]:

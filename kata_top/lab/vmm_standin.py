@@ -168,7 +168,22 @@ def vcpu(name):
     while True:
         time.sleep(3600)
 
+def retitle(argv):
+    """The command line the real VMM has (`ps`, /proc/PID/cmdline): this interpreter's
+    argument area rewritten in place, padded with NULs."""
+    with open("/proc/self/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (proc(5))
+    new = b"\0".join(a.encode() for a in argv) + b"\0"
+    if len(new) <= end - start:
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            mem.write(new.ljust(end - start, b"\0"))
+
 def main():
+    argv0 = os.environ.get("KATA_TOP_LAB_ARGV0")
+    if argv0:
+        retitle([argv0] + sys.argv[1:])
     # vCPU thread names: Cloud Hypervisor vmm/src/cpu.rs `vcpu<N>`, Firecracker
     # src/vmm/src/vstate/vcpu.rs `fc_vcpu <N>`
     for n in range(CFG.get("vcpus", 1)):

@@ -64,19 +64,22 @@ def _start_api_vmm(layout: Layout, spec: SandboxSpec) -> int:
     tap_fd = processes.open_tap(ns, TAP)
     cfg = {"tap": TAP, "mac": guest_mac(spec), "vcpus": 1, "memory_mib": 256,
            "rx_bps": spec.rx_rate_bps, "tx_bps": spec.tx_rate_bps}
-    env = dict(os.environ, KATA_TOP_LAB_VMM=json.dumps(cfg),
+    # the command line Kata gives the VMM: clh.go execs clhPath, the jailer execs
+    # "/" + the binary's name inside the jail (firecracker src/jailer/src/env.rs)
+    argv0 = "/opt/kata/bin/cloud-hypervisor" if spec.hypervisor == "clh" else "/firecracker"
+    env = dict(os.environ, KATA_TOP_LAB_VMM=json.dumps(cfg), KATA_TOP_LAB_ARGV0=argv0,
                KATA_TOP_LAB_TAP_FD=str(tap_fd),
                KATA_TOP_LAB_VMM_LEDGER=ledger_path(layout, spec))
     sock = layout.api_socket(spec)
     assert sock is not None
     if spec.hypervisor == "clh":
-        argv = [sys.executable, standin_path(layout, "cloud-hypervisor"), "--api-socket", sock]
+        argv = [standin_path(layout, "cloud-hypervisor"), "--api-socket", sock]
         cwd = "/" if spec.runtime == "rs" else layout.bundle_dir(spec)
     else:
         jail = layout.fc_jailer_root(spec)
         os.makedirs(os.path.join(jail, "run"), mode=0o750, exist_ok=True)
         now_us = str(int(time.time() * 1e6))
-        argv = [sys.executable, standin_path(layout, "firecracker"), "--id", spec.id[:32],
+        argv = [standin_path(layout, "firecracker"), "--id", spec.id[:32],
                 "--start-time-us", now_us, "--start-time-cpu-us", "0",
                 "--parent-cpu-time-us", "0", "--config-file", "/fcConfig.json"]
         cwd = jail
@@ -152,5 +155,6 @@ def write_standins(layout: Layout) -> None:
         path = standin_path(layout, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as fh:
-            fh.write(SOURCE)
+            # run by this interpreter directly, so the process's name (comm) is the VMM's
+            fh.write(SOURCE.replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1))
         os.chmod(path, 0o755)
