@@ -4,8 +4,8 @@ Brings up the lab's `kinds` scenario (Go and runtime-rs, QEMU, Cloud Hypervisor,
 Dragonball, l3forwarding; without guests) with `--sandboxes N`, then times
 `kata-top snapshot --json` as installed (interpreter start included), this tree and
 `--baseline REV` alternating round by round, and reports the medians and their ratio. The
-baseline reads the same node as it can (it does not ask the API VMMs). Run as root:
-python3 bench/kinds.py [--baseline REV] [--sandboxes 7] [--rounds 9]
+baseline reads the same node as it can. Run as root:
+python3 bench/kinds.py [--baseline REV] [--sandboxes 7] [--rounds 9] [--scenario kinds]
 """
 
 from __future__ import annotations
@@ -27,10 +27,14 @@ from kata_top.lab.layout import Layout
 LAYOUT = Layout(run_root="/run/ktbkinds", prefix="ktbkinds")
 
 
+# each installed tree alone: a PYTHONPATH naming a checkout would put it before both
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def once(python: str) -> float:
     t0 = time.perf_counter()
     subprocess.run([python, "-c", CONSOLE_SCRIPT, "--run-root", LAYOUT.run_root, "snapshot",
-                    "--json"], check=True, stdout=subprocess.DEVNULL, cwd="/")
+                    "--json"], check=True, stdout=subprocess.DEVNULL, cwd="/", env=ENV)
     return (time.perf_counter() - t0) * 1000
 
 
@@ -39,10 +43,11 @@ def main() -> int:
     ap.add_argument("--baseline", default="b6150cc")
     ap.add_argument("--sandboxes", type=int, default=7)
     ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--scenario", default="kinds", help="kinds, or one kind (go-qemu, ...)")
     args = ap.parse_args()
     build.down(LAYOUT)
     try:
-        build.up(LAYOUT, build.UpOptions(sandboxes=args.sandboxes, scenario="kinds",
+        build.up(LAYOUT, build.UpOptions(sandboxes=args.sandboxes, scenario=args.scenario,
                                          guest=False))
         with ExitStack() as stack:
             base_src = stack.enter_context(checkout(args.baseline))
@@ -54,7 +59,7 @@ def main() -> int:
                 t_ours.append(once(ours))
                 t_base.append(once(base))
         m_ours, m_base = statistics.median(t_ours), statistics.median(t_base)
-        print(f"kinds node, {args.sandboxes} sandboxes, {args.rounds} rounds, "
+        print(f"{args.scenario} node, {args.sandboxes} sandboxes, {args.rounds} rounds, "
               f"`kata-top snapshot --json` as installed (ms, median):")
         print(f"  this tree        {m_ours:8.1f}  (min {min(t_ours):.1f}, max {max(t_ours):.1f})")
         print(f"  {args.baseline:<16} {m_base:8.1f}  (min {min(t_base):.1f}, "
