@@ -125,9 +125,11 @@ async def get_many(sock_path: str, paths: Sequence[str],
         except OSError as exc:
             raise ApiError(exc.strerror or str(exc)) from exc
     finally:
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 0.1)
-        with _lock:
-            _in_use.discard(sock_path)
+        try:
+            if writer is not None:
+                writer.close()  # the socket is closed here; waiting only lets asyncio tidy up
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), 0.1)
+        finally:  # also when cancelled while waiting: never left marked as in use
+            with _lock:
+                _in_use.discard(sock_path)

@@ -283,3 +283,21 @@ def test_a_command_line_cannot_point_the_api_read_outside_the_run_root() -> None
             got = vmm_api.api_socket("clh", sid, "go", root, ("cloud-hypervisor",
                                      "--api-socket", sock))
             assert got == f"{root}/vc/vm/{sid}/clh-api.sock"
+
+
+def test_a_cancelled_read_leaves_the_vmm_askable(standin: tuple[str, str, str]) -> None:
+    """The cycle's overall deadline cancels reads still under way: the socket is closed and
+    the next cycle may ask again."""
+    kind, sock, _ledger = standin
+    paths = vmm_api.CLH_PATHS if kind == "cloud-hypervisor" else vmm_api.FC_PATHS
+
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(vmm_http.get_many(sock, paths, 5.0))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+    assert vmm_http._in_use == set()
+    assert _ask(kind, sock)
