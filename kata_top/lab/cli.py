@@ -15,7 +15,10 @@ LAB_EPILOG = """\
 The lab builds a Kata-shaped node out of real kernel objects: a node namespace with a bridge,
 per sandbox a pod namespace with a veth (eth0), tap0_kata and Kata's tc redirects, a real QEMU
 (-name sandbox-<id>, the tap passed as an fd), a real virtiofsd, a shim stand-in that holds
-qmp.sock, and Kata's state files under <run-root>/vc and <run-root>/kata.
+qmp.sock, and Kata's state files under <run-root>/vc and <run-root>/kata, each as Kata's
+source writes it; the shim runs in the sandbox's OCI bundle (<run-root>/containerd/...).
+Cloud Hypervisor and Firecracker are stand-ins serving their read-only API (micro_http's
+rules); Dragonball runs inside the shim, as in runtime-rs.
 
 examples:
   kata-top lab up                       the demo mix: every model and fault, 10 sandboxes,
