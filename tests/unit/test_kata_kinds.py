@@ -301,3 +301,12 @@ def test_a_cancelled_read_leaves_the_vmm_askable(standin: tuple[str, str, str]) 
     asyncio.run(cancelled())
     assert vmm_http._in_use == set()
     assert _ask(kind, sock)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(["sandbox_type", "resource", "hypervisor"]),
+                       json_values) | json_values)
+def test_any_runtime_rs_state_is_a_record_never_a_crash(doc: Any) -> None:
+    rec = state.parse_rs_state("d" * 64, "p", doc)
+    assert rec.hypervisor_pid is None or isinstance(rec.hypervisor_pid, int)
+    assert rec.run_dir is None or isinstance(rec.run_dir, str)
