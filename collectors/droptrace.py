@@ -1,0 +1,272 @@
+"""The drop tracer: `bpftrace` on the kernel's `skb:kfree_skb` tracepoint, as a child process.
+
+Each drop is counted in the kernel (a bpftrace map keyed by network namespace inode, drop
+reason, kernel function and device), so the cost per dropped packet is one map update and
+nothing crosses to user space until the end. The reasons' names come from the tracepoint's own
+format file (its print fmt's symbolic table of `enum skb_drop_reason`), never from a table
+kept here. The child dies with its caller (PR_SET_PDEATHSIG), when the time is up and on
+Ctrl-C; its probes are perf-event file descriptors, so nothing stays attached once it is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from kata_top.collectors import netns
+from kata_top.drops.model import DropCount, RawTrace
+from kata_top.drops.parse import DEV_MAP, NODEV_MAP, format_fields, parse_output, reason_names
+
+TRACEFS = "/sys/kernel/tracing"
+DEBUGFS_TRACING = "/sys/kernel/debug/tracing"
+FORMAT = "events/skb/kfree_skb/format"
+BTF = "/sys/kernel/btf/vmlinux"
+DEFAULT_SECONDS = 10
+MAX_SECONDS = 300
+ATTACH_DEADLINE = 60.0  # bpftrace parses the kernel's BTF before it attaches
+EXIT_GRACE = 5.0  # after the time is up: bpftrace prints its maps and exits
+PR_SET_PDEATHSIG = 1
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+INSTALL = "apt-get install bpftrace (Debian/Ubuntu; dnf install bpftrace on Fedora/RHEL)"
+
+# progress(seconds_left, seconds_total); called while attached
+Progress = Callable[[float, float], None]
+
+
+class TraceUnavailable(Exception):
+    """The node cannot trace drops, in one sentence with what to do."""
+
+
+class TraceBusy(Exception):
+    """Another trace is running."""
+
+
+def _capable(bit: int) -> bool:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> bit & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
+def bpftrace_path() -> str:
+    """bpftrace, the kernel's BTF and the privilege, or a TraceUnavailable saying which."""
+    path = shutil.which("bpftrace")
+    if path is None:
+        raise TraceUnavailable(f"bpftrace is not installed; {INSTALL}")
+    if not os.path.exists(BTF):
+        raise TraceUnavailable(f"the kernel has no BTF ({BTF} is missing): tracing drops "
+                               "needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")
+    if not (_capable(CAP_SYS_ADMIN) or (_capable(CAP_BPF) and _capable(CAP_PERFMON))):
+        raise TraceUnavailable("tracing drops needs root (CAP_BPF and CAP_PERFMON, or "
+                               "CAP_SYS_ADMIN): run it with sudo")
+    return path
+
+
+def _mount(target: str) -> None:
+    libc = netns.load_libc()
+    if libc.mount(b"tracefs", target.encode(), b"tracefs", 0, None) != 0:
+        err = os.strerror(__import__("ctypes").get_errno())
+        raise TraceUnavailable(f"tracefs is not mounted and mounting it on {target} failed "
+                               f"({err}); mount -t tracefs tracefs {target}")
+
+
+def _umount(target: str) -> None:
+    libc = netns.load_libc()
+    if libc.umount2(target.encode(), 0) != 0:
+        libc.umount2(target.encode(), 2)  # MNT_DETACH: gone once its last user is
+
+
+@contextmanager
+def tracefs() -> Iterator[str]:
+    """tracefs' root for the trace: the mounted one, or one mounted here and unmounted after."""
+    for root in (TRACEFS, DEBUGFS_TRACING):
+        if os.path.exists(os.path.join(root, FORMAT)):
+            yield root
+            return
+    if not os.path.isdir(TRACEFS):
+        raise TraceUnavailable(f"tracefs has no mount point ({TRACEFS} is missing)")
+    _mount(TRACEFS)
+    try:
+        if not os.path.exists(os.path.join(TRACEFS, FORMAT)):
+            raise TraceUnavailable("this kernel has no skb:kfree_skb tracepoint")
+        yield TRACEFS
+    finally:
+        _umount(TRACEFS)
+
+
+def read_reasons(root: str) -> dict[int, str]:
+    """The kernel's drop reasons by value, from the tracepoint's format."""
+    with open(os.path.join(root, FORMAT), encoding="utf-8", errors="replace") as fh:
+        text = fh.read(1 << 20)
+    fields = format_fields(text)
+    if "reason" not in fields or "location" not in fields:
+        raise TraceUnavailable("this kernel's kfree_skb tracepoint has no drop reason "
+                               "(Linux 5.17 or later has it)")
+    names = reason_names(text)
+    if not names:
+        raise TraceUnavailable("this kernel's kfree_skb format names no drop reasons")
+    return names
+
+
+def script(seconds: int) -> str:
+    """The bpftrace program: count drops in the kernel, print the maps at the end."""
+    return f"""\
+tracepoint:skb:kfree_skb
+{{
+  $dev = ((struct sk_buff *)args->skbaddr)->dev;
+  if ($dev != 0) {{
+    {DEV_MAP}[$dev->nd_net.net->ns.inum, args->reason, ksym(args->location), $dev->name] =
+      count();
+  }} else {{
+    {NODEV_MAP}[args->reason, ksym(args->location)] = count();
+  }}
+}}
+interval:s:{seconds} {{ exit(); }}
+"""
+
+
+def _child_setup() -> None:
+    """In the child, before exec: die with the caller (the kernel sends SIGKILL when the
+    thread that started it ends), own process group (a terminal's Ctrl-C is forwarded by the
+    caller, which then still reads the maps), and room to lock BPF maps."""
+    libc = netns.load_libc()
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    os.setpgid(0, 0)
+    with suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_MEMLOCK,
+                           (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGINT (bpftrace prints its maps and detaches), then SIGKILL if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(EXIT_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _first_error(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()
+             and "RLIMIT_MEMLOCK" not in ln]
+    errors = [ln for ln in lines if ln.startswith("ERROR")] or lines
+    return errors[0][:300] if errors else "no message"
+
+
+def run(seconds: int, progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        on_started: Callable[[int], None] | None = None) -> RawTrace:
+    """Trace drops for `seconds` (1..MAX_SECONDS). Ctrl-C (KeyboardInterrupt) or
+    `should_stop()` ends it early with what was counted so far (`interrupted`)."""
+    seconds = max(1, min(MAX_SECONDS, int(seconds)))
+    path = bpftrace_path()
+    started_at = time.time()
+    with tracefs() as root:
+        names = read_reasons(root)
+        env = {**os.environ, "BPFTRACE_MAP_KEYS_MAX": "65536"}
+        proc = subprocess.Popen([path, "-f", "json", "-e", script(seconds)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env,
+                                preexec_fn=_child_setup, close_fds=True)
+        if on_started is not None:
+            on_started(proc.pid)
+        try:
+            lines, err, attached_at, interrupted = _collect(proc, seconds, progress,
+                                                            should_stop)
+        finally:
+            _stop(proc)
+            for f in (proc.stdout, proc.stderr):
+                if f is not None:
+                    f.close()
+    parsed = parse_output(lines, names)
+    if not parsed.attached:
+        raise TraceUnavailable(f"bpftrace could not attach to skb:kfree_skb: "
+                               f"{_first_error(err)}")
+    traced = (time.monotonic() - attached_at) if attached_at else 0.0
+    counts: tuple[DropCount, ...] = tuple(parsed.counts)
+    return RawTrace(counts=counts, seconds=float(seconds),
+                    traced_seconds=round(min(traced, float(seconds)), 3),
+                    interrupted=interrupted, started_at=started_at)
+
+
+def _collect(proc: subprocess.Popen[str], seconds: int, progress: Progress | None,
+             should_stop: Callable[[], bool] | None) -> tuple[list[str], str, float, bool]:
+    """Read the child's output until it exits; stop it at the deadline or when asked."""
+    assert proc.stdout is not None and proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    bufs: dict[Any, list[str]] = {proc.stdout: [], proc.stderr: []}
+    for f in bufs:
+        os.set_blocking(f.fileno(), False)
+        sel.register(f, selectors.EVENT_READ)
+    start = time.monotonic()
+    attached_at = 0.0
+    interrupted = False
+    stopping = False
+    partial: dict[Any, str] = {proc.stdout: "", proc.stderr: ""}
+    try:
+        while sel.get_map():
+            now = time.monotonic()
+            deadline = (attached_at + seconds + EXIT_GRACE) if attached_at \
+                else start + ATTACH_DEADLINE
+            if not stopping and (now > deadline or (should_stop and should_stop())):
+                interrupted = now <= deadline
+                stopping = True
+                proc.send_signal(signal.SIGINT)
+            if attached_at and progress is not None and not stopping:
+                progress(max(0.0, seconds - (now - attached_at)), float(seconds))
+            for key, _ in sel.select(timeout=0.25):
+                f = key.fileobj
+                chunk = os.read(f.fileno(), 65536).decode("utf-8", "replace")  # type: ignore[union-attr]
+                if not chunk:
+                    sel.unregister(f)
+                    continue
+                text = partial[f] + chunk
+                *done, partial[f] = text.split("\n")
+                bufs[f].extend(done)
+                if not attached_at and f is proc.stdout and \
+                        any('"attached_probes"' in ln for ln in done):
+                    attached_at = time.monotonic()
+            if stopping and time.monotonic() > deadline + 2 * EXIT_GRACE:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        proc.send_signal(signal.SIGINT)
+        _drain(proc, bufs, partial)
+    finally:
+        sel.close()
+    for f, rest in partial.items():
+        if rest:
+            bufs[f].append(rest)
+    return bufs[proc.stdout], "\n".join(bufs[proc.stderr]), attached_at, interrupted
+
+
+def _drain(proc: subprocess.Popen[str], bufs: dict[Any, list[str]],
+           partial: dict[Any, str]) -> None:
+    """After Ctrl-C: what bpftrace prints as it exits (its maps), a few seconds at most."""
+    try:
+        proc.wait(EXIT_GRACE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for f in bufs:  # the child is gone: each pipe ends after what it wrote
+        os.set_blocking(f.fileno(), True)
+        chunks = []
+        while data := os.read(f.fileno(), 1 << 20):
+            chunks.append(data)
+        *done, partial[f] = (partial[f] + b"".join(chunks).decode("utf-8", "replace")
+                             ).split("\n")
+        bufs[f].extend(done)
