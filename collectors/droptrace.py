@@ -6,6 +6,7 @@ nothing crosses to user space until the end. The reasons' names come from the tr
 format file (its print fmt's symbolic table of `enum skb_drop_reason`), never from a table
 kept here. The child dies with its caller (PR_SET_PDEATHSIG), when the time is up and on
 Ctrl-C; its probes are perf-event file descriptors, so nothing stays attached once it is gone.
+A node without tracefs mounted gets it mounted in the child's own mount namespace only.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from kata_top.collectors import netns
@@ -74,36 +75,12 @@ def bpftrace_path() -> str:
     return path
 
 
-def _mount(target: str) -> None:
-    libc = netns.load_libc()
-    if libc.mount(b"tracefs", target.encode(), b"tracefs", 0, None) != 0:
-        err = os.strerror(__import__("ctypes").get_errno())
-        raise TraceUnavailable(f"tracefs is not mounted and mounting it on {target} failed "
-                               f"({err}); mount -t tracefs tracefs {target}")
-
-
-def _umount(target: str) -> None:
-    libc = netns.load_libc()
-    if libc.umount2(target.encode(), 0) != 0:
-        libc.umount2(target.encode(), 2)  # MNT_DETACH: gone once its last user is
-
-
-@contextmanager
-def tracefs() -> Iterator[str]:
-    """tracefs' root for the trace: the mounted one, or one mounted here and unmounted after."""
+def _mounted_root() -> str | None:
+    """tracefs' root when it is mounted here; None: the tracer mounts its own."""
     for root in (TRACEFS, DEBUGFS_TRACING):
         if os.path.exists(os.path.join(root, FORMAT)):
-            yield root
-            return
-    if not os.path.isdir(TRACEFS):
-        raise TraceUnavailable(f"tracefs has no mount point ({TRACEFS} is missing)")
-    _mount(TRACEFS)
-    try:
-        if not os.path.exists(os.path.join(TRACEFS, FORMAT)):
-            raise TraceUnavailable("this kernel has no skb:kfree_skb tracepoint")
-        yield TRACEFS
-    finally:
-        _umount(TRACEFS)
+            return root
+    return None
 
 
 def read_reasons(root: str) -> dict[int, str]:
@@ -137,16 +114,29 @@ interval:s:{seconds} {{ exit(); }}
 """
 
 
-def _child_setup() -> None:
+CLONE_NEWNS, MS_REC, MS_PRIVATE = 0x00020000, 0x4000, 0x40000
+
+
+def _child_setup(mount_tracefs: bool) -> Callable[[], None]:
     """In the child, before exec: die with the caller (the kernel sends SIGKILL when the
     thread that started it ends), own process group (a terminal's Ctrl-C is forwarded by the
-    caller, which then still reads the maps), and room to lock BPF maps."""
-    libc = netns.load_libc()
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    os.setpgid(0, 0)
-    with suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_MEMLOCK,
-                           (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    caller, which then still reads the maps), room to lock BPF maps, and — when the node has
+    no tracefs mounted — tracefs mounted in a mount namespace of the child's own, so the
+    node's mounts never change and the mount goes with the child, however it ends."""
+
+    def setup() -> None:
+        libc = netns.load_libc()
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        os.setpgid(0, 0)
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_MEMLOCK,
+                               (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        if mount_tracefs and (libc.unshare(CLONE_NEWNS) != 0 or \
+                    libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0 or \
+                    libc.mount(b"tracefs", TRACEFS.encode(), b"tracefs", 0, None) != 0):
+            raise OSError(f"cannot mount tracefs on {TRACEFS} for the trace")
+
+    return setup
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -175,23 +165,30 @@ def run(seconds: int, progress: Progress | None = None,
     seconds = max(1, min(MAX_SECONDS, int(seconds)))
     path = bpftrace_path()
     started_at = time.time()
-    with tracefs() as root:
-        names = read_reasons(root)
-        env = {**os.environ, "BPFTRACE_MAP_KEYS_MAX": "65536"}
+    root = _mounted_root()
+    if root is not None:
+        names = read_reasons(root)  # before anything attaches: a kernel without reasons
+    elif not os.path.isdir(TRACEFS):
+        raise TraceUnavailable(f"tracefs is not mounted and has no mount point ({TRACEFS})")
+    env = {**os.environ, "BPFTRACE_MAP_KEYS_MAX": "65536"}
+    try:
         proc = subprocess.Popen([path, "-f", "json", "-e", script(seconds)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=env,
-                                preexec_fn=_child_setup, close_fds=True)
-        if on_started is not None:
-            on_started(proc.pid)
-        try:
-            lines, err, attached_at, interrupted = _collect(proc, seconds, progress,
-                                                            should_stop)
-        finally:
-            _stop(proc)
-            for f in (proc.stdout, proc.stderr):
-                if f is not None:
-                    f.close()
+                                preexec_fn=_child_setup(root is None), close_fds=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise TraceUnavailable(f"bpftrace could not start: {exc}") from exc
+    if on_started is not None:
+        on_started(proc.pid)
+    try:
+        if root is None:  # the child's own tracefs, seen through its root
+            names = read_reasons(f"/proc/{proc.pid}/root{TRACEFS}")
+        lines, err, attached_at, interrupted = _collect(proc, seconds, progress, should_stop)
+    finally:
+        _stop(proc)
+        for f in (proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
     parsed = parse_output(lines, names)
     if not parsed.attached:
         raise TraceUnavailable(f"bpftrace could not attach to skb:kfree_skb: "

@@ -36,7 +36,8 @@ def _eth0(sb: Sandbox) -> str:
 
 def _line(c: DropCount, sb: Sandbox | None, node_side: bool) -> DropLine:
     hop = hop_of(c.device, c.reason, eth0=_eth0(sb) if sb else "eth0",
-                 tap=sb.tap_name if sb else None, node_side=node_side) if sb else "other"
+                 tap=sb.tap_name if sb else None, node_side=node_side,
+                 function=c.function) if sb else "other"
     meaning, fix = explain(c.reason, hop)
     return DropLine(reason=c.reason, count=c.count, device=c.device, function=c.function,
                     hop=hop, meaning=meaning, fix=fix, reason_code=c.reason_code)

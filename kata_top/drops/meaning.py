@@ -45,9 +45,10 @@ _MEANINGS: dict[tuple[str, Hop | None], tuple[str, str]] = {
         "give every hop the same MTU (the guest's must not exceed the node's veth; kata-top "
         "check shows the MTUs)"),
     ("NOT_SPECIFIED", "node-veth"): (
-        "the veth dropped the packet without a reason; on a veth this is most often a frame "
-        "larger than the peer's MTU",
-        "compare the MTUs of both ends of the pair (kata-top check: MTU findings)"),
+        "the veth pair refused to hand the frame to its other end: the frame is larger than "
+        "that end's MTU (the MTU ladder node veth → eth0 → tap → guest is not even)",
+        "give both ends of the pair and the guest the same MTU (kata-top check shows the "
+        "MTUs; Kata takes the guest's MTU from eth0)"),
     ("TAP_FILTER", None): (
         "the tap's own filter (set by the VMM) rejected the frame",
         "the guest's MAC or the VMM's tap filter disagree; check the NIC's MAC"),
@@ -76,10 +77,15 @@ def explain(reason: str, hop: Hop) -> tuple[str, str]:
     return meaning.format(reason=reason), fix
 
 
+# A veth hands a frame to its peer here; a drop in it is the peer refusing the frame (larger
+# than the peer's MTU), whichever end the packet's device still names.
+VETH_FORWARD = ("__dev_forward_skb", "__dev_forward_skb2", "veth_xmit", "veth_forward_skb")
+
+
 def hop_of(device: str | None, reason: str, *, eth0: str, tap: str | None,
-           node_side: bool) -> Hop:
-    """Where on a sandbox's datapath a drop on `device` happened."""
-    if node_side:
+           node_side: bool, function: str = "") -> Hop:
+    """Where on a sandbox's datapath a drop on `device` at kernel `function` happened."""
+    if node_side or (device == eth0 and function in VETH_FORWARD):
         return "node-veth"
     if tap is not None and device == tap:
         if reason in ("FULL_RING", "DEV_READY"):
