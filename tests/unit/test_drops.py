@@ -108,3 +108,22 @@ def test_drops_are_placed_per_sandbox_and_hop() -> None:
 def test_the_committed_schema_is_the_models() -> None:
     with open(os.path.join(ROOT, "kata_top", "formats", "schema", "drops-1.json")) as fh:
         assert json.load(fh) == drops_schema()
+
+
+def test_a_trace_feeds_the_sandboxs_findings() -> None:
+    from dataclasses import replace
+
+    from kata_top.diagnose.drop_findings import MAX_AGE, with_drop_findings
+
+    web, thr = _sb("web-0"), _sb("throttled-2")
+    raw = _raw(DropCount(web.netns.inode or 0, "tap0_kata", "FULL_RING", 80, "tun_net_xmit",
+                         812))
+    rep = replace(build_report(raw, SNAP), started_at=SNAP.taken_at)
+    got = with_drop_findings(SNAP, rep)
+    f = next(f for f in got.find(web.id).findings if f.code == "KT-S080")  # type: ignore[union-attr]
+    assert f.severity == "critical" and "not draining" in f.summary
+    assert f.evidence["count"] == 812 and f.evidence["device"] == "tap0_kata"
+    assert f.evidence["function"] == "tun_net_xmit"
+    assert got.find(thr.id) is thr  # nothing dropped there: untouched
+    stale = replace(rep, started_at=SNAP.taken_at - MAX_AGE - 1)
+    assert with_drop_findings(SNAP, stale) is SNAP
