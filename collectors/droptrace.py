@@ -24,7 +24,14 @@ from typing import Any
 
 from kata_top.collectors import netns
 from kata_top.drops.model import DropCount, RawTrace
-from kata_top.drops.parse import DEV_MAP, NODEV_MAP, format_fields, parse_output, reason_names
+from kata_top.drops.parse import (
+    DEV_MAP,
+    NODEV_MAP,
+    WINDOW_PREFIX,
+    format_fields,
+    parse_output,
+    reason_names,
+)
 
 TRACEFS = "/sys/kernel/tracing"
 DEBUGFS_TRACING = "/sys/kernel/debug/tracing"
@@ -100,6 +107,7 @@ def read_reasons(root: str) -> dict[int, str]:
 def script(seconds: int) -> str:
     """The bpftrace program: count drops in the kernel, print the maps at the end."""
     return f"""\
+BEGIN {{ @t0 = nsecs; }}
 tracepoint:skb:kfree_skb
 {{
   $dev = ((struct sk_buff *)args->skbaddr)->dev;
@@ -111,6 +119,7 @@ tracepoint:skb:kfree_skb
   }}
 }}
 interval:s:{seconds} {{ exit(); }}
+END {{ printf("{WINDOW_PREFIX}%lld\\n", nsecs - @t0); clear(@t0); }}
 """
 
 
@@ -193,10 +202,13 @@ def run(seconds: int, progress: Progress | None = None,
     if not parsed.attached:
         raise TraceUnavailable(f"bpftrace could not attach to skb:kfree_skb: "
                                f"{_first_error(err)}")
-    traced = (time.monotonic() - attached_at) if attached_at else 0.0
+    # The kernel's own clock from BEGIN to END: what the counts cover, which on a loaded
+    # node can be longer than asked (the probes count until bpftrace gets to print them).
+    traced = parsed.window_ns / 1e9 if parsed.window_ns else \
+        min(float(seconds), (time.monotonic() - attached_at) if attached_at else 0.0)
     counts: tuple[DropCount, ...] = tuple(parsed.counts)
     return RawTrace(counts=counts, seconds=float(seconds),
-                    traced_seconds=round(min(traced, float(seconds)), 3),
+                    traced_seconds=round(traced, 3),
                     interrupted=interrupted, started_at=started_at)
 
 

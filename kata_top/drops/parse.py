@@ -18,6 +18,8 @@ _FIELD = re.compile(r"^\s*field:[^;]*?\b(\w+);", re.M)
 # The bpftrace map the generated script fills (collectors/droptrace.py).
 DEV_MAP = "@drops"
 NODEV_MAP = "@nodev"
+# what the script's END prints: the nanoseconds from BEGIN, the window the counts cover
+WINDOW_PREFIX = "window_ns="
 
 
 def reason_names(format_text: str) -> dict[int, str]:
@@ -52,6 +54,7 @@ class Parsed:
     counts: list[DropCount]
     attached: bool = False
     skipped: int = 0
+    window_ns: int = 0
 
 
 def _int(s: str) -> int | None:
@@ -101,6 +104,8 @@ def parse_output(lines: list[str] | str, names: dict[int, str]) -> Parsed:
         kind, data = doc.get("type"), doc.get("data")
         if kind == "attached_probes":
             out.attached = True
+        elif kind == "printf" and isinstance(data, str) and data.startswith(WINDOW_PREFIX):
+            out.window_ns = _int(data[len(WINDOW_PREFIX):]) or 0
         elif kind == "map" and isinstance(data, dict):
             for name, entries in data.items():
                 reader = {DEV_MAP: _dev_entry, NODEV_MAP: _nodev_entry}.get(name)

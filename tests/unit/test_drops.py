@@ -47,6 +47,7 @@ def test_bpftrace_json_is_read() -> None:
         '{"type": "map", "data": {"@drops": {"4026532385,80,tun_net_xmit,tap0_kata": 812,'
         ' "4026532385,73,__netif_receive_skb_core,eth0,x": 3}}}',
         '{"type": "map", "data": {"@nodev": {"105,sk_stream_kill_queues": 48}}}',
+        '{"type": "printf", "data": "window_ns=10250000000\\n"}',
         'not json', '{"type": "map", "data": {"@drops": {"x,1,f,d": 1, "1,2,f,d": -1}}}'])
     got = parse_output(out, _names())
     assert got.attached
@@ -56,6 +57,7 @@ def test_bpftrace_json_is_read() -> None:
                      3) in got.counts
     assert DropCount(0, None, "QUEUE_PURGE", 105, "sk_stream_kill_queues", 48) in got.counts
     assert got.skipped == 3
+    assert got.window_ns == 10_250_000_000  # what the counts cover, by the kernel's clock
 
 
 @given(st.lists(st.one_of(st.text(max_size=200), st.builds(
@@ -71,6 +73,7 @@ def test_any_output_parses_or_is_skipped(lines: list[str]) -> None:
 def test_the_script_keys_put_the_device_last() -> None:
     s = script(10)
     assert "ksym(args->location), $dev->name]" in s and "interval:s:10 { exit(); }" in s
+    assert 'printf("window_ns=%lld' in s
 
 
 def _sb(pod: str):  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@ from an untrusted target."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 from typing import Any
@@ -81,3 +82,54 @@ def test_todays_server_refuses_it_without_authentication(tmp_path: Any,
         assert resp.status == 403
         conn.close()
     assert traced == []
+
+
+# ---- --remote: a node's serve asked for one trace -------------------------------------------
+def _report() -> Any:
+    from kata_top.drops.model import DropCount
+
+    web = next(sb for sb in SNAP.sandboxes if sb.pod.name == "web-0")
+    raw = RawTrace((DropCount(web.netns.inode or 0, "tap0_kata", "FULL_RING", 80,
+                              "tun_net_xmit", 812),), 10.0, 10.0, started_at=5.0)
+    return build_report(raw, SNAP)
+
+
+def test_a_report_reads_back_as_it_was_written() -> None:
+    from kata_top.drops.reader import report_from_dict
+    from kata_top.formats.dropsout import to_plain
+
+    rep = _report()
+    assert report_from_dict(json.loads(json.dumps(to_plain(rep)))) == rep
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.sampled_from(
+                        ["schema", "node", "sandboxes", "drops", "hop", "count", "other",
+                         "notes", "total", "side"]), inner, max_size=6), max_leaves=30))
+def test_any_document_reads_or_is_a_value_error(doc: Any) -> None:
+    from kata_top.drops.reader import report_from_dict
+
+    with contextlib.suppress(ValueError):
+        report_from_dict(doc)
+
+
+def test_remote_asks_the_nodes_serve(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kata_top.sources.base import SourceError
+    from kata_top.sources.remote import RemoteSource
+
+    seen: list[str | None] = []
+
+    def fake(snap: Any, seconds: int, sandbox: str | None = None, *a: Any, **k: Any) -> Any:
+        seen.append(sandbox)
+        return _report()
+
+    monkeypatch.setattr(trace_mod, "trace", fake)
+    with http_server(CountingSource(), str(tmp_path)) as base:
+        with pytest.raises(SourceError, match="403"):
+            RemoteSource(base).trace_drops(2)
+        from kata_top.serve.server import ExporterServer
+
+        monkeypatch.setattr(ExporterServer, "auth_configured", True, raising=False)
+        got = RemoteSource(base.replace("http://", "http://u:p@")).trace_drops(2, "abc")
+    assert got == _report() and seen == ["abc"]
