@@ -7,6 +7,7 @@ import json
 import os
 
 import jsonschema
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -130,3 +131,30 @@ def test_a_trace_feeds_the_sandboxs_findings() -> None:
     assert got.find(thr.id) is thr  # nothing dropped there: untouched
     stale = replace(rep, started_at=SNAP.taken_at - MAX_AGE - 1)
     assert with_drop_findings(SNAP, stale) is SNAP
+
+
+def test_a_node_without_bpftrace_btf_or_privilege_says_so_in_one_line(
+        tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    from kata_top.collectors import droptrace
+
+    out = subprocess.run([sys.executable, "-m", "kata_top", "drops", "--seconds", "1",
+                          "--run-root", str(tmp_path)], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "PATH": str(tmp_path)}, timeout=60,
+                         check=False)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        "kata-top drops: bpftrace is not installed; apt-get install bpftrace (Debian/Ubuntu; "
+        "dnf install bpftrace on Fedora/RHEL)"]
+    monkeypatch.setattr(droptrace.shutil, "which", lambda name: "/usr/bin/bpftrace")
+    real_exists = os.path.exists
+    monkeypatch.setattr(droptrace.os.path, "exists",
+                        lambda p: False if p == droptrace.BTF else real_exists(p))
+    with pytest.raises(droptrace.TraceUnavailable, match="CONFIG_DEBUG_INFO_BTF"):
+        droptrace.bpftrace_path()
+    monkeypatch.setattr(droptrace.os.path, "exists", lambda p: True)
+    monkeypatch.setattr(droptrace, "_capable", lambda bit: False)
+    with pytest.raises(droptrace.TraceUnavailable, match="needs root"):
+        droptrace.bpftrace_path()
