@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -66,8 +68,16 @@ class RemoteSource(Source):
             cred = f"{urllib.parse.unquote(parts.username)}:" \
                    f"{urllib.parse.unquote(parts.password or '')}"
             req.add_header("Authorization", "Basic " + base64.b64encode(cred.encode()).decode())
-        if progress is not None:
-            progress(float(seconds), float(seconds))  # the node traces; no ticks from here
+        done = threading.Event()
+        if progress is not None:  # the node traces: count its seconds down from here
+            tick = progress
+            start = time.monotonic()
+
+            def countdown() -> None:
+                while not done.wait(0.5):
+                    tick(max(0.0, seconds - (time.monotonic() - start)), float(seconds))
+
+            threading.Thread(target=countdown, daemon=True).start()
         try:
             with urllib.request.urlopen(req, timeout=self.timeout + seconds + 30) as resp:
                 body = resp.read(MAX_BYTES + 1)
@@ -77,6 +87,8 @@ class RemoteSource(Source):
         except (OSError, ValueError) as exc:
             raise SourceError(f"{parts.hostname} unreachable: "
                               f"{getattr(exc, 'reason', exc)}") from exc
+        finally:
+            done.set()
         try:
             return report_from_dict(json.loads(body))
         except (ValueError, RecursionError) as exc:
