@@ -106,3 +106,51 @@ def test_the_report_follows_its_schema(traced: Any) -> None:
     report, _ = traced
     assert report["schema"] == "kata-top/drops/1"
     jsonschema.validate(report, drops_schema())
+
+
+async def test_the_dashboard_key_traces_and_marks_the_hop() -> None:
+    """Live: `D` in a stalled sandbox's detail runs the trace (a worker, through the
+    source), the header counts down, and the datapath marks the VMM hop with FULL_RING."""
+    need_root()
+    import shutil
+
+    from kata_top.engine import EngineOptions
+    from kata_top.settings import Settings
+    from kata_top.sources.live import LiveSource
+    from kata_top.widgets.app import KataTopApp
+    from tests.unit.test_ui import settle, shown_text
+
+    require(shutil.which("bpftrace") is not None, "needs bpftrace")
+    opts = build.UpOptions(sandboxes=2, scenario="plain", qemu=False)
+    with running_lab("du", opts) as (layout, man), \
+            tap_holder(layout, man, 0, "drain"), tap_holder(layout, man, 1, "stall"):
+        specs = [s.spec for s in man.sandboxes]
+        sender = threading.Thread(target=flood, args=(layout.node_ns,
+                                                      [s.ip for s in specs], 25.0))
+        sender.start()
+        source = LiveSource(EngineOptions(run_root=layout.run_root, with_vmm=False))
+        app = KataTopApp(source, refresh=1.0, theme="kata-dark", settings=Settings())
+        try:
+            async with app.run_test(size=(160, 48)) as pilot:
+                await settle(pilot)
+                app.open_sandbox(specs[1].id)
+                await pilot.pause(0.5)
+                await pilot.press("D")
+                for _ in range(200):  # the header says so once bpftrace is attached
+                    await pilot.pause(0.1)
+                    if "left of 10" in str(app.header_text()):
+                        break
+                assert "left of 10" in str(app.header_text())
+                for _ in range(400):
+                    await pilot.pause(0.1)
+                    if app.drops is not None:
+                        break
+                await pilot.pause(1.5)  # a collection after it: the findings too
+                text = shown_text(app.screen)
+                assert "✖ FULL_RING" in text, text
+                assert app.drops is not None
+                assert {s.sandbox_id for s in app.drops.sandboxes} == {specs[1].id}
+                sb = app.snapshot.find(specs[1].id) if app.snapshot else None
+                assert sb is not None and "KT-S080" in {f.code for f in sb.findings}
+        finally:
+            sender.join()
