@@ -49,7 +49,6 @@ def _progress(tty: bool) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kata_top.cli.common import engine_for
     from kata_top.collectors.droptrace import MAX_SECONDS, TraceBusy, TraceUnavailable
     from kata_top.drops.trace import trace
     from kata_top.formats.terminal import for_terminal
@@ -57,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.seconds <= MAX_SECONDS:
         return fail("drops", f"--seconds must be 1..{MAX_SECONDS} (got {args.seconds})")
-    engine = engine_for(args, one_shot=True)
+    from kata_top.engine import Engine, EngineOptions
+
+    # the sandboxes and their namespaces only: no VMM monitor is asked anything
+    engine = Engine(EngineOptions(run_root=args.run_root, with_vmm=False, one_shot=True))
     try:
         snap = engine.collect()
     finally:
