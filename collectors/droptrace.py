@@ -212,70 +212,84 @@ def run(seconds: int, progress: Progress | None = None,
                     interrupted=interrupted, started_at=started_at)
 
 
+class _Pump:
+    """Reads the child's output until it exits; stops it at the deadline or when asked."""
+
+    def __init__(self, proc: subprocess.Popen[str], seconds: int, progress: Progress | None,
+                 should_stop: Callable[[], bool] | None) -> None:
+        assert proc.stdout is not None and proc.stderr is not None
+        self.proc, self.seconds, self.progress = proc, seconds, progress
+        self.should_stop = should_stop
+        self.out, self.err = proc.stdout, proc.stderr
+        self.lines: dict[Any, list[str]] = {self.out: [], self.err: []}
+        self.partial: dict[Any, str] = {self.out: "", self.err: ""}
+        self.sel = selectors.DefaultSelector()
+        for f in self.lines:
+            os.set_blocking(f.fileno(), False)
+            self.sel.register(f, selectors.EVENT_READ)
+        self.start = time.monotonic()
+        self.attached_at = 0.0
+        self.interrupted = False
+        self.give_up_at = 0.0  # set once stopping: the child has EXIT_GRACE*2 to finish
+
+    def stop(self, early: bool) -> None:
+        if not self.give_up_at:
+            self.interrupted = early
+            self.give_up_at = time.monotonic() + 2 * EXIT_GRACE
+            self.proc.send_signal(signal.SIGINT)  # bpftrace prints its maps and detaches
+
+    def run(self) -> None:
+        while self.sel.get_map():
+            now = time.monotonic()
+            if self.give_up_at:
+                if now > self.give_up_at:
+                    return
+            elif now > self._deadline():
+                self.stop(early=False)
+            elif self.should_stop is not None and self.should_stop():
+                self.stop(early=True)
+            elif self.attached_at and self.progress is not None:
+                self.progress(max(0.0, self.seconds - (now - self.attached_at)),
+                              float(self.seconds))
+            for key, _ in self.sel.select(timeout=0.25):
+                self._read(key.fileobj)
+
+    def _deadline(self) -> float:
+        """Attached: the asked seconds and a grace to print; not yet: ATTACH_DEADLINE."""
+        if self.attached_at:
+            return self.attached_at + self.seconds + EXIT_GRACE
+        return self.start + ATTACH_DEADLINE
+
+    def _read(self, f: Any) -> None:
+        chunk = os.read(f.fileno(), 65536).decode("utf-8", "replace")
+        if not chunk:
+            self.sel.unregister(f)
+            return
+        *done, self.partial[f] = (self.partial[f] + chunk).split("\n")
+        self.lines[f].extend(done)
+        if not self.attached_at and f is self.out and \
+                any('"attached_probes"' in ln for ln in done):
+            self.attached_at = time.monotonic()
+
+    def close(self) -> None:
+        self.sel.close()
+        for f, rest in self.partial.items():
+            if rest:
+                self.lines[f].append(rest)
+
+
 def _collect(proc: subprocess.Popen[str], seconds: int, progress: Progress | None,
              should_stop: Callable[[], bool] | None) -> tuple[list[str], str, float, bool]:
-    """Read the child's output until it exits; stop it at the deadline or when asked."""
-    assert proc.stdout is not None and proc.stderr is not None
-    sel = selectors.DefaultSelector()
-    bufs: dict[Any, list[str]] = {proc.stdout: [], proc.stderr: []}
-    for f in bufs:
-        os.set_blocking(f.fileno(), False)
-        sel.register(f, selectors.EVENT_READ)
-    start = time.monotonic()
-    attached_at = 0.0
-    interrupted = False
-    stopping = False
-    partial: dict[Any, str] = {proc.stdout: "", proc.stderr: ""}
+    """The child's output lines, its stderr, when it attached, and whether it was stopped
+    early (Ctrl-C: KeyboardInterrupt here, or `should_stop()`)."""
+    pump = _Pump(proc, seconds, progress, should_stop)
     try:
-        while sel.get_map():
-            now = time.monotonic()
-            deadline = (attached_at + seconds + EXIT_GRACE) if attached_at \
-                else start + ATTACH_DEADLINE
-            if not stopping and (now > deadline or (should_stop and should_stop())):
-                interrupted = now <= deadline
-                stopping = True
-                proc.send_signal(signal.SIGINT)
-            if attached_at and progress is not None and not stopping:
-                progress(max(0.0, seconds - (now - attached_at)), float(seconds))
-            for key, _ in sel.select(timeout=0.25):
-                f = key.fileobj
-                chunk = os.read(f.fileno(), 65536).decode("utf-8", "replace")  # type: ignore[union-attr]
-                if not chunk:
-                    sel.unregister(f)
-                    continue
-                text = partial[f] + chunk
-                *done, partial[f] = text.split("\n")
-                bufs[f].extend(done)
-                if not attached_at and f is proc.stdout and \
-                        any('"attached_probes"' in ln for ln in done):
-                    attached_at = time.monotonic()
-            if stopping and time.monotonic() > deadline + 2 * EXIT_GRACE:
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-        proc.send_signal(signal.SIGINT)
-        _drain(proc, bufs, partial)
+        try:
+            pump.run()
+        except KeyboardInterrupt:
+            pump.stop(early=True)
+            pump.run()  # what it prints as it exits (its maps), bounded
     finally:
-        sel.close()
-    for f, rest in partial.items():
-        if rest:
-            bufs[f].append(rest)
-    return bufs[proc.stdout], "\n".join(bufs[proc.stderr]), attached_at, interrupted
-
-
-def _drain(proc: subprocess.Popen[str], bufs: dict[Any, list[str]],
-           partial: dict[Any, str]) -> None:
-    """After Ctrl-C: what bpftrace prints as it exits (its maps), a few seconds at most."""
-    try:
-        proc.wait(EXIT_GRACE)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    for f in bufs:  # the child is gone: each pipe ends after what it wrote
-        os.set_blocking(f.fileno(), True)
-        chunks = []
-        while data := os.read(f.fileno(), 1 << 20):
-            chunks.append(data)
-        *done, partial[f] = (partial[f] + b"".join(chunks).decode("utf-8", "replace")
-                             ).split("\n")
-        bufs[f].extend(done)
+        pump.close()
+    return pump.lines[pump.out], "\n".join(pump.lines[pump.err]), pump.attached_at, \
+        pump.interrupted

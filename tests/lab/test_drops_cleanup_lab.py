@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -77,3 +78,25 @@ def test_sigkill_of_kata_top(tmp_path: str, before: tuple[set[int], list[str], i
     proc.kill()
     proc.communicate(timeout=30)
     _nothing_left(before, tracer)
+
+
+def test_a_tracer_that_does_not_stop_is_killed(tmp_path: Any, before: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bpftrace that ignores SIGINT and never exits: killed once the time and the grace
+    are up, and the call returns."""
+    from kata_top.collectors import droptrace
+
+    fake = tmp_path / "bpftrace"
+    fake.write_text("#!/bin/sh\ntrap '' INT\n"
+                    "echo '{\"type\": \"attached_probes\", \"data\": {\"probes\": 2}}'\n"
+                    "exec sleep 600\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(droptrace, "EXIT_GRACE", 0.5)
+    pids: list[int] = []
+    t0 = time.monotonic()
+    raw = droptrace.run(1, on_started=pids.append)
+    assert time.monotonic() - t0 < 30
+    assert raw.counts == () and not raw.interrupted
+    assert not os.path.exists(f"/proc/{pids[0]}")
+    assert tracefs_mounts() == before[2]
