@@ -130,6 +130,8 @@ class OverviewScreen(KataScreen, TableScreen):
             empty.update(EMPTY_TEXT.format(root=snap.host.run_root))
         if snap.events:
             self._show_events()
+        if self.kapp.drops is not None and not self.query_one("#drops-pane").has_class("shown"):
+            self.show_drops(self.kapp.drops)  # a trace that ended while a detail was open
 
     def open_row(self, row_id: str) -> None:
         self.kapp.open_sandbox(row_id)
@@ -287,7 +289,9 @@ class DetailScreen(KataScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        if self.kapp.snapshot is not None:
+        if self.kapp.drops is not None:
+            self.show_drops(self.kapp.drops)  # shows the snapshot too
+        elif self.kapp.snapshot is not None:
             self.show_snapshot(self.kapp.snapshot)
         self.kapp.tell_source_what_is_on_screen()
 

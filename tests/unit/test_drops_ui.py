@@ -62,6 +62,10 @@ async def test_the_key_traces_through_the_source_and_marks_the_hop() -> None:
         assert "✖ FULL_RING 812" in text  # on the hop where packets die
         assert "the VMM is not reading the tap" in text
         assert "drops:" not in str(app.header_text())
+        await pilot.press("escape")  # the overview, under the detail meanwhile, shows it too
+        await settle(pilot)
+        assert "FULL_RING" in shown_text(app.screen)
+        assert source.calls == [web.id]
 
 
 async def test_a_source_that_cannot_trace_says_why() -> None:
