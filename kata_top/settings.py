@@ -6,9 +6,10 @@ import json
 import os
 from typing import Any
 
+from msgspec import Struct, field
+
 from kata_top.fsutil import write_atomically
 from kata_top.logs import get_logger
-from kata_top.records import dataclass, field
 
 
 def config_path() -> str:
@@ -30,8 +31,7 @@ REFRESH_MIN, REFRESH_MAX = 0.1, 3600.0
 log = get_logger(__name__)
 
 
-@dataclass
-class Settings:
+class Settings(Struct):
     theme: str = "kata-dark"
     refresh: float = 1.0
     qmp_primary: bool = False
@@ -74,6 +74,6 @@ class Settings:
     def save(self) -> None:
         path = config_path()
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        from dataclasses import asdict
+        from msgspec.structs import asdict
 
         write_atomically(path, json.dumps(asdict(self), indent=2), mode=0o600)

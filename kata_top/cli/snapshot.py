@@ -114,8 +114,7 @@ def _once(args: argparse.Namespace, engine: Engine) -> int:
     elif args.json:
         from kata_top.formats import jsonout
 
-        # Indenting goes through json's pure-Python encoder: several times the cost of the
-        # whole collection on a large node, so only for a person reading a terminal.
+        # indented for a person reading a terminal
         human = not args.output and sys.stdout.isatty()
         text = jsonout.dumps(snap, indent=2 if human else None) + "\n"
     else:
@@ -136,15 +135,15 @@ def _once(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def _stream(args: argparse.Namespace, engine: Engine) -> int:
+    from msgspec.structs import replace
+
     from kata_top.events import AuditTail, DropTracker, diff_events
     from kata_top.formats import jsonout
     from kata_top.model import Snapshot
-    from kata_top.records import replace
     from kata_top.settings import audit_log_path
     from kata_top.stream import Derivation
 
     audit, drops = AuditTail(audit_log_path()), DropTracker()
-    encoder = jsonout.Encoder()  # converts only what changed since the last line
     prev: Snapshot | None = None
     derive = Derivation()
     n = 0
@@ -155,7 +154,7 @@ def _stream(args: argparse.Namespace, engine: Engine) -> int:
         snap = replace(snap, events=diff_events(prev, snap, engine.tc_changes,
                                                 audit.new_entries(), drops))
         prev = snap
-        sys.stdout.write(encoder.dumps(narrow(snap, args.sandbox)) + "\n")
+        sys.stdout.write(jsonout.dumps(narrow(snap, args.sandbox)) + "\n")
         sys.stdout.flush()
         n += 1
         if args.count is not None and n >= args.count:

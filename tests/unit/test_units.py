@@ -6,12 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from kata_top import diagnose
 from kata_top.collectors import hostcheck, netlink, qmp, rtnl, state, vmm_proc
@@ -392,13 +392,13 @@ SNAPSHOT_IMPORTS = {
     "kata_top.cli.snapshot", "kata_top.derive", "kata_top.diagnose",
     "kata_top.diagnose.findings", "kata_top.diagnose.report", "kata_top.engine",
     "kata_top.formats", "kata_top.formats.jsonout", "kata_top.formats.terminal",
-    "kata_top.fsutil", "kata_top.logs", "kata_top.model", "kata_top.rates", "kata_top.records",
+    "kata_top.fsutil", "kata_top.logs", "kata_top.model", "kata_top.model_types", "kata_top.rates",
     "kata_top.select", "kata_top.settings", "kata_top.units"}
-# … nor what only other commands need, what kata_top.records spares the start, or (on a node
-# without sandboxes) the netlink side
+# … nor what only other commands need, the standard dataclasses (the model and the records the
+# read path uses are msgspec Structs, whose classes cost little to make), or (on a node without
+# sandboxes) the netlink side. (msgspec itself imports `inspect`.)
 SNAPSHOT_NEVER = ("textual", "rich", "pyroute2", "qemu", "psutil", "asyncio", "dataclasses",
-                  "inspect", "tempfile", "shutil", "http", "prometheus_client", "logging",
-                  "socket")
+                  "tempfile", "shutil", "http", "prometheus_client", "logging", "socket")
 
 
 def test_headless_path_imports_only_the_read_path(tmp_path: object) -> None:
