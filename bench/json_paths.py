@@ -143,7 +143,8 @@ def start_serve(python: str) -> tuple[subprocess.Popen[str], str]:
                             cwd="/", stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert proc.stderr is not None
     line = proc.stderr.readline()
-    return proc, line.split("listening on ", 1)[1].split(" ", 1)[0]
+    metrics = line.split("listening on ", 1)[1].split(" ", 1)[0]
+    return proc, metrics.rsplit("/metrics", 1)[0]
 
 
 def get_ms(url: str) -> float:

@@ -11,6 +11,7 @@ from the snapshot's `taken_at` (kata_top/formats/jsonout.py writes them).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -32,24 +33,37 @@ class _Head(msgspec.Struct):
 _DECODER = msgspec.json.Decoder(Snapshot)
 _HEAD = msgspec.json.Decoder(_Head)
 _NOT_OURS = f"not a kata-top snapshot (schema {SCHEMA} expected)"
+_SCHEMA_FIRST = re.compile(rb'\s*\{\s*"schema"\s*:\s*"' + re.escape(SCHEMA.encode()) + rb'"')
 
 
 def decode(data: bytes | str) -> Snapshot:
     """The snapshot in one JSON document; RecordingError says what is wrong with it."""
+    if isinstance(data, str):
+        data = data.encode()
     try:
         snap = _DECODER.decode(data)
+        # `schema` is required of a document, though the model has a default for it: kata-top
+        # writes it first, anything else is asked again
+        if not _SCHEMA_FIRST.match(data) and _HEAD.decode(data).schema != SCHEMA:
+            raise RecordingError(_NOT_OURS)
     except msgspec.ValidationError as exc:
-        try:
-            head = _HEAD.decode(data)
-        except (msgspec.MsgspecError, RecursionError):
-            head = _Head()
-        raise RecordingError(_NOT_OURS if head.schema != SCHEMA else
-                             f"snapshot: {exc}") from None
+        raise RecordingError(_why(data, exc)) from None
     except msgspec.DecodeError as exc:
         raise RecordingError(f"not JSON: {exc}") from None
     except RecursionError:
         raise RecordingError("nested too deep") from None
     return _checked(snap)
+
+
+def _why(data: bytes, exc: msgspec.ValidationError) -> str:
+    """What is wrong with a document that is JSON but not a snapshot the model can hold."""
+    try:
+        head = _HEAD.decode(data)
+    except RecursionError:
+        return "nested too deep"
+    except msgspec.MsgspecError:  # not even an object
+        return _NOT_OURS
+    return f"snapshot: {exc}" if head.schema == SCHEMA else _NOT_OURS
 
 
 def snapshot_from_dict(doc: Any) -> Snapshot:
@@ -66,7 +80,7 @@ def snapshot_from_dict(doc: Any) -> Snapshot:
 
 
 def _checked(snap: Snapshot) -> Snapshot:
-    if snap.schema != SCHEMA:  # a document without `schema` has the model's
+    if snap.schema != SCHEMA:
         raise RecordingError(_NOT_OURS)
     now = snap.taken_at
     return replace(snap, sandboxes=tuple([_timed(sb, now) for sb in snap.sandboxes]))

@@ -148,6 +148,10 @@ def test_what_is_not_a_snapshot_says_so() -> None:
             jsonin.snapshot_from_dict(doc)
     with pytest.raises(jsonin.RecordingError, match="not JSON"):
         jsonin.decode(b'{"schema": NaN}')
+    unnamed = {k: v for k, v in DOCS[0].items() if k != "schema"}
+    with pytest.raises(jsonin.RecordingError, match="not a kata-top snapshot"):
+        jsonin.decode(json.dumps(unnamed))  # the model's default is no answer
+    assert jsonin.decode(json.dumps({**unnamed, "schema": SCHEMA})).schema == SCHEMA  # last
 
 
 def test_nesting_is_bounded() -> None:
