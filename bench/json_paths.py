@@ -224,6 +224,8 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=30.0)
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    # each tree's python imports its own packages: a PYTHONPATH (a checkout's) would win
+    os.environ.pop("PYTHONPATH", None)
     compile_bytecode()
     build.down(LAYOUT)
     build.up(LAYOUT, build.UpOptions(sandboxes=args.sandboxes, qemu=False, scenario="plain"))

@@ -129,9 +129,17 @@ def _once(args: argparse.Namespace, engine: Engine) -> int:
             write_atomically(args.output, text)
         except OSError as exc:
             return fail("snapshot", f"cannot write {args.output}: {exc.strerror or exc}")
+    elif args.json:
+        _write_utf8(text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def _write_utf8(text: str) -> None:
+    """JSON is UTF-8, whatever encoding the locale gives stdout."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode())
 
 
 def _stream(args: argparse.Namespace, engine: Engine) -> int:
@@ -154,7 +162,7 @@ def _stream(args: argparse.Namespace, engine: Engine) -> int:
         snap = replace(snap, events=diff_events(prev, snap, engine.tc_changes,
                                                 audit.new_entries(), drops))
         prev = snap
-        sys.stdout.write(jsonout.dumps(narrow(snap, args.sandbox)) + "\n")
+        _write_utf8(jsonout.dumps(narrow(snap, args.sandbox)) + "\n")
         sys.stdout.flush()
         n += 1
         if args.count is not None and n >= args.count:
