@@ -32,6 +32,7 @@ class _Head(msgspec.Struct):
 
 _DECODER = msgspec.json.Decoder(Snapshot)
 _HEAD = msgspec.json.Decoder(_Head)
+_ANY = msgspec.json.Decoder()
 _NOT_OURS = f"not a kata-top snapshot (schema {SCHEMA} expected)"
 _SCHEMA_FIRST = re.compile(rb'\s*\{\s*"schema"\s*:\s*"' + re.escape(SCHEMA.encode()) + rb'"')
 
@@ -49,10 +50,43 @@ def decode(data: bytes | str) -> Snapshot:
     except msgspec.ValidationError as exc:
         raise RecordingError(_why(data, exc)) from None
     except msgspec.DecodeError as exc:
-        raise RecordingError(f"not JSON: {exc}") from None
+        # msgspec refuses the escape of a lone surrogate (\\udcff), which kata-top writes for
+        # a string of bytes that were no UTF-8 (formats/jsonout.py): the standard reader
+        # takes it
+        doc = _json_loads(data)
+        if doc is _NOT_JSON:
+            raise RecordingError(f"not JSON: {exc}") from None
+        return snapshot_from_dict(doc)
     except RecursionError:
         raise RecordingError("nested too deep") from None
     return _checked(snap)
+
+
+_NOT_JSON: Any = object()
+
+
+def _json_loads(data: bytes) -> Any:
+    import json
+
+    try:  # (NaN and Infinity are json's, not JSON)
+        return json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # (UnicodeDecodeError is a ValueError)
+        return _NOT_JSON
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def whole(data: bytes) -> bool:
+    """data is one JSON document (a line of a recording is not cut off)."""
+    try:
+        _ANY.decode(data)
+    except msgspec.DecodeError:
+        return _json_loads(data) is not _NOT_JSON
+    except (msgspec.MsgspecError, RecursionError):
+        return False
+    return True
 
 
 def _why(data: bytes, exc: msgspec.ValidationError) -> str:

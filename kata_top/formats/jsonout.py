@@ -9,6 +9,7 @@ snapshot's time (`installed_s`, `last_used_s`), made here when the document is w
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -54,28 +55,59 @@ def _aged_snapshot(snap: Snapshot) -> Snapshot:
 
 def encode(snap: Snapshot) -> bytes:
     """The compact document, UTF-8."""
-    return _ENCODER.encode(_aged_snapshot(snap))
+    return _text(_aged_snapshot(snap))
+
+
+# C1 controls (U+0080-U+009F; in UTF-8 0xC2 then 0x80-0x9F): escaped, as the ASCII writer
+# before did, for a terminal may act on them (U+009B is CSI)
+_C1 = re.compile(b"\xc2([\x80-\x9f])")
+
+
+def _c1(m: re.Match[bytes]) -> bytes:
+    return b"\\u00%02x" % m.group(1)[0]
+
+
+def _text(obj: Any) -> bytes:
+    try:
+        data = _ENCODER.encode(obj)
+    except UnicodeEncodeError:
+        # A string holding a lone surrogate (bytes the OS gave that are no UTF-8, kept by
+        # surrogateescape) has no UTF-8: json's escapes for it, as kata-top always wrote.
+        import json
+
+        return json.dumps(msgspec.to_builtins(obj), separators=(",", ":")).encode()
+    return _C1.sub(_c1, data) if b"\xc2" in data else data
 
 
 def dumps(snap: Snapshot, indent: int | None = None) -> str:
     data = encode(snap)
     if indent:
-        data = msgspec.json.format(data, indent=indent)
+        try:
+            data = msgspec.json.format(data, indent=indent)
+        except msgspec.DecodeError:  # a lone surrogate's escape (see `_text`)
+            import json
+
+            return json.dumps(json.loads(data), indent=indent)
     return data.decode()
 
 
 def to_plain(obj: Any) -> Any:
     """obj as plain JSON values (dicts, lists, primitives), as it is written; what JSON has
     no form for, as its str(). (A sandbox's tc actions' ages: `sandbox_to_dict`.)"""
-    return _PLAIN.decode(_ANY.encode(obj))
+    try:
+        return _PLAIN.decode(_ANY.encode(obj))
+    except UnicodeEncodeError:  # a lone surrogate (see `_text`)
+        import json
+
+        return json.loads(json.dumps(msgspec.to_builtins(obj, enc_hook=str)))
 
 
 def sandbox_to_dict(sb: Sandbox, now: float) -> dict[str, Any]:
     """One sandbox as its JSON object; tc actions' ages at `now` (the snapshot's time)."""
-    d: dict[str, Any] = _PLAIN.decode(_ENCODER.encode(aged(sb, now)))
+    d: dict[str, Any] = to_plain(aged(sb, now))
     return d
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
-    d: dict[str, Any] = _PLAIN.decode(encode(snap))
+    d: dict[str, Any] = to_plain(_aged_snapshot(snap))
     return d

@@ -17,12 +17,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import overload
 
-import msgspec
-
-from kata_top.formats.jsonin import RecordingError, decode
+from kata_top.formats.jsonin import RecordingError, decode, whole
 from kata_top.model import Snapshot
 
-_JSON = msgspec.json.Decoder()  # any JSON: is the last line whole?
 KEPT = 8  # built snapshots kept: stepping back and forth does not build them again
 
 log = logging.getLogger(__name__)
@@ -71,13 +68,10 @@ class Recording(Sequence[Snapshot]):
             raise RecordingError(f"{self.path} is not a kata-top recording (line "
                                  f"{self._lines[0][2]}: {str(exc)[:120]}); make one with "
                                  "`kata-top snapshot --watch 1 > FILE`") from exc
-        if len(self._lines) > 1:
-            # `--watch` stopped mid-line (killed, the disk full): only the last line is
-            # read now, the others when shown
-            try:
-                _JSON.decode(self._read(len(self._lines) - 1))
-            except (msgspec.MsgspecError, RecursionError):
-                self._cut(len(self._lines) - 1)
+        # `--watch` stopped mid-line (killed, the disk full): only the last line is read
+        # now, the others when shown
+        if len(self._lines) > 1 and not whole(self._read(len(self._lines) - 1)):
+            self._cut(len(self._lines) - 1)
 
     def _read(self, i: int) -> bytes:
         offset, length, _n = self._lines[i]

@@ -110,3 +110,22 @@ def test_the_same_action_is_older_at_a_later_snapshot() -> None:
     first = ages(jsonout.dumps(snap))
     later = ages(jsonout.dumps(replace(snap, taken_at=snap.taken_at + 30)))
     assert first and later == [round(a + 30, 2) for a in first]
+
+
+def test_bytes_that_were_no_utf8_and_c1_controls_are_escaped_and_read_back() -> None:
+    """A pod name holding a lone surrogate (bytes that were no UTF-8, kept by
+    surrogateescape) is written with json's escape, as before, and read back; a C1 control
+    (U+009B is CSI to a terminal) is escaped, never written raw."""
+    snaps, _ = load_recording(RECORDING)
+    sb = snaps[0].sandboxes[0]
+    for name in ("web\udcff-0", "web\x9b2J-0\x85"):
+        snap = replace(snaps[0], sandboxes=(replace(sb, pod=replace(sb.pod, name=name)),))
+        data = jsonout.encode(snap)
+        assert b"\xc2" not in data and b"\x1b" not in data
+        assert json.dumps(name)[1:-1].encode() in data  # json's own escapes
+        assert jsonin.decode(data) == jsonin.decode(jsonout.encode(jsonin.decode(data)))
+        assert jsonin.decode(data).sandboxes[0].pod.name == name
+        assert jsonout.to_plain(snap.sandboxes[0].pod)["name"] == name
+        assert jsonout.sandbox_to_dict(snap.sandboxes[0], snap.taken_at)["pod"]["name"] == name
+        indented = jsonout.dumps(snap, indent=2)
+        assert json.loads(indented)["sandboxes"][0]["pod"]["name"] == name
