@@ -137,9 +137,14 @@ def _once(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def _write_utf8(text: str) -> None:
-    """JSON is UTF-8, whatever encoding the locale gives stdout."""
+    """JSON is UTF-8, whatever encoding the locale gives stdout (a stdout that is no file,
+    as a caller's redirect_stdout gives, takes the text)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(text)
+        return
     sys.stdout.flush()
-    sys.stdout.buffer.write(text.encode())
+    buffer.write(text.encode())
 
 
 def _stream(args: argparse.Namespace, engine: Engine) -> int:
