@@ -197,7 +197,7 @@ def run(args: argparse.Namespace, pythons: dict[str, str], tmp: str) -> dict[str
     micro: dict[str, Any] = {}
     for _ in range(2):  # in turn, twice; the second kept (caches warm for both)
         for k, py in pythons.items():
-            replay[k] = json_of([py, "-c", REPLAY, rec, "3"])
+            replay[k] = json_of([py, "-c", REPLAY, rec, "9"])
             micro[k] = json_of([py, "-c", MICRO, rec, str(args.micro_times)])
     out["replay"] = {m: {**{k: replay[k][m] for k in pythons},
                          "ratio": ratios({k: replay[k][m] for k in pythons})}
