@@ -15,9 +15,10 @@ is refused), and is size-capped; an answer is kept while the file is the same.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
+
+import msgspec
 
 from kata_top.collectors.safeopen import UnsafeFile, read_under
 from kata_top.collectors.state import (
@@ -44,7 +45,7 @@ def parse_spec(raw: bytes) -> PodNames:
     """(pod name, namespace, uid) from an OCI spec's annotations; Nones when absent or when
     the spec is not what containerd writes."""
     try:
-        doc = json.loads(raw)
+        doc = msgspec.json.decode(raw)
     except (ValueError, RecursionError):
         return None, None, None
     ann = doc.get("annotations") if isinstance(doc, dict) else None
