@@ -54,7 +54,8 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
 
 @contextmanager
 def serving(run_root: str, *extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`kata-top serve` on a free loopback port; yields (base URL, process)."""
+    """`kata-top serve` on a free loopback port; yields (base URL, process), the URL
+    https:// when the serve speaks TLS."""
     proc = subprocess.Popen([sys.executable, "-m", "kata_top", "serve", "--run-root", run_root,
                              "--listen", "127.0.0.1:0", "--log-file", os.devnull, *extra],
                             cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -62,13 +63,24 @@ def serving(run_root: str, *extra: str) -> Iterator[tuple[str, subprocess.Popen[
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
-        m = re.search(r"http://(127\.0\.0\.1:\d+)/", line)
+        m = re.search(r"(https?://127\.0\.0\.1:\d+)/", line)
         assert m, f"serve did not say where it listens: {line!r}"
-        yield f"http://{m.group(1)}", proc
+        yield m.group(1), proc
     finally:
         stop(proc)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def proc_usage(pid: int) -> dict[str, int]:
+    """A process's threads, open file descriptors and RSS (kB), from /proc."""
+    out = {"fds": len(os.listdir(f"/proc/{pid}/fd"))}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("Threads", "VmRSS"):
+                out[key.lower()] = int(value.split()[0])
+    return out
 
 
 def prometheus_binary() -> str | None:

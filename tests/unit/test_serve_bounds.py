@@ -1,0 +1,137 @@
+"""A real `kata-top serve` on loopback against the crowds the exporter meets: a fleet of
+scrapers at once, a slowloris flood, clients with huge heads. Each is answered or cut off
+within bounds, and the process's threads, file descriptors and memory stay bounded."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from tests.run_roots import persist, run_root
+from tests.serve_helpers import http_get, proc_usage, serving, wait_for
+
+HEAVY_HEADERS = 98  # with Host, 99: under http.server's 100, which it would refuse
+HEADER_VALUE = 60_000  # under http.server's 64 KiB line limit: each head ~6 MB
+
+
+def _addr(base: str) -> tuple[str, int]:
+    host, port = base.split("//", 1)[1].rsplit(":", 1)
+    return host, int(port)
+
+
+def _crafted_root(tmp: Any, n: int) -> str:
+    return run_root(tmp, {f"{i:064x}": persist(name=f"web-{i}") for i in range(n)})
+
+
+@contextmanager
+def _held(base: str, n: int, partial: bytes = b"") -> Iterator[list[socket.socket]]:
+    with ExitStack() as stack:
+        socks = []
+        for _ in range(n):
+            s = stack.enter_context(socket.create_connection(_addr(base), timeout=5))
+            if partial:
+                s.sendall(partial)
+            socks.append(s)
+        yield socks
+
+
+def test_two_hundred_concurrent_scrapes_are_all_answered_within_2s(tmp_path: Any) -> None:
+    root = _crafted_root(tmp_path, 200)
+    with serving(root, "--min-interval", "30") as (base, _proc):
+        status, _h, body = http_get(base + "/metrics", timeout=60)  # the first collection
+        assert status == 200 and body.count(b"kata_top_sandbox_info{") == 200
+        times: list[float] = []
+        statuses: list[int] = []
+        start = threading.Barrier(201)
+
+        def scrape() -> None:
+            start.wait()
+            t0 = time.monotonic()
+            try:
+                statuses.append(http_get(base + "/metrics", timeout=30, headers={
+                    "Accept-Encoding": "gzip"})[0])
+            except OSError as exc:
+                statuses.append(-1)
+                raise AssertionError(exc) from exc
+            finally:
+                times.append(time.monotonic() - t0)
+
+        threads = [threading.Thread(target=scrape) for _ in range(200)]
+        for t in threads:
+            t.start()
+        start.wait()
+        for t in threads:
+            t.join()
+        assert statuses == [200] * 200
+        assert max(times) < 2.0, f"slowest {max(times):.2f} s, median {sorted(times)[100]:.2f}"
+
+
+def test_a_trickled_request_head_is_cut_off(tmp_path: Any) -> None:
+    """Slowloris: a byte every second keeps each read alive; the whole head has a deadline."""
+    with serving(str(tmp_path)) as (base, _proc), \
+            socket.create_connection(_addr(base), timeout=5) as s:
+        t0 = time.monotonic()
+        closed = False
+        for byte in b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:
+            try:
+                s.sendall(bytes([byte]))
+                time.sleep(1.0)
+            except OSError:
+                closed = True
+                break
+            if time.monotonic() - t0 > 20:
+                break
+        assert closed, "the server still listens to a head trickled for 20 s"
+        assert time.monotonic() - t0 < 15
+
+
+def test_a_thousand_idle_connections_hold_no_thread_and_metrics_answer(tmp_path: Any) -> None:
+    with serving(str(tmp_path)) as (base, proc):
+        assert http_get(base + "/metrics")[0] == 200
+        before = proc_usage(proc.pid)
+        with _held(base, 500), _held(base, 500, b"GET /metrics HTTP/1.1\r\nX-A: b"):
+            time.sleep(1.0)
+            during = proc_usage(proc.pid)
+            t0 = time.monotonic()
+            status = http_get(base + "/metrics", timeout=10)[0]
+            assert status == 200 and time.monotonic() - t0 < 2.0
+            during = {k: max(v, proc_usage(proc.pid)[k]) for k, v in during.items()}
+        assert during["threads"] <= before["threads"] + 10, (before, during)
+        assert during["fds"] <= before["fds"] + 600, (before, during)
+        assert during["vmrss"] - before["vmrss"] < 40_000, (before, during)
+        assert http_get(base + "/healthz")[0] == 200
+
+
+def test_forty_clients_with_huge_heads_get_431_and_memory_stays_flat(tmp_path: Any) -> None:
+    head = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"X-Pad-%d: %s\r\n" % (i, b"a" * HEADER_VALUE) for i in range(HEAVY_HEADERS)) + b"\r\n"
+    with serving(str(tmp_path)) as (base, proc):
+        assert http_get(base + "/metrics")[0] == 200
+        before = proc_usage(proc.pid)
+        peak = dict(before)
+        answers: list[bytes] = []
+
+        def client() -> None:
+            with socket.create_connection(_addr(base), timeout=30) as s:
+                with contextlib.suppress(OSError):  # cut off mid-head: the answer may
+                    s.sendall(head)                  # already be waiting
+                try:
+                    answers.append(s.recv(200))
+                except OSError as exc:
+                    answers.append(repr(exc).encode())
+
+        threads = [threading.Thread(target=client) for _ in range(40)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            peak = {k: max(v, proc_usage(proc.pid)[k]) for k, v in peak.items()}
+            time.sleep(0.05)
+        assert len(answers) == 40
+        assert sum(a.split(b" ", 2)[1:2] == [b"431"] for a in answers) >= 36, answers
+        assert peak["vmrss"] - before["vmrss"] < 40_000, (before, peak)
+        wait_for(lambda: http_get(base + "/healthz")[0] == 200, 10, "serve to answer again")
