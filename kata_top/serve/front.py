@@ -81,8 +81,8 @@ class Front:
         self.stats = FrontStats()
         self._pool = concurrent.futures.ThreadPoolExecutor(limits.workers,
                                                            thread_name_prefix="kata-top-http")
-        self._reading: dict[asyncio.Transport, None] = {}  # oldest first
-        self._open: set[asyncio.Transport] = set()
+        self._reading: dict[asyncio.Task[None], None] = {}  # still reading; oldest first
+        self._open: set[asyncio.Task[None]] = set()
         self._queued = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -107,67 +107,97 @@ class Front:
         self.sock.close()
 
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         # A failed TLS handshake or a reset is a client's problem, not an error of ours.
-        self._loop.set_exception_handler(
+        loop.set_exception_handler(
             lambda _loop, ctx: log.debug("%s", ctx.get("message"), exc_info=ctx.get("exception")))
         self._stop = asyncio.Event()
-        server = await asyncio.start_server(self._client, sock=self.sock,
-                                            backlog=self.limits.backlog)
+        self.sock.setblocking(False)
+        acceptor = loop.create_task(self._accept())
         try:
             await self._stop.wait()
         finally:
-            server.close()
-            for t in list(self._open):
-                t.abort()
+            acceptor.cancel()
+            for task in list(self._open):
+                task.cancel()
+            await asyncio.gather(acceptor, *self._open, return_exceptions=True)
             self._loop = None
 
-    # ---- one connection ----
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        transport: Any = writer.transport
-        if len(self._open) >= self.limits.max_connections:
-            victim = next(iter(self._reading), None)
-            if victim is None:  # every open connection is being answered
-                self.stats.refused += 1
-                transport.abort()
-                return
-            self.stats.evicted += 1
-            self._reading.pop(victim, None)
-            victim.abort()
-        self._open.add(transport)
-        self._reading[transport] = None
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _addr = await loop.sock_accept(self.sock)
+            except OSError as exc:  # out of file descriptors: let some close first
+                log.warning("cannot accept a connection: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            if len(self._open) >= self.limits.max_connections:
+                victim = next(iter(self._reading), None)
+                if victim is None:  # every open connection is being answered
+                    self.stats.refused += 1
+                    conn.close()
+                    continue
+                self.stats.evicted += 1
+                del self._reading[victim]
+                victim.cancel()
+            task = loop.create_task(self._client(conn))
+            self._open.add(task)
+            self._reading[task] = None
+            self.stats.open = len(self._open)
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._open.discard(task)
+        self._reading.pop(task, None)
         self.stats.open = len(self._open)
+
+    # ---- one connection ----
+    async def _client(self, conn: socket.socket) -> None:
+        """One request and its answer; cancelled when evicted or at shutdown."""
+        loop = asyncio.get_running_loop()
+        lim = self.limits
+        transport: Any = None
         closing = False
         try:
-            closing = await self._serve(reader, writer, transport)
+            try:
+                async with asyncio.timeout(lim.head_timeout_s):  # the handshake, head and body
+                    reader = asyncio.StreamReader(limit=lim.max_head_bytes)
+                    protocol = asyncio.StreamReaderProtocol(reader)
+                    transport, _p = await loop.connect_accepted_socket(
+                        lambda: protocol, conn, ssl=self.ssl_context,
+                        ssl_handshake_timeout=lim.head_timeout_s if self.ssl_context else None)
+                    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+                    cert = writer.get_extra_info("peercert") or None
+                    raw = await self._request(reader)
+            except TimeoutError:
+                self.stats.timed_out += 1
+                return
+            except _Reject as exc:
+                self.stats.too_large += 1
+                await self._reject(reader, writer, exc.response)
+                return
+            if raw is None:
+                return
+            closing = await self._answer(writer, transport, raw, cert)
         except (ConnectionError, OSError, ssl.SSLError, asyncio.IncompleteReadError):
             log.debug("client went away", exc_info=True)
         finally:
-            self._reading.pop(transport, None)
-            self._open.discard(transport)
-            self.stats.open = len(self._open)
-            if closing and self._loop is not None:
+            if transport is None:
+                conn.close()
+            elif closing:
                 # A TLS close still flushes through the socket: bounded, like any write.
-                self._loop.call_later(self.limits.write_timeout_s, transport.abort)
+                loop.call_later(lim.write_timeout_s, transport.abort)
             else:
                 transport.abort()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     transport: Any) -> bool:
+    async def _answer(self, writer: asyncio.StreamWriter, transport: Any, raw: bytes,
+                      cert: dict[str, Any] | None) -> bool:
         """True once the answer is written and the connection closing."""
         lim = self.limits
-        try:
-            raw, cert = await asyncio.wait_for(self._request(reader, writer), lim.head_timeout_s)
-        except TimeoutError:
-            self.stats.timed_out += 1
-            return False
-        except _Reject as exc:
-            self.stats.too_large += 1
-            await self._reject(reader, writer, exc.response)
-            return False
-        if raw is None:
-            return False
-        self._reading.pop(transport, None)  # being answered: not evicted any more
+        task = asyncio.current_task()
+        if task is not None:
+            self._reading.pop(task, None)  # being answered: not evicted any more
         if self._queued >= lim.max_queued:
             self.stats.busy += 1
             response = plain_response(503, "Service Unavailable",
@@ -175,16 +205,14 @@ class Front:
         else:
             self._queued += 1
             try:
-                assert self._loop is not None
                 peer = writer.get_extra_info("peername") or ("", 0)
-                response = await self._loop.run_in_executor(
+                response = await asyncio.get_running_loop().run_in_executor(
                     self._pool, self.answer, raw, (str(peer[0]), int(peer[1])), cert)
             finally:
                 self._queued -= 1
         # Drained means handed to the kernel, so a reader too slow for the deadline is cut
         # off instead of keeping the answer in this process.
-        for t in {transport, writer.transport}:  # the socket's, and TLS's above it
-            t.set_write_buffer_limits(high=0)
+        transport.set_write_buffer_limits(high=0)
         writer.write(response)
         try:
             await asyncio.wait_for(writer.drain(), lim.write_timeout_s)
@@ -194,13 +222,9 @@ class Front:
         writer.close()
         return True
 
-    async def _request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-                       ) -> tuple[bytes | None, dict[str, Any] | None]:
+    async def _request(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The request head and body; None when the client closed before they were whole."""
         lim = self.limits
-        cert: dict[str, Any] | None = None
-        if self.ssl_context is not None:
-            await writer.start_tls(self.ssl_context)
-            cert = writer.get_extra_info("peercert") or None
         buf = bytearray()
         while True:
             end = _head_end(buf)
@@ -212,7 +236,7 @@ class Front:
                               f"{lim.max_headers} header lines")
             chunk = await reader.read(4096)
             if not chunk:
-                return None, None  # closed before the head was whole
+                return None
             buf += chunk
         head = bytes(buf[:end])
         if len(head) > lim.max_head_bytes or head.count(b"\n") > lim.max_headers + 1:
@@ -227,7 +251,7 @@ class Front:
         body = bytes(buf[end:end + length])
         if len(body) < length:
             body += await reader.readexactly(length - len(body))
-        return head + body, cert
+        return head + body
 
     async def _reject(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       response: bytes) -> None:
