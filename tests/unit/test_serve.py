@@ -184,13 +184,16 @@ def test_routes_answer_and_nothing_writes(tmp_path: Any) -> None:
         assert headers["Content-Type"].startswith("application/openmetrics-text")
         assert body.endswith(b"# EOF\n")
         plain = http_get(base + "/metrics")[2]
-        for _ in range(2):  # the second answer reuses the first's compressed parts
+        first = b""
+        for step in ("render", "cached"):  # the same snapshot: the first answer again
             status, headers, body = http_get(base + "/metrics",
                                              headers={"Accept-Encoding": "gzip"})
             assert headers.get("Content-Encoding") == "gzip" and body[:2] == b"\x1f\x8b"
             assert _without_exporter_lines(gzip.decompress(body)) == \
                 _without_exporter_lines(plain)
-            assert "render;dur=" in headers["Server-Timing"]
+            assert f"{step};dur=" in headers["Server-Timing"]
+            assert body == (first or body)
+            first = body
         # an independent decoder agrees (gzip(1) checks the CRC and the length)
         out = subprocess.run(["gzip", "-dc"], input=body, capture_output=True, check=False)
         assert out.returncode == 0 and out.stdout == gzip.decompress(body)
