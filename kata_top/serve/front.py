@@ -49,6 +49,9 @@ class Limits:
     max_queued: int = 512
 
 
+WRITE_SLICE = 256 * 1024
+
+
 class _Reject(Exception):
     def __init__(self, status: int, reason: str, body: str) -> None:
         super().__init__(body)
@@ -210,17 +213,23 @@ class Front:
                     self._pool, self.answer, raw, (str(peer[0]), int(peer[1])), cert)
             finally:
                 self._queued -= 1
-        # Drained means handed to the kernel, so a reader too slow for the deadline is cut
-        # off instead of keeping the answer in this process.
-        transport.set_write_buffer_limits(high=0)
-        writer.write(response)
         try:
-            await asyncio.wait_for(writer.drain(), lim.write_timeout_s)
+            await asyncio.wait_for(self._write(writer, transport, response), lim.write_timeout_s)
         except TimeoutError:
             self.stats.timed_out += 1
             return False
         writer.close()
         return True
+
+    @staticmethod
+    async def _write(writer: asyncio.StreamWriter, transport: Any, response: bytes) -> None:
+        """In slices, each handed to the kernel before the next: a slow reader holds one
+        slice of its answer in this process, not a copy of all of it (answers are shared)."""
+        transport.set_write_buffer_limits(high=0)
+        view = memoryview(response)
+        for i in range(0, len(view), WRITE_SLICE):
+            writer.write(view[i:i + WRITE_SLICE])
+            await writer.drain()
 
     async def _request(self, reader: asyncio.StreamReader) -> bytes | None:
         """The request head and body; None when the client closed before they were whole."""

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from kata_top.serve.front import Front, Limits
 from tests.run_roots import persist, run_root
 from tests.serve_helpers import http_get, proc_usage, serving, wait_for
 
@@ -135,3 +136,29 @@ def test_forty_clients_with_huge_heads_get_431_and_memory_stays_flat(tmp_path: A
         assert sum(a.split(b" ", 2)[1:2] == [b"431"] for a in answers) >= 36, answers
         assert peak["vmrss"] - before["vmrss"] < 40_000, (before, peak)
         wait_for(lambda: http_get(base + "/healthz")[0] == 200, 10, "serve to answer again")
+
+
+def test_a_reader_too_slow_for_the_write_deadline_is_cut_off() -> None:
+    """A client that asks and then does not read holds its answer only until the deadline."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n" + b"x" * (64 << 20)
+    sock = socket.create_server(("127.0.0.1", 0))
+    front = Front(sock, Limits(write_timeout_s=1.0), lambda _raw, _peer, _cert: answer)
+    thread = threading.Thread(target=front.run)
+    thread.start()
+    try:
+        with socket.socket() as c:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.connect(sock.getsockname())
+            c.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            time.sleep(3.0)  # past the deadline, not reading
+            got = 0
+            c.settimeout(5)
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := c.recv(1 << 20):
+                    got += len(chunk)
+            assert 0 < got < len(answer)  # cut off, not left holding 64 MB
+        assert front.stats.timed_out == 1
+    finally:
+        front.shutdown()
+        front.close()
+        thread.join()
