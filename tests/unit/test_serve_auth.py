@@ -238,3 +238,16 @@ def test_serve_leaves_command_lines_out_by_default_without_auth(tmp_path: Any) -
             assert proc.stderr is not None
             proc.stderr.close()
         assert "listening on" in line and ("command lines left out" in line) is left_out, line
+
+
+def test_garbage_state_files_are_the_nodes_truth_not_an_unhealthy_exporter(
+        tmp_path: Any) -> None:
+    """Every sandbox corrupt because its file is garbage (read, not refused): exported as
+    such, and /healthz stays 200, so a probe does not restart what a restart cannot fix."""
+    from tests.run_roots import run_root
+
+    root = run_root(tmp_path, {f"{i:064x}": b"\x00not json" for i in range(3)})
+    with serving(root, "--min-interval", "0") as (base, _proc):
+        body = http_get(base + "/metrics")[2]
+        assert body.count(b'state="corrupt"') >= 3
+        assert http_get(base + "/healthz")[0] == 200

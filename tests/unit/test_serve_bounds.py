@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from kata_top.serve.front import Front, Limits
 from tests.run_roots import persist, run_root
 from tests.serve_helpers import http_get, proc_usage, serving, wait_for
@@ -162,3 +165,53 @@ def test_a_reader_too_slow_for_the_write_deadline_is_cut_off() -> None:
         front.shutdown()
         front.close()
         thread.join()
+
+
+@contextmanager
+def _front(limits: Limits) -> Iterator[tuple[str, int]]:
+    sock = socket.create_server(("127.0.0.1", 0))
+    front = Front(sock, limits, lambda raw, _peer, _cert: b"HTTP/1.1 200 OK\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(raw), raw))
+    thread = threading.Thread(target=front.run)
+    thread.start()
+    try:
+        yield sock.getsockname()
+    finally:
+        front.shutdown()
+        front.close()
+        thread.join()
+
+
+def _exchange(addr: tuple[str, int], data: bytes) -> bytes:
+    with socket.create_connection(addr, timeout=5) as s:
+        with contextlib.suppress(OSError):
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        with contextlib.suppress(OSError):
+            while chunk := s.recv(65536):
+                out += chunk
+        return out
+
+
+_HEADISH = st.lists(st.one_of(
+    st.binary(max_size=40), st.sampled_from([b"\r\n", b"\n", b"\r\n\r\n", b"GET / HTTP/1.1",
+                                             b"Content-Length: ", b"Transfer-Encoding: x",
+                                             b"99999999999999999999", b"5", b":"])),
+    max_size=30).map(b"".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_HEADISH)
+def test_any_bytes_get_a_whole_answer_a_refusal_or_a_close(data: bytes) -> None:
+    """Untrusted request bytes: the front passes on exactly a head (and the body its one
+    Content-Length names), refuses with 413/431, or closes; and serves the next client."""
+    lim = Limits(max_head_bytes=256, max_headers=8, max_body_bytes=64, head_timeout_s=2.0)
+    with _front(lim) as addr:
+        out = _exchange(addr, data)
+        assert out == b"" or out.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 413 ",
+                                             b"HTTP/1.1 431 ")), out[:80]
+        if out.startswith(b"HTTP/1.1 200 "):
+            echoed = out.split(b"\r\n\r\n", 1)[1]
+            assert data.startswith(echoed) and len(echoed) <= 256 + 64 + 4
+        assert _exchange(addr, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200 ")
