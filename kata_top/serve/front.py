@@ -66,12 +66,19 @@ def plain_response(status: int, reason: str, body: str, extra: str = "") -> byte
 
 @dataclass
 class FrontStats:
+    """Connections open now, and those dropped since the start, by why (the exporter's own
+    /metrics: a flood shows in Prometheus)."""
+
     open: int = 0
-    evicted: int = 0
-    refused: int = 0
-    timed_out: int = 0
-    too_large: int = 0
-    busy: int = 0
+    evicted: int = 0  # still sending their request when the cap was reached
+    refused: int = 0  # at the cap with every open connection being answered
+    timed_out: int = 0  # head or answer past its deadline
+    too_large: int = 0  # 413 / 431
+    busy: int = 0  # 503: too many requests waiting for a worker
+
+    def dropped(self) -> dict[str, int]:
+        return {"evicted": self.evicted, "refused": self.refused, "timed-out": self.timed_out,
+                "too-large": self.too_large, "busy": self.busy}
 
 
 class Front:
@@ -87,6 +94,7 @@ class Front:
         self._reading: dict[asyncio.Task[None], None] = {}  # still reading; oldest first
         self._open: set[asyncio.Task[None]] = set()
         self._queued = 0
+        self._warned = -1e9
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._done = threading.Event()
@@ -132,7 +140,9 @@ class Front:
             try:
                 conn, _addr = await loop.sock_accept(self.sock)
             except OSError as exc:  # out of file descriptors: let some close first
-                log.warning("cannot accept a connection: %s", exc)
+                if loop.time() - self._warned > 60:
+                    log.warning("cannot accept a connection: %s", exc)
+                    self._warned = loop.time()
                 await asyncio.sleep(0.1)
                 continue
             if len(self._open) >= self.limits.max_connections:

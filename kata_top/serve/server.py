@@ -201,11 +201,16 @@ class Handler(BaseHTTPRequestHandler):
         for kind, n in sorted(counts.items()):
             ex.add("events", "counter", "Changes seen on this node since the exporter "
                    "started, by kind (see /api/v1/events).", None, n, kind=kind)
+        dropped = self.server.front.stats.dropped()
+        for reason, n in dropped.items():
+            ex.add("exporter_connections_dropped", "counter", "Connections the exporter "
+                   "closed without an answer or refused, by reason.", None, n, reason=reason)
         openmetrics = content_type.startswith("application/openmetrics-text")
         gzipped = self._gzip_wanted()
         # Scrapers on the same tick share a snapshot and the exporter's own counters: the
         # first one's answer is every other one's, byte for byte.
-        stamp = (st.collections, st.failures, st.last_duration_s, tuple(sorted(counts.items())))
+        stamp = (st.collections, st.failures, st.last_duration_s, tuple(sorted(counts.items())),
+                 tuple(dropped.values()))
         t0 = time.perf_counter()
         with self.server.text_lock:  # the caches are shared by the request threads
             last = self.server.answers.get((openmetrics, gzipped))

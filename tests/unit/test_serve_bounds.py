@@ -5,6 +5,7 @@ within bounds, and the process's threads, file descriptors and memory stay bound
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -109,6 +110,9 @@ def test_a_thousand_idle_connections_hold_no_thread_and_metrics_answer(tmp_path:
         assert during["fds"] <= before["fds"] + 600, (before, during)
         assert during["vmrss"] - before["vmrss"] < 40_000, (before, during)
         assert http_get(base + "/healthz")[0] == 200
+        evicted = re.search(rb'^kata_top_exporter_connections_dropped_total\{reason="evicted"\} '
+                            rb'(\d+)', http_get(base + "/metrics")[2], re.M)
+        assert evicted and int(evicted.group(1)) >= 400  # 1,000 + the scrape, 512 at a time
 
 
 def test_forty_clients_with_huge_heads_get_431_and_memory_stays_flat(tmp_path: Any) -> None:
@@ -139,6 +143,9 @@ def test_forty_clients_with_huge_heads_get_431_and_memory_stays_flat(tmp_path: A
         assert sum(a.split(b" ", 2)[1:2] == [b"431"] for a in answers) >= 36, answers
         assert peak["vmrss"] - before["vmrss"] < 40_000, (before, peak)
         wait_for(lambda: http_get(base + "/healthz")[0] == 200, 10, "serve to answer again")
+        metrics = http_get(base + "/metrics")[2]
+        assert re.search(rb'^kata_top_exporter_connections_dropped_total\{reason="too-large"\} '
+                         rb'(3[6-9]|40)(\.0)?$', metrics, re.M), metrics[-800:]
 
 
 def test_a_reader_too_slow_for_the_write_deadline_is_cut_off() -> None:
