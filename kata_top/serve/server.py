@@ -61,6 +61,7 @@ class ExporterServer:
         self.limits = limits or Limits()
         self.redact_cmdlines = redact_cmdlines
         self.basic_auth = BasicAuth(self.web.users) if self.web.users else None
+        self.handler_class: type[Handler] = Handler
         self.text_cache = TextCache()
         self.parts_gzip = PartsGzip()
         self.text_lock = threading.Lock()
@@ -92,7 +93,7 @@ class ExporterServer:
         self.front.close()
 
     def _answer(self, raw: bytes, peer: tuple[str, int], cert: dict[str, Any] | None) -> bytes:
-        handler = Handler(raw, peer, self, cert)
+        handler = self.handler_class(raw, peer, self, cert)
         return handler.wfile.getvalue()
 
 

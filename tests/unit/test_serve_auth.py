@@ -25,7 +25,7 @@ from kata_top.model import ProcInfo, Snapshot, evolve
 from kata_top.serve.auth import BasicAuth
 from kata_top.serve.hub import SnapshotHub
 from kata_top.serve.redact import without_cmdlines
-from kata_top.serve.server import ExporterServer
+from kata_top.serve.server import ExporterServer, Handler
 from kata_top.serve.webconfig import WebConfig, WebConfigError, parse
 from kata_top.sources.base import Source
 from tests.serve_helpers import ROOT, http_get, make_certs, serving, stop
@@ -251,3 +251,42 @@ def test_garbage_state_files_are_the_nodes_truth_not_an_unhealthy_exporter(
         body = http_get(base + "/metrics")[2]
         assert body.count(b'state="corrupt"') >= 3
         assert http_get(base + "/healthz")[0] == 200
+
+
+class _Guarded(Handler):
+    """A route closed to anonymous readers, as a write or trace route would be."""
+
+    def do_POST(self) -> None:
+        if self.require_authentication():
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self._send(200, b"ran with %d bytes\n" % len(body), "text/plain")
+
+
+def test_a_guarded_route_needs_authentication_configured_and_given(tmp_path: Any) -> None:
+    import http.client
+
+    users = {"ops": _hash(PASSWORD).encode()}
+    for web, auth, expected in ((WebConfig(), _basic("ops", PASSWORD), 403),
+                                (WebConfig(users=users), {}, 401),
+                                (WebConfig(users=users), _basic("ops", "nope"), 401),
+                                (WebConfig(users=users), _basic("ops", PASSWORD), 200)):
+        hub = SnapshotHub(lambda: _Fixed(DEMO[-1]), str(tmp_path))
+        hub.start()
+        server = ExporterServer(("127.0.0.1", 0), hub, 5.0, web=web)
+        assert server.auth_required is bool(web.users)
+        server.handler_class = _Guarded
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+            conn.request("POST", "/api/v1/drops", body=b'{"seconds": 5}', headers=auth)
+            resp = conn.getresponse()
+            assert resp.status == expected, (web, auth, resp.read())
+            if expected == 200:
+                assert resp.read() == b"ran with 14 bytes\n"
+            conn.close()
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
+            hub.stop()
