@@ -134,9 +134,11 @@ def heads(addr: tuple[str, int], pid: int) -> dict[str, Any]:
 
 
 def measure(python: str, args: argparse.Namespace) -> dict[str, Any]:
+    # cwd: `python -c` puts it first on sys.path, and this checkout must not shadow the
+    # installed tree under test
     proc = subprocess.Popen([python, "-c", CONSOLE_SCRIPT, "--log-file", os.devnull, "serve",
                              "--run-root", LAYOUT.run_root, "--listen", "127.0.0.1:0",
-                             "--min-interval", "5"], stderr=subprocess.PIPE,
+                             "--min-interval", "5"], cwd="/", stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     try:
         assert proc.stderr is not None

@@ -150,7 +150,22 @@ class Handler(BaseHTTPRequestHandler):
         self._send(405, b"kata-top serve is read-only: only GET and HEAD\n",
                    "text/plain; charset=utf-8", extra={"Allow": "GET, HEAD"})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse
+    do_PUT = do_DELETE = do_PATCH = _refuse
+
+    def do_POST(self) -> None:
+        """Only `POST /api/v1/drops` (kata_top/serve/drops_route.py), refused unless the
+        server authenticates every request (`auth_required`) and this one proved who it is."""
+        from kata_top.serve import drops_route
+
+        if self.path.split("?", 1)[0].rstrip("/") != drops_route.PATH:
+            self._refuse()
+            return
+        self._timing = []
+        if self.server.auth_required and not self.authorized():
+            return
+        res = drops_route.handle(self.path, self.server.auth_required,
+                                 lambda: self.server.hub.get(self.server.deadline))
+        self._send(res.status, res.body, res.content_type)
 
     def _route(self) -> None:
         try:

@@ -26,6 +26,7 @@ from kata_top.serve.gzip_parts import PartsGzip
 from kata_top.serve.hub import SnapshotHub, Unavailable
 from kata_top.serve.routes import ROUTES, BadRequest, parse_target
 from kata_top.serve.server import ExporterServer
+from kata_top.serve.webconfig import WebConfig
 from kata_top.sources.base import Source
 from tests.serve_helpers import ROOT, http_get, serving
 
@@ -161,9 +162,10 @@ def test_failure_and_vanished_run_root_are_reasons_then_recover(tmp_path: Any) -
 
 # ---- the HTTP server over loopback ---------------------------------------------------------
 @contextmanager
-def http_server(source: CountingSource, run_root: str) -> Iterator[str]:
+def http_server(source: CountingSource, run_root: str, web: WebConfig | None = None
+                ) -> Iterator[str]:
     with hub_with(source, run_root, min_interval=1.0) as hub:
-        server = ExporterServer(("127.0.0.1", 0), hub, deadline=5.0)
+        server = ExporterServer(("127.0.0.1", 0), hub, deadline=5.0, web=web)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
         thread.start()
         try:
