@@ -82,6 +82,12 @@ class ExporterServer:
     def scheme(self) -> str:
         return "https" if self.web.tls is not None else "http"
 
+    def front_for(self, sock: socket.socket) -> Front:
+        """Another listening socket (a unix socket, say) answered by this server: the same
+        routes, limits and caches, plain (no TLS), on its own loop: `front.run()` on a thread,
+        `front.shutdown()` and `front.close()` after."""
+        return Front(sock, self.limits, self._answer)
+
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         del poll_interval  # the event loop wakes on events, not on a poll
         self.front.run()

@@ -222,3 +222,35 @@ def test_any_bytes_get_a_whole_answer_a_refusal_or_a_close(data: bytes) -> None:
             echoed = out.split(b"\r\n\r\n", 1)[1]
             assert data.startswith(echoed) and len(echoed) <= 256 + 64 + 4
         assert _exchange(addr, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_second_socket_is_answered_by_the_same_server(tmp_path: Any) -> None:
+    """front_for: a unix socket beside the TCP one, same routes and answers."""
+    from kata_top.serve.hub import SnapshotHub
+    from kata_top.serve.server import ExporterServer
+    from tests.unit.test_serve import CountingSource
+
+    hub = SnapshotHub(lambda: CountingSource(), str(tmp_path))
+    hub.start()
+    server = ExporterServer(("127.0.0.1", 0), hub, 5.0)
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(str(tmp_path / "serve.sock"))
+    unix.listen()
+    front = server.front_for(unix)
+    thread = threading.Thread(target=front.run)
+    thread.start()
+    try:
+        with socket.socket(socket.AF_UNIX) as c:
+            c.settimeout(10)
+            c.connect(str(tmp_path / "serve.sock"))
+            c.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+            out = b""
+            while chunk := c.recv(4096):
+                out += chunk
+        assert out.startswith(b"HTTP/1.0 200 ") and out.endswith(b"\r\n\r\nok\n")
+    finally:
+        front.shutdown()
+        front.close()
+        thread.join()
+        server.server_close()
+        hub.stop()
