@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kata_top import rates
+from kata_top.boundedjson import loads
 from kata_top.model import Event, EventKind, Sandbox, Severity, Snapshot, TcChange, evolve
 from kata_top.select import label
 
@@ -284,10 +285,11 @@ class AuditTail:
         out = []
         for line in complete:
             try:
-                entry = json.loads(line)
+                entry = loads(line)
             except ValueError:
                 continue
-            if isinstance(entry, dict):
+            # an intent is not an action yet: its outcome line is (or an unfinished change)
+            if isinstance(entry, dict) and entry.get("phase") != "intent":
                 out.append(entry)
         return out
 
