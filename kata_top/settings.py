@@ -20,6 +20,10 @@ def config_path() -> str:
 
 
 def audit_log_path() -> str:
+    """KATA_TOP_AUDIT_LOG, or the standard place (the sandbox locks live beside it)."""
+    override = os.environ.get("KATA_TOP_AUDIT_LOG")
+    if override:
+        return override
     if os.geteuid() == 0:
         return "/var/log/kata-top/audit.jsonl"
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")

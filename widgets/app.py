@@ -124,6 +124,8 @@ class KataTopApp(App[int]):
         self.call_after_refresh(self._update_size_notice)
         if self._replay_warning:
             self.notify(self._replay_warning, severity="warning", timeout=8)
+        for notice in self.source.notices():  # a change of kata-top's left unfinished
+            self.notify(notice, severity="warning", timeout=20)
         if self._watch:
             # The source calls back from its watcher thread: hop onto the UI thread.
             problem = self.source.start_watching(self._wake_from_watcher)

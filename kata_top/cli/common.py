@@ -110,3 +110,15 @@ def narrow(snap: Snapshot, query: str | None) -> Snapshot:
     from kata_top.select import resolve
 
     return replace(snap, sandboxes=(resolve(snap.sandboxes, query),))
+
+
+def warn_unfinished() -> None:
+    """A change of kata-top's left unfinished on this node (killed mid-way: an intent in the
+    audit log without an outcome) is said first, on stderr, by every command that reads or
+    writes the audit log."""
+    from kata_top.actions.audit import unfinished_warning
+    from kata_top.formats.terminal import for_terminal
+
+    warning = unfinished_warning()
+    if warning:
+        print(for_terminal(f"kata-top: warning: {warning}"), file=sys.stderr)

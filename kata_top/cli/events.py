@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from kata_top.cli.common import EXIT_OK, EXIT_USAGE, fail, node_options
+from kata_top.cli.common import EXIT_OK, EXIT_USAGE, fail, node_options, warn_unfinished
 
 HELP = "what changed, when: the node's events (journal, or --follow live)"
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from kata_top.engine import VMM_REFRESH_S, EngineOptions
     from kata_top.sources.live import LiveSource
 
+    warn_unfinished()
     source = LiveSource(EngineOptions(run_root=args.run_root, vmm_refresh_s=VMM_REFRESH_S),
                         journal=journal)
     try:

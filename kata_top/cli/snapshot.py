@@ -136,6 +136,7 @@ def _once(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def _stream(args: argparse.Namespace, engine: Engine) -> int:
+    from kata_top.cli.common import warn_unfinished
     from kata_top.events import AuditTail, DropTracker, diff_events
     from kata_top.formats import jsonout
     from kata_top.model import Snapshot
@@ -143,6 +144,7 @@ def _stream(args: argparse.Namespace, engine: Engine) -> int:
     from kata_top.settings import audit_log_path
     from kata_top.stream import Derivation
 
+    warn_unfinished()
     audit, drops = AuditTail(audit_log_path()), DropTracker()
     encoder = jsonout.Encoder()  # converts only what changed since the last line
     prev: Snapshot | None = None

@@ -70,6 +70,10 @@ class Source(ABC):
         warning to show when watching is not possible; None when it works or is moot."""
         return None
 
+    def notices(self) -> list[str]:
+        """Warnings to show once when a view opens on this source."""
+        return []
+
     # ---- writes (the only way a view changes anything) -----------------------------------
     def plan(self, request: ActionRequest) -> Plan:
         """Plan `request` against fresh state (ActionError when refused)."""

@@ -117,6 +117,12 @@ class LiveSource(Source):
                     "that appear show at the next refresh)")
         return None
 
+    def notices(self) -> list[str]:
+        from kata_top.actions.audit import unfinished_warning
+
+        warning = unfinished_warning()
+        return [warning] if warning else []
+
     def plan(self, request: ActionRequest) -> Plan:
         if self.read_only:
             raise self._refusal()
