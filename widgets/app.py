@@ -151,7 +151,9 @@ class KataTopApp(App[int]):
         if event.state == WorkerState.ERROR:
             err = str(event.worker.error)
             if err != self._last_error:
-                self.notify(f"collection failed: {err}", severity="error", timeout=6)
+                # a remote node's words: shown as they are, never read as markup
+                self.notify(f"collection failed: {err}", severity="error", timeout=6,
+                            markup=False)
             self._last_error = err
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
             self._collecting = False

@@ -103,6 +103,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--remote", metavar="URL",
                    help="watch another node through its `kata-top serve` (read-only), e.g. "
                         "http://node-7:9712")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="with --remote: the most one request to the node may take, all of "
+                        "it (default 10)")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     chosen = _chosen(argv)
     completing = "_ARGCOMPLETE" in os.environ  # the shell asks: every parser, in full

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
+from kata_top.boundedjson import check_depth
 from kata_top.formats.jsonin import RecordingError, snapshot_from_dict
 from kata_top.model import Snapshot
 from kata_top.sources.base import Source, SourceError
 
-MAX_BYTES = 256 << 20
+# A snapshot is ~7 KB per sandbox (1.4 MB at 200): 32 MiB is ample, and decoding it stays
+# within a few hundred MB however it is shaped.
+MAX_BYTES = 32 << 20
 
 
 class RemoteSource(Source):
@@ -24,18 +25,17 @@ class RemoteSource(Source):
 
     def next(self) -> Snapshot:
         """The node's current snapshot; SourceError (the last good one stays on screen)."""
+        from kata_top.httpget import HttpError, fetch, server_text
+
         try:
-            with urllib.request.urlopen(self.url + "/api/v1/snapshot",
-                                        timeout=self.timeout) as resp:
-                body = resp.read(MAX_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            reason = exc.read(500).decode("utf-8", "replace").strip()
-            raise SourceError(f"{self.url} answered {exc.code}: {reason}") from exc
-        except (OSError, ValueError) as exc:
-            raise SourceError(f"{self.url} unreachable: {getattr(exc, 'reason', exc)}") from exc
-        if len(body) > MAX_BYTES:
-            raise SourceError(f"{self.url} sent more than {MAX_BYTES >> 20} MiB")
+            body = fetch(self.url + "/api/v1/snapshot", timeout=self.timeout,
+                         max_bytes=MAX_BYTES)
+        except HttpError as exc:
+            reason = f": {server_text(exc.body)}" if exc.body else ""
+            raise SourceError(f"{exc}{reason}") from exc
         try:
+            check_depth(body)
             return snapshot_from_dict(json.loads(body))
         except (ValueError, RecursionError, RecordingError) as exc:
-            raise SourceError(f"{self.url} did not send a kata-top snapshot: {exc}") from exc
+            raise SourceError(f"{server_text(self.url)} did not send a kata-top snapshot: "
+                              f"{server_text(str(exc))}") from exc
