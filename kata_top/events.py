@@ -332,23 +332,35 @@ def append_journal(path: str, events: Sequence[Event]) -> None:
         pass
 
 
+class JournalError(Exception):
+    """The journal is not something kata-top reads (a FIFO, a link, a device, not a journal)."""
+
+
 def read_journal(path: str) -> list[dict[str, Any]]:
-    """The journal's events, oldest first (its rotated half first); damaged lines skipped."""
-    from kata_top.collectors.safeopen import read_file
+    """The journal's events, oldest first (its rotated half first); damaged lines skipped.
+    JournalError when a file there is not a regular file, or holds no event at all."""
+    from kata_top.collectors.safeopen import UnsafeFile, read_file
 
     out: list[dict[str, Any]] = []
     for p in (path + ".1", path):
         try:
             data = read_file(p, JOURNAL_MAX_BYTES * 2)
+        except UnsafeFile as exc:
+            raise JournalError(f"refusing to read {p}: {exc.strerror}") from exc
         except OSError:
             continue
+        objects = 0
         for line in data.split(b"\n"):
             try:
-                doc = json.loads(line)
+                doc = loads(line)
             except ValueError:
                 continue
+            objects += isinstance(doc, dict)
             if _readable_event(doc):
                 out.append(doc)
+        if not objects and data.strip():  # binary, or text of another kind: say so
+            raise JournalError(f"{p} is not a kata-top journal: no line of it is a JSON "
+                               f"object ({EVENT_SCHEMA} NDJSON)")
     return out
 
 

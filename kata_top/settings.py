@@ -6,6 +6,7 @@ import json
 import os
 from typing import Any
 
+from kata_top.boundedjson import loads
 from kata_top.fsutil import write_atomically
 from kata_top.logs import get_logger
 from kata_top.records import dataclass, field
@@ -50,7 +51,7 @@ class Settings:
 
         try:
             # Not followed if a symlink, never blocks on a FIFO, at most 1 MiB.
-            raw: Any = json.loads(read_file(config_path(), 1 << 20))
+            raw: Any = loads(read_file(config_path(), 1 << 20))
         except FileNotFoundError:
             return cls()
         except (OSError, ValueError, RecursionError) as exc:

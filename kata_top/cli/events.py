@@ -48,6 +48,7 @@ def _print(doc: dict[str, Any], as_json: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kata_top.events import (
+        JournalError,
         default_journal,
         event_line,
         event_matches,
@@ -61,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail("events", str(exc))
     if not args.follow:
-        docs = [d for d in read_journal(journal) if event_matches(d, since, args.sandbox)]
+        try:
+            docs = [d for d in read_journal(journal) if event_matches(d, since, args.sandbox)]
+        except JournalError as exc:
+            return fail("events", str(exc))
         if not docs and not os.path.exists(journal):
             return fail("events", f"no journal at {journal}: `kata-top serve` keeps one (the "
                                   "DaemonSet runs it), or watch live with --follow", EXIT_OK)
