@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import socket
@@ -47,6 +48,27 @@ def server_text(raw: bytes | str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def where(url: str) -> str:
+    """scheme://host:port of a URL, for messages: never its user:password, escaped."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "?"
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return server_text(f"{parts.scheme}://{host}{port}")
+
+
+def basic_auth(url: str) -> dict[str, str]:
+    """An Authorization header from the URL's user:password (`http://user:pw@node:9712`)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return {}
+    cred = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    return {"Authorization": "Basic " + base64.b64encode(cred.encode()).decode()}
+
+
 def _connection(parts: urllib.parse.SplitResult, timeout: float,
                 context: ssl.SSLContext | None) -> http.client.HTTPConnection:
     host = parts.hostname or ""
@@ -59,14 +81,21 @@ def _connection(parts: urllib.parse.SplitResult, timeout: float,
 def fetch(url: str, *, timeout: float, max_bytes: int, data: bytes | None = None,
           headers: Mapping[str, str] | None = None,
           context: ssl.SSLContext | None = None) -> bytes:
-    """The body of a 2xx answer to GET (POST with `data`); HttpError otherwise."""
+    """The body of a 2xx answer to GET (POST with `data`); HttpError otherwise. A
+    user:password in the URL is sent as basic authentication (to that host only: no
+    redirect is followed) and never appears in a message."""
     parts = urllib.parse.urlsplit(url)
+    site = where(url)
+    try:
+        parts.port  # noqa: B018 (a bad port raises here, not in the middle of the request)
+    except ValueError as exc:
+        raise HttpError(f"not an http(s) URL: {site}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HttpError(f"not an http(s) URL: {server_text(url)}")
+        raise HttpError(f"not an http(s) URL: {site}")
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
-    where = server_text(f"{parts.scheme}://{parts.netloc}")
+    headers = {**basic_auth(url), **(headers or {})}
     conn = _connection(parts, timeout, context)
     expired = threading.Event()
     opened: list[socket.socket] = []  # the connection drops it once the answer is read
@@ -87,37 +116,37 @@ def fetch(url: str, *, timeout: float, max_bytes: int, data: bytes | None = None
             if expired.is_set():
                 cut()
             conn.request("POST" if data is not None else "GET", target, body=data,
-                         headers=dict(headers or {}))
+                         headers=headers)
             resp = conn.getresponse()
-            body = _read(resp, max_bytes, where)
+            body = _read(resp, max_bytes, site)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             if expired.is_set() or isinstance(exc, TimeoutError):
-                raise TimedOut(f"{where} did not answer within {timeout:g} s") from exc
+                raise TimedOut(f"{site} did not answer within {timeout:g} s") from exc
             if isinstance(exc, HttpError):
                 raise
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise HttpError(f"{where} unreachable: {server_text(reason)}") from exc
+            raise HttpError(f"{site} unreachable: {server_text(reason)}") from exc
         if expired.is_set():
-            raise TimedOut(f"{where} did not answer within {timeout:g} s")
+            raise TimedOut(f"{site} did not answer within {timeout:g} s")
     finally:
         timer.cancel()
         conn.close()
     if 300 <= resp.status < 400:
         to = server_text(resp.getheader("Location") or "nowhere", 200)
-        raise HttpError(f"{where} answered {resp.status}, a redirect to {to}: not followed "
+        raise HttpError(f"{site} answered {resp.status}, a redirect to {to}: not followed "
                         "(kata-top never follows redirects, so no credentials go elsewhere); "
                         "give the address it points to", resp.status)
     if not 200 <= resp.status < 300:
-        raise HttpError(f"{where} answered {resp.status} {server_text(resp.reason, 80)}",
+        raise HttpError(f"{site} answered {resp.status} {server_text(resp.reason, 80)}",
                         resp.status, body)
     return body
 
 
-def _read(resp: http.client.HTTPResponse, max_bytes: int, where: str) -> bytes:
+def _read(resp: http.client.HTTPResponse, max_bytes: int, site: str) -> bytes:
     limit = max_bytes if 200 <= resp.status < 300 else min(max_bytes, 1 << 20)
     length = resp.getheader("Content-Length")
     if length and length.strip().isdigit() and int(length) > max_bytes and limit == max_bytes:
-        raise HttpError(f"{where} would send {int(length)} bytes, more than "
+        raise HttpError(f"{site} would send {int(length)} bytes, more than "
                         f"{max_bytes >> 20} MiB; not read", resp.status)
     chunks: list[bytes] = []
     size = 0
@@ -129,7 +158,7 @@ def _read(resp: http.client.HTTPResponse, max_bytes: int, where: str) -> bytes:
         if size > limit:
             if limit < max_bytes:  # an error's explanation: its start is enough
                 return b"".join(chunks)
-            raise HttpError(f"{where} sent more than {max_bytes >> 20} MiB; stopped reading",
+            raise HttpError(f"{site} sent more than {max_bytes >> 20} MiB; stopped reading",
                             resp.status)
         chunks.append(chunk)
 

@@ -174,3 +174,17 @@ def test_server_text_is_escaped_before_it_reaches_a_terminal() -> None:
         text = str(exc)
         assert "pwned" in text and "\\x1b" in text
         assert "\x1b" not in text and "\x07" not in text
+
+
+def test_url_credentials_go_to_that_host_only_and_never_into_a_message() -> None:
+    def refuse(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(401)
+        h.end_headers()
+
+    with serving(refuse) as (url, seen):
+        authed = url.replace("http://", "http://ops:pa%3Ass@")
+        with pytest.raises(SourceError) as exc:
+            RemoteSource(authed, timeout=3).next()
+    assert seen[0]["Authorization"] == "Basic b3BzOnBhOnNz"  # ops:pa:ss
+    assert "401" in str(exc.value)
+    assert not any(w in str(exc.value) for w in ("ops", "pa:ss", "pa%3Ass"))
