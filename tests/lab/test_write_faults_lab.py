@@ -170,14 +170,12 @@ def test_two_racing_adds_leave_one_filter_and_one_change(lab: tuple[Layout, Mani
 
 SHELL_FULL = """set -e
 mount -t tmpfs -o size=64k,mode=0700 kt-audit "$1"
-mkdir -p "$1/locks"
 dd if=/dev/zero of="$1/filler" bs=4k 2>/dev/null || true
 shift
 exec "$@"
 """
 SHELL_RO = """set -e
 mount -t tmpfs -o size=1m,mode=0700 kt-audit "$1"
-mkdir -p "$1/locks"
 : > "$1/audit.jsonl"
 mount -o remount,ro "$1"
 shift
