@@ -32,11 +32,21 @@ class AuditLog:
 
     def __init__(self, path: str | None = None) -> None:
         self.path = path or audit_log_path()
+        self._fd = -1
         try:
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            folder = os.path.dirname(self.path) or "."
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            new = not os.path.lexists(self.path)
             self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT |
                                os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            if new:  # the new log's name is on disk too, not only its lines
+                dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
         except OSError as exc:
+            self.close()
             raise ActionError(f"refusing to change anything: the audit log {self.path} cannot "
                               f"be opened ({exc.strerror or exc})") from exc
 
