@@ -11,10 +11,11 @@ import os
 import time
 from typing import Any, Literal
 
+from msgspec import Struct
+
 from kata_top.boundedjson import loads
 from kata_top.collectors.safeopen import UnsafeFile, read_file, read_under
 from kata_top.model import NetworkModel
-from kata_top.records import dataclass
 
 KataRuntime = Literal["go", "rs"]
 
@@ -28,8 +29,7 @@ SANDBOX_UID = "io.kubernetes.cri.sandbox-uid"
 CRIO_UID = "io.kubernetes.pod.uid"
 
 
-@dataclass(frozen=True)
-class StateRecord:
+class StateRecord(Struct, frozen=True):
     id: str
     runtime: KataRuntime
     path: str
@@ -269,8 +269,7 @@ class StateCache:
                 del self._cache[path]
 
 
-@dataclass(frozen=True)
-class DiscoveryError:
+class DiscoveryError(Struct, frozen=True):
     where: str
     message: str
 

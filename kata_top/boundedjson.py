@@ -1,17 +1,19 @@
 """JSON from untrusted bytes with bounded nesting.
 
-Python's decoders (json, msgspec) recurse once per level: a line of 100,000 `[` raises
+Decoders recurse once per level (msgspec's and json's alike): a line of 100,000 `[` raises
 RecursionError (not ValueError) from inside the decoder, and a document just under the
 interpreter's limit decodes, then overflows the first recursive walk over it. Every reader of
 a file, a socket or a server's answer decodes through `loads` (or checks with `check_depth`
-first): anything nested deeper than MAX_DEPTH is a ValueError like any other bad JSON.
+before its own typed decoder): anything nested deeper than MAX_DEPTH is a ValueError like any
+other bad JSON.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
+
+import msgspec
 
 MAX_DEPTH = 64  # kata-top's own documents and Kata's state files nest under 12
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -42,9 +44,19 @@ def check_depth(data: bytes | str, max_depth: int = MAX_DEPTH) -> None:
 
 
 def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
-    """json.loads, with ValueError (never RecursionError) for input nested too deep."""
+    """The JSON value in data; ValueError (never RecursionError) when it is not JSON or is
+    nested deeper than max_depth."""
     check_depth(data, max_depth)
     try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        if b"\\ud" not in (data.encode("utf-8", "surrogatepass") if isinstance(data, str)
+                           else data).lower():
+            raise ValueError(str(exc)) from None
+        # msgspec refuses the escape of a lone surrogate (\udcff), which kata-top itself
+        # writes for a string of bytes that were no UTF-8: the standard reader takes it
+        import json
+
         return json.loads(data)
     except RecursionError as exc:  # a limit lower than ours (a deep caller's stack)
         raise TooDeep("nested too deep") from exc

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
+
+import msgspec
+from msgspec import Struct, field
 
 from kata_top.boundedjson import loads
 from kata_top.fsutil import write_atomically
 from kata_top.logs import get_logger
-from kata_top.records import dataclass, field
 
 
 def config_path() -> str:
@@ -35,8 +36,7 @@ REFRESH_MIN, REFRESH_MAX = 0.1, 3600.0
 log = get_logger(__name__)
 
 
-@dataclass
-class Settings:
+class Settings(Struct):
     theme: str = "kata-dark"
     refresh: float = 1.0
     qmp_primary: bool = False
@@ -79,6 +79,5 @@ class Settings:
     def save(self) -> None:
         path = config_path()
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        from dataclasses import asdict
-
-        write_atomically(path, json.dumps(asdict(self), indent=2), mode=0o600)
+        write_atomically(path, msgspec.json.format(msgspec.json.encode(self), indent=2).decode(),
+                         mode=0o600)

@@ -9,8 +9,9 @@ import ssl
 import urllib.parse
 from typing import Any
 
+from msgspec import Struct
+
 from kata_top.httpget import server_text
-from kata_top.records import dataclass
 
 MAX_BYTES = 64 << 20
 
@@ -19,8 +20,7 @@ class PrometheusError(Exception):
     """The query could not be answered; the message says why (never the token)."""
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(Struct, frozen=True):
     labels: dict[str, str]
     value: float
 

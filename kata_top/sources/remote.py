@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from kata_top.boundedjson import check_depth
-from kata_top.formats.jsonin import RecordingError, snapshot_from_dict
+from kata_top.boundedjson import check_depth, loads
+from kata_top.formats.jsonin import RecordingError, decode
 from kata_top.httpget import where
 from kata_top.model import Snapshot
 from kata_top.sources.base import Source, SourceError
@@ -44,8 +43,8 @@ class RemoteSource(Source):
             raise SourceError(f"{exc}{reason}") from exc
         try:
             check_depth(body)
-            return snapshot_from_dict(json.loads(body))
-        except (ValueError, RecursionError, RecordingError) as exc:
+            return decode(body)
+        except (ValueError, RecordingError) as exc:
             raise SourceError(f"{where(self.url)} did not send a kata-top snapshot: "
                               f"{server_text(str(exc))}") from exc
 
@@ -77,8 +76,7 @@ class RemoteSource(Source):
         finally:
             done.set()
         try:
-            check_depth(body)
-            return report_from_dict(json.loads(body))
+            return report_from_dict(loads(body))
         except (ValueError, RecursionError) as exc:
             raise SourceError(f"{where(self.url)} did not send a drop report: "
                               f"{server_text(str(exc))}") from exc
