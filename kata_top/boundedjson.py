@@ -40,7 +40,7 @@ def check_depth(data: bytes | str, max_depth: int = MAX_DEPTH) -> None:
             return  # unbalanced: the decoder says what is wrong with it
         brackets = shorter
     if brackets:
-        raise TooDeep(f"nested deeper than {max_depth} levels")
+        raise TooDeep(f"nested too deep (over {max_depth} levels)")
 
 
 def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
