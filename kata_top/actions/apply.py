@@ -80,12 +80,12 @@ def _locked(book: AuditLog, shown: Plan, fail_at: int | None, fail_with: type[Ba
         raise ActionError(f"{label(plan.sandbox)} changed since the plan was shown; nothing "
                           "was done: run the command again to see the new plan")
     intent = intent_for(plan, resolves)
-    try:
-        book.append(intent)
-    except OSError as exc:
-        raise ActionError(f"refusing to change anything: the audit log {book.path} cannot be "
-                          f"written ({exc.strerror or exc})") from exc
-    with _signals_held():
+    with _signals_held():  # from the intent to the outcome: Ctrl-C leaves no intent alone
+        try:
+            book.append(intent)
+        except OSError as exc:
+            raise ActionError(f"refusing to change anything: the audit log {book.path} cannot "
+                              f"be written ({exc.strerror or exc})") from exc
         outcome, interrupted = _apply(plan, fail_at, fail_with)
         try:
             book.append(entry_for(plan, outcome, intent))
@@ -99,7 +99,7 @@ def _locked(book: AuditLog, shown: Plan, fail_at: int | None, fail_with: type[Ba
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Ctrl-C/SIGTERM wait from the first step to the outcome's line: a change of one batch
+    """Ctrl-C/SIGTERM wait from the intent's line to the outcome's: a change of one batch
     takes milliseconds, and an interruption in the middle would leave what the kernel did
     unknown and unaudited. It is raised once the outcome is on disk."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
