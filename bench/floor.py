@@ -165,11 +165,11 @@ def one_shot(run_root: str, workers: int) -> tuple[float, dict[str, float]]:
     engine = Engine(EngineOptions(run_root=run_root, with_vmm=False, one_shot=True,
                                   read_workers=workers))
     t0 = time.perf_counter()
-    snap = engine.collect()
+    got = engine.collect()
     ms = (time.perf_counter() - t0) * 1000
     engine.close()
-    assert not any(sb.errors for sb in snap.sandboxes), "a sandbox failed"
-    return ms, dict(engine.timings)
+    assert not any(sb.errors for sb in got.snapshot.sandboxes), "a sandbox failed"
+    return ms, dict(got.timings)
 
 
 def dashboard_requests(run_root: str, seconds: float) -> dict[str, float]:
@@ -182,7 +182,7 @@ def dashboard_requests(run_root: str, seconds: float) -> dict[str, float]:
                                   tc_busy_refresh_s=TC_BUSY_REFRESH_S,
                                   unwatched_refresh_s=UNWATCHED_REFRESH_S))
     try:
-        snap = engine.collect()
+        snap = engine.collect().snapshot
         engine.watched = frozenset(sorted(sb.id for sb in snap.sandboxes)[:WATCHED_ROWS])
         netlink: list[float] = []
         cpu: list[float] = []
@@ -190,9 +190,9 @@ def dashboard_requests(run_root: str, seconds: float) -> dict[str, float]:
         while time.monotonic() < end:
             time.sleep(1.0)
             c0 = time.thread_time()
-            engine.collect()
+            got = engine.collect()
             cpu.append((time.thread_time() - c0) * 1000)
-            netlink.append(engine.timings["netlink"])
+            netlink.append(got.timings["netlink"])
     finally:
         engine.close()
     return {"requests_ms_per_s": round(statistics.median(netlink), 1),

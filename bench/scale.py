@@ -5,7 +5,7 @@ lab's IPv6 chatter has passed) it reports, side by side in one run:
 - collection, measured in a fresh worker process so memory is kata-top's alone: cold (the
   first collect of a new Engine: sockets opened, every namespace dumped) and steady (the
   median of --rounds collections 1 s apart, as the dashboard and serve run), each split per
-  part as Engine.timings names them (state files, /proc, namespace lookups, time waiting on
+  part as Collection.timings names them (state files, /proc, namespace lookups, time waiting on
   the kernel's netlink dumps, per-sandbox work in Python), and the worker's peak RSS; then a
   one-shot collection as `snapshot` once reads with a forked helper (two processes,
   collectors/read_ahead.py) and in one process, wall and CPU (the helper's included);
@@ -56,24 +56,24 @@ def worker(run_root: str, rounds: int) -> None:
     """One Engine over run_root: cold, then steady; prints one JSON line."""
     import gc
 
+    from bench.common import collected
     from kata_top.cli.main import GC_THRESHOLDS
     from kata_top.engine import Engine, EngineOptions
 
     gc.set_threshold(*GC_THRESHOLDS)  # as every kata-top command runs
     engine = Engine(EngineOptions(run_root=run_root, with_vmm=False))
     t0 = time.perf_counter()
-    snap = engine.collect()
+    snap, cold_parts, _ = collected(engine)
     cold = (time.perf_counter() - t0) * 1000
-    cold_parts = dict(engine.timings)
     steady: list[float] = []
     parts: dict[str, list[float]] = {p: [] for p in PARTS}
     for _ in range(rounds):
         time.sleep(max(0.0, 1.0 - (steady[-1] / 1000 if steady else 0.0)))
         t0 = time.perf_counter()
-        snap = engine.collect()
+        snap, timings, _ = collected(engine)
         steady.append((time.perf_counter() - t0) * 1000)
         for p in PARTS:
-            parts[p].append(engine.timings[p])
+            parts[p].append(timings[p])
     engine.close()
     assert not any(sb.errors for sb in snap.sandboxes), "a sandbox failed"
     # `snapshot` once: this tree with a helper (two processes; by default it forks only
@@ -103,7 +103,7 @@ def _once(run_root: str, **opts: Any) -> dict[str, float]:
     engine = Engine(EngineOptions(run_root=run_root, with_vmm=False, one_shot=True, **opts))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     c0, t0 = time.process_time(), time.perf_counter()
-    snap = engine.collect()
+    snap = engine.collect().snapshot
     wall_ms = (time.perf_counter() - t0) * 1000
     cpu_s = time.process_time() - c0
     engine.close()

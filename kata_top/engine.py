@@ -13,6 +13,7 @@ import shlex
 import stat
 import time
 import zlib
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from kata_top import derive
@@ -99,6 +100,30 @@ class EngineOptions:
     unwatched_refresh_s: float = 0.0
 
 
+class Collection:
+    """What one `Engine.collect` found: the snapshot (its freshness inside it), and what the
+    stages after it need beside the snapshot."""
+
+    __slots__ = ("orphan_findings", "reused_namespaces", "skipped_namespaces", "snapshot",
+                 "tc_changes", "timings")
+
+    def __init__(self, snapshot: Snapshot, tc_changes: dict[str, list[TcChange]],
+                 timings: dict[str, float], reused_namespaces: int = 0,
+                 skipped_namespaces: int = 0,
+                 orphan_findings: tuple[Finding, ...] | None = None) -> None:
+        self.snapshot = snapshot
+        # per sandbox, the filter changes the kernel notified during this collection
+        self.tc_changes = tc_changes
+        # milliseconds per part of the collection, for bench/ and --debug
+        self.timings = timings
+        # namespaces not dumped again (idle: nothing moved), and not even probed
+        # (EngineOptions.unwatched_refresh_s)
+        self.reused_namespaces = reused_namespaces
+        self.skipped_namespaces = skipped_namespaces
+        # KT-H030 findings when asked for (collect(orphans=True)), else None
+        self.orphan_findings = orphan_findings
+
+
 class Engine:
     def __init__(self, opts: EngineOptions) -> None:
         self.opts = opts
@@ -111,8 +136,8 @@ class Engine:
         self._states = state.StateCache()
         self._vmm_cache: dict[str, tuple[int | None, float, Vmm]] = {}  # sid: (pid, asked, facts)
         self._vmm_failed: dict[str, tuple[int | None, float, Vmm]] = {}  # the same, failures
-        # per sandbox, the filter changes the kernel notified during the last collect()
-        self.tc_changes: dict[str, list[TcChange]] = {}
+        # per sandbox, the filter changes the kernel notified during the collect() under way
+        self._tc_changes: dict[str, list[TcChange]] = {}
         # per sandbox: (its inputs, its dump's links and qdiscs, the Sandbox built from them)
         self._built: dict[str, _Built] = {}
         self._built_now: dict[str, _Built] = {}
@@ -122,19 +147,18 @@ class Engine:
         # The sandboxes whose tc counters are read every collection whatever
         # tc_busy_refresh_s says (what is on the operator's screen); None: all of them.
         self.watched: frozenset[str] | None = None
-        # Per sandbox whose tc counters the last collect() did not read again: the
-        # `taken_at` of the collection that read them (kata_top/rates.py divides by it).
-        self.tc_read_at: dict[str, float] = {}
+        # Per sandbox whose tc counters the collect() under way does not read again: the
+        # `taken_at` of the collection that read them (Snapshot.tc_read_at; kata_top/rates.py
+        # divides by it). The same for sandboxes not read at all (unwatched_refresh_s): the
+        # `taken_at` of the collection that read their links' counters (Snapshot.links_read_at).
+        self._tc_read_at: dict[str, float] = {}
+        self._links_read_at: dict[str, float] = {}
+        # when each sandbox's tc and links were last read: the last collect()'s and this one's
         self._tc_read: dict[str, float] = {}
-        # The same for sandboxes the last collect() did not read at all (unwatched_refresh_s):
-        # the `taken_at` of the collection that read their links' counters.
-        self.read_at: dict[str, float] = {}
         self._read: dict[str, float] = {}
         self._read_now: dict[str, float] = {}
         self._tc_read_now: dict[str, float] = {}
         self._taken_at = 0.0  # the collection under way's
-        # milliseconds per part of the last collect(), for bench/ and --debug
-        self.timings: dict[str, float] = {}
         self._host = HostInfo(node=os.uname().nodename, kernel=os.uname().release,
                               run_root=opts.run_root, root=os.geteuid() == 0)
 
@@ -152,23 +176,18 @@ class Engine:
         if self._net_made is not None:
             self._net_made.close()
 
-    def orphan_findings(self) -> list[Finding]:
+    def _orphan_findings(self) -> tuple[Finding, ...]:
         """KT-H030 for each named namespace that holds a Kata tap but belongs to no sandbox of
-        the last collect() (one link dump per named namespace: not every cycle)."""
+        this collection (one link dump per named namespace: not every cycle)."""
         from kata_top.collectors.orphans import orphan_namespaces
 
-        return [Finding(
+        return tuple(Finding(
             code="KT-H030", severity="warning",
             summary=f"network namespace {name} holds {', '.join(taps)} but no Kata sandbox "
                     "uses it: left behind by a sandbox that no longer exists",
             evidence={"netns": name, "taps": taps},
             fix=f"if no pod owns it (crictl pods): ip netns delete {shlex.quote(name)}")
-            for name, taps in orphan_namespaces(self._named_cache.get(), self._used_ns)]
-
-    @property
-    def reused_namespaces(self) -> int:
-        """Namespaces the last collect() did not dump again (idle: nothing moved)."""
-        return self._net_made.tc_reused if self._net_made is not None else 0
+            for name, taps in orphan_namespaces(self._named_cache.get(), self._used_ns))
 
     def _vmms(self, targets: list[VmmTarget], fresh: bool) -> dict[str, Vmm]:
         """VMM facts of this cycle: reused for a VM asked less than vmm_refresh_s ago (same
@@ -241,13 +260,15 @@ class Engine:
         failed = self._vmm_failed.get(t.sandbox_id)
         return failed is not None and failed[0] == t.pid and now - failed[1] < FAILED_RETRY_S
 
-    def collect(self, fresh_vmm: bool = False) -> Snapshot:
-        """One snapshot. fresh_vmm: ask every VMM now, whatever vmm_refresh_s says."""
+    def collect(self, fresh_vmm: bool = False, orphans: bool = False,
+                only: str | None = None) -> Collection:
+        """One snapshot. fresh_vmm: ask every VMM now, whatever vmm_refresh_s says;
+        orphans: look for namespaces left behind too (Collection.orphan_findings); only: the
+        sandbox an operator named (id, unique id prefix, namespace/pod; SelectError when none
+        or several): the others are found but not read."""
         t0 = time.monotonic()
         taken_at = self._taken_at = time.time()
-        self.tc_changes = {}
-        self.tc_read_at = {}
-        self.read_at = {}
+        self._tc_changes, self._tc_read_at, self._links_read_at = {}, {}, {}
         found, disc_errors = state.discover(self.opts.run_root)
         root = self.opts.run_root
         records = {sid: self._states.read(sid, path, rt, root=root) for sid, rt, path in found}
@@ -258,14 +279,14 @@ class Engine:
         # A VMM is an orphan of this run root unless its command line names another root
         # (a lab or a rootless Kata beside the node's).
         root = os.path.normpath(self.opts.run_root)
-        orphans = sorted(sid for sid in set(pidx.vmm) - set(records)
-                         if _same_root(pidx.vmm_root.get(sid), root))
+        lost = sorted(sid for sid in set(pidx.vmm) - set(records)
+                      if _same_root(pidx.vmm_root.get(sid), root))
         # A virtiofsd left with neither state nor VMM (its sandbox is gone) is one too, when
         # its socket path names this run root (it always names one: <root>/vc/vm/<id>/...).
-        orphans += sorted(sid for sid in set(pidx.virtiofsd) - set(records) - set(pidx.vmm)
+        lost += sorted(sid for sid in set(pidx.virtiofsd) - set(records) - set(pidx.vmm)
                           if sid in pidx.virtiofsd_root
                           and _same_root(pidx.virtiofsd_root[sid], root))
-        ids = list(records) + orphans
+        ids = list(records) + lost
         top_errors = [SandboxError(e.where, e.message) for e in disc_errors]
         if not self._host.root:
             top_errors.append(SandboxError("host", "not running as root: Kata's state files "
@@ -292,9 +313,11 @@ class Engine:
             if ns_id is not None:
                 used_ns.add(ns_id)  # any sandbox's, a `none` one's shared namespace too
         sandbox_ns.discard(netns.own_netns_id())
+        if only is not None:  # every sandbox's namespace is known, one sandbox is read
+            ids = [_resolve_id(ids, records, only)]
         self._used_ns = used_ns
         # the names, for the sandboxes' namespaces and the veth peers': none to look up
-        # without a sandbox (`check` asks the cache itself, see orphan_findings)
+        # without a sandbox (the orphans' look asks the cache itself, _orphan_findings)
         self._named = self._named_cache.get(
             lambda: {p: i for p, _s, i in ns_paths.values() if p and i is not None}) \
             if ids else {}
@@ -339,13 +362,18 @@ class Engine:
         t_end = time.monotonic()
         # netlink: waiting on the kernel's dumps; sandboxes: decoding them and everything
         # else per sandbox (/proc facts, derivation, building the model)
-        self.timings = {k: round(v * 1000, 2) for k, v in (
+        timings = {k: round(v * 1000, 2) for k, v in (
             ("state", t_state - t0), ("procs", t_procs - t_state),
             ("namespaces", t_ns - t_procs), ("netlink", kernel),
             ("sandboxes", t_sb - t_ns - kernel), ("vmm", t_end - t_sb))}
-        return Snapshot(taken_at=taken_at, host=self._host, sandboxes=tuple(sandboxes),
+        snap = Snapshot(taken_at=taken_at, host=self._host, sandboxes=tuple(sandboxes),
                         errors=tuple(top_errors),
-                        duration_ms=round((time.monotonic() - t0) * 1000, 2))
+                        duration_ms=round((time.monotonic() - t0) * 1000, 2),
+                        links_read_at=self._links_read_at, tc_read_at=self._tc_read_at)
+        return Collection(snap, self._tc_changes, timings,
+                          net.tc_reused if net is not None else 0,
+                          net.skipped if net is not None else 0,
+                          self._orphan_findings() if orphans else None)
 
     @staticmethod
     def _netns_path(rec: state.StateRecord | None,
@@ -396,22 +424,22 @@ class Engine:
                 netns_info = NetnsInfo(path=path, inode=ns_id.inode, dev=ns_id.dev, name=named,
                                        source=ns_source)
                 watched = self.watched is None or sid in self.watched
-                _key, dump = self._net.collect(
+                got = self._net.collect(
                     path, ns_id, 0.0 if watched else self.opts.tc_busy_refresh_s,
                     0.0 if watched else self.opts.unwatched_refresh_s)
-                deferred = self._net.last_deferred
-                if self._net.last_skipped and sid in self._read:
-                    self.read_at[sid] = self._read_now[sid] = self._read[sid]
+                dump, deferred = got.dump, got.tc_deferred
+                if got.skipped and sid in self._read:
+                    self._links_read_at[sid] = self._read_now[sid] = self._read[sid]
                 else:
                     self._read_now[sid] = self._taken_at
                 if deferred and sid in self._tc_read:
-                    self.tc_read_at[sid] = self._tc_read_now[sid] = self._tc_read[sid]
+                    self._tc_read_at[sid] = self._tc_read_now[sid] = self._tc_read[sid]
                 else:
                     self._tc_read_now[sid] = self._taken_at
-                if self._net.last_notes:
-                    changes = _tc_changes(self._net.last_notes, dump)
+                if got.notes:
+                    changes = _tc_changes(got.notes, dump)
                     if changes:
-                        self.tc_changes[sid] = changes
+                        self._tc_changes[sid] = changes
             except FileNotFoundError:
                 errors.append(SandboxError("netns", f"network namespace {path} is gone"))
             except PermissionError:
@@ -558,7 +586,7 @@ def _request_seconds() -> float:
     return request_seconds()
 
 
-def _tc_changes(notes: list[tuple[int, bytes]], dump: NetnsDump) -> list[TcChange]:
+def _tc_changes(notes: Sequence[tuple[int, bytes]], dump: NetnsDump) -> list[TcChange]:
     """Filter notifications as changes (qdisc and class ones are seen in the dumps)."""
     from kata_top.collectors.netlink import RTM_DELTFILTER, RTM_NEWTFILTER, TCMSG
     from kata_top.collectors.rtnl import decode_filter, fmt_parent
@@ -582,6 +610,30 @@ def _tc_changes(notes: list[tuple[int, bytes]], dump: NetnsDump) -> list[TcChang
         if key not in out or (target and not out[key].target):
             out[key] = change
     return list(out.values())
+
+
+def read_one(run_root: str, query: str) -> Sandbox:
+    """The one sandbox `query` names (id, unique id prefix, namespace/pod), read alone, its
+    VMM not asked: the others are found (to resolve the name) but not read. SelectError
+    when none or several match."""
+    engine = Engine(EngineOptions(run_root=run_root, with_vmm=False))
+    try:
+        return engine.collect(only=query).snapshot.sandboxes[0]
+    finally:
+        engine.close()
+
+
+def _resolve_id(ids: list[str], records: Mapping[str, state.StateRecord], query: str) -> str:
+    """The one of ids that query names (kata_top/select.py), by the state files' pod names."""
+    from kata_top.select import resolve
+
+    stubs = [Sandbox(id=sid, runtime="unknown", state="orphan",
+                     pod=Pod(name=rec.pod_name if rec else None,
+                             namespace=rec.pod_namespace if rec else None),
+                     hypervisor=Hypervisor(kind="unknown", pid=None, alive=False),
+                     netns=NetnsInfo(path=None, inode=None), network_model="unknown")
+             for sid in ids for rec in (records.get(sid),)]
+    return resolve(stubs, query).id
 
 
 def _unreadable(sid: str, rec: state.StateRecord | None, netns_path: str | None,

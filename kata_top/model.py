@@ -443,6 +443,12 @@ class Snapshot:
     duration_ms: float = 0.0
     schema: str = SCHEMA
     events: tuple[Event, ...] = ()  # what changed since the previous snapshot of the stream
+    # Per sandbox this collection did not read again (the dashboard's rows off screen,
+    # kata_top/engine.py EngineOptions): when the collection that read its links' counters,
+    # and its tc counters (qdiscs, filters' actions), took place. A sandbox not named was
+    # read at `taken_at`. Rates divide by these (kata_top/rates.py).
+    links_read_at: dict[str, float] = field(default_factory=dict)
+    tc_read_at: dict[str, float] = field(default_factory=dict)
 
     def find(self, sandbox_id: str) -> Sandbox | None:
         for sb in self.sandboxes:
