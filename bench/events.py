@@ -24,7 +24,7 @@ sys.path.insert(0, ROOT)
 
 from kata_top.diagnose import annotate  # noqa: E402
 from kata_top.engine import Engine, EngineOptions  # noqa: E402
-from kata_top.events import diff_events  # noqa: E402
+from kata_top.events.diff import diff_events  # noqa: E402
 from kata_top.history import TrafficHistory  # noqa: E402
 from kata_top.lab import build  # noqa: E402
 from kata_top.lab.layout import Layout  # noqa: E402

@@ -85,7 +85,7 @@ def _cpu_ms(argv: list[str], runs: int = 3) -> float:
 def record_requests(run_root: str) -> list[tuple[str | None, bool, bool, list[Request]]]:
     """The sockets a one-shot collection opens (namespace path, tc and link events) and the
     requests it sends on each, in order, from one collection in this process."""
-    from kata_top.collectors.netlink import RtnlSocket
+    from kata_top.collectors.rtnetlink.netlink import RtnlSocket
     from kata_top.engine import Engine, EngineOptions
 
     log: list[tuple[str | None, bool, bool, list[Request]]] = []
@@ -123,7 +123,7 @@ def send_requests(recorded: list[tuple[str | None, bool, bool, list[Request]]]) 
     """The recorded requests again: a socket each, replies read whole, nothing decoded. A
     namespace-id lookup names a file descriptor: this process's own namespace's, as the
     collector's names the node's."""
-    from kata_top.collectors.netlink import RTM_GETNSID, RtnlSocket
+    from kata_top.collectors.rtnetlink.netlink import RTM_GETNSID, RtnlSocket
 
     home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:

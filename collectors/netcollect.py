@@ -34,10 +34,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kata_top.collectors import netns
-from kata_top.collectors.decode_memo import DecodeMemo
-from kata_top.collectors.netlink import NetlinkError, RtnlSocket
-from kata_top.collectors.rtnl import (
+from kata_top.collectors.rtnetlink import (
+    DecodeMemo,
+    NetlinkError,
     NetnsDump,
+    RtnlSocket,
     dump_netns,
     dump_tc,
     link_facts,
@@ -97,7 +98,7 @@ class NetRead:
 
 
 class NetCollector:
-    def __init__(self, one_shot: bool = False) -> None:
+    def __init__(self, one_shot: bool = False, stats_probe: bool = True) -> None:
         # one_shot: a single collection (`snapshot` once): nothing is kept for a next one, so
         # no counters probe. The decode memo pays even within one collection: most
         # namespaces' loopback, noqueue qdiscs and u32 bookkeeping filters are the same bytes
@@ -119,7 +120,9 @@ class NetCollector:
         self._early: dict[netns.NetnsId, tuple[netns.NetnsId, NetnsDump]] = {}  # read_ahead
         self._ahead: ReadAhead[netns.NetnsId, tuple[netns.NetnsId, NetnsDump]] | None = None
         self._last: dict[netns.NetnsId, _LastDump] = {}
-        self._stats_probe = True  # False on a kernel without RTM_GETSTATS
+        # False on a kernel without RTM_GETSTATS (found out at the first probe), or when asked:
+        # the whole link dump is the probe then
+        self._stats_probe = stats_probe
         self._cycle = 0  # begin_cycle calls so far
         self.tc_reused = 0  # namespaces not dumped again this cycle (for benchmarks and tests)
         self.restatted = 0  # namespaces whose links came from the counters probe this cycle

@@ -444,7 +444,7 @@ class Snapshot:
     schema: str = SCHEMA
     events: tuple[Event, ...] = ()  # what changed since the previous snapshot of the stream
     # Per sandbox this collection did not read again (the dashboard's rows off screen,
-    # kata_top/engine.py EngineOptions): when the collection that read its links' counters,
+    # kata_top/engine/options.py): when the collection that read its links' counters,
     # and its tc counters (qdiscs, filters' actions), took place. A sandbox not named was
     # read at `taken_at`. Rates divide by these (kata_top/rates.py).
     links_read_at: dict[str, float] = field(default_factory=dict)
@@ -460,7 +460,7 @@ class Snapshot:
 @dataclass(frozen=True)
 class TcChange:
     """One tc change notification, decoded: a filter added or removed on a device (the
-    engine keeps them per sandbox for change detection, kata_top/events.py)."""
+    engine keeps them per sandbox for change detection, kata_top/events/diff.py)."""
 
     added: bool
     dev: str

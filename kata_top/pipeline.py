@@ -49,7 +49,8 @@ class Pipeline:
         self._events = events
         self._prev: Snapshot | None = None
         if events:
-            from kata_top.events import AuditTail, DropTracker
+            from kata_top.events.audit_tail import AuditTail
+            from kata_top.events.drops import DropTracker
             from kata_top.settings import audit_log_path
 
             self._audit = AuditTail(audit_log_path())
@@ -77,7 +78,7 @@ class Pipeline:
         if self._host:
             snap = replace(snap, host_findings=self._host)
         if self._events:
-            from kata_top.events import diff_events
+            from kata_top.events.diff import diff_events
 
             events = diff_events(self._prev, snap, got.tc_changes, self._audit.new_entries(),
                                  self._drops)

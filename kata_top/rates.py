@@ -18,7 +18,7 @@ def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float, tc_dt: float | 
                   tc_stale: bool = False) -> dict[str, float]:
     """Rates over `dt` seconds; tc's (redirects', qdiscs') over `tc_dt` (default `dt`), the
     time between the reads of the two sandboxes' tc counters. tc_stale: `cur`'s tc counters
-    are the ones `prev` had (not read again, kata_top/engine.py's tc_busy_refresh_s), so
+    are the ones `prev` had (not read again, kata_top/engine/options.py tc_busy_refresh_s), so
     `prev`'s tc rates stand."""
     if prev is None or dt <= 0:
         return {}
@@ -87,7 +87,7 @@ def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float, tc_dt: float | 
 def _still(cur: Sandbox, prev: Sandbox | None) -> bool:
     """No counter moved and none had moved before: the sandbox's rates are the last ones
     (all zero). The engine hands an idle sandbox out with its very links, qdiscs and
-    redirects of the last cycle (kata_top/engine.py), so identity says it."""
+    redirects of the last cycle (kata_top/engine/core.py), so identity says it."""
     return (prev is not None and bool(prev.rates) and cur.links is prev.links
             and cur.qdiscs is prev.qdiscs and cur.redirects is prev.redirects
             and not any(prev.rates.values()))

@@ -41,8 +41,7 @@ from kata_top.actions.steps import (
     kata_redirects,
     late_htb_steps,
 )
-from kata_top.collectors.netlink import RtnlSocket
-from kata_top.collectors.rtnl import NetnsDump, dump_netns
+from kata_top.collectors.rtnetlink import NetnsDump, RtnlSocket, dump_netns
 from kata_top.engine import read_one
 from kata_top.model import Direction, Sandbox
 from kata_top.select import label

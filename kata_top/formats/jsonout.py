@@ -185,7 +185,7 @@ class Encoder:
     """Model objects as JSON, remembering the last snapshot's text.
 
     The model is immutable, and an idle sandbox is built from the very objects it was made
-    of a cycle before (kata_top/engine.py): a stream (snapshot --watch) writes the compact
+    of a cycle before (kata_top/engine/core.py): a stream (snapshot --watch) writes the compact
     text of only what changed, the rest from the last snapshot's.
     """
 

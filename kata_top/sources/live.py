@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from kata_top.engine import EngineOptions
-from kata_top.events import append_journal
+from kata_top.events.journal import append_journal
 from kata_top.model import Event, Snapshot
 from kata_top.pipeline import Pipeline
 from kata_top.sources.base import Source

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kata_top.collectors.netcollect import NetCollector
-from kata_top.collectors.rtnl import NetnsDump
+from kata_top.collectors.rtnetlink import NetnsDump
 from kata_top.lab import build, traffic
 
 
@@ -52,8 +52,7 @@ def test_idle_namespaces_reuse_tc_and_every_change_shows_next_cycle(
     namespaces = [sb.netns for sb in man.sandboxes if sb.netns]
     _quiet([scratch_lab.node_ns, *namespaces])
     paths = [f"/run/netns/{ns}" for ns in namespaces]
-    nc = NetCollector()
-    nc._stats_probe = stats_probe  # as on a kernel without RTM_GETSTATS
+    nc = NetCollector(stats_probe=stats_probe)  # False: as on a kernel without RTM_GETSTATS
     try:
         first = _idle_cycle(nc, paths)
         assert _redirects(first[0]) == {"eth0", "tap0_kata"}
@@ -342,8 +341,8 @@ def test_route_dump_asks_for_the_main_table_and_reads_what_a_whole_dump_reads(
         scratch_lab: Any) -> None:
     """With strict checking the kernel dumps the main table only (not the local table nor
     any other); the routes kata-top reads are the ones a dump of every table gives."""
-    from kata_top.collectors.netlink import RTMSG, RtnlSocket
-    from kata_top.collectors.rtnl import RT_TABLE_MAIN, decode_route
+    from kata_top.collectors.rtnetlink.decode import RT_TABLE_MAIN, decode_route
+    from kata_top.collectors.rtnetlink.netlink import RTMSG, RtnlSocket
 
     man = build.up(scratch_lab, build.UpOptions(sandboxes=1, qemu=False, scenario="plain"))
     ns = next(sb.netns for sb in man.sandboxes if sb.netns)
@@ -394,15 +393,15 @@ def test_link_dumps_leave_out_ipv6_statistics_and_keep_the_counters(scratch_lab:
     the kernel), the link's own counters and everything decoded the same as a whole dump."""
     from dataclasses import replace
 
-    from kata_top.collectors import netlink
-    from kata_top.collectors.netlink import (
+    from kata_top.collectors.rtnetlink import netlink
+    from kata_top.collectors.rtnetlink.decode import AF_INET6, IFLA_AF_SPEC, decode_link
+    from kata_top.collectors.rtnetlink.netlink import (
         ALL_LINKS,
         IFINFOMSG,
         RTM_GETLINK,
         RtnlSocket,
         attr_spans,
     )
-    from kata_top.collectors.rtnl import AF_INET6, IFLA_AF_SPEC, decode_link
     from kata_top.model import LinkStats
 
     def inet6_types(body: bytes) -> set[int]:
@@ -422,7 +421,7 @@ def test_link_dumps_leave_out_ipv6_statistics_and_keep_the_counters(scratch_lab:
         lean, whole = sock.dump_links(), sock.request(RTM_GETLINK, ALL_LINKS)
     finally:
         sock.close()
-    assert netlink._skip_keeps_counters is True
+    assert netlink.link_dumps_skip_ipv6_stats() is True
     ipv6_stats = {3, 6}  # IFLA_INET6_STATS, IFLA_INET6_ICMP6STATS
     assert all(ipv6_stats <= inet6_types(b) for b in whole)
     assert not any(ipv6_stats & inet6_types(b) for b in lean)

@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kata_top import diagnose
-from kata_top.collectors import hostcheck, netlink, qmp, rtnl, state, vmm_proc
+from kata_top.collectors import hostcheck, qmp, state, vmm_proc
+from kata_top.collectors.rtnetlink import decode as rtnl
+from kata_top.collectors.rtnetlink import netlink
 from kata_top.formats import jsonin, jsonout, recording
 from kata_top.lab.layout import Layout
 from kata_top.lab.scenario import build as build_specs
@@ -240,7 +242,7 @@ def test_peer_facts_of_any_link_message(junk: bytes, name: str, mtu: int, oper: 
     carries; a message too short for its header is the decoder's documented error."""
     import struct
 
-    from kata_top.collectors import rtnl
+    from kata_top.collectors.rtnetlink import decode as rtnl
 
     body = (netlink.IFINFOMSG.pack(0, 1, 7, 0, 0) + junk
             + netlink.attr(rtnl.IFLA_IFNAME, name.encode() + b"\0")
@@ -265,7 +267,7 @@ def test_route_decoder_on_any_message(family: int, dst_len: int, rtype: int, jun
     None, or the decoder's documented error for a message shorter than its header."""
     import struct
 
-    from kata_top.collectors import rtnl
+    from kata_top.collectors.rtnetlink import decode as rtnl
 
     body = netlink.RTMSG.pack(family, dst_len, 0, 0, 254, 4, 0, rtype, 0) + b"".join(
         netlink.attr(t, v) for t, v in attrs) + junk
@@ -282,7 +284,7 @@ def test_route_decoder_on_any_message(family: int, dst_len: int, rtype: int, jun
 def test_route_with_an_mtu_metric() -> None:
     import socket as so
 
-    from kata_top.collectors import rtnl
+    from kata_top.collectors.rtnetlink import decode as rtnl
 
     metrics = netlink.attr(rtnl.RTA_METRICS, netlink.attr(rtnl.RTAX_MTU, netlink.U32.pack(1400)))
     body = (netlink.RTMSG.pack(so.AF_INET, 0, 0, 0, 254, 3, 0, 1, 0)
@@ -391,6 +393,8 @@ SNAPSHOT_IMPORTS = {
     "kata_top.cli", "kata_top.cli.common", "kata_top.cli.hints", "kata_top.cli.main",
     "kata_top.cli.snapshot", "kata_top.derive", "kata_top.diagnose",
     "kata_top.diagnose.findings", "kata_top.diagnose.report", "kata_top.engine",
+    "kata_top.engine.beside", "kata_top.engine.core", "kata_top.engine.options",
+    "kata_top.engine.sandbox", "kata_top.engine.vmm_cache",
     "kata_top.formats", "kata_top.formats.jsonout", "kata_top.formats.terminal",
     "kata_top.fsutil", "kata_top.logs", "kata_top.model", "kata_top.pipeline", "kata_top.rates",
     "kata_top.records", "kata_top.stream",
@@ -462,13 +466,13 @@ def test_run_root_before_or_after_the_command() -> None:
 def test_oversized_netlink_reply_is_an_error_not_half_a_dump() -> None:
     sock = netlink.RtnlSocket.open(None)
     try:
-        netlink._local.buf = bytearray(32)
+        netlink.reset_receive_buffer(32)
         with pytest.raises(netlink.NetlinkError, match="larger than the buffer"):
             sock.dump_links()
-        assert len(netlink._buffer()) == 64  # grown for the next read
+        assert netlink.receive_buffer_size() == 64  # grown for the next read
     finally:
         # the thread's shared buffer is module state: restored whatever happened above
-        netlink._local.buf = bytearray(netlink.RECV_BUFFER)
+        netlink.reset_receive_buffer()
     try:
         assert any(rtnl.decode_link(b)[0].name == "lo" for b in sock.dump_links())
     finally:
@@ -476,7 +480,7 @@ def test_oversized_netlink_reply_is_an_error_not_half_a_dump() -> None:
 
 
 def test_a_vmm_seen_dead_after_its_sandbox_was_seen_alive_makes_it_stale() -> None:
-    from kata_top.engine import _with_vmm
+    from kata_top.engine.sandbox import with_vmm as _with_vmm
     from kata_top.model import Vmm
 
     alive = replace(_sb("a" * 64, "web", "default"), hypervisor=Hypervisor("qemu", 42, True))
@@ -633,7 +637,7 @@ def test_pending_polls_sockets_numbered_beyond_select_s_limit() -> None:
     import resource
     import socket
 
-    from kata_top.collectors.netlink import RtnlSocket
+    from kata_top.collectors.rtnetlink.netlink import RtnlSocket
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     high = 1500

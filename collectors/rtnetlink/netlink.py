@@ -193,6 +193,22 @@ RECV_BUFFER = 1 << 16
 _local = threading.local()
 
 
+def receive_buffer_size() -> int:
+    """The size of this thread's receive buffer (it grows when a reply did not fit)."""
+    return len(_buffer())
+
+
+def reset_receive_buffer(size: int = RECV_BUFFER) -> None:
+    """This thread's receive buffer afresh, `size` bytes."""
+    _local.buf = bytearray(size)
+
+
+def link_dumps_skip_ipv6_stats() -> bool | None:
+    """Whether this process's link dumps leave the IPv6 statistics out (the kernel keeps
+    the link counters then); None before the first link dump."""
+    return _skip_keeps_counters
+
+
 def _buffer() -> bytearray:
     buf: bytearray | None = getattr(_local, "buf", None)
     if buf is None:
