@@ -142,6 +142,11 @@ class ReadAhead(Generic[K, R]):
     will ask for them) that calls `read(path, key)` for each; `take(key)` hands out a
     helper's result (raising its exception) or None when the caller must read it."""
 
+    @property
+    def helper_pids(self) -> list[int]:
+        """The helpers' process ids (while they run)."""
+        return [h.pid for h in self._helpers]
+
     def __init__(self, jobs: Sequence[tuple[str, K]], workers: int,
                  read: Callable[[str, K], R], in_child: Callable[[], None]) -> None:
         self._owner: dict[K, _Helper] = {}

@@ -126,7 +126,7 @@ class KataTopApp(App[int]):
             self.notify(self._replay_warning, severity="warning", timeout=8)
         if self._watch:
             # The source calls back from its watcher thread: hop onto the UI thread.
-            problem = self.source.start_watching(self._wake_from_watcher)
+            problem = self.source.start_watching(self.wake_from_watcher)
             if problem:
                 self.notify(problem, severity="warning")
         self.collect()
@@ -168,7 +168,7 @@ class KataTopApp(App[int]):
         if not self._collecting:
             self.collect()
 
-    def _wake_from_watcher(self) -> None:
+    def wake_from_watcher(self) -> None:
         """The inotify watcher's thread: a sandbox came or went."""
         # the app may have exited meanwhile (its loop closed): nothing to wake then
         with contextlib.suppress(RuntimeError):
