@@ -22,7 +22,7 @@ Floors: a one-shot collection cannot take less than the requests in two processe
 the state files (as if they too split perfectly), `snapshot --json` not less than that and the
 interpreter; the dashboard not less than its collection's requests and what its UI alone
 costs today (replayed: Textual's and the widgets' share, not a floor of Python). Beside
-each target (issue #16's, in TARGETS) the output says what the floor leaves for everything
+each target (in TARGETS) the output says what the floor leaves for everything
 kata-top's Python does (imports, decoding, the model, encoding), and what that work costs
 today in CPU (`snapshot --json --jobs 1`, less the interpreter, the requests and the state
 files).
@@ -52,7 +52,7 @@ from kata_top.lab.layout import Layout
 LAYOUT = Layout(run_root="/run/ktfloor", prefix="ktfloor")
 WATCHED_ROWS = 40  # the sandbox rows a 160x48 terminal shows (bench/ui.py's)
 Request = tuple[int, bytes, int]  # message type, payload, flags
-# issue #16's targets (ms): a one-shot collection, and `snapshot --json` wall
+# the targets (ms): a one-shot collection, and `snapshot --json` wall
 TARGETS = {1000: {"collection": 400.0, "snapshot_json": 600.0},
            200: {"snapshot_json": 150.0}}
 

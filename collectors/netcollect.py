@@ -102,7 +102,7 @@ class NetCollector:
         # one_shot: a single collection (`snapshot` once): nothing is kept for a next one, so
         # no counters probe. The decode memo pays even within one collection: most
         # namespaces' loopback, noqueue qdiscs and u32 bookkeeping filters are the same bytes
-        # but for counters, decoded once for all of them (1,000 sandboxes: ~10 % of it)
+        # but for counters, decoded once for all of them
         self._one_shot = one_shot
         self._socks: dict[netns.NetnsId, RtnlSocket] = {}
         self._seen: set[netns.NetnsId] = set()
@@ -156,8 +156,8 @@ class NetCollector:
 
             # The first namespace is read before the fork: the namespace its veth's peer
             # lives in (where a node's pod veths end) and that namespace's links are then
-            # known to every helper, which would otherwise each dump the node's 1,000
-            # links again (~50 ms).
+            # known to every helper, which would otherwise each dump the node's links (one
+            # veth end per pod) again.
             path, key = jobs[0]
             with contextlib.suppress(Exception):  # collect() meets it again, and raises
                 self._early[key] = self._read_dump(path, key)

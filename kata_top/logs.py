@@ -36,8 +36,8 @@ def setup_logging(path: str | None = None, debug: bool = False,
 
     defer: when neither a file nor debug is asked for and nothing has imported `logging`
     yet, set up only when something first logs through `get_logger` (or calls `ensure`):
-    `logging` and what it imports are ~10 ms of a one-shot command's start, and most runs
-    log nothing."""
+    importing `logging` and what it imports is a large share of a one-shot command's start,
+    and most runs log nothing."""
     global _pending
     if defer and path is None and not debug and "logging" not in sys.modules:
         _pending = (path, debug)

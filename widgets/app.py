@@ -343,10 +343,10 @@ class KataTopApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="seek")
     def _seek(self, delta: int) -> None:
-        # off the UI thread: a recording reads and builds the step it lands on (~0.1 s at
-        # 200 sandboxes, bench/replay.py). Steps pressed in a row run one at a time, each
-        # posting what it reached before the next moves on: the last one drawn is where the
-        # cursor stands.
+        # off the UI thread: a recording reads and builds the step it lands on (a large node's
+        # step takes a noticeable moment, bench/replay.py). Steps pressed in a row run one at
+        # a time, each posting what it reached before the next moves on: the last one drawn
+        # is where the cursor stands.
         with self._seeking:
             self.post_message(SnapshotReady(self.source.seek(delta)))
 

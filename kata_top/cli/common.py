@@ -26,7 +26,7 @@ _help_width: int | None = None
 def help_width() -> int:
     """The terminal's width as argparse would ask it (COLUMNS, then the terminal, else 80),
     once per process: argparse imports shutil for it whenever it builds a formatter, which
-    it does for every argument added (~5 ms of a one-shot command's start)."""
+    it does for every argument added, and a one-shot command's start is most of its run."""
     global _help_width
     if _help_width is None:
         try:

@@ -69,8 +69,8 @@ SHORT_HELP: dict[str, str] = {
 
 
 # argparse translates each of its own words through gettext, which searches the disk for a
-# catalog at every call (a miss is not remembered): ~30 searches while the parser is built,
-# ~3 ms of every start. The language does not change while kata-top runs.
+# catalog at every call (a miss is not remembered): a search per word while the parser is
+# built, at every start. The language does not change while kata-top runs.
 vars(argparse)["_"] = functools.cache(vars(argparse)["_"])
 
 # commands that read once and exit: their start is most of their cost

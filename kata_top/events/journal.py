@@ -70,8 +70,8 @@ def read_journal(path: str) -> list[dict[str, Any]]:
 
 
 # An event's time must be one a clock can show: the journal is a file on disk, damaged by a
-# full disk or a hand (a time of "yesterday", 1e400 or year 10^9 once stopped `kata-top
-# events` with a traceback).
+# full disk or a hand, and a time of "yesterday", 1e400 or year 10^9 cannot be compared,
+# formatted or printed.
 LATEST_EVENT_TIME = float(2 ** 33)  # the year 2242
 _TEXT_FIELDS = ("kind", "severity", "summary", "sandbox_id", "pod", "source", "by")
 

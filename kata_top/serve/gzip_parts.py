@@ -1,6 +1,6 @@
 """gzip of an answer made of parts, compressing again only the parts that changed.
 
-A scrape of 200 sandboxes is ~3 MB of text and most of its family blocks are byte for byte
+A scrape of a busy node is megabytes of text, and most of its family blocks are byte for byte
 the same objects as at the last scrape (kata_top.formats.prom_cache.TextCache hands them out
 so). Each part is deflated on its own and ended with a full flush, which byte-aligns the
 output and resets the compressor's history, so a part's compressed bytes do not depend on

@@ -123,7 +123,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _metrics(self, snap: Snapshot) -> None:
         # prometheus_client negotiates the format; kata-top's encoder writes it (see
-        # kata_top/formats/prom_text.py: same series, several times faster).
+        # kata_top/formats/prom_text.py: the same series, each sandbox's labels written once).
         _encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
         ex = Exposition()
         st = self.server.hub.stats()
