@@ -189,6 +189,9 @@ def main() -> int:
                          "side by side with this tree's")
     ap.add_argument("--turns", type=int, default=3,
                     help="with --baseline: collection workers of each, in turn (medians)")
+    ap.add_argument("--prefix", default=PREFIX,
+                    help="the lab's name prefix (its namespaces, links and processes)")
+    ap.add_argument("--run-root", default=LAYOUT_ROOT, help="the lab's run root")
     ap.add_argument("--worker", metavar="RUN_ROOT", help=argparse.SUPPRESS)
     ap.add_argument("--installed", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -198,7 +201,7 @@ def main() -> int:
     from bench.common import checkout, compile_bytecode, installed_python
     from kata_top.lab.layout import Layout
 
-    layout = Layout(run_root=LAYOUT_ROOT, prefix=PREFIX)
+    layout = Layout(run_root=args.run_root, prefix=args.prefix)
     compile_bytecode()
     with contextlib.ExitStack() as stack:
         installed = stack.enter_context(installed_python())
