@@ -8,7 +8,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,12 +76,3 @@ def installed_python(source: str = ROOT) -> Iterator[str]:
                        stdout=subprocess.DEVNULL)
         yield python
 
-
-def collected(engine: Any, **kwargs: Any) -> tuple[Any, dict[str, float], int]:
-    """One `engine.collect()` as (snapshot, timings, namespaces reused), with this tree's
-    engine (which returns them in a Collection) and a baseline's (which returned the snapshot
-    and kept the rest as attributes): a bench worker runs with either."""
-    got = engine.collect(**kwargs)
-    if hasattr(got, "snapshot"):
-        return got.snapshot, dict(got.timings), got.reused_namespaces
-    return got, dict(engine.timings), engine.reused_namespaces

@@ -52,25 +52,34 @@ PARTS = ("state", "procs", "namespaces", "netlink", "sandboxes")
 NEUTRAL_CWD = "/"
 
 
+def collected(engine: Any) -> tuple[Any, dict[str, float]]:
+    """One collection's snapshot and timings, from this tree's engine (a Collection) or a
+    baseline's (which returned the snapshot and kept its timings as an attribute). Here, not
+    in bench/common.py: an installed worker imports only the kata_top of its python."""
+    got = engine.collect()
+    if hasattr(got, "snapshot"):
+        return got.snapshot, dict(got.timings)
+    return got, dict(engine.timings)
+
+
 def worker(run_root: str, rounds: int) -> None:
     """One Engine over run_root: cold, then steady; prints one JSON line."""
     import gc
 
-    from bench.common import collected
     from kata_top.cli.main import GC_THRESHOLDS
     from kata_top.engine import Engine, EngineOptions
 
     gc.set_threshold(*GC_THRESHOLDS)  # as every kata-top command runs
     engine = Engine(EngineOptions(run_root=run_root, with_vmm=False))
     t0 = time.perf_counter()
-    snap, cold_parts, _ = collected(engine)
+    snap, cold_parts = collected(engine)
     cold = (time.perf_counter() - t0) * 1000
     steady: list[float] = []
     parts: dict[str, list[float]] = {p: [] for p in PARTS}
     for _ in range(rounds):
         time.sleep(max(0.0, 1.0 - (steady[-1] / 1000 if steady else 0.0)))
         t0 = time.perf_counter()
-        snap, timings, _ = collected(engine)
+        snap, timings = collected(engine)
         steady.append((time.perf_counter() - t0) * 1000)
         for p in PARTS:
             parts[p].append(timings[p])
