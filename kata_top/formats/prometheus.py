@@ -4,7 +4,7 @@ One exposition serves `kata-top serve`'s /metrics (Prometheus text or OpenMetric
 scraper's Accept header asks) and `kata-top snapshot --prometheus` (text for node_exporter's
 textfile collector), so the two can never disagree.
 
-Names and labels (README, "Prometheus series", maps them to kata-monitor's):
+Names and labels (docs/metrics.md maps them to kata-monitor's):
 - every per-sandbox series carries kata-monitor's label set exactly — `sandbox_id`, `cri_uid`,
   `cri_name`, `cri_namespace` — so PromQL joins with kata-monitor's and kube-state-metrics'
   series; devices are `interface` (as kata-monitor's netdev series) or `device` (qdiscs, after
