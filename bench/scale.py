@@ -112,7 +112,7 @@ def _once(run_root: str, **opts: Any) -> dict[str, float]:
     engine = Engine(EngineOptions(run_root=run_root, with_vmm=False, one_shot=True, **opts))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     c0, t0 = time.process_time(), time.perf_counter()
-    snap = engine.collect().snapshot
+    snap, _timings = collected(engine)
     wall_ms = (time.perf_counter() - t0) * 1000
     cpu_s = time.process_time() - c0
     engine.close()

@@ -170,8 +170,8 @@ class Engine:
         # A virtiofsd left with neither state nor VMM (its sandbox is gone) is one too, when
         # its socket path names this run root (it always names one: <root>/vc/vm/<id>/...).
         lost += sorted(sid for sid in set(pidx.virtiofsd) - set(records) - set(pidx.vmm)
-                          if sid in pidx.virtiofsd_root
-                          and same_root(pidx.virtiofsd_root[sid], root))
+                       if sid in pidx.virtiofsd_root
+                       and same_root(pidx.virtiofsd_root[sid], root))
         ids = list(records) + lost
         top_errors = [SandboxError(e.where, e.message) for e in disc_errors]
         if not self._host.root:
