@@ -1,6 +1,7 @@
 """One pipeline from the node to every view: engine → rates → findings → host findings →
-events. The dashboard's live source, `snapshot` (once and --watch), `serve`, `events --follow`
-and `check` all take their snapshots from a Pipeline; nothing downstream reads the engine.
+drop-trace findings → events. The dashboard's live source, `snapshot` (once and --watch),
+`serve`, `events --follow`, `check` and `drops` all take their snapshots from a Pipeline;
+nothing downstream reads the engine.
 
 Plain Python, one thread at a time: the engine's netlink sockets belong to the thread that
 made them.
@@ -10,11 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection as Ids
+from typing import TYPE_CHECKING
 
 from kata_top.engine import Collection, Engine, EngineOptions
 from kata_top.model import Finding, Snapshot
 from kata_top.records import replace
 from kata_top.stream import Derivation
+
+if TYPE_CHECKING:
+    from kata_top.drops.model import DropReport
 
 # The kernel probe spawns a scratch namespace and the orphans' look dumps every named
 # namespace: a stream repeats them this seldom, not every snapshot.
@@ -48,6 +53,10 @@ class Pipeline:
         self._host_at: float | None = None
         self._events = events
         self._prev: Snapshot | None = None
+        self.last: Snapshot | None = None  # the last snapshot handed out
+        # the last drop trace (`kata-top drops`, the dashboard's D): its reasons are the
+        # sandboxes' findings for a while after it (kata_top/diagnose/drop_findings.py)
+        self.drop_report: DropReport | None = None
         if events:
             from kata_top.events.audit_tail import AuditTail
             from kata_top.events.drops import DropTracker
@@ -77,6 +86,10 @@ class Pipeline:
             self._host_at = time.monotonic()
         if self._host:
             snap = replace(snap, host_findings=self._host)
+        if self.drop_report is not None:
+            from kata_top.diagnose.drop_findings import with_drop_findings
+
+            snap = with_drop_findings(snap, self.drop_report)
         if self._events:
             from kata_top.events.diff import diff_events
 
@@ -85,6 +98,7 @@ class Pipeline:
             if events:
                 snap = replace(snap, events=events)
             self._prev = snap
+        self.last = snap
         return Step(snap, got)
 
     def close(self) -> None:

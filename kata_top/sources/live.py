@@ -18,6 +18,7 @@ from kata_top.sources.base import Source
 
 if TYPE_CHECKING:
     from kata_top.actions import ActionRequest, Outcome, Plan
+    from kata_top.drops.model import DropReport
 
 EVENTS_KEPT = 10_000
 
@@ -95,6 +96,16 @@ class LiveSource(Source):
             return (f"{root} has neither vc/sbs nor kata: is it Kata's run root? (sandboxes "
                     "that appear show at the next refresh)")
         return None
+
+    def trace_drops(self, seconds: int, sandbox_id: str | None = None,
+                    progress: Callable[[float, float], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> DropReport:
+        from kata_top.drops.trace import trace
+
+        snap = self._pipeline.last or self.next()  # the sandboxes as last collected
+        report = trace(snap, seconds, sandbox_id, progress, should_stop)
+        self._pipeline.drop_report = report  # its findings, from the next snapshot on
+        return report
 
     def plan(self, request: ActionRequest) -> Plan:
         if self.read_only:
