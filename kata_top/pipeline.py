@@ -13,9 +13,10 @@ import time
 from collections.abc import Collection as Ids
 from typing import TYPE_CHECKING
 
+from msgspec.structs import replace
+
 from kata_top.engine import Collection, Engine, EngineOptions
 from kata_top.model import Finding, Snapshot
-from kata_top.records import replace
 from kata_top.stream import Derivation
 
 if TYPE_CHECKING:

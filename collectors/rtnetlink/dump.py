@@ -7,6 +7,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from msgspec import Struct
+
 from kata_top.collectors.rtnetlink.decode import (
     INGRESS_HANDLE,
     TC_H_CLSACT_EGRESS,
@@ -28,14 +30,12 @@ from kata_top.collectors.rtnetlink.netlink import (
     RtnlSocket,
 )
 from kata_top.model import Filter, Link, Qdisc, Route, TcChange, TcClass
-from kata_top.records import dataclass
 
 if TYPE_CHECKING:
     from kata_top.collectors.rtnetlink.memo import DecodeMemo
 
 
-@dataclass(frozen=True)
-class NetnsDump:
+class NetnsDump(Struct, frozen=True):
     links: tuple[Link, ...]
     peer_nsids: dict[int, int]  # ifindex -> IFLA_LINK_NETNSID
     qdiscs: tuple[Qdisc, ...]

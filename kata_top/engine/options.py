@@ -3,8 +3,9 @@ collection hands on (Collection)."""
 
 from __future__ import annotations
 
+from msgspec import Struct
+
 from kata_top.model import Finding, Snapshot, TcChange
-from kata_top.records import dataclass
 
 FAILED_RETRY_S = 30.0
 VMM_REFRESH_S = 5.0  # how often a live view re-asks each VM's monitor (see EngineOptions)
@@ -18,8 +19,7 @@ READ_AHEAD_MIN_SHARE = 100
 UNWATCHED_REFRESH_S = 5.0
 
 
-@dataclass(frozen=True)
-class EngineOptions:
+class EngineOptions(Struct, frozen=True):
     run_root: str = "/run"
     qmp_primary: bool = False
     with_vmm: bool = True
