@@ -40,23 +40,17 @@ from kata_top.actions.steps import (
     is_kata_filter,
     kata_redirects,
 )
-from kata_top.collectors.netlink import RtnlSocket
-from kata_top.collectors.rtnl import NetnsDump, dump_netns
-from kata_top.engine import Engine, EngineOptions
+from kata_top.collectors.rtnetlink import NetnsDump, RtnlSocket, dump_netns
+from kata_top.engine import read_one
 from kata_top.model import Direction, Sandbox
-from kata_top.select import label, resolve
+from kata_top.select import label
 from kata_top.units import fmt_rate
 
 
 # ---- fresh state ------------------------------------------------------------------------
 def find_sandbox(run_root: str, query: str) -> Sandbox:
-    engine = Engine(EngineOptions(run_root=run_root, with_vmm=False))
     try:
-        snap = engine.collect()
-    finally:
-        engine.close()
-    try:
-        return resolve(snap.sandboxes, query)
+        return read_one(run_root, query)
     except ValueError as exc:
         raise ActionError(str(exc)) from exc
 

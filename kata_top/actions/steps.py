@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kata_top.actions.model import ActionError, Step
-from kata_top.collectors.rtnl import NetnsDump
+from kata_top.collectors.rtnetlink import NetnsDump
 from kata_top.model import Filter
 from kata_top.units import tc_rate
 

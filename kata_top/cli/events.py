@@ -47,14 +47,13 @@ def _print(doc: dict[str, Any], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kata_top.events import (
+    from kata_top.events.journal import (
         JournalError,
         default_journal,
         event_line,
-        event_matches,
-        parse_since,
         read_journal,
     )
+    from kata_top.events.query import event_matches, parse_since
 
     journal = args.journal or default_journal()
     try:

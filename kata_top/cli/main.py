@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import importlib
 import os
@@ -72,11 +71,6 @@ SHORT_HELP: dict[str, str] = {
     "drops": "where and why packets die: kernel drop reasons per sandbox (bpftrace)",
 }
 
-
-# argparse translates each of its own words through gettext, which searches the disk for a
-# catalog at every call (a miss is not remembered): ~30 searches while the parser is built,
-# ~3 ms of every start. The language does not change while kata-top runs.
-vars(argparse)["_"] = functools.cache(vars(argparse)["_"])
 
 # commands that read once and exit: their start is most of their cost
 ONE_SHOT = frozenset({"snapshot", "check"})

@@ -15,14 +15,10 @@ from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from kata_top.cli.events import _print as print_event
-from kata_top.events import (
-    AuditTail,
-    JournalError,
-    diff_events,
-    event_matches,
-    parse_since,
-    read_journal,
-)
+from kata_top.events.audit_tail import AuditTail
+from kata_top.events.diff import diff_events
+from kata_top.events.journal import JournalError, read_journal
+from kata_top.events.query import event_matches, parse_since
 from kata_top.formats.recording import load_recording
 from kata_top.model import TcChange
 from tests.helpers import RECORDING
@@ -165,7 +161,7 @@ def test_traffic_history_covers_fifteen_minutes_in_bounded_points() -> None:
 def test_committed_schemas_match_the_model_and_event_lines_follow_theirs() -> None:
     import jsonschema
 
-    from kata_top.events import event_line
+    from kata_top.events.journal import event_line
     from kata_top.formats.schema_gen import SCHEMAS
     from kata_top.model import Event
     from tests.helpers import ROOT
@@ -180,7 +176,7 @@ def test_committed_schemas_match_the_model_and_event_lines_follow_theirs() -> No
 
 
 def test_drops_that_flap_are_one_start_and_one_stop() -> None:
-    from kata_top.events import DropTracker
+    from kata_top.events.drops import DropTracker
 
     d = DropTracker()
     key = ("a", "tap0_kata")
