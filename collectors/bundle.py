@@ -18,8 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import msgspec
-
+from kata_top.boundedjson import loads
 from kata_top.collectors.safeopen import UnsafeFile, read_under
 from kata_top.collectors.state import (
     CRIO_NAME,
@@ -45,8 +44,8 @@ def parse_spec(raw: bytes) -> PodNames:
     """(pod name, namespace, uid) from an OCI spec's annotations; Nones when absent or when
     the spec is not what containerd writes."""
     try:
-        doc = msgspec.json.decode(raw)
-    except (ValueError, RecursionError):
+        doc = loads(raw)
+    except ValueError:
         return None, None, None
     ann = doc.get("annotations") if isinstance(doc, dict) else None
     if not isinstance(ann, dict):

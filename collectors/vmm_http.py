@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import stat
 import threading
 from collections.abc import Sequence
+
+from kata_top.boundedjson import loads
 
 MAX_HEAD = 16 << 10
 MAX_BODY = 4 << 20
@@ -113,8 +114,8 @@ async def get_many(sock_path: str, paths: Sequence[str],
                     raise ApiError(f"GET {path}: HTTP {status}")
                 else:
                     try:
-                        out[path] = json.loads(body) if body.strip() else None
-                    except (ValueError, RecursionError) as exc:
+                        out[path] = loads(body) if body.strip() else None
+                    except ValueError as exc:
                         raise ApiError(f"GET {path}: not JSON") from exc
             return out
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from kata_top.engine import Engine, EngineOptions
+from kata_top.engine import EngineOptions
 from kata_top.formats import prometheus
 from kata_top.lab import build, traffic, vmms
 from kata_top.lab.layout import Layout
@@ -27,6 +27,7 @@ from kata_top.lab.manifest import LabSandbox, Manifest
 from kata_top.lab.network import guest_mac
 from kata_top.lab.scenario import KIND_SCENARIOS
 from kata_top.model import Sandbox, Snapshot
+from kata_top.pipeline import Pipeline
 from tests.helpers import ROOT, make_layout, need_qemu, running_lab
 
 pytestmark = pytest.mark.timeout(300)
@@ -41,11 +42,13 @@ def kinds_lab() -> Iterator[tuple[Layout, Manifest]]:
 
 
 def _collect(layout: Layout) -> Snapshot:
-    eng = Engine(EngineOptions(run_root=layout.run_root, one_shot=True))
+    """One snapshot with its findings, as `kata-top snapshot` takes it."""
+    pipe = Pipeline(EngineOptions(run_root=layout.run_root, one_shot=True), host_every_s=None,
+                    events=False)
     try:
-        return eng.collect()
+        return pipe.next()
     finally:
-        eng.close()
+        pipe.close()
 
 
 def _by_kind(man: Manifest) -> dict[str, LabSandbox]:

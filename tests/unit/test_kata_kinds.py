@@ -267,10 +267,17 @@ def test_a_silent_api_costs_its_deadline_and_no_socket_stays_open() -> None:
 
 def test_a_remote_hypervisor_sandbox_is_not_stale(tmp_path: Any) -> None:
     """Kata's `remote` hypervisor runs the VM elsewhere: no local VMM is no dead VMM."""
-    from tests.run_roots import collect, persist, run_root
+    from kata_top.engine import EngineOptions
+    from kata_top.pipeline import Pipeline
+    from tests.run_roots import persist, run_root
 
     root = run_root(tmp_path, {"b" * 64: persist(HypervisorState={"Type": "remote"})})
-    (sb,) = collect(root).sandboxes
+    pipe = Pipeline(EngineOptions(run_root=root, one_shot=True), host_every_s=None,
+                    events=False)
+    try:
+        (sb,) = pipe.next().sandboxes
+    finally:
+        pipe.close()
     assert sb.state == "running" and sb.vmm is not None and sb.vmm.status == "unknown"
     assert "remote" in (sb.vmm.reason or "")
     assert not [f for f in sb.findings if f.code == "KT-S020"]
