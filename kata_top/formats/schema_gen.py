@@ -64,11 +64,25 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
     raise TypeError(f"no schema for {tp!r}")
 
 
+# Only in a document a running `kata-top serve` answered (kata_top/warm.py): not in the model,
+# not required, absent from a document collected by the command itself.
+SERVED = {
+    "description": "Present when the document is a running kata-top serve's last collection "
+                   "(the warm path of a one-shot command): where it came from and its age.",
+    "type": "object",
+    "properties": {"by": {"const": "kata-top serve"}, "socket": {"type": "string"},
+                   "age_s": {"type": "number"}, "taken_at": {"type": "number"}},
+    "required": ["by", "socket", "age_s", "taken_at"],
+    "additionalProperties": False,
+}
+
+
 def snapshot_schema() -> dict[str, Any]:
     defs: dict[str, Any] = {}
     _schema(model.Snapshot, defs)
     root = dict(defs.pop("Snapshot"))
-    root["properties"] = {**root["properties"], "schema": {"const": model.SCHEMA}}
+    root["properties"] = {**root["properties"], "schema": {"const": model.SCHEMA},
+                          "served": SERVED}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": "https://kata-top.invalid/schema/snapshot-1.json",
             "title": model.SCHEMA, **root, "$defs": dict(sorted(defs.items()))}

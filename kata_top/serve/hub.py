@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from kata_top.model import Snapshot
 from kata_top.records import dataclass
+from kata_top.serve.encoded import PerCollection
 from kata_top.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class SnapshotHub:
         self._thread = threading.Thread(target=self._loop, name="kata-top-collector",
                                         daemon=True)
         self.source: Source | None = None  # set by the collector thread once made
+        # each collection's answers, encoded once for every client (HTTP and the local socket)
+        self.encoded = PerCollection()
+        self.started_at = time.time()  # events before this are only in the journal
 
     def start(self) -> None:
         self._thread.start()
@@ -66,6 +70,24 @@ class SnapshotHub:
     def stats(self) -> HubStats:
         with self._cond:
             return HubStats(self._seq, self._failures, self._last_duration, self._error)
+
+    def latest(self) -> tuple[Snapshot | None, float]:
+        """The last good snapshot and its age in seconds (inf when there is none), without
+        asking for a collection."""
+        with self._cond:
+            if self._snap is None or self._error is not None:
+                return None, float("inf")
+            return self._snap, time.monotonic() - self._done_at
+
+    def again(self, deadline: float) -> None:
+        """Wait up to `deadline` seconds for one more collection than has finished (a check
+        wants two: rates)."""
+        with self._cond:
+            target = self._seq + 1
+            if not self._running:
+                self._wanted = True
+                self._cond.notify_all()
+            self._cond.wait_for(lambda: self._seq >= target or self._stopping, timeout=deadline)
 
     def get(self, deadline: float) -> Snapshot:
         """A snapshot at most `min_interval` old, or Unavailable after `deadline` seconds."""

@@ -139,15 +139,16 @@ class Handler(BaseHTTPRequestHandler):
         openmetrics = content_type.startswith("application/openmetrics-text")
         gzipped = self._gzip_wanted()
         t0 = time.perf_counter()
-        with self.server.text_lock:  # the caches are shared by the request threads
-            parts = self.server.text_cache.parts(snap, openmetrics, tail=ex)
-            self._timing.append(("render", time.perf_counter() - t0))
-            if gzipped:
-                t0 = time.perf_counter()
-                body = self.server.parts_gzip.compress(parts)
-                self._timing.append(("gzip", time.perf_counter() - t0))
-        # written outside the lock: a slow reader holds its own thread, not the other scrapes
-        self._send(200, body if gzipped else b"".join(parts), content_type, gzipped=gzipped)
+
+        def build() -> bytes:
+            with self.server.text_lock:  # the caches are shared by the request threads
+                parts = self.server.text_cache.parts(snap, openmetrics, tail=ex)
+                return self.server.parts_gzip.compress(parts) if gzipped else b"".join(parts)
+
+        # one rendering per collection and format, whoever asks (kata_top/serve/encoded.py)
+        body = self.server.hub.encoded.get(snap, ("metrics", openmetrics, gzipped), build)
+        self._timing.append(("render", time.perf_counter() - t0))
+        self._send(200, body, content_type, gzipped=gzipped)
 
     def _events(self, req: Request) -> None:
         """The events this exporter has seen (newest last), NDJSON kata-top/event/1."""
@@ -170,13 +171,25 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, req: Request, snap: Snapshot) -> None:
         from kata_top.cli.check import check_document
         from kata_top.cli.common import narrow
-        from kata_top.formats.jsonout import snapshot_to_dict
+        from kata_top.formats.jsonout import dumps, snapshot_to_dict
         from kata_top.select import SelectError
 
         try:
             snap = narrow(snap, req.sandbox)
         except SelectError as exc:
             self._send(404, f"{exc}\n".encode(), "text/plain; charset=utf-8")
+            return
+        if req.sandbox is None:  # the whole node: the same bytes for every client
+            key = ("json", req.route)
+            build = (lambda: json.dumps(check_document(snap)).encode()) \
+                if req.route == "check" else (lambda: dumps(snap).encode())
+            body = self.server.hub.encoded.get(snap, key, build)
+            if self._gzip_wanted() and len(body) > 1024:
+                gz = self.server.hub.encoded.get(
+                    snap, (*key, "gzip"), lambda: gzip.compress(body, compresslevel=1))
+                self._send(200, gz, "application/json", gzipped=True)
+            else:
+                self._send(200, body, "application/json")
             return
         doc = check_document(snap) if req.route == "check" else snapshot_to_dict(snap)
         self._send(200, json.dumps(doc).encode(), "application/json")
