@@ -173,7 +173,8 @@ class LocalSocketServer:
         if snap is None:
             return {**base, "ok": False, "why": "no collection yet", "age_s": age}, b""
         if want != "events" and age > limit:
-            return {**base, "ok": False, "why": "stale", "age_s": age}, b""
+            return {**base, "ok": False, "age_s": age,
+                    "why": f"stale: collected {age:.2f} s ago, more than {limit:g} s"}, b""
         if want == "check" and self.hub.stats().collections < 2 and wait > 0:
             self.hub.again(min(float(wait), MAX_WAIT_S))
             snap, age = self.hub.latest()
