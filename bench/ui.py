@@ -218,6 +218,7 @@ def run(seconds: float, n: int, presses: bool, detail: bool = False,
 
 
 def main() -> int:
+    global COLS, ROWS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sandboxes", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=60)
@@ -240,7 +241,6 @@ def main() -> int:
     ap.add_argument("--no-keys", action="store_true",
                     help="with --baseline: idle runs only (the screen's own refreshes)")
     args = ap.parse_args()
-    global COLS, ROWS
     COLS, ROWS = (int(v) for v in args.size.lower().split("x"))
     colorterms = [c.strip() for c in args.colorterm.split(",") if c.strip()]
     if os.geteuid() != 0:
