@@ -165,14 +165,22 @@ class LocalSocketServer:
             return {**base, "ok": False, "why": f"this serve reads {root}"}, b""
         limit = float(max_age) if max_age is not None else self.refresh_s
         snap, age = self.hub.latest()
-        if want != "events" and age > limit and wait > 0:
+        if want == "events":  # what the serve saw, whatever the age of its last snapshot
+            covers = self._covers_from()
+            if since is None or since < covers:
+                return {**base, "ok": False, "why": "the journal reaches further back"}, b""
+            body = self._events(since, sandbox)
+            return {**base, "ok": True, "journal": self.journal, "covers_from": covers,
+                    "taken_at": snap.taken_at if snap else None,
+                    "age_s": age if snap else 0.0, "length": len(body)}, body
+        if age > limit and wait > 0:
             # collect once, as a scrape would (never more often than --min-interval)
             with contextlib.suppress(Unavailable):
                 self.hub.get(min(float(wait), MAX_WAIT_S))
             snap, age = self.hub.latest()
         if snap is None:
-            return {**base, "ok": False, "why": "no collection yet", "age_s": age}, b""
-        if want != "events" and age > limit:
+            return {**base, "ok": False, "why": "no collection yet"}, b""
+        if age > limit:
             return {**base, "ok": False, "age_s": age,
                     "why": f"stale: collected {age:.2f} s ago, more than {limit:g} s"}, b""
         if want == "check" and self.hub.stats().collections < 2 and wait > 0:
@@ -182,19 +190,13 @@ class LocalSocketServer:
             return {**base, "ok": False, "why": "no collection"}, b""
         if want == "check" and self.hub.stats().collections < 2:
             return {**base, "ok": False, "why": "no rates yet (one collection)"}, b""
-        extra: dict[str, Any] = {}
-        if want == "events":
-            covers = self._covers_from()
-            if since is None or since < covers:
-                return {**base, "ok": False, "why": "the journal reaches further back"}, b""
-            extra = {"journal": self.journal, "covers_from": covers}
         from kata_top.select import SelectError
 
         try:
-            body = self._body(snap, want, sandbox, since)
+            body = self._body(snap, want, sandbox)
         except SelectError as exc:
             return {**base, "ok": False, "why": str(exc)}, b""
-        return {**base, **extra, "ok": True, "taken_at": snap.taken_at, "age_s": age,
+        return {**base, "ok": True, "taken_at": snap.taken_at, "age_s": age,
                 "length": len(body)}, body
 
     def _covers_from(self) -> float:
@@ -204,10 +206,7 @@ class LocalSocketServer:
             start = max(start, float(history[0].at))  # older ones fell out of memory
         return start
 
-    def _body(self, snap: Snapshot, want: str, sandbox: str | None,
-              since: float | None) -> bytes:
-        if want == "events":
-            return self._events(since, sandbox)
+    def _body(self, snap: Snapshot, want: str, sandbox: str | None) -> bytes:
         if sandbox is None:
             key = ("json", "snapshot") if want == "json" else ("local", want)
             return self.hub.encoded.get(snap, key, lambda: _encode(snap, want))

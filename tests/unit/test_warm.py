@@ -212,8 +212,11 @@ def test_commands_take_the_warm_path_and_fall_back(tmp_path: Any, sock_dir: str)
     cold = _cli("snapshot", "--run-root", root, "--json")
     assert "served" not in json.loads(cold.stdout) and "kata-top serve" not in cold.stderr
     with serving(root) as (url, _proc):
-        got = _cli("snapshot", "--run-root", root, "--json")
-        doc = json.loads(got.stdout)
+        for _ in range(20):  # the serve's first collection may outlast a client's deadline
+            got = _cli("snapshot", "--run-root", root, "--json")
+            doc = json.loads(got.stdout)
+            if "served" in doc:
+                break
         assert doc["served"]["socket"] == warm.socket_path(root), got.stderr
         assert "from kata-top serve" in got.stderr
         _s, _h, http_body = http_get(url + "/api/v1/snapshot")
@@ -224,3 +227,33 @@ def test_commands_take_the_warm_path_and_fall_back(tmp_path: Any, sock_dir: str)
         assert json.loads(check.stdout)["served"]["by"] == "kata-top serve", check.stderr
     gone = _cli("snapshot", "--run-root", root, "--json", "--debug")
     assert "served" not in json.loads(gone.stdout) and "collecting here" in gone.stderr
+
+
+def test_events_since_come_from_the_serves_memory_when_it_reaches(tmp_path: Any,
+                                                                  sock_dir: str) -> None:
+    from collections import deque
+
+    from kata_top.model import Event
+
+    journal = str(tmp_path / "events.ndjson")
+    with local_serve(str(tmp_path)) as (hub, local):
+        local.journal = os.path.realpath(journal)
+        now = hub.started_at + 0.5
+        while hub.source is None:
+            time.sleep(0.01)
+        source: Any = hub.source
+        source.history = deque([
+            Event(at=now - 0.1, kind="sandbox-appeared", severity="info", summary="web-0 came",
+                  sandbox_id="a" * 64, pod="default/web-0"),
+            Event(at=now, kind="sandbox-appeared", severity="info", summary="web-1 came",
+                  sandbox_id="b" * 64, pod="default/web-1")], maxlen=10)
+        header, body, _ = warm.ask(str(tmp_path), "events", None, since=hub.started_at)
+        docs = [json.loads(line) for line in body.splitlines()]
+        assert [d["summary"] for d in docs] == ["web-0 came", "web-1 came"]
+        assert header["journal"] == os.path.realpath(journal)
+        _h, body, _ = warm.ask(str(tmp_path), "events", None, since=hub.started_at,
+                               sandbox="b")
+        assert [json.loads(line)["pod"] for line in body.splitlines()] == ["default/web-1"]
+        # before the serve started, only the journal knows: a miss, the journal is read
+        with pytest.raises(warm.Miss, match="journal reaches further back"):
+            warm.ask(str(tmp_path), "events", None, since=hub.started_at - 60)
