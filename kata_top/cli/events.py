@@ -66,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.follow:
         from kata_top import warm  # a running `kata-top serve`'s memory, when it reaches
 
-        docs = warm.events(args, since, journal) or \
+        served = warm.events(args, since, journal)
+        docs = served if served is not None else \
             [d for d in read_journal(journal) if event_matches(d, since, args.sandbox)]
-        if not docs and not os.path.exists(journal):
+        if served is None and not docs and not os.path.exists(journal):
             return fail("events", f"no journal at {journal}: `kata-top serve` keeps one (the "
                                   "DaemonSet runs it), or watch live with --follow", EXIT_OK)
         for d in docs:

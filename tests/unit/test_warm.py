@@ -225,6 +225,9 @@ def test_commands_take_the_warm_path_and_fall_back(tmp_path: Any, sock_dir: str)
         assert "served" not in json.loads(fresh.stdout)
         check = _cli("check", "--run-root", root, "--json", "--max-age", "30")
         assert json.loads(check.stdout)["served"]["by"] == "kata-top serve", check.stderr
+        events = _cli("events", "--run-root", root, "--since", "0", "--json")
+        assert events.returncode == 0 and events.stdout == "", events.stderr
+        assert "from kata-top serve" in events.stderr and "no journal" not in events.stderr
     gone = _cli("snapshot", "--run-root", root, "--json", "--debug")
     assert "served" not in json.loads(gone.stdout) and "collecting here" in gone.stderr
 
