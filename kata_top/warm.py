@@ -173,9 +173,21 @@ def ask(run_root: str, want: str, max_age: float | None, sandbox: str | None = N
 
 # -- the commands' side ---------------------------------------------------------------------
 
+def _max_age(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:  # nan too
+        raise argparse.ArgumentTypeError("takes 0 to 86400 seconds")
+    return value
+
+
 def add_options(p: Any) -> None:
     """--max-age and --fresh, for the commands that take the warm path."""
-    p.add_argument("--max-age", type=float, metavar="SECONDS", default=None,
+    p.add_argument("--max-age", type=_max_age, metavar="SECONDS", default=None,
                    help="take a running `kata-top serve`'s last collection when it is at most "
                         "this old (default: the serve's refresh interval)")
     p.add_argument("--fresh", action="store_true",
@@ -186,11 +198,8 @@ def _attempt(cmd: str, args: Any, want: str, sandbox: str | None = None,
              since: float | None = None) -> tuple[dict[str, Any], bytes, str] | None:
     if getattr(args, "fresh", False):
         return None
-    max_age = getattr(args, "max_age", None)
-    if max_age is not None and not 0 <= max_age <= 86400:
-        return None  # the command's own checks say what is wrong with it
     try:
-        return ask(args.run_root, want, max_age, sandbox, since)
+        return ask(args.run_root, want, getattr(args, "max_age", None), sandbox, since)
     except Miss as exc:
         if getattr(args, "debug", False):
             print(f"kata-top {cmd}: collecting here: {exc}", file=sys.stderr)
