@@ -6,6 +6,7 @@ a symlink (never followed), a directory open to others."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -19,6 +20,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kata_top import warm
 from kata_top.formats import jsonout
@@ -260,3 +263,55 @@ def test_events_since_come_from_the_serves_memory_when_it_reaches(tmp_path: Any,
         # before the serve started, only the journal knows: a miss, the journal is read
         with pytest.raises(warm.Miss, match="journal reaches further back"):
             warm.ask(str(tmp_path), "events", None, since=hub.started_at - 60)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text() |
+                     st.floats(allow_nan=False, allow_infinity=False),
+                     lambda kids: st.lists(kids, max_size=4) |
+                     st.dictionaries(st.text(), kids, max_size=4), max_leaves=20)
+
+
+@given(_JSON)
+def test_header_reader_reads_what_json_writes(value: Any) -> None:
+    assert warm.loads(json.dumps(value).encode()) == value
+
+
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_header_reader_takes_any_bytes_or_says_not_json(data: bytes) -> None:
+    with contextlib.suppress(ValueError):  # a UnicodeDecodeError or JSONDecodeError: a Miss
+        warm.loads(data)
+
+
+def test_header_reader_survives_deep_nesting() -> None:
+    with pytest.raises(ValueError):
+        warm.loads(b"[" * 100_000)
+
+
+@given(st.dictionaries(st.text(), st.none() | st.booleans() | st.integers() | st.text() |
+                       st.floats(allow_nan=False, allow_infinity=False), max_size=6))
+def test_flat_writer_writes_json(value: dict[str, Any]) -> None:
+    assert json.loads(warm.dumps_flat(value)) == value
+
+
+def test_fast_path_takes_only_lines_it_fully_understands(tmp_path: Any) -> None:
+    from kata_top.cli.fast import parse
+
+    root = str(tmp_path)
+    args = parse(["snapshot", "--json", f"--run-root={root}", "--sandbox", "web-0",
+                  "--max-age", "2.5"])
+    assert args is not None and args.json and args.run_root == root
+    assert args.sandbox == "web-0" and args.max_age == 2.5 and not args.fresh
+    args = parse(["check", "--run-root", root])
+    assert args is not None and args.cmd == "check" and not args.json
+    for line in (["snapshot", "--run-root", root, "--fresh"],  # the parser's path
+                 ["snapshot", "--run-root", root, "--watch", "1"],
+                 ["snapshot", "--run", root],  # argparse's abbreviation: its job
+                 ["snapshot", "--run-root", root, "--json", "--json"],
+                 ["snapshot", "--run-root", root, "--json", "--prometheus"],
+                 ["snapshot", "--run-root", root, "--max-age", "-1"],
+                 ["snapshot", "--run-root", root, "--max-age", "nan"],
+                 ["snapshot", "--run-root", root, "--sandbox"],
+                 ["snapshot", "--run-root", str(tmp_path / "missing")],
+                 ["check", "--run-root", root, "--prometheus"],
+                 ["snapshot", "--run-root", root, "-h"], ["events", "--since", "1m"]):
+        assert parse(line) is None, line
