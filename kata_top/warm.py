@@ -76,7 +76,7 @@ class _Context:
         return {"-Infinity": float("-inf"), "Infinity": float("inf")}.get(name, float("nan"))
 
 
-def loads(data: bytes) -> Any:
+def loads(data: bytes | bytearray) -> Any:
     """JSON from the serve: the C scanner `json` itself uses, without `json`'s import."""
     try:
         from _json import make_scanner
@@ -162,26 +162,29 @@ def _read_line(sock: _socket.socket, deadline: float) -> tuple[bytes, bytes]:
     return line, rest
 
 
-def _read_body(sock: _socket.socket, first: bytes, length: int, deadline: float) -> bytes:
-    parts, got = [first], len(first)
+def _read_body(sock: _socket.socket, first: bytes, length: int,
+               deadline: float) -> bytearray:
+    """`length` bytes, read into one buffer (a 1,000-sandbox document is 5 MB: no copies)."""
+    if len(first) > length:
+        raise Miss("the serve's answer is longer than it said")
+    body = bytearray(length)
+    view = memoryview(body)
+    view[:len(first)] = first
+    got = len(first)
     while got < length:
         left = deadline - time.monotonic()
         if left <= 0:
             raise Miss("the serve's answer did not arrive in time")
         sock.settimeout(left)
-        chunk = sock.recv(min(1 << 20, length - got))
-        if not chunk:
+        n = sock.recv_into(view[got:])
+        if not n:
             raise Miss("the serve's answer was cut short")
-        parts.append(chunk)
-        got += len(chunk)
-    body = b"".join(parts)
-    if len(body) != length:
-        raise Miss("the serve's answer is longer than it said")
+        got += n
     return body
 
 
 def ask(run_root: str, want: str, max_age: float | None, sandbox: str | None = None,
-        since: float | None = None) -> tuple[dict[str, Any], bytes, str]:
+        since: float | None = None) -> tuple[dict[str, Any], bytearray, str]:
     """(header, body, socket path) of the serve's answer, or Miss with why."""
     path = socket_path(run_root)
     check_path(path)
@@ -253,7 +256,7 @@ def add_options(p: Any) -> None:
 
 
 def _attempt(cmd: str, args: Any, want: str, sandbox: str | None = None,
-             since: float | None = None) -> tuple[dict[str, Any], bytes, str] | None:
+             since: float | None = None) -> tuple[dict[str, Any], bytearray, str] | None:
     if getattr(args, "fresh", False):
         return None
     try:
@@ -275,12 +278,20 @@ def _say(cmd: str, header: dict[str, Any], path: str) -> None:
           f"{header['age_s']:.1f} s ago; --fresh collects here", file=sys.stderr)
 
 
-def with_served(body: bytes, field: dict[str, Any]) -> bytes:
-    """The JSON object `body` with `served` added last, without decoding the document."""
-    body = body.rstrip()
-    if not body.endswith(b"}"):
+def served_parts(body: bytes | bytearray,
+                 field: dict[str, Any]) -> list[bytes | bytearray | memoryview]:
+    """The JSON object `body` with `served` added last, as parts to write one after the
+    other: the document is not decoded, nor copied."""
+    end = len(body)
+    while end and body[end - 1] in b" \t\r\n":
+        end -= 1
+    if not end or body[end - 1] != ord("}"):
         raise ValueError("not a JSON object")
-    return body[:-1] + b',"served":' + dumps_flat(field).encode() + b"}"
+    return [memoryview(body)[:end - 1], b',"served":' + dumps_flat(field).encode() + b"}"]
+
+
+def with_served(body: bytes | bytearray, field: dict[str, Any]) -> bytes:
+    return b"".join(served_parts(body, field))
 
 
 def snapshot(args: Any) -> int | None:
@@ -293,34 +304,36 @@ def snapshot(args: Any) -> int | None:
         return None
     header, body, path = got
     field = served(header, path)
+    parts: list[bytes | bytearray | memoryview]
     if want == "json":
         if not args.output and sys.stdout.isatty():
             import json
 
             doc = json.loads(body)
             doc["served"] = field
-            out = (json.dumps(doc, indent=2) + "\n").encode()
+            parts = [(json.dumps(doc, indent=2) + "\n").encode()]
         else:
-            out = with_served(body, field) + b"\n"
+            parts = [*served_parts(body, field), b"\n"]
     elif want == "prometheus":
-        out = (f"# kata-top: served by kata-top serve ({path}), collected "
-               f"{field['age_s']} s before this was written\n").encode() + body
+        parts = [(f"# kata-top: served by kata-top serve ({path}), collected "
+                  f"{field['age_s']} s before this was written\n").encode(), body]
     else:
         from kata_top.formats.terminal import for_terminal
 
-        out = (for_terminal(body.decode()) + "\n").encode()
+        parts = [(for_terminal(body.decode()) + "\n").encode()]
     if args.output:
         from kata_top.fsutil import write_atomically
 
         try:
-            write_atomically(args.output, out.decode())
+            write_atomically(args.output, b"".join(parts).decode())
         except OSError as exc:
             from kata_top.cli.common import fail
 
             return fail("snapshot", f"cannot write {args.output}: {exc.strerror or exc}")
     else:
         sys.stdout.flush()
-        sys.stdout.buffer.write(out)
+        for part in parts:
+            sys.stdout.buffer.write(part)
         sys.stdout.flush()
     _say("snapshot", header, path)
     return 0 if os.geteuid() == 0 else 3

@@ -131,7 +131,8 @@ class LocalSocketServer:
         try:
             conn.settimeout(CLIENT_TIMEOUT_S)
             header, body = self.answer(self._request(conn), root)
-            conn.sendall(json.dumps(header).encode() + b"\n" + body)
+            conn.sendall(json.dumps(header).encode() + b"\n")
+            conn.sendall(body)  # the cached bytes themselves, not a copy joined to the header
         except (OSError, ValueError) as exc:
             log.debug("local client: %s", exc)
         finally:
