@@ -15,9 +15,10 @@ import subprocess
 import tomllib
 from typing import Any
 
+from msgspec import Struct
+
 from kata_top.collectors.safeopen import read_file
 from kata_top.model import Finding
-from kata_top.records import dataclass
 
 CONFIG_PATHS = (
     "/etc/kata-containers/configuration.toml",
@@ -50,8 +51,7 @@ MODULE_HINT = {"tun": "tun", "veth": "veth", "sch_ingress": "sch_ingress",
                "macvtap": "macvtap"}
 
 
-@dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(Struct, frozen=True):
     name: str
     ok: bool
     detail: str

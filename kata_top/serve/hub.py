@@ -15,8 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from msgspec import Struct
+
 from kata_top.model import Snapshot
-from kata_top.records import dataclass
 from kata_top.serve.encoded import PerCollection
 from kata_top.sources.base import Source
 
@@ -27,8 +28,7 @@ class Unavailable(Exception):
     """No snapshot can be served now; the message says why (it becomes a 503's body)."""
 
 
-@dataclass(frozen=True)
-class HubStats:
+class HubStats(Struct, frozen=True):
     collections: int
     failures: int
     last_duration_s: float
@@ -57,6 +57,10 @@ class SnapshotHub:
         # each collection's answers, encoded once for every client (HTTP and the local socket)
         self.encoded = PerCollection()
         self.started_at = time.time()  # events before this are only in the journal
+
+    @property
+    def run_root(self) -> str:
+        return self._run_root
 
     def start(self) -> None:
         self._thread.start()

@@ -208,9 +208,11 @@ class LocalSocketServer:
         return start
 
     def _body(self, snap: Snapshot, want: str, sandbox: str | None) -> bytes:
-        if sandbox is None:
-            key = ("json", "snapshot") if want == "json" else ("local", want)
-            return self.hub.encoded.get(snap, key, lambda: _encode(snap, want))
+        if sandbox is None:  # the HTTP route's bytes when they are the same document
+            if want == "json":
+                return self.hub.encoded.get(snap, ("json", "snapshot", False),
+                                            lambda: encode_whole(snap, "snapshot", False))
+            return self.hub.encoded.get(snap, ("local", want), lambda: _encode(snap, want))
         from kata_top.cli.common import narrow
 
         return _encode(narrow(snap, sandbox), want)
@@ -234,11 +236,24 @@ def _valid(sandbox: Any, since: Any, max_age: Any, wait: Any) -> bool:
         isinstance(wait, number)
 
 
+def encode_whole(snap: Snapshot, route: str, redact: bool) -> bytes:
+    """The whole node's /api/v1/snapshot or /check JSON (command lines left out if asked)."""
+    if redact:
+        from kata_top.serve.redact import without_cmdlines
+
+        snap = without_cmdlines(snap)
+    if route == "check":
+        from kata_top.cli.check import check_document
+
+        return json.dumps(check_document(snap)).encode()
+    from kata_top.formats.jsonout import encode
+
+    return encode(snap)
+
+
 def _encode(snap: Snapshot, want: str) -> bytes:
     if want == "json":
-        from kata_top.formats.jsonout import dumps
-
-        return dumps(snap).encode()
+        return encode_whole(snap, "snapshot", False)
     if want == "prometheus":
         from kata_top.formats import prometheus
 

@@ -10,15 +10,18 @@ from collections import deque
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
+from msgspec.structs import replace
+
+from kata_top.diagnose.drop_findings import with_drop_findings
 from kata_top.engine import Engine, EngineOptions
 from kata_top.events import DropTracker, append_journal, diff_events
 from kata_top.model import Event, Finding, Snapshot
-from kata_top.records import replace
 from kata_top.sources.base import Source
 from kata_top.stream import Derivation
 
 if TYPE_CHECKING:
     from kata_top.actions import ActionRequest, Outcome, Plan
+    from kata_top.drops.model import DropReport
 
 EVENTS_KEPT = 10_000
 HOST_PROBE_EVERY_S = 300.0  # the kernel probe spawns a scratch namespace: not every second
@@ -52,6 +55,7 @@ class LiveSource(Source):
         self._fresh = False
         self._watcher: Any = None
         self._logged: set[str] = set()
+        self._drop_report: DropReport | None = None  # the last drop trace, for findings
 
     def refresh_all(self) -> None:
         """The next snapshot asks every VMM again (the operator pressed `r`)."""
@@ -72,7 +76,8 @@ class LiveSource(Source):
 
                 self._host = (*host_findings(), *self._engine.orphan_findings())
                 self._host_at = time.monotonic()
-            snap = replace(snap, host_findings=self._host)
+            snap = with_drop_findings(replace(snap, host_findings=self._host),
+                                      self._drop_report)
             events = diff_events(self._prev, snap, self._engine.tc_changes,
                                  self._audit.new_entries(), self._drops)
             if events:
@@ -116,6 +121,15 @@ class LiveSource(Source):
             return (f"{root} has neither vc/sbs nor kata: is it Kata's run root? (sandboxes "
                     "that appear show at the next refresh)")
         return None
+
+    def trace_drops(self, seconds: int, sandbox_id: str | None = None,
+                    progress: Callable[[float, float], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> DropReport:
+        from kata_top.drops.trace import trace
+
+        snap = self._prev or self.next()  # the sandboxes as last collected
+        self._drop_report = trace(snap, seconds, sandbox_id, progress, should_stop)
+        return self._drop_report
 
     def plan(self, request: ActionRequest) -> Plan:
         if self.read_only:

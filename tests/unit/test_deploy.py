@@ -21,7 +21,8 @@ from tests.deploy_helpers import DEPLOY, ROOT, load, write_rules
 from tests.helpers import require
 
 K8S = kubernetes_validate.latest_version()
-CORE = ("namespace.yaml", "serviceaccount.yaml", "daemonset.yaml", "service.yaml")
+CORE = ("namespace.yaml", "serviceaccount.yaml", "daemonset.yaml", "service.yaml",
+        "networkpolicy.yaml")
 
 
 @pytest.mark.parametrize("name", CORE)
@@ -64,6 +65,27 @@ def test_daemonset_shares_the_serve_socket_with_the_node() -> None:
     # the socket's name comes from the run root: the node's `kata-top` says /run
     assert "--host-run-root=/run" in c["args"]
     assert {"name": "KATA_TOP_RUN_ROOT", "value": "/host/run"} in c["env"]
+
+
+def test_exporter_listens_on_the_pod_ip_and_only_prometheus_may_reach_it() -> None:
+    """Not 0.0.0.0: the pod's own IP from the downward API, and a NetworkPolicy that admits
+    one namespace to the metrics port, nothing else."""
+    pod = load("daemonset.yaml")["spec"]["template"]
+    c = pod["spec"]["containers"][0]
+    listen = [a for a in c["args"] if a.startswith("--listen")]
+    assert listen == ["--listen=$(POD_IP):9712"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert not pod["spec"].get("hostNetwork")
+    port = c["ports"][0]["containerPort"]
+    np = load("networkpolicy.yaml")["spec"]
+    assert np["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert np["policyTypes"] == ["Ingress"]
+    [rule] = np["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+    [peer] = rule["from"]
+    assert set(peer) == {"namespaceSelector"}  # no ipBlock, no podSelector-only peer
+    assert peer["namespaceSelector"]["matchLabels"]  # one namespace, not all of them
 
 
 def test_monitor_selects_the_daemonsets_pods() -> None:
@@ -123,6 +145,7 @@ def test_containerfile_runs_the_read_only_exporter() -> None:
     assert "KATA_TOP_READ_ONLY=1" in text
     assert re.search(r'ENTRYPOINT \["kata-top"\]', text)
     assert re.search(r'CMD \["serve"', text)
+    assert re.search(r"apt-get install .*\bbpftrace\b", text)  # for `kata-top drops`
 
 
 def test_the_fleet_consoles_sums_are_recorded_by_the_rules() -> None:
