@@ -177,7 +177,7 @@ class LocalSocketServer:
         if age > limit and wait > 0:
             # collect once, as a scrape would (never more often than --min-interval)
             with contextlib.suppress(Unavailable):
-                self.hub.get(min(float(wait), MAX_WAIT_S))
+                self.hub.get(min(float(wait), MAX_WAIT_S), paced=False)
             snap, age = self.hub.latest()
         if snap is None:
             return {**base, "ok": False, "why": "no collection yet"}, b""
