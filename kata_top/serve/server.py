@@ -189,7 +189,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         t0 = time.perf_counter()
         try:
-            snap = self.server.hub.get(self.server.deadline)
+            # only scrapes have a cadence worth collecting ahead of (serve/cadence.py)
+            snap = self.server.hub.get(self.server.deadline, paced=req.route == "metrics")
         except Unavailable as exc:
             self._send(503, f"{exc}\n".encode(), "text/plain; charset=utf-8")
             return
