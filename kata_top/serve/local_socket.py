@@ -133,8 +133,10 @@ class LocalSocketServer:
             header, body = self.answer(self._request(conn), root)
             conn.sendall(json.dumps(header).encode() + b"\n")
             conn.sendall(body)  # the cached bytes themselves, not a copy joined to the header
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # gone, stalled or nonsense: its own business
             log.debug("local client: %s", exc)
+        except Exception:  # never a traceback on the serve's stderr; the client reads cold
+            log.exception("answering a local client failed")
         finally:
             conn.close()
             self._slots.release()
