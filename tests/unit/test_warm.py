@@ -315,3 +315,34 @@ def test_fast_path_takes_only_lines_it_fully_understands(tmp_path: Any) -> None:
                  ["check", "--run-root", root, "--prometheus"],
                  ["snapshot", "--run-root", root, "-h"], ["events", "--since", "1m"]):
         assert parse(line) is None, line
+
+
+def test_any_request_gets_an_answer_or_a_no(tmp_path: Any, sock_dir: str) -> None:
+    from hypothesis import settings
+
+    root = os.path.realpath(tmp_path)
+    junk = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=400) | \
+        st.lists(st.integers(), max_size=3)
+    keys = st.sampled_from(["v", "want", "run_root", "max_age", "wait", "sandbox", "since"])
+    with local_serve(root, min_interval=60) as (_hub, local):
+        warm.ask(root, "json", None)  # one collection to answer from
+
+        @given(st.dictionaries(keys, junk | st.sampled_from([1, root, "json", "check"])))
+        @settings(max_examples=150, deadline=None)
+        def one(req: dict[str, Any]) -> None:
+            req.setdefault("wait", 0)  # no collection per example
+            header, body = local.answer(req, root)
+            assert isinstance(header["ok"], bool)
+            assert header["ok"] or body == b""
+
+        one()
+        # raw nonsense on the socket, then a proper client is still answered
+        for raw in (b"\xff\xfe\n", b"[1,2]\n", b"{" * 5000, b""):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(local.paths[0])
+            s.sendall(raw)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(2)
+            assert s.recv(100) == b""  # closed without an answer
+            s.close()
+        assert warm.ask(root, "json", None)[0]["ok"]
