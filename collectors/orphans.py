@@ -13,8 +13,7 @@ import os
 import re
 
 from kata_top.collectors import netns
-from kata_top.collectors.netlink import RtnlSocket
-from kata_top.collectors.rtnl import link_facts
+from kata_top.collectors.rtnetlink import RtnlSocket, link_facts
 
 KATA_TAP_RE = re.compile(r"^tap\d+_kata$")
 

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from kata_top.cli.common import EXIT_OK, EXIT_USAGE, fail, node_options
+from kata_top.cli.common import EXIT_OK, EXIT_USAGE, fail, node_options, warn_unfinished
 
 HELP = "what changed, when: the node's events (journal, or --follow live)"
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,13 +50,13 @@ def _print(doc: dict[str, Any], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kata_top.events import (
+    from kata_top.events.journal import (
+        JournalError,
         default_journal,
         event_line,
-        event_matches,
-        parse_since,
         read_journal,
     )
+    from kata_top.events.query import event_matches, parse_since
 
     journal = args.journal or default_journal()
     try:
@@ -67,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
         from kata_top import warm  # a running `kata-top serve`'s memory, when it reaches
 
         served = warm.events(args, since, journal)
-        docs = served if served is not None else \
-            [d for d in read_journal(journal) if event_matches(d, since, args.sandbox)]
+        try:
+            docs = served if served is not None else \
+                [d for d in read_journal(journal) if event_matches(d, since, args.sandbox)]
+        except JournalError as exc:
+            return fail("events", str(exc))
         if served is None and not docs and not os.path.exists(journal):
             return fail("events", f"no journal at {journal}: `kata-top serve` keeps one (the "
                                   "DaemonSet runs it), or watch live with --follow", EXIT_OK)
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from kata_top.engine import VMM_REFRESH_S, EngineOptions
     from kata_top.sources.live import LiveSource
 
+    warn_unfinished()
     source = LiveSource(EngineOptions(run_root=args.run_root, vmm_refresh_s=VMM_REFRESH_S),
                         journal=journal)
     try:

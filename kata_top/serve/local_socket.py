@@ -220,7 +220,8 @@ class LocalSocketServer:
         return _encode(narrow(snap, sandbox), want)
 
     def _events(self, since: float | None, sandbox: str | None) -> bytes:
-        from kata_top.events import event_line, event_matches
+        from kata_top.events.journal import event_line
+        from kata_top.events.query import event_matches
 
         lines = []
         for e in list(getattr(self.hub.source, "history", ())):
