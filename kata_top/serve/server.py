@@ -127,6 +127,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def authorized(self) -> bool:
         """True when the request may be served; else a 401 is written."""
+        tls = self.server.web.tls
+        if tls is not None and tls.client_auth_type == "RequireAndVerifyClientCert" and \
+                self.peer_cert is None:
+            # a plain socket beside the TLS one (front_for) carries no certificate to verify
+            self._send(403, b"this exporter needs a verified client certificate (TLS)\n",
+                       "text/plain; charset=utf-8")
+            return False
         auth = self.server.basic_auth
         if auth is None or auth.check(self.headers.get("Authorization")) is not None:
             return True
