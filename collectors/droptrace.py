@@ -92,8 +92,13 @@ def _mounted_root() -> str | None:
 
 def read_reasons(root: str) -> dict[int, str]:
     """The kernel's drop reasons by value, from the tracepoint's format."""
-    with open(os.path.join(root, FORMAT), encoding="utf-8", errors="replace") as fh:
-        text = fh.read(1 << 20)
+    path = os.path.join(root, FORMAT)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read(1 << 20)
+    except OSError as exc:
+        raise TraceUnavailable(f"cannot read the kfree_skb tracepoint's format ({path}): "
+                               f"{exc.strerror or exc}") from None
     fields = format_fields(text)
     if "reason" not in fields or "location" not in fields:
         raise TraceUnavailable("this kernel's kfree_skb tracepoint has no drop reason "
@@ -187,9 +192,9 @@ def run(seconds: int, progress: Progress | None = None,
                                 preexec_fn=_child_setup(root is None), close_fds=True)
     except (OSError, subprocess.SubprocessError) as exc:
         raise TraceUnavailable(f"bpftrace could not start: {exc}") from exc
-    if on_started is not None:
-        on_started(proc.pid)
     try:
+        if on_started is not None:
+            on_started(proc.pid)
         if root is None:  # the child's own tracefs, seen through its root
             names = read_reasons(f"/proc/{proc.pid}/root{TRACEFS}")
         lines, err, attached_at, interrupted = _collect(proc, seconds, progress, should_stop)
