@@ -136,10 +136,12 @@ def _child_setup(mount_tracefs: bool) -> Callable[[], None]:
     thread that started it ends), own process group (a terminal's Ctrl-C is forwarded by the
     caller, which then still reads the maps), room to lock BPF maps, and — when the node has
     no tracefs mounted — tracefs mounted in a mount namespace of the child's own, so the
-    node's mounts never change and the mount goes with the child, however it ends."""
+    node's mounts never change and the mount goes with the child, however it ends.
+    The C library is loaded here, in the caller: between fork and exec (serve's worker
+    threads may hold the loader's or the import lock) the child only calls into it."""
+    libc = netns.load_libc()
 
     def setup() -> None:
-        libc = netns.load_libc()
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         os.setpgid(0, 0)
         with suppress(ValueError, OSError):
