@@ -116,6 +116,18 @@ def test_basic_auth_remembers_only_a_password_that_matched() -> None:
         assert auth.check(header) is None, header
 
 
+_AUTH = BasicAuth({"alice": _hash(PASSWORD).encode()})
+
+
+@given(st.one_of(st.text(max_size=80).map(lambda t: "Basic " + t),
+                 st.binary(max_size=60).map(lambda b: "Basic " + base64.b64encode(b).decode()),
+                 st.text(max_size=80)))
+def test_any_authorization_header_is_a_user_or_none(header: str) -> None:
+    """The header is the client's (http.server hands it over as latin-1): whatever it holds,
+    an answer, never an exception that leaves the request unanswered."""
+    assert _AUTH.check(header) in (None, "alice")
+
+
 # ---- TLS and basic auth on a real serve ----------------------------------------------------
 def _config(tmp_path: Any, **tls: str) -> tuple[str, dict[str, str]]:
     certs = make_certs(str(tmp_path))
