@@ -202,7 +202,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         t0 = time.perf_counter()
         try:
-            snap = self.server.hub.get(self.server.deadline)
+            # only scrapes have a cadence worth collecting ahead of (serve/cadence.py)
+            snap = self.server.hub.get(self.server.deadline, paced=req.route == "metrics")
         except Unavailable as exc:
             self._send(503, f"{exc}\n".encode(), "text/plain; charset=utf-8")
             return
@@ -289,6 +290,9 @@ class Handler(BaseHTTPRequestHandler):
         from kata_top.formats.jsonout import encode
         from kata_top.select import SelectError
 
+        if req.sandbox is None:  # the whole node: the same bytes for every client
+            self._whole_json(req, snap)
+            return
         try:
             snap = narrow(snap, req.sandbox)
         except SelectError as exc:
@@ -301,6 +305,24 @@ class Handler(BaseHTTPRequestHandler):
         body = (json.dumps(check_document(snap)).encode() if req.route == "check" else
                 encode(snap))
         self._send(200, body, "application/json")
+
+    def _whole_json(self, req: Request, snap: Snapshot) -> None:
+        """/api/v1/snapshot or /check of the whole node: encoded (and gzipped) once per
+        collection, whoever asks (kata_top/serve/encoded.py; the local socket shares them)."""
+        from kata_top.serve.local_socket import encode_whole
+
+        cache, redact = self.server.hub.encoded, self.server.redact_cmdlines
+        key = ("json", req.route, redact)
+        t0 = time.perf_counter()
+        body = cache.get(snap, key, lambda: encode_whole(snap, req.route, redact))
+        self._timing.append(("encode", time.perf_counter() - t0))
+        if self._gzip_wanted() and len(body) > 1024:
+            t0 = time.perf_counter()
+            gz = cache.get(snap, (*key, "gzip"), lambda: gzip.compress(body, compresslevel=1))
+            self._timing.append(("gzip", time.perf_counter() - t0))
+            self._send(200, gz, "application/json", gzipped=True)
+        else:
+            self._send(200, body, "application/json")
 
     def _gzip_wanted(self) -> bool:
         return "gzip" in self.headers.get("Accept-Encoding", "")
