@@ -11,7 +11,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from kata_top.httpget import server_text
+from kata_top.httpget import server_text, without_credentials
 
 MAX_BYTES = 64 << 20
 
@@ -67,7 +67,8 @@ class PrometheusClient:
                  timeout: float = 5.0) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise PrometheusError(f"--prometheus takes http(s)://HOST:PORT, got {url!r}")
+            raise PrometheusError("--prometheus takes http(s)://HOST:PORT, got "
+                                  f"{server_text(without_credentials(url))!r}")
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._token_file = token_file

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from kata_top.fleet.model import FleetNode, FleetSandbox, FleetSnapshot
 from kata_top.fleet.promql import PrometheusClient, Sample
+from kata_top.httpget import without_credentials
 
 JOB = "kata-top"
 ALL = "*"  # `sandboxes=ALL`: every node's sandboxes (fleet --json, fleet check)
@@ -133,7 +134,8 @@ def collect(client: PrometheusClient, job: str = JOB,
     urls = tuple(sorted({(_node_of(s.labels, no_node), f"http://{s.labels['instance']}")
                          for s in node_rows if s.labels.get("q") == "up"
                          and s.labels.get("instance")}))
-    return FleetSnapshot(taken_at=now, prometheus=client.url, nodes=nodes, sandboxes=rows,
+    return FleetSnapshot(taken_at=now, prometheus=without_credentials(client.url),
+                         nodes=nodes, sandboxes=rows,
                          errors=errors, serve_urls=urls, queries=queries,
                          duration_ms=round((time.monotonic() - t0) * 1000, 2),
                          sandboxes_of=sandboxes)

@@ -343,3 +343,12 @@ def test_a_plain_second_socket_is_no_way_around_required_client_certificates(
         thread.join()
         server.server_close()
         hub.stop()
+
+
+def test_a_fifo_as_web_config_is_refused_without_blocking(tmp_path: Any) -> None:
+    from kata_top.serve.webconfig import WebConfigError, load
+
+    fifo = tmp_path / "web.yml"
+    os.mkfifo(fifo)
+    with pytest.raises(WebConfigError, match="not a regular file"):
+        load(str(fifo))
