@@ -83,8 +83,9 @@ def _sandbox_events(at: float, p: Sandbox, c: Sandbox,
     who = label(c)
     # Most sandboxes change nothing between two collections: the cheap comparisons first.
     if p.hypervisor.alive and not c.hypervisor.alive:
-        yield _ev(at, "vmm-exited", "critical", c, f"{who}: the VMM (pid {p.hypervisor.pid}) "
-                  "exited", p.hypervisor.pid, None)
+        yield _ev(at, "vmm-exited", "critical", c, f"{who}: the VMM"
+                  + (f" (pid {p.hypervisor.pid})" if p.hypervisor.pid else "") + " exited",
+                  p.hypervisor.pid, None)
     elif p.hypervisor.pid and c.hypervisor.pid and p.hypervisor.pid != c.hypervisor.pid:
         yield _ev(at, "vmm-restarted", "warning", c, f"{who}: the VMM restarted (pid "
                   f"{p.hypervisor.pid} → {c.hypervisor.pid})", p.hypervisor.pid,

@@ -227,6 +227,15 @@ class Redirect:
     packets: int = 0
     bytes: int = 0
     prio: int | None = None
+    # What tc holds besides: the device a mirred redirect on from_dev's ingress sends to
+    # instead of to_dev (and its filter's prio), whether from_dev has an ingress qdisc at all,
+    # and the mirred action's failures (overlimits: the target could not take the packet,
+    # e.g. it is down; drops) — attempts are `packets`, failures are not deliveries.
+    elsewhere: str | None = None
+    elsewhere_prio: int | None = None
+    ingress_qdisc: bool = True
+    overlimits: int = 0
+    drops: int = 0
 
 
 @dataclass(frozen=True)
@@ -237,6 +246,9 @@ class RateLimit:
     dev: str
     rate_bps: int
     shape: str  # "kata-htb" | what else was found
+    # the root qdisc's counters: packets held back (overlimits) and dropped by the limit
+    overlimits: int = 0
+    drops: int = 0
 
 
 @dataclass(frozen=True)
@@ -380,6 +392,9 @@ class Sandbox:
     redirects: tuple[Redirect, ...] = ()
     rate_limits: tuple[RateLimit, ...] = ()
     configured_rate_limits: dict[Direction, int] = field(default_factory=dict)
+    # from the state file's hypervisor config: DisableVhostNet, and the vCPUs it boots with
+    disable_vhost_net: bool | None = None
+    config_vcpus: int | None = None
     tap_name: str | None = None
     guest_mac: str | None = None
     vmm: Vmm | None = None

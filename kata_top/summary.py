@@ -7,12 +7,27 @@ from kata_top.units import fmt_bytes, fmt_rate
 
 
 def redirect_health(sb: Sandbox) -> str:
-    """`both`, `in only`, `out only`, `none`, or `-` where the model has no redirects."""
+    """`both` (both redirects as Kata leaves them), `-` where the model has none; otherwise
+    what is wrong, worst direction first: `out→eth1` (redirected elsewhere), `no ingress`
+    (no ingress qdisc), `in failing` (target down or mirred failing), `in only` (out is
+    missing), `none`."""
     if sb.network_model != "tcfilter":
         return "-"
     if not sb.redirects:
         return "?" if sb.errors else "none"
-    present = {r.direction for r in sb.redirects if r.present}
+    from kata_top.derive import redirect_states
+
+    st = redirect_states(sb)
+    for d in ("in", "out"):
+        if st.get(d) == "elsewhere":
+            r = next(r for r in sb.redirects if r.direction == d)
+            return f"{d}→{r.elsewhere}"
+    if "no-qdisc" in st.values():
+        return "no ingress"
+    for d in ("in", "out"):
+        if st.get(d) == "failing":
+            return f"{d} failing"
+    present = {d for d, s in st.items() if s != "missing"}
     if present == {"in", "out"}:
         return "both"
     if not present:
@@ -31,7 +46,8 @@ def resources_text(sb: Sandbox) -> str:
     v = sb.vmm
     if v is None or (v.vcpus is None and v.memory_bytes is None):
         return "-"
-    cpus = f"{v.vcpus}c" if v.vcpus else "?c"
+    vcpus = v.vcpus or sb.config_vcpus  # the state file's NumVCPUs when no monitor told
+    cpus = f"{vcpus}c" if vcpus else "?c"
     return f"{cpus}/{fmt_bytes(v.memory_bytes)}" if v.memory_bytes else cpus
 
 

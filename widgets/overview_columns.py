@@ -54,7 +54,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("in", "IN", 9, 1, vm_in),
     Column("out", "OUT", 9, 1, vm_out),
     Column("trend", "TREND", HISTORY, 5, vm_total),
-    Column("redirect", "REDIRECT", 9, 0, summary.redirect_health),
+    Column("redirect", "REDIRECT", 11, 0, summary.redirect_health),
     Column("limit", "RATE LIMIT", 21, 3, summary.rate_limit_text),
     Column("vm", "VM", 9, 6, summary.resources_text),
     Column("vfs", "VFS", 7, 5, summary.virtiofsd_text),
@@ -63,7 +63,7 @@ COLUMNS: tuple[Column, ...] = (
 
 STATE_ROLE = {"running": "ok", "stale": "bad", "orphan": "warn", "corrupt": "bad",
               "paused": "warn"}
-REDIRECT_ROLE = {"both": "ok", "none": "bad", "in only": "bad", "out only": "bad"}
+REDIRECT_ROLE = {"both": "ok", "-": "muted", "?": "muted"}  # anything else names a fault
 
 
 def sparkline(values: Sequence[float]) -> str:
@@ -114,7 +114,7 @@ def cell(col: str, sb: Sandbox, history: Sequence[float]) -> Cell:
         return (sparkline(history).rjust(HISTORY), "accent")
     if col == "redirect":
         h = summary.redirect_health(sb)
-        return (h, REDIRECT_ROLE.get(h, "muted"))
+        return (h, REDIRECT_ROLE.get(h, "bad"))
     if col == "limit":
         return (summary.rate_limit_text(sb), "")
     if col == "vm":

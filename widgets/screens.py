@@ -291,7 +291,8 @@ class DetailScreen(KataScreen):
         head = Text()
         head.append(label(sb), style="bold")
         head.append(f" · {sb.id}\n", style=MUTED)
-        head.append(f"{sb.runtime} runtime · {sb.hypervisor.kind} pid {sb.hypervisor.pid} · "
+        pid = f" pid {sb.hypervisor.pid}" if sb.hypervisor.pid else " (no pid recorded)"
+        head.append(f"{sb.runtime} runtime · {sb.hypervisor.kind}{pid} · "
                     f"{sb.state} · {sb.network_model} · netns "
                     f"{sb.netns.name or sb.netns.path} · in "
                     f"{fmt_rate(rates.vm(sb).in_bps)} out "

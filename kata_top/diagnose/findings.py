@@ -15,6 +15,7 @@ from typing import Any
 
 from kata_top import derive, rates
 from kata_top.collectors.shimsock import SOCKET_NAME
+from kata_top.diagnose.redirects import redirect_findings
 from kata_top.model import Finding, Sandbox, Severity, Snapshot, evolve
 from kata_top.select import label
 from kata_top.units import fmt_rate
@@ -33,17 +34,16 @@ def _f(sb: Sandbox, code: str, severity: Severity, summary: str, fix: str,
                    sandbox=sb.id)
 
 
-def _redirect_fix(sb: Sandbox, direction: str, src: str, dst: str) -> str:
-    ns = sb.netns.name or sb.netns.path or "<netns>"
-    return (f"kata-top redirect add {q(sb.id[:12])} --direction {direction}  "
-            f"(= ip netns exec {q(ns)} tc filter add dev {q(src)} parent ffff: protocol all u32 "
-            f"match u8 0 0 action mirred egress redirect dev {q(dst)})")
+def _pid(pid: int | None) -> str:
+    """` (pid N)`, or nothing when no pid is known (runtime-rs with Cloud Hypervisor
+    records none)."""
+    return f" (pid {pid})" if pid else ""
 
 
 def _state_findings(sb: Sandbox) -> Iterable[Finding]:
     if sb.state == "stale":
         yield _f(sb, "KT-S020", "critical",
-                 f"{label(sb)}: state files remain but the VMM (pid {sb.hypervisor.pid}) is "
+                 f"{label(sb)}: state files remain but the VMM{_pid(sb.hypervisor.pid)} is "
                  "not running", "check the shim's logs (journalctl -t kata), then remove the "
                  "pod (crictl stopp/rmp) so Kata cleans up its state",
                  pid=sb.hypervisor.pid, state_path=sb.state_path)
@@ -71,29 +71,14 @@ def _state_findings(sb: Sandbox) -> Iterable[Finding]:
 
 
 def _redirect_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
-    if sb.network_model != "tcfilter" or not sb.redirects or sb.state == "stale":
+    if sb.network_model != "tcfilter" or not sb.redirects:
         return
-    missing = [r for r in sb.redirects if not r.present]
-    if len(missing) == 2:
-        yield _f(sb, "KT-S001", "critical",
-                 f"{label(sb)}: both tc redirects are missing: the VM is cut off",
-                 _redirect_fix(sb, "both", "eth0", sb.tap_name or "tap0_kata"),
-                 missing=["in", "out"])
-    elif missing:
-        r = missing[0]
-        what = "receive" if r.direction == "out" else "send"
-        yield _f(sb, "KT-S002", "critical",
-                 f"{label(sb)}: redirect {r.direction} ({r.from_dev} → {r.to_dev}) is missing: "
-                 f"traffic flows one way only, the VM can {what} but not "
-                 f"{'send' if what == 'receive' else 'receive'}",
-                 _redirect_fix(sb, r.direction, r.from_dev, r.to_dev),
-                 direction=r.direction, present=[x.direction for x in sb.redirects if x.present])
+    yield from redirect_findings(sb, prev, _held)
     # A lost redirect: packets arrive on eth0 but the mirred counter of `in` stands still.
     eth_rx = rates.link(sb, "eth0").rx_pps
     red_in = rates.redirect(sb, "in").pps
     if eth_rx is not None and red_in is not None:
-        cond = eth_rx >= 1.0 and red_in == 0 and any(r.present and r.direction == "in"
-                                                     for r in sb.redirects)
+        cond = eth_rx >= 1.0 and red_in == 0 and derive.redirect_states(sb).get("in") == "ok"
         yield from _held(sb, prev, "KT-S003", cond, lambda: _f(
             sb, "KT-S003", "warning",
             f"{label(sb)}: eth0 receives {eth_rx:.0f} pkt/s but the in redirect counts none",
@@ -161,7 +146,7 @@ def _route_mtu_findings(sb: Sandbox) -> Iterable[Finding]:
 
 
 def _tap_findings(sb: Sandbox) -> Iterable[Finding]:
-    if not sb.hypervisor.alive or not sb.tap_name:
+    if not sb.tap_name:
         return
     tap = next((lk for lk in sb.links if lk.name == sb.tap_name), None)
     if tap is None:
@@ -170,11 +155,14 @@ def _tap_findings(sb: Sandbox) -> Iterable[Finding]:
                      "the VM's NIC has no host side; the pod must be re-created",
                      tap=sb.tap_name)
         return
-    if not tap.up or tap.carrier is False:
+    # Without a VMM nothing holds the tap: no carrier is that, said once (KT-S020); a tap
+    # set down is a fault of its own either way.
+    if not tap.up or (tap.carrier is False and sb.hypervisor.alive):
         yield _f(sb, "KT-S011", "warning",
-                 f"{label(sb)}: {tap.name} is {'down' if not tap.up else 'without carrier'}",
-                 f"ip link set dev {tap.name} up (in the pod netns); no carrier means QEMU "
-                 "does not hold the tap", operstate=tap.operstate, up=tap.up,
+                 f"{label(sb)}: {tap.name} is {'down' if not tap.up else 'without carrier'}"
+                 + ("" if sb.hypervisor.alive else " (and the VMM is gone)"),
+                 f"ip link set dev {q(tap.name)} up (in the pod netns); no carrier means the "
+                 "VMM does not hold the tap", operstate=tap.operstate, up=tap.up,
                  carrier=tap.carrier)
 
 
@@ -357,10 +345,9 @@ def _shim_findings(sb: Sandbox) -> Iterable[Finding]:
 
 
 def sandbox_findings(sb: Sandbox, prev: Sandbox | None) -> tuple[Finding, ...]:
+    # Judged on everything still there: a dead VMM adds its finding (KT-S020) and the
+    # namespace's faults stay named (they are still there, and still need their fix).
     out: list[Finding] = list(_state_findings(sb))
-    if sb.state == "stale":
-        # Without a VMM, counters and taps only echo the one fact that matters.
-        return tuple(out)
     out += _redirect_findings(sb, prev)
     out += _mtu_findings(sb)
     out += _route_mtu_findings(sb)

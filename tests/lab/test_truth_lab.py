@@ -1,0 +1,201 @@
+"""Faults planted as they happen on nodes (`faults` scenario): each named for what it is, every
+printed fix run as printed, and rates that iproute2 confirms (delivered vs attempted vs
+dropped)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from kata_top import diagnose, summary
+from kata_top.engine import Engine, EngineOptions
+from kata_top.lab import build, traffic
+from kata_top.lab.layout import Layout
+from kata_top.lab.manifest import Manifest
+from kata_top.lab.network import run_batch
+from kata_top.model import Finding, Sandbox, Snapshot
+from kata_top.rates import with_rates
+from tests.helpers import ROOT, need_qemu, running_lab
+
+
+@pytest.fixture(scope="module")
+def faults_lab() -> Iterator[tuple[Layout, Manifest]]:
+    need_qemu()
+    with running_lab("f", build.UpOptions(sandboxes=8, scenario="faults")) as lab:
+        yield lab
+
+
+def _annotated(layout: Layout, pause: float = 0.0) -> Snapshot:
+    engine = Engine(EngineOptions(run_root=layout.run_root))
+    try:
+        first = engine.collect()
+        if pause:
+            time.sleep(pause)
+        return diagnose.annotate(with_rates(engine.collect(), first))
+    finally:
+        engine.close()
+
+
+def _sb(snap: Snapshot, pod: str) -> Sandbox:
+    return next(s for s in snap.sandboxes if s.pod.name == pod)
+
+
+def _codes(sb: Sandbox) -> dict[str, Finding]:
+    return {f.code: f for f in sb.findings}
+
+
+def _ns(man: Manifest, pod: str) -> str:
+    ns = next(s.netns for s in man.sandboxes if s.spec.pod_name == pod)
+    assert ns
+    return ns
+
+
+def _run_printed(fix: str) -> None:
+    """The raw equivalent in a fix, `(= cmd && cmd)`, run by a shell exactly as printed."""
+    m = re.search(r"\(= (.*)\)$", fix)
+    assert m, fix
+    out = subprocess.run(["sh", "-c", m.group(1)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, (m.group(1), out.stderr)
+
+
+def _kata_redirect(layout: Layout, man: Manifest, pod: str, *args: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "kata_top", "redirect", "add", pod, *args,
+                          "--run-root", layout.run_root, "--yes"], capture_output=True,
+                         text=True, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr + out.stdout
+
+
+def _filters(ns: str, dev: str) -> list[str]:
+    out = subprocess.run(["tc", "-n", ns, "-j", "filter", "show", "dev", dev, "ingress"],
+                         capture_output=True, text=True, check=True)
+    return [a.get("to_dev", "") for f in json.loads(out.stdout or "[]")
+            for a in f.get("options", {}).get("actions", [])]
+
+
+def test_redirect_to_another_device_is_named_and_both_fixes_work(
+        faults_lab: tuple[Layout, Manifest]) -> None:
+    layout, man = faults_lab
+    ns = _ns(man, "elsewhere-1")
+    for how in ("raw", "kata-top"):
+        sb = _sb(_annotated(layout), "elsewhere-1")
+        f = _codes(sb)["KT-S004"]
+        assert f.severity == "critical" and f.evidence["redirects_to"] == {"out": "eth1"}
+        assert "eth1" in f.summary and "KT-S002" not in _codes(sb)
+        assert summary.redirect_health(sb) == "out→eth1"
+        assert f.evidence["commands"][0].startswith("tc filter del dev tap0_kata")
+        if how == "raw":
+            _run_printed(f.fix)
+        else:
+            _kata_redirect(layout, man, "elsewhere-1", "--direction", "out")
+        assert _filters(ns, "tap0_kata") == ["eth0"], how  # the wrong one is gone
+        fixed = _sb(_annotated(layout), "elsewhere-1")
+        assert summary.redirect_health(fixed) == "both", how
+        assert not {"KT-S002", "KT-S004"} & set(_codes(fixed)), how
+        if how == "raw":  # plant the fault again, for the other fix
+            run_batch(["tc", "-n", ns], ["filter del dev tap0_kata parent ffff:",
+                                         "filter add dev tap0_kata parent ffff: protocol all "
+                                         "u32 match u8 0 0 action mirred egress redirect dev "
+                                         "eth1"])
+
+
+def test_missing_ingress_qdisc_is_named_and_both_fixes_work(
+        faults_lab: tuple[Layout, Manifest]) -> None:
+    layout, man = faults_lab
+    ns = _ns(man, "no-ingress-2")
+    for how in ("raw", "kata-top"):
+        sb = _sb(_annotated(layout), "no-ingress-2")
+        f = _codes(sb)["KT-S005"]
+        assert f.evidence["devices"] == ["tap0_kata"] and "tap0_kata" in f.summary
+        assert "no ingress qdisc" in f.summary
+        assert f.evidence["commands"][0] == "tc qdisc add dev tap0_kata ingress"
+        assert summary.redirect_health(sb) == "no ingress"
+        if how == "raw":
+            _run_printed(f.fix)
+        else:
+            _kata_redirect(layout, man, "no-ingress-2", "--direction", "out")
+        fixed = _sb(_annotated(layout), "no-ingress-2")
+        assert summary.redirect_health(fixed) == "both", how
+        assert not {"KT-S002", "KT-S005"} & set(_codes(fixed)), how
+        if how == "raw":
+            run_batch(["tc", "-n", ns], ["qdisc del dev tap0_kata ingress"])
+
+
+def _ip_tap(ns: str) -> dict[str, int]:
+    out = subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", "tap0_kata"],
+                         capture_output=True, text=True, check=True)
+    tx = json.loads(out.stdout)[0]["stats64"]["tx"]
+    return {"packets": tx["packets"], "dropped": tx["dropped"]}
+
+
+def _tc_mirred(ns: str, dev: str) -> dict[str, int]:
+    out = subprocess.run(["tc", "-n", ns, "-s", "-j", "filter", "show", "dev", dev, "ingress"],
+                         capture_output=True, text=True, check=True)
+    acts = [a for f in json.loads(out.stdout or "[]")
+            for a in f.get("options", {}).get("actions", [])]
+    return {"packets": sum(a["stats"]["packets"] for a in acts),
+            "overlimits": sum(a["stats"].get("overlimits", 0) for a in acts)}
+
+
+@pytest.mark.parametrize("pod", ["tap-down-3", "dead-mtu-5"])
+def test_rates_say_where_the_packets_went(faults_lab: tuple[Layout, Manifest], pod: str) -> None:
+    """UDP into a sandbox whose redirect cannot deliver: kata-top's into-VM rate is what the
+    tap handed to the VMM (nothing), beside what mirred attempted and what failed (tap down:
+    mirred overlimits) or what the tap dropped (dead VMM: tx_dropped); iproute2 (`ip -s
+    link`, `tc -s filter`) counts the same packets."""
+    layout, man = faults_lab
+    spec = next(s.spec for s in man.sandboxes if s.spec.pod_name == pod)
+    ns = _ns(man, pod)
+    engine = Engine(EngineOptions(run_root=layout.run_root))
+    try:
+        ip0, tc0 = _ip_tap(ns), _tc_mirred(ns, "eth0")
+        first = engine.collect()
+        res = traffic.run(layout.node_ns, [spec.ip], seconds=1.0, rate_pps=100)
+        time.sleep(0.2)
+        snap = diagnose.annotate(with_rates(engine.collect(), first))
+        ip1, tc1 = _ip_tap(ns), _tc_mirred(ns, "eth0")
+    finally:
+        engine.close()
+    assert res[spec.ip].udp_sent >= 80
+    sb = _sb(snap, pod)
+    dt = snap.taken_at - first.taken_at
+    r = sb.rates
+    attempted = tc1["packets"] - tc0["packets"]
+    failed = tc1["overlimits"] - tc0["overlimits"]
+    delivered = ip1["packets"] - ip0["packets"]
+    dropped = ip1["dropped"] - ip0["dropped"]
+    assert attempted >= 80 and delivered == 0
+    assert r["vm.in_pps"] == 0.0  # nothing reached the VM, whatever mirred counted
+    assert r["vm.in_attempted_pps"] == pytest.approx(attempted / dt, rel=0.05)
+    # iproute2's failures, each where it counts it: mirred's overlimits, the tap's drops
+    assert r["vm.in_failed_pps"] == pytest.approx(failed / dt, rel=0.05, abs=0.01)
+    assert r["vm.in_dropped_pps"] == pytest.approx(dropped / dt, rel=0.05, abs=0.01)
+    if pod == "tap-down-3":
+        assert failed == attempted
+        f = _codes(sb)["KT-S006"]
+        assert "tap0_kata is down" in f.summary and f.evidence["commands"] == [
+            "ip link set dev tap0_kata up"]
+        assert summary.redirect_health(sb) == "in failing"
+    else:
+        assert failed + dropped == attempted, (failed, dropped, attempted)
+
+
+def test_dead_vmm_keeps_the_network_findings_and_events_do_not_clear_them(
+        faults_lab: tuple[Layout, Manifest]) -> None:
+    from kata_top.events import diff_events
+
+    layout, _ = faults_lab
+    snap = _annotated(layout)
+    sb = _sb(snap, "dead-mtu-5")
+    codes = _codes(sb)
+    assert codes["KT-S020"].severity == "critical"
+    assert codes["KT-S010"].severity == "warning"  # the MTU mismatch is still there
+    again = diagnose.annotate(_annotated(layout), snap)
+    events = diff_events(snap, again)
+    assert not [e for e in events if e.kind == "finding-cleared"
+                and e.sandbox_id == sb.id], events
