@@ -170,6 +170,13 @@ def _link_events(at: float, p: Sandbox, c: Sandbox, who: str,
                       + (f" {new_drops:.1f} pkt/s" if new_drops else ""), old_drops, new_drops)
 
 
+def _unjudged(c: Sandbox) -> bool:
+    """The sandbox could not be read this time (its namespace, or the whole of it): a
+    finding missing from it is not known to be fixed, so it is not `cleared` — only when its
+    evidence is read again and gone."""
+    return any(e.where in ("netns", "collect") for e in c.errors)
+
+
 def _finding_events(at: float, p: Sandbox, c: Sandbox) -> Iterable[Event]:
     codes_before = {f.code: f for f in p.findings}
     codes_now = {f.code: f for f in c.findings}
@@ -177,9 +184,10 @@ def _finding_events(at: float, p: Sandbox, c: Sandbox) -> Iterable[Event]:
         f = codes_now[code]
         if f.severity != "info":
             yield _ev(at, "finding-raised", f.severity, c, f"{code}: {f.summary}", None, code)
+    unjudged = _unjudged(c)
     for code in sorted(set(codes_before) - set(codes_now)):
         f = codes_before[code]
-        if f.severity != "info":
+        if f.severity != "info" and not unjudged:
             yield _ev(at, "finding-cleared", "info", c, f"{code} cleared: {f.summary}", code,
                       None)
 

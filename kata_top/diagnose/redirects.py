@@ -135,9 +135,15 @@ def _failing(sb: Sandbox, rs: list[Redirect]) -> Finding:
         parts.append(f"{r.direction} ({r.from_dev} → {r.to_dev}): {r.to_dev} {why}")
         if target is not None and not target.up:
             cmds += repair_commands(r, "failing")
-    fix = (f"{ns_prefix(sb)} " + " && ".join(cmds)) if cmds else \
-        "the target takes no packets: tc -s filter show dev " + q(rs[0].from_dev) + " ingress"
+    if cmds:
+        fix = f"{ns_prefix(sb)} " + f" && {ns_prefix(sb)} ".join(cmds)
+    elif not sb.hypervisor.alive:
+        fix = "no VMM holds the tap: re-create the pod (crictl stopp/rmp)"
+    else:
+        fix = ("the target takes no packets: tc -s filter show dev " + q(rs[0].from_dev)
+               + " ingress; ip -s link show dev " + q(rs[0].to_dev))
+    gone = "" if sb.hypervisor.alive else " (the VMM is gone)"
     return _mk(sb, "KT-S006", "critical",
                f"{label(sb)}: redirect {'; '.join(parts)}: its packets count as sent but are "
-               "not delivered", fix, directions=[r.direction for r in rs], commands=cmds,
+               f"not delivered{gone}", fix, directions=[r.direction for r in rs], commands=cmds,
                failed_pps={r.direction: rates.redirect(sb, r.direction).failed_pps for r in rs})
