@@ -480,7 +480,10 @@ class Engine:
         limits = derive.rate_limits(model, links, dump.qdiscs, dump.classes, tap, virt) \
             if dump else ()
         configured: dict[Direction, int] = {}
-        if rec is not None and (rec.rx_rate_bps or rec.tx_rate_bps):
+        if rec is not None and (rec.rx_rate_bps or rec.tx_rate_bps
+                                or (rec.runtime == "go" and not rec.error)):
+            # The Go runtime's persist.json always holds both (0 = no limit); runtime-rs
+            # records none, so nothing is known there.
             configured = {"in": rec.rx_rate_bps, "out": rec.tx_rate_bps}
 
         vmm: Vmm | None = None

@@ -36,8 +36,10 @@ def redirect_health(sb: Sandbox) -> str:
 
 
 def rate_limit_text(sb: Sandbox) -> str:
+    cfg = sb.configured_rate_limits
     parts = [f"{r.direction} {fmt_rate(r.rate_bps)}" + ("" if r.shape == "kata-htb"
                                                         else f" ({r.shape})")
+             + (" not Kata's" if cfg.get(r.direction) == 0 else "")
              for r in sorted(sb.rate_limits, key=lambda r: r.direction)]
     return ", ".join(parts) or "-"
 

@@ -201,20 +201,49 @@ def _qdisc_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
             dev=worst_dev, drops_ps=worst_rate))
 
 
+CONFIG_KEY = {"in": "RxRateLimiterMaxRate", "out": "TxRateLimiterMaxRate"}
+
+
+def _limit_counts(sb: Sandbox, dev: str, overlimits: int, drops: int) -> str:
+    """What a limit did: its root qdisc's overlimits and drops, with their rates."""
+    r = sb.rates
+    handle = next((x.handle for x in sb.qdiscs if x.dev == dev and x.parent == "root"), "1:")
+    over_ps = r.get(f"qdisc.{dev}.{handle}.overlimits_ps") or 0.0
+    drops_ps = r.get(f"qdisc.{dev}.{handle}.drops_ps") or 0.0
+    return (f"{overlimits} held back ({over_ps:.0f}/s), {drops} dropped ({drops_ps:.0f}/s)"
+            if overlimits or drops else "nothing held back or dropped yet")
+
+
 def _rate_limit_findings(sb: Sandbox) -> Iterable[Finding]:
     actual = {r.direction: r for r in sb.rate_limits}
+    cfg = sb.configured_rate_limits
     for r in sb.rate_limits:
+        counts = _limit_counts(sb, r.dev, r.overlimits, r.drops)
+        ev = {"direction": r.direction, "dev": r.dev, "rate_bps": r.rate_bps, "shape": r.shape,
+              "overlimits": r.overlimits, "drops": r.drops}
+        ns = sb.netns.name or sb.netns.path or "<netns>"
+        clear = (f"kata-top ratelimit clear {q(sb.id[:12])} --direction {r.direction} "
+                 if r.shape == "kata-htb" else "") + \
+            f"(= ip netns exec {q(ns)} tc qdisc del dev {q(r.dev)} root)"
+        if cfg.get(r.direction) == 0:
+            # Kata's configuration holds no limit in this direction: someone added this.
+            key = CONFIG_KEY[r.direction]
+            yield _f(sb, "KT-S054", "warning",
+                     f"{label(sb)}: rate limit {r.direction} {fmt_rate(r.rate_bps)} on {r.dev} "
+                     f"({r.shape}) is not Kata's: the sandbox's {key} is 0 (no limit); "
+                     f"{counts}", f"if it is not wanted: {clear}",
+                     **ev, configured_bps=0, config_key=key)
+            continue
         yield _f(sb, "KT-S050", "info",
                  f"{label(sb)}: rate limit {r.direction} {fmt_rate(r.rate_bps)} on {r.dev} "
-                 f"({r.shape})", f"kata-top ratelimit clear {q(sb.id[:12])} --direction "
-                 f"{r.direction} (if it is not wanted)", direction=r.direction, dev=r.dev,
-                 rate_bps=r.rate_bps, shape=r.shape)
-    for direction, configured in sb.configured_rate_limits.items():
+                 f"({r.shape}); {counts}", f"{clear} (if it is not wanted)", **ev)
+    for direction, configured in cfg.items():
         have = actual.get(direction)
         if configured and (have is None or have.rate_bps != configured):
             yield _f(sb, "KT-S051", "warning",
-                     f"{label(sb)}: Kata configured {direction} {fmt_rate(configured)} but tc "
-                     f"has {fmt_rate(have.rate_bps) if have else 'no limit'}",
+                     f"{label(sb)}: Kata configured {direction} {fmt_rate(configured)} "
+                     f"({CONFIG_KEY[direction]}) but tc has "
+                     f"{fmt_rate(have.rate_bps) if have else 'no limit'}",
                      f"kata-top ratelimit set {q(sb.id[:12])} --{direction} {configured}bit",
                      direction=direction, configured_bps=configured,
                      actual_bps=have.rate_bps if have else None)

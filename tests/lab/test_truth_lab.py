@@ -226,3 +226,25 @@ def test_dead_vmm_keeps_the_network_findings_and_events_do_not_clear_them(
     events = diff_events(snap, again)
     assert not [e for e in events if e.kind == "finding-cleared"
                 and e.sandbox_id == sb.id], events
+
+
+def test_a_limit_kata_does_not_hold_is_a_warning_with_its_counts(
+        faults_lab: tuple[Layout, Manifest]) -> None:
+    """An HTB added by hand on the tap while the sandbox's RxRateLimiterMaxRate is 0: not
+    Kata's (KT-S054, both values named), its overlimits and drops shown; a sandbox whose
+    limits match its configuration has none."""
+    layout, man = faults_lab
+    spec = next(s.spec for s in man.sandboxes if s.spec.pod_name == "foreign-limit-4")
+    traffic.run(layout.node_ns, [spec.ip], seconds=0.5, rate_pps=100)
+    sb = _sb(_annotated(layout), "foreign-limit-4")
+    assert sb.configured_rate_limits == {"in": 0, "out": 0}
+    f = _codes(sb)["KT-S054"]
+    assert f.severity == "warning" and "KT-S050" not in _codes(sb)
+    assert "5Mbit" in f.summary and "RxRateLimiterMaxRate is 0" in f.summary
+    lim = next(r for r in sb.rate_limits if r.dev == "tap0_kata")
+    assert f.evidence["overlimits"] == lim.overlimits and f.evidence["drops"] == lim.drops
+    assert "held back" in f.summary or "nothing held back" in f.summary
+    assert summary.rate_limit_text(sb) == "in 5Mbit not Kata's"
+    assert "ratelimit clear" in f.fix and "tc qdisc del dev tap0_kata root" in f.fix
+    web = _sb(_annotated(layout), "web-0")
+    assert not {"KT-S050", "KT-S051", "KT-S054"} & set(_codes(web))
