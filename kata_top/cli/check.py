@@ -38,7 +38,9 @@ def check_snapshot(engine: Engine, pause: float = 0.5) -> Snapshot:
         orphans = engine.orphan_findings()
     finally:
         engine.close()
-    return replace(snap, host_findings=(*host_findings(), *orphans))
+    from kata_top.diagnose.hostfacts import in_context
+
+    return replace(snap, host_findings=in_context((*host_findings(), *orphans), snap))
 
 
 def check_document(snap: Snapshot) -> dict[str, object]:

@@ -180,11 +180,18 @@ def _ipv6_findings(sb: Sandbox) -> Iterable[Finding]:
                  "disable IPv6 for the pod network as a whole",
                  eth0_ipv6_disabled=eth0.ipv6_disabled, tap_ipv6_disabled=tap.ipv6_disabled)
     elif eth0.ipv6_disabled:
+        # Seed 001: Kata copies the pod's fe80:: link-local address to the guest's NIC; where
+        # IPv6 is off on one side only, that add is refused with EACCES (-13) (KT-S014). Off
+        # on both sides there is no such address to copy: no failure, only no IPv6.
         yield _f(sb, "KT-S015", "info",
                  f"{label(sb)}: IPv6 is disabled in the pod's namespace (eth0 and "
-                 f"{tap.name}); a pod that expects IPv6 will not get it",
-                 "enable IPv6 on the node and in the CNI config if the pod needs it",
-                 eth0_ipv6_disabled=True, tap_ipv6_disabled=True)
+                 f"{tap.name}): a pod that expects IPv6 will not get it; Kata adds no fe80:: "
+                 "address, so its `EACCES (-13)` on that add (KT-S014) cannot happen here",
+                 "enable IPv6 (net.ipv6.conf.all.disable_ipv6=0 on the node, and in the CNI "
+                 "config) if the pod needs it; enable it on both sides at once, or Kata's "
+                 "fe80:: add fails with EACCES (-13)",
+                 eth0_ipv6_disabled=True, tap_ipv6_disabled=True,
+                 kata_error="EACCES (-13) adding the fe80:: link-local address")
 
 
 def _qdisc_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:

@@ -72,7 +72,9 @@ class LiveSource(Source):
 
                 self._host = (*host_findings(), *self._engine.orphan_findings())
                 self._host_at = time.monotonic()
-            snap = replace(snap, host_findings=self._host)
+            from kata_top.diagnose.hostfacts import in_context
+
+            snap = replace(snap, host_findings=in_context(self._host, snap))
             events = diff_events(self._prev, snap, self._engine.tc_changes,
                                  self._audit.new_entries(), self._drops)
             if events:

@@ -693,3 +693,4 @@ def test_the_dashboard_reads_rows_off_screen_every_few_seconds(tmp_path: Any) ->
     engine = engine_for(build_parser(argv).parse_args(argv))
     assert engine.opts.unwatched_refresh_s == 0 and engine.opts.tc_busy_refresh_s == 0
     engine.close()
+

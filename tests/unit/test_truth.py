@@ -1,0 +1,117 @@
+"""Faults named for what they are, as pure logic: redirect states, host probes judged against
+the sandboxes, findings on everything still there (the lab side: tests/lab/test_truth_lab.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kata_top.collectors import hostcheck
+from kata_top.model import (
+    HostInfo,
+    Hypervisor,
+    NetnsInfo,
+    Pod,
+    Sandbox,
+    Snapshot,
+)
+
+
+def _sb(sid: str, **kw: Any) -> Sandbox:
+    return Sandbox(id=sid, runtime="go", state="running", pod=Pod(None, None),
+                   hypervisor=Hypervisor("qemu", 1, True),
+                   **{"network_model": "tcfilter", "netns": NetnsInfo(None, None), **kw})
+
+
+def _host(tmp_path: Any, devs: tuple[str, ...]) -> dict[str, Any]:
+    dev = tmp_path / "dev"
+    (dev / "net").mkdir(parents=True)
+    for name in devs:
+        (dev / name).symlink_to("/dev/null")
+    return {f.code: f for f in hostcheck.host_findings(dev_root=str(tmp_path), probe=False,
+                                                       config_paths=(), netlink_results=[])}
+
+
+def test_netlink_families_kata_opens_are_probed_and_named(tmp_path: Any) -> None:
+    """Seed 000: a kernel without netfilter netlink (or xfrm_user) fails Kata's netlink
+    handle with `protocol not supported`; the finding names the kernel option and Kata's
+    text. The probe itself opens a socket per family on this host."""
+    import errno
+
+    def lacks_netfilter(proto: int) -> None:
+        if proto == 12:
+            raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
+
+    results = hostcheck.probe_netlink(lacks_netfilter)
+    found = {f.code: f for f in hostcheck.host_findings(
+        dev_root=str(tmp_path), probe=False, config_paths=(), netlink_results=results)}
+    f = found["KT-H011"]
+    assert f.severity == "critical" and "CONFIG_NETFILTER_NETLINK" in f.summary
+    assert "protocol not supported" in f.summary and f.evidence["family"] == "netlink-netfilter"
+    assert "CONFIG_XFRM_USER" not in f.summary
+    assert all(r.ok for r in hostcheck.probe_netlink())  # this host has both
+
+
+def test_host_vhost_net_finding_follows_the_sandboxes_disable_vhost_net(tmp_path: Any) -> None:
+    from kata_top.diagnose.hostfacts import in_context
+
+    host = _host(tmp_path, ("kvm", "vhost-vsock", "net/tun"))
+    h002 = host["KT-H002"]
+    assert "Kata fails" not in h002.summary and h002.evidence["kernel_option"] == \
+        "CONFIG_VHOST_NET"
+
+    def snap(*disable: bool | None) -> Snapshot:
+        sbs = tuple(_sb(f"{i:064x}", disable_vhost_net=d) for i, d in enumerate(disable))
+        return Snapshot(taken_at=1.0, host=HostInfo("n", "k", "/run", True), sandboxes=sbs)
+
+    (off,) = in_context([h002], snap(True, True))
+    assert off.severity == "info" and "DisableVhostNet: true" in off.summary
+    (on,) = in_context([h002], snap(True, False))
+    assert on.severity == "critical" and on.evidence["sandboxes_using_vhost_net"] == [
+        f"{1:064x}"[:12]]
+    (unknown,) = in_context([h002], snap(None))
+    assert unknown == h002
+
+
+def test_each_redirect_state_is_told_the_same_everywhere() -> None:
+    """A redirect to the wrong device is `elsewhere` (named), not `missing`; no ingress qdisc
+    is named; a target down is `failing`: the overview, the findings and their printed fixes
+    say the same."""
+    from kata_top import derive, summary
+    from kata_top.diagnose import sandbox_findings
+    from kata_top.model import Link, LinkStats, Redirect
+
+    def link(name: str, up: bool = True) -> Link:
+        return Link(name, 2, "veth", 1500, None, "up" if up else "down", up, True, LinkStats())
+
+    ok_in = Redirect("in", "eth0", "tap0_kata", True, prio=49152)
+    cases = {
+        "elsewhere": (Redirect("out", "tap0_kata", "eth0", False, elsewhere="eth1",
+                               elsewhere_prio=49152), "out→eth1", "KT-S004",
+                      ["tc filter del dev tap0_kata parent ffff: prio 49152",
+                       "tc filter add dev tap0_kata parent ffff: protocol all u32 match u8 0 0 "
+                       "action mirred egress redirect dev eth0"]),
+        "no-qdisc": (Redirect("out", "tap0_kata", "eth0", False, ingress_qdisc=False),
+                     "no ingress", "KT-S005",
+                     ["tc qdisc add dev tap0_kata ingress",
+                      "tc filter add dev tap0_kata parent ffff: protocol all u32 match u8 0 0 "
+                      "action mirred egress redirect dev eth0"]),
+        "missing": (Redirect("out", "tap0_kata", "eth0", False), "in only", "KT-S002",
+                    ["tc filter add dev tap0_kata parent ffff: protocol all u32 match u8 0 0 "
+                     "action mirred egress redirect dev eth0"]),
+    }
+    for state, (out, text, code, cmds) in cases.items():
+        sb = _sb("a" * 64, redirects=(ok_in, out), tap_name="tap0_kata",
+                 links=(link("eth0"), link("tap0_kata")),
+                 netns=NetnsInfo("/run/netns/cni-1", None, name="cni-1"))
+        assert derive.redirect_states(sb) == {"in": "ok", "out": state}
+        assert summary.redirect_health(sb) == text
+        f = next(f for f in sandbox_findings(sb, None) if f.code == code)
+        assert f.evidence["commands"] == cmds
+        assert f.fix.endswith("(= " + " && ".join(f"ip netns exec cni-1 {c}" for c in cmds)
+                              + ")")
+        assert not {"KT-S001", "KT-S002", "KT-S004", "KT-S005"} - {code} & {
+            x.code for x in sandbox_findings(sb, None)}
+    down = _sb("b" * 64, redirects=(ok_in, Redirect("out", "tap0_kata", "eth0", True)),
+               tap_name="tap0_kata", links=(link("eth0"), link("tap0_kata", up=False)))
+    assert derive.redirect_states(down)["in"] == "failing"
+    assert summary.redirect_health(down) == "in failing"
