@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import stat
 import time
 import zlib
@@ -153,17 +152,12 @@ class Engine:
             self._net_made.close()
 
     def orphan_findings(self) -> list[Finding]:
-        """KT-H030 for each named namespace that holds a Kata tap but belongs to no sandbox of
-        the last collect() (one link dump per named namespace: not every cycle)."""
-        from kata_top.collectors.orphans import orphan_namespaces
+        """KT-H030 for each named namespace that holds a Kata tap but belongs to no sandbox
+        under any known run root (collectors/orphans.py); `ip netns delete` is offered only
+        when no process is in it either."""
+        from kata_top.collectors.orphans import judge_orphans
 
-        return [Finding(
-            code="KT-H030", severity="warning",
-            summary=f"network namespace {name} holds {', '.join(taps)} but no Kata sandbox "
-                    "uses it: left behind by a sandbox that no longer exists",
-            evidence={"netns": name, "taps": taps},
-            fix=f"if no pod owns it (crictl pods): ip netns delete {shlex.quote(name)}")
-            for name, taps in orphan_namespaces(self._named_cache.get(), self._used_ns)]
+        return judge_orphans(self._named_cache.get(), self._used_ns, self.opts.run_root)
 
     @property
     def reused_namespaces(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -239,8 +240,16 @@ def diff_events(prev: Snapshot | None, cur: Snapshot,
                            {"dev": ch.dev, "parent": ch.parent, "prio": ch.prio,
                             "target": ch.target}, source="netlink"))
     acted: set[str] = set()
+    root = cur.host.run_root
+    known = {sb.id for sb in cur.sandboxes} | ({sb.id for sb in prev.sandboxes} if prev
+                                               else set())
     for entry in actions:
         sid = str(entry.get("sandbox") or "")
+        # One audit log serves every run root on the node: an action is this stream's only
+        # when it names this run root, or (entries that do not) a sandbox of it.
+        if entry.get("run_root") not in (None, root) or (
+                entry.get("run_root") is None and sid not in known):
+            continue
         if entry.get("changed"):
             acted.add(sid)
         out.append(Event(at=at, kind="action", severity="info",
@@ -251,7 +260,7 @@ def diff_events(prev: Snapshot | None, cur: Snapshot,
     if acted:
         out = [evolve(e, by="kata-top") if e.sandbox_id in acted and e.kind in WRITE_KINDS
                else e for e in out]
-    return tuple(out)
+    return tuple(evolve(e, run_root=root) for e in out)
 
 
 class AuditTail:
@@ -304,12 +313,20 @@ class AuditTail:
 JOURNAL_MAX_BYTES = 8 << 20
 
 
-def default_journal() -> str:
-    """Where `kata-top serve` and `kata-top events --follow` keep the node's events."""
+def default_journal(run_root: str = "/run") -> str:
+    """Where `kata-top serve` and `kata-top events --follow` keep a run root's events: the
+    node's (/run) in events.ndjson, any other root's in a journal of its own."""
     if os.geteuid() == 0:
-        return "/var/lib/kata-top/events.ndjson"
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return os.path.join(base, "kata-top", "events.ndjson")
+        base = "/var/lib/kata-top"
+    else:
+        base = os.path.join(os.environ.get("XDG_STATE_HOME")
+                            or os.path.expanduser("~/.local/state"), "kata-top")
+    root = os.path.normpath(run_root)
+    if root in ("/run", "/var/run"):
+        return os.path.join(base, "events.ndjson")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", root.strip("/"))[:60]
+    tag = zlib.crc32(root.encode("utf-8", "surrogateescape")) & 0xFFFFFFFF
+    return os.path.join(base, f"events-{slug}-{tag:08x}.ndjson")
 
 
 def event_line(e: Event) -> str:
@@ -396,9 +413,12 @@ def parse_since(text: str, now: float) -> float:
             from None
 
 
-def event_matches(doc: dict[str, Any], since: float | None, sandbox: str | None) -> bool:
+def event_matches(doc: dict[str, Any], since: float | None, sandbox: str | None,
+                  run_root: str | None = None) -> bool:
     if since is not None and float(doc.get("at") or 0) < since:
         return False
+    if run_root is not None and doc.get("run_root") not in (None, run_root):
+        return False  # another run root's event (a journal shared by hand)
     if sandbox:
         sid, pod = str(doc.get("sandbox_id") or ""), str(doc.get("pod") or "")
         return sid.startswith(sandbox) or pod == sandbox

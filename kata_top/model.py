@@ -434,6 +434,8 @@ class Event:
     after: Any = None
     source: EventSource = "diff"
     by: str | None = None
+    # the run root whose sandboxes it is about: journals and --follow show only their own
+    run_root: str | None = None
 
 
 @dataclass(frozen=True)

@@ -55,13 +55,16 @@ def run(args: argparse.Namespace) -> int:
         read_journal,
     )
 
-    journal = args.journal or default_journal()
+    journal = args.journal or default_journal(args.run_root)
+    root = os.path.normpath(args.run_root)
     try:
         since = parse_since(args.since, time.time()) if args.since else None
     except ValueError as exc:
         return fail("events", str(exc))
     if not args.follow:
-        docs = [d for d in read_journal(journal) if event_matches(d, since, args.sandbox)]
+        docs = [d for d in read_journal(journal)
+                if event_matches(d, since, args.sandbox, args.run_root)
+                or event_matches(d, since, args.sandbox, root)]
         if not docs and not os.path.exists(journal):
             return fail("events", f"no journal at {journal}: `kata-top serve` keeps one (the "
                                   "DaemonSet runs it), or watch live with --follow", EXIT_OK)

@@ -248,3 +248,49 @@ def test_a_limit_kata_does_not_hold_is_a_warning_with_its_counts(
     assert "ratelimit clear" in f.fix and "tc qdisc del dev tap0_kata root" in f.fix
     web = _sb(_annotated(layout), "web-0")
     assert not {"KT-S050", "KT-S051", "KT-S054"} & set(_codes(web))
+
+
+def test_orphan_judgement_is_scoped_to_every_known_run_root(scratch_lab: Layout) -> None:
+    """Three namespaces with a Kata tap nobody holds and no sandbox of this run root: one
+    recorded by a sandbox of another run root (never an orphan), one a process is still in
+    (named, without `ip netns delete`), one truly left behind (`ip netns delete`)."""
+    import os
+    import shutil
+
+    from tests.helpers import TEST_PREFIX
+
+    build.up(scratch_lab, build.UpOptions(sandboxes=1, qemu=False, scenario="plain"))
+    names = {k: f"{scratch_lab.prefix}-cni-{k}" for k in ("other", "held", "left")}
+    other_root = f"/run/{TEST_PREFIX}o"
+    sleeper = None
+    try:
+        for name in names.values():
+            run_batch(["ip"], [f"netns add {name}"])  # swept by the fixture's lab down
+            run_batch(["ip", "-n", name], ["tuntap add dev tap0_kata mode tap",
+                                           "link set tap0_kata up"])
+        sid = "e" * 64
+        state_dir = os.path.join(other_root, "vc", "sbs", sid)
+        os.makedirs(state_dir)
+        with open(os.path.join(state_dir, "persist.json"), "w") as fh:
+            json.dump({"State": "running", "Network": {
+                "NetworkID": f"/run/netns/{names['other']}"}}, fh)
+        sleeper = subprocess.Popen(["ip", "netns", "exec", names["held"], "sleep", "60"])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not subprocess.run(
+                ["ip", "netns", "pids", names["held"]], capture_output=True,
+                text=True).stdout.strip():
+            time.sleep(0.05)
+        out = subprocess.run([sys.executable, "-m", "kata_top", "check", "--json",
+                              "--run-root", scratch_lab.run_root], capture_output=True,
+                             text=True, cwd=ROOT, check=False)
+        found = {f["evidence"]["netns"]: f for f in json.loads(out.stdout)["findings"]
+                 if f["code"] == "KT-H030"}
+        assert names["other"] not in found
+        assert sleeper.pid in found[names["held"]]["evidence"]["pids"]
+        assert "ip netns delete" not in found[names["held"]]["fix"]
+        assert f"ip netns delete {names['left']}" in found[names["left"]]["fix"]
+    finally:
+        if sleeper is not None:
+            sleeper.kill()
+            sleeper.wait()
+        shutil.rmtree(other_root, ignore_errors=True)

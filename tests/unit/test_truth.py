@@ -17,9 +17,9 @@ from kata_top.model import (
 
 
 def _sb(sid: str, **kw: Any) -> Sandbox:
-    return Sandbox(id=sid, runtime="go", state="running", pod=Pod(None, None),
-                   hypervisor=Hypervisor("qemu", 1, True),
-                   **{"network_model": "tcfilter", "netns": NetnsInfo(None, None), **kw})
+    return Sandbox(id=sid, runtime="go", state="running", hypervisor=Hypervisor("qemu", 1, True),
+                   **{"network_model": "tcfilter", "netns": NetnsInfo(None, None),
+                      "pod": Pod(None, None), **kw})
 
 
 def _host(tmp_path: Any, devs: tuple[str, ...]) -> dict[str, Any]:
@@ -115,3 +115,28 @@ def test_each_redirect_state_is_told_the_same_everywhere() -> None:
                tap_name="tap0_kata", links=(link("eth0"), link("tap0_kata", up=False)))
     assert derive.redirect_states(down)["in"] == "failing"
     assert summary.redirect_health(down) == "in failing"
+
+
+def test_journals_and_audit_entries_stay_with_their_run_root() -> None:
+    """Two run roots on one node (same pod names): each journal, each stream's audit events
+    and each `events` reading holds its own root's only."""
+    from kata_top.events import default_journal, diff_events, event_matches
+
+    assert default_journal("/run") == default_journal("/var/run/")
+    assert default_journal("/run/lab-a") != default_journal("/run/lab-b") != \
+        default_journal("/run")
+    sb = _sb("c" * 64, pod=Pod("web-0", "default"))
+
+    def snap(root: str) -> Snapshot:
+        return Snapshot(taken_at=1.0, host=HostInfo("n", "k", root, True), sandboxes=(sb,))
+
+    mine = {"sandbox": sb.id, "operation": "redirect add out", "ok": True, "changed": True}
+    other_root = {**mine, "run_root": "/run/lab-b"}
+    other_sandbox = {**mine, "sandbox": "d" * 64}
+    events = diff_events(snap("/run/lab-a"), snap("/run/lab-a"),
+                         actions=[mine, other_root, other_sandbox])
+    assert [(e.kind, e.sandbox_id, e.run_root) for e in events] == [
+        ("action", sb.id, "/run/lab-a")]
+    doc = {"at": 1.0, "run_root": "/run/lab-b", "sandbox_id": sb.id}
+    assert not event_matches(doc, None, None, "/run/lab-a")
+    assert event_matches(doc, None, None, "/run/lab-b")
