@@ -63,7 +63,9 @@ TC_BUSY_REFRESH_S = 5.0
 READ_AHEAD_MIN_SHARE = 100
 # how often the dashboard reads a sandbox at all when it is not on screen (changes at once)
 UNWATCHED_REFRESH_S = 5.0
-VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--rlimit-nofile", "-o rlimit", "--iops", "--bps")
+# Flags that throttle virtiofsd's I/O. `--rlimit-nofile` is not one: it is the open-files
+# limit (Virtiofsd.rlimit_nofile).
+VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--iops", "--bps")
 
 
 @dataclass(frozen=True)
@@ -545,7 +547,9 @@ class Engine:
                 rate_limit_flags=tuple(a for a in argv if a.startswith(VIRTIOFSD_RATE_FLAGS)),
                 cpu_percent=info.cpu_percent if info else None,
                 rss_bytes=info.rss_bytes if info else None,
-                threads=info.threads if info else None, read_bytes=rd, write_bytes=wr))
+                threads=info.threads if info else None, read_bytes=rd, write_bytes=wr,
+                rlimit_nofile=int(opts["nofile"]) if opts.get("nofile", "").isdigit()
+                else None))
         # The C virtiofsd forks a sandboxed child with the same command line: show the parent.
         parents = [v for v in out if v.pid == (rec.virtiofsd_pid if rec else None)]
         return tuple(parents or out[:1])
@@ -636,6 +640,10 @@ def _virtiofsd_opts(argv: tuple[str, ...]) -> dict[str, str]:
             out["cache"] = a.split("=", 1)[1]
         elif a.startswith("--thread-pool-size="):
             out["threads"] = a.split("=", 1)[1]
+        elif a.startswith("--rlimit-nofile="):
+            out["nofile"] = a.split("=", 1)[1]
+        elif a == "--rlimit-nofile":
+            out["nofile"] = next(it, "")
         elif a.startswith("-o"):
             for part in a[2:].split(","):
                 k, _, v = part.partition("=")
@@ -643,4 +651,6 @@ def _virtiofsd_opts(argv: tuple[str, ...]) -> dict[str, str]:
                     out["shared_dir"] = v
                 elif k == "cache":
                     out["cache"] = v
+                elif k == "rlimit_nofile":
+                    out["nofile"] = v
     return out

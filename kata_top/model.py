@@ -275,6 +275,8 @@ class Virtiofsd:
     thread_pool_size: int | None
     rate_limit_flags: tuple[str, ...] = ()
     cpu_percent: float | None = None
+    # --rlimit-nofile: the open-files limit virtiofsd sets itself (not a rate limit)
+    rlimit_nofile: int | None = None
     rss_bytes: int | None = None
     threads: int | None = None
     read_bytes: int | None = None

@@ -20,7 +20,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 from kata_top import rates
 from kata_top.formats.jsonout import sandbox_to_dict
 from kata_top.history import marks, resample
-from kata_top.model import Sandbox, Snapshot
+from kata_top.model import Action, Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
 from kata_top.widgets.datapath import datapath
@@ -172,10 +172,17 @@ def _tc_tables(sb: Sandbox, p: Palette, now: float) -> Table:
                       str(flt.prio), flt.protocol,
                       f"{a.kind} {a.direction or ''} {a.action or ''}".strip(),
                       a.target or "-", str(a.stats.packets), str(a.stats.bytes),
-                      f"{max(0.0, now - a.last_used_at):.0f}s ago"
-                      if a.last_used_at is not None else "-")
+                      _last_used(a, now))
     outer.add_row(f)
     return outer
+
+
+def _last_used(a: Action, now: float) -> str:
+    """The kernel stamps an action's last use at install, so one that never matched would
+    read as used then: with no packet counted, it is `never`."""
+    if a.stats.packets == 0 and not a.stats.overlimits and not a.stats.drops:
+        return "never"
+    return f"{max(0.0, now - a.last_used_at):.0f}s ago" if a.last_used_at is not None else "-"
 
 
 def _kv(rows: list[tuple[str, Any]]) -> Table:
@@ -219,6 +226,7 @@ def _vfs_panel(sb: Sandbox, p: Palette) -> Table:
                  ("shared dir", v.shared_dir), ("cache", v.cache),
                  ("thread pool", v.thread_pool_size),
                  ("rate-limit flags", " ".join(v.rate_limit_flags) or "none"),
+                 ("open-files limit", v.rlimit_nofile or "virtiofsd's default"),
                  ("cpu / rss", f"{v.cpu_percent if v.cpu_percent is not None else '-'}% / "
                                f"{fmt_bytes(v.rss_bytes)}"),
                  ("io", f"read {fmt_bytes(v.read_bytes)} write {fmt_bytes(v.write_bytes)}")]

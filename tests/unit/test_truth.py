@@ -17,9 +17,10 @@ from kata_top.model import (
 
 
 def _sb(sid: str, **kw: Any) -> Sandbox:
-    return Sandbox(id=sid, runtime="go", state="running", hypervisor=Hypervisor("qemu", 1, True),
+    return Sandbox(id=sid, runtime="go",
                    **{"network_model": "tcfilter", "netns": NetnsInfo(None, None),
-                      "pod": Pod(None, None), **kw})
+                      "pod": Pod(None, None), "state": "running",
+                      "hypervisor": Hypervisor("qemu", 1, True), **kw})
 
 
 def _host(tmp_path: Any, devs: tuple[str, ...]) -> dict[str, Any]:
@@ -140,3 +141,39 @@ def test_journals_and_audit_entries_stay_with_their_run_root() -> None:
     doc = {"at": 1.0, "run_root": "/run/lab-b", "sandbox_id": sb.id}
     assert not event_matches(doc, None, None, "/run/lab-a")
     assert event_matches(doc, None, None, "/run/lab-b")
+
+
+def test_the_small_ones_say_what_is_so() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from kata_top import summary
+    from kata_top.diagnose import sandbox_findings
+    from kata_top.engine import VIRTIOFSD_RATE_FLAGS, _virtiofsd_opts
+    from kata_top.model import Action, ActionStats, Vmm
+    from kata_top.widgets.modals import help_table
+    from kata_top.widgets.screens import _last_used
+
+    # --rlimit-nofile is the open-files limit, not a rate limit
+    argv = ("virtiofsd", "--rlimit-nofile=1048576", "--thread-pool-size=1")
+    assert _virtiofsd_opts(argv)["nofile"] == "1048576"
+    assert not [a for a in argv if a.startswith(VIRTIOFSD_RATE_FLAGS)]
+    # no pid recorded: no `pid None`
+    stale = _sb("f" * 64, state="stale", hypervisor=Hypervisor("clh", None, False))
+    s020 = next(f for f in sandbox_findings(stale, None) if f.code == "KT-S020")
+    assert "None" not in s020.summary
+    # a filter that never matched was never used
+    never = Action("mirred", "redirect", "egress", "eth0", 2, ActionStats(), 100.0, 100.0)
+    assert _last_used(never, 141.0) == "never"
+    used = Action("mirred", "redirect", "egress", "eth0", 2, ActionStats(packets=3), 100.0,
+                  120.0)
+    assert _last_used(used, 141.0) == "21s ago"
+    # vCPUs from the state file when no monitor told
+    sb = _sb("a" * 64, vmm=Vmm("proc", "running", memory_bytes=128 << 20), config_vcpus=2)
+    assert summary.resources_text(sb).startswith("2c/")
+    # the help names the detail tabs' keys
+    app = SimpleNamespace(BINDINGS=[], _keymap={}, HELP_SECTIONS=None)
+    console = Console(record=True, width=160)
+    console.print(help_table(SimpleNamespace(app=app), False))  # type: ignore[arg-type]
+    assert "Tab, then ← →" in console.export_text()
