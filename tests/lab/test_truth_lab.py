@@ -71,6 +71,17 @@ def _kata_redirect(layout: Layout, man: Manifest, pod: str, *args: str) -> None:
     assert out.returncode == 0, out.stderr + out.stdout
 
 
+def _drawn(sb: Sandbox) -> str:
+    """The detail's datapath diagram as text."""
+    from rich.console import Console
+
+    from kata_top.widgets.datapath import datapath
+
+    console = Console(record=True, width=200)
+    console.print(datapath(sb))
+    return console.export_text()
+
+
 def _filters(ns: str, dev: str) -> list[str]:
     out = subprocess.run(["tc", "-n", ns, "-j", "filter", "show", "dev", dev, "ingress"],
                          capture_output=True, text=True, check=True)
@@ -88,6 +99,8 @@ def test_redirect_to_another_device_is_named_and_both_fixes_work(
         assert f.severity == "critical" and f.evidence["redirects_to"] == {"out": "eth1"}
         assert "eth1" in f.summary and "KT-S002" not in _codes(sb)
         assert summary.redirect_health(sb) == "out→eth1"
+        drawn = _drawn(sb)
+        assert "WRONG TARGET" in drawn and "tap0_kata→eth1 (Kata: eth0)" in drawn
         assert f.evidence["commands"][0].startswith("tc filter del dev tap0_kata")
         if how == "raw":
             _run_printed(f.fix)
@@ -115,6 +128,7 @@ def test_missing_ingress_qdisc_is_named_and_both_fixes_work(
         assert "no ingress qdisc" in f.summary
         assert f.evidence["commands"][0] == "tc qdisc add dev tap0_kata ingress"
         assert summary.redirect_health(sb) == "no ingress"
+        assert "NO INGRESS QDISC" in _drawn(sb)
         if how == "raw":
             _run_printed(f.fix)
         else:
@@ -294,3 +308,15 @@ def test_orphan_judgement_is_scoped_to_every_known_run_root(scratch_lab: Layout)
             sleeper.kill()
             sleeper.wait()
         shutil.rmtree(other_root, ignore_errors=True)
+
+
+def test_ipv6_off_and_vcpus_from_the_state_file(faults_lab: tuple[Layout, Manifest]) -> None:
+    """IPv6 off in the pod's namespace is named with Kata's EACCES (-13) on fe80:: (seed 001)
+    as the case it is not; the VM's vCPUs come from the state file when no monitor told."""
+    layout, _ = faults_lab
+    snap = _annotated(layout)
+    f = _codes(_sb(snap, "ipv6-off-6"))["KT-S015"]
+    assert f.severity == "info" and "EACCES (-13)" in f.summary and "fe80::" in f.summary
+    web = _sb(snap, "web-0")
+    assert web.config_vcpus == 1 and web.vmm is not None and web.vmm.source == "proc"
+    assert summary.resources_text(web).startswith("1c")
