@@ -94,8 +94,8 @@ def redirect_state(r: Redirect, links: Sequence[Link], failing_pps: float | None
     """`ok` (present, pointing where Kata points it), `elsewhere` (the first redirect on the
     device goes to another device), `no-qdisc` (no ingress qdisc to hold a filter), `missing`,
     or `failing` (present but the target is down, or mirred's failures rise:
-    failing_pps from kata_top/rates.py). The overview, findings, diagram and plans all ask
-    this one function."""
+    failing_pps from kata_top/rates.py). The overview, the findings and the diagram all ask
+    this one function; kata_top/actions/plan.py repairs the same states."""
     if r.elsewhere is not None and (not r.present or (r.elsewhere_prio or 0) <= (r.prio or 0)):
         return "elsewhere"
     if not r.present:
@@ -108,8 +108,8 @@ def redirect_state(r: Redirect, links: Sequence[Link], failing_pps: float | None
 
 
 def redirect_states(sb: Sandbox) -> dict[str, RedirectState]:
-    """Each redirect's state with its mirred failure rate, as the overview, the diagram, the
-    findings and the plans show it."""
+    """Each redirect's state with its mirred failure rate, as the overview, the diagram and
+    the findings show it."""
     return {r.direction: redirect_state(r, sb.links,
                                         rates.redirect(sb, r.direction).failed_pps)
             for r in sb.redirects}
