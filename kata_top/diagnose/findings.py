@@ -42,11 +42,18 @@ def _pid(pid: int | None) -> str:
 
 def _state_findings(sb: Sandbox) -> Iterable[Finding]:
     if sb.state == "stale":
+        # What the dead VMM's redirects still attempt is lost: said here, once, rather than
+        # as findings of their own (KT-S006/S007/S012 judge a datapath with a VMM).
+        failing = [d for d, st in derive.redirect_states(sb).items() if st == "failing"]
+        v = rates.vm(sb)
+        lost = (v.in_failed_pps or 0.0) + (v.in_dropped_pps or 0.0)
         yield _f(sb, "KT-S020", "critical",
                  f"{label(sb)}: state files remain but the VMM{_pid(sb.hypervisor.pid)} is "
-                 "not running", "check the shim's logs (journalctl -t kata), then remove the "
+                 "not running" + (f"; the {' and '.join(failing)} redirect's packets are "
+                                  "lost" if failing else ""),
+                 "check the shim's logs (journalctl -t kata), then remove the "
                  "pod (crictl stopp/rmp) so Kata cleans up its state",
-                 pid=sb.hypervisor.pid, state_path=sb.state_path)
+                 pid=sb.hypervisor.pid, state_path=sb.state_path, lost_in_pps=lost)
     elif sb.state == "orphan" and sb.hypervisor.pid:
         yield _f(sb, "KT-S021", "warning",
                  f"VMM pid {sb.hypervisor.pid} runs sandbox {sb.id[:12]} with no state file",
@@ -197,6 +204,10 @@ def _ipv6_findings(sb: Sandbox) -> Iterable[Finding]:
 def _qdisc_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
     worst_dev, worst_rate = None, 0.0
     seen = rates.qdiscs(sb)
+    if not sb.hypervisor.alive:
+        # no VMM: what arrives for it is dropped on the way (eth0's ingress, the tap), as
+        # KT-S020 says; nothing leaves a dead VM for a limit to hold back
+        seen = []
     for qr in seen:
         if qr.drops_ps > worst_rate:
             worst_dev, worst_rate = qr.dev, qr.drops_ps
