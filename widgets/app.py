@@ -33,6 +33,7 @@ from kata_top.same_object import SameObjectMemo
 from kata_top.select import label
 from kata_top.settings import Settings
 from kata_top.sources.base import Source
+from kata_top.widgets.drops_view import DropTracing
 from kata_top.widgets.header import HeaderBar
 from kata_top.widgets.modals import ActionScreen, ConfirmScreen, HelpScreen, HostScreen
 from kata_top.widgets.palette import MUTED, palette_of
@@ -71,7 +72,7 @@ class SandboxCommands(Provider):
                           help=f"{sb.network_model}, {sb.hypervisor.kind}")
 
 
-class KataTopApp(App[int]):
+class KataTopApp(DropTracing, App[int]):
     TITLE = "kata-top"
     CSS_PATH = themes.TCSS_PATH
     COMMANDS = App.COMMANDS | {SandboxCommands}
@@ -132,6 +133,7 @@ class KataTopApp(App[int]):
         self.collect()
 
     def on_unmount(self) -> None:
+        self.stop_drops()
         self.source.close()
 
     # ---- the collection loop -----------------------------------------------------------
@@ -261,6 +263,8 @@ class KataTopApp(App[int]):
                 t.append(" STALE: the collector is slow or stuck ", style=p.bad_strong)
         else:
             t.append(" collecting…", style=MUTED)
+        if self.drops_status:
+            t.append(f" {self.drops_status} ", style=p.badge(p.warn))
         if snap is not None:
             crit = sum(1 for f in snap.host_findings if f.severity != "info")
             if crit:

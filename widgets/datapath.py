@@ -12,6 +12,7 @@ from rich.text import Text
 
 from kata_top import rates
 from kata_top.derive import redirect_states
+from kata_top.drops.model import Hop
 from kata_top.model import Link, Redirect, Sandbox
 from kata_top.units import fmt_rate
 from kata_top.widgets.palette import DEFAULT, MUTED, STRONG, Palette
@@ -92,7 +93,18 @@ def _arrow(p: Palette, ok: bool | None, direction: str) -> Text:
     return Text(glyph, style=style)
 
 
-def datapath(sb: Sandbox, p: Palette = DEFAULT) -> Group:
+def _mark(p: Palette, cell: Text, marks: list[tuple[str, int]] | None) -> Text:
+    """A hop where a drop trace saw packets die: ✖ and each reason with its count."""
+    if marks:
+        for reason, count in marks:
+            cell.append(f"\n✖ {reason} {count}", style=p.bad_strong)
+    return cell
+
+
+def datapath(sb: Sandbox, p: Palette = DEFAULT,
+             dead: dict[Hop, list[tuple[str, int]]] | None = None) -> Group:
+    """The diagram; `dead`: per hop, the reasons a drop trace saw packets die there."""
+    dead = dead or {}
     links = {lk.name: lk for lk in sb.links}
     eth0 = links.get("eth0")
     tap = links.get(sb.tap_name or "")
@@ -150,17 +162,23 @@ def datapath(sb: Sandbox, p: Palette = DEFAULT) -> Group:
         both.append("\n")
         both.append_text(_arrow(p, out_ok, "out"))
         wire = Text("═══\n═══", style=p.ok if eth0 else p.bad)
-        grid.add_row(node, wire, _link_cell(p, sb, eth0, "eth0"), both, tc, both.copy(),
-                     _link_cell(p, sb, tap, sb.tap_name or "tap"),
-                     _into_vm(p, sb, tap_ok and alive), nic, _arrow(p, alive, "in"), guest)
+        grid.add_row(_mark(p, node, dead.get("node-veth")), wire,
+                     _mark(p, _link_cell(p, sb, eth0, "eth0"), dead.get("eth0")), both,
+                     _mark(p, tc, dead.get("mirred")), both.copy(),
+                     _mark(p, _link_cell(p, sb, tap, sb.tap_name or "tap"), dead.get("tap")),
+                     _into_vm(p, sb, tap_ok and alive), _mark(p, nic, dead.get("vmm")),
+                     _arrow(p, alive, "in"), guest)
     else:
         label = "macvtap on eth0" if sb.network_model == "macvtap" else \
             f"{sb.network_model} (no tc redirects)"
-        grid.add_row(node, Text("═══", style=p.ok), _link_cell(p, sb, eth0, "eth0") if eth0
+        grid.add_row(_mark(p, node, dead.get("node-veth")), Text("═══", style=p.ok),
+                     _mark(p, _link_cell(p, sb, eth0, "eth0"), dead.get("eth0")) if eth0
                      else Text("-", style=MUTED), Text("═══", style=MUTED),
-                     Text(label, style=MUTED), Text("═══", style=MUTED),
-                     _link_cell(p, sb, tap, sb.tap_name or "tap"),
-                     _arrow(p, tap_ok and alive, "in"), nic, _arrow(p, alive, "in"), guest)
+                     _mark(p, Text(label, style=MUTED), dead.get("mirred")),
+                     Text("═══", style=MUTED),
+                     _mark(p, _link_cell(p, sb, tap, sb.tap_name or "tap"), dead.get("tap")),
+                     _arrow(p, tap_ok and alive, "in"), _mark(p, nic, dead.get("vmm")),
+                     _arrow(p, alive, "in"), guest)
     notes: list[Text] = []
     for f in sb.findings:
         if f.severity != "info":

@@ -24,6 +24,7 @@ from kata_top.model import Action, Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
 from kata_top.widgets.datapath import datapath
+from kata_top.widgets.drops_view import drops_table, hop_marks
 from kata_top.widgets.events_view import events_table
 from kata_top.widgets.findings import findings_table
 from kata_top.widgets.header import HeaderBar
@@ -33,6 +34,7 @@ from kata_top.widgets.sandbox_table import SandboxTable
 from kata_top.widgets.table_screen import TableScreen
 
 if TYPE_CHECKING:
+    from kata_top.drops.model import DropReport
     from kata_top.widgets.app import KataTopApp
 
 GRAPH_W = 45  # columns of the detail's 15-minute traffic graph
@@ -68,14 +70,24 @@ def _event_ids(snap: Snapshot) -> set[str]:
 class OverviewScreen(KataScreen, TableScreen):
     _recorded: Snapshot | None = None  # the last snapshot the table's trends counted
     BINDINGS = [Binding("h", "host", "Host", id="host"),
-                Binding("e", "events", "Events", id="events")]
+                Binding("e", "events", "Events", id="events"),
+                Binding("D", "drops", "Drops (trace)", show=False, id="drops")]
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
         yield Static(id="empty")
         yield from self.table_parts()
         yield Static(id="events-pane")
+        yield Static(id="drops-pane")
         yield Footer()
+
+    def action_drops(self) -> None:
+        self.kapp.trace_drops(None, "every sandbox")
+
+    def show_drops(self, rep: DropReport) -> None:
+        pane = self.query_one("#drops-pane", Static)
+        pane.add_class("shown")
+        pane.update(drops_table(rep, palette_of(self.app)))
 
     def action_events(self) -> None:
         pane = self.query_one("#events-pane", Static)
@@ -118,6 +130,8 @@ class OverviewScreen(KataScreen, TableScreen):
             empty.update(EMPTY_TEXT.format(root=snap.host.run_root))
         if snap.events:
             self._show_events()
+        if self.kapp.drops is not None and not self.query_one("#drops-pane").has_class("shown"):
+            self.show_drops(self.kapp.drops)  # a trace that ended while a detail was open
 
     def open_row(self, row_id: str) -> None:
         self.kapp.open_sandbox(row_id)
@@ -256,6 +270,7 @@ class DetailScreen(KataScreen):
         Binding("escape", "back", "Back", id="back"),
         Binding("d", "redirect", "Redirect…", id="redirect"),
         Binding("l", "ratelimit", "Rate limit…", id="ratelimit"),
+        Binding("D", "drops", "Drops (trace)", show=False, id="drops"),
     ]
 
     def __init__(self, sandbox_id: str) -> None:
@@ -270,6 +285,7 @@ class DetailScreen(KataScreen):
         with VerticalScroll(id="detail-body"):
             yield Static(id="title")
             yield Static(id="datapath")
+            yield Static(id="detail-drops")
             yield Static(id="history")
             with TabbedContent():
                 for pane_id, title in (("problems", "Problems"), ("links", "Links"),
@@ -281,7 +297,9 @@ class DetailScreen(KataScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        if self.kapp.snapshot is not None:
+        if self.kapp.drops is not None:
+            self.show_drops(self.kapp.drops)  # shows the snapshot too
+        elif self.kapp.snapshot is not None:
             self.show_snapshot(self.kapp.snapshot)
         self.kapp.tell_source_what_is_on_screen()
 
@@ -307,11 +325,12 @@ class DetailScreen(KataScreen):
                     f"{fmt_rate(rates.vm(sb).out_bps)}")
         self._put_text("title", head)
         p = palette_of(self.app)
+        dead = self.kapp.drops.for_sandbox(sb.id) if self.kapp.drops else ()
         self._put("datapath", (sb.links, sb.redirects, sb.vmm, sb.hypervisor, sb.tap_name,
                                tuple(sb.rates.items()),
-                               tuple((f.severity, f.summary) for f in sb.findings), p),
-                  (sb.network_model, sum(f.severity != "info" for f in sb.findings)),
-                  lambda: datapath(sb, p))
+                               tuple((f.severity, f.summary) for f in sb.findings), p, dead),
+                  (sb.network_model, sum(f.severity != "info" for f in sb.findings), dead),
+                  lambda: datapath(sb, p, hop_marks(dead)))
         self._put_text("history", self._history_text(sb, snap, p))
         self._show_panel()
 
@@ -402,6 +421,16 @@ class DetailScreen(KataScreen):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self._show_panel()
+
+    def action_drops(self) -> None:
+        self.kapp.trace_drops(self.sandbox_id, label(self._sb) if self._sb else "sandbox")
+
+    def show_drops(self, rep: DropReport) -> None:
+        box = self.query_one("#detail-drops", Static)
+        box.add_class("shown")
+        box.update(drops_table(rep, palette_of(self.app), self.sandbox_id))
+        if self.kapp.snapshot is not None:
+            self.show_snapshot(self.kapp.snapshot)
 
     def action_back(self) -> None:
         self.app.pop_screen()

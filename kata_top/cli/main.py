@@ -32,6 +32,7 @@ commands:
   serve       exporter for Prometheus       kata-top serve --listen 127.0.0.1:9712
   fleet       every node, from Prometheus   kata-top fleet --prometheus http://prom:9090
   events      what changed, when           kata-top events --since 10m
+  drops       where packets die, and why   kata-top drops default/web-0 --seconds 10
   redirect    add/remove a tc redirect      kata-top redirect add web-0 --direction out
   ratelimit   set/clear Kata's HTB limit    kata-top ratelimit set web-0 --in 50mbit
   lab         a Kata-like node to watch     kata-top lab up
@@ -54,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "completion": "kata_top.cli.completion",
     "fleet": "kata_top.cli.fleet",
     "events": "kata_top.cli.events",
+    "drops": "kata_top.cli.drops",
 }
 SHORT_HELP: dict[str, str] = {
     "snapshot": "collect once (or --watch) and print",
@@ -65,6 +67,7 @@ SHORT_HELP: dict[str, str] = {
     "completion": "print the bash or zsh completion script",
     "fleet": "every Kata node at once, from Prometheus (console, --json, check)",
     "events": "what changed, when: the node's events (journal, or --follow live)",
+    "drops": "where and why packets die: kernel drop reasons per sandbox (bpftrace)",
 }
 
 

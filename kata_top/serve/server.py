@@ -92,7 +92,20 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse
+    do_PUT = do_DELETE = do_PATCH = _refuse
+
+    def do_POST(self) -> None:
+        """Only `POST /api/v1/drops` (kata_top/serve/drops_route.py), refused unless the
+        server has authentication configured (`auth_configured`)."""
+        from kata_top.serve import drops_route
+
+        if self.path.split("?", 1)[0].rstrip("/") != drops_route.PATH:
+            self._refuse()
+            return
+        self._timing = []
+        res = drops_route.handle(self.path, getattr(self.server, "auth_configured", False),
+                                 lambda: self.server.hub.get(self.server.deadline))
+        self._send(res.status, res.body, res.content_type)
 
     def _route(self) -> None:
         try:

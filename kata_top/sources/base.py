@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from kata_top.actions import ActionRequest, Outcome, Plan
+    from kata_top.drops.model import DropReport
     from kata_top.model import Snapshot
 
 SourceKind = Literal["live", "replay", "remote"]
@@ -69,6 +70,16 @@ class Source(ABC):
         """Call `wake` (from any thread) when the node changes between polls. Returns a
         warning to show when watching is not possible; None when it works or is moot."""
         return None
+
+    # ---- kernel drop traces (only when the operator asks; time-boxed) -------------------
+    def trace_drops(self, seconds: int, sandbox_id: str | None = None,
+                    progress: Callable[[float, float], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> DropReport:
+        """Trace where and why the kernel drops packets for `seconds` (`kata-top drops`);
+        `progress(seconds_left, seconds)` while it runs. SourceError when this source
+        cannot trace."""
+        raise SourceError(f"a {self.kind} source cannot trace drops"
+                          + (": a recording has no kernel" if self.kind == "replay" else ""))
 
     # ---- writes (the only way a view changes anything) -----------------------------------
     def plan(self, request: ActionRequest) -> Plan:

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
+from kata_top.diagnose.drop_findings import with_drop_findings
 from kata_top.engine import Engine, EngineOptions
 from kata_top.events import DropTracker, append_journal, diff_events
 from kata_top.model import Event, Finding, Snapshot
@@ -19,6 +20,7 @@ from kata_top.stream import Derivation
 
 if TYPE_CHECKING:
     from kata_top.actions import ActionRequest, Outcome, Plan
+    from kata_top.drops.model import DropReport
 
 EVENTS_KEPT = 10_000
 HOST_PROBE_EVERY_S = 300.0  # the kernel probe spawns a scratch namespace: not every second
@@ -52,6 +54,7 @@ class LiveSource(Source):
         self._fresh = False
         self._watcher: Any = None
         self._logged: set[str] = set()
+        self._drop_report: DropReport | None = None  # the last drop trace, for findings
 
     def refresh_all(self) -> None:
         """The next snapshot asks every VMM again (the operator pressed `r`)."""
@@ -74,7 +77,8 @@ class LiveSource(Source):
                 self._host_at = time.monotonic()
             from kata_top.diagnose.hostfacts import in_context
 
-            snap = replace(snap, host_findings=in_context(self._host, snap))
+            snap = with_drop_findings(replace(snap, host_findings=in_context(self._host, snap)),
+                                      self._drop_report)
             events = diff_events(self._prev, snap, self._engine.tc_changes,
                                  self._audit.new_entries(), self._drops)
             if events:
@@ -118,6 +122,15 @@ class LiveSource(Source):
             return (f"{root} has neither vc/sbs nor kata: is it Kata's run root? (sandboxes "
                     "that appear show at the next refresh)")
         return None
+
+    def trace_drops(self, seconds: int, sandbox_id: str | None = None,
+                    progress: Callable[[float, float], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> DropReport:
+        from kata_top.drops.trace import trace
+
+        snap = self._prev or self.next()  # the sandboxes as last collected
+        self._drop_report = trace(snap, seconds, sandbox_id, progress, should_stop)
+        return self._drop_report
 
     def plan(self, request: ActionRequest) -> Plan:
         if self.read_only:

@@ -111,6 +111,7 @@ def test_containerfile_runs_the_read_only_exporter() -> None:
     assert "KATA_TOP_READ_ONLY=1" in text
     assert re.search(r'ENTRYPOINT \["kata-top"\]', text)
     assert re.search(r'CMD \["serve"', text)
+    assert re.search(r"apt-get install .*\bbpftrace\b", text)  # for `kata-top drops`
 
 
 def test_the_fleet_consoles_sums_are_recorded_by_the_rules() -> None:
