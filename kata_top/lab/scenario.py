@@ -78,6 +78,8 @@ _FAULTS_MIX: tuple[tuple[str, dict[str, object]], ...] = (
     ("dead-mtu", {"faults": frozenset({"dead-vmm", "mtu"})}),
     # net.ipv6.conf.all.disable_ipv6=1 in the pod namespace
     ("ipv6-off", {"faults": frozenset({"ipv6-off"})}),
+    # an MTU mismatch whose VMM a test kills: the finding must outlive it
+    ("mtu", {"faults": frozenset({"mtu"})}),
 )
 
 

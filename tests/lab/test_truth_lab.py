@@ -246,18 +246,30 @@ def test_rates_say_where_the_packets_went(faults_lab: tuple[Layout, Manifest], p
 
 def test_dead_vmm_keeps_the_network_findings_and_events_do_not_clear_them(
         faults_lab: tuple[Layout, Manifest]) -> None:
+    """A VMM killed under a sandbox with an MTU mismatch: KT-S020 is added, KT-S010 stays
+    (no `finding-cleared`); one dead from the start keeps it as well."""
+    import os
+    import signal
+
     from kata_top.events import diff_events
 
-    layout, _ = faults_lab
-    snap = _annotated(layout)
-    sb = _sb(snap, "dead-mtu-5")
-    codes = _codes(sb)
-    assert codes["KT-S020"].severity == "critical"
-    assert codes["KT-S010"].severity == "warning"  # the MTU mismatch is still there
-    again = diagnose.annotate(_annotated(layout), snap)
-    events = diff_events(snap, again)
-    assert not [e for e in events if e.kind == "finding-cleared"
-                and e.sandbox_id == sb.id], events
+    layout, man = faults_lab
+    assert _codes(_sb(_annotated(layout), "dead-mtu-5"))["KT-S010"].severity == "warning"
+    victim = next(s for s in man.sandboxes if s.spec.pod_name == "mtu-7")
+    before = _annotated(layout)
+    assert "KT-S010" in _codes(_sb(before, "mtu-7"))
+    assert victim.qemu_pid
+    os.kill(victim.qemu_pid, signal.SIGKILL)  # the lab started it; ended by its pid
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{victim.qemu_pid}"):
+        time.sleep(0.05)
+    after = diagnose.annotate(_annotated(layout), before)
+    sb = _sb(after, "mtu-7")
+    assert {"KT-S020", "KT-S010"} <= set(_codes(sb))
+    events = [e for e in diff_events(before, after) if e.sandbox_id == sb.id]
+    kinds = {(e.kind, e.after if e.kind == "finding-raised" else e.before) for e in events}
+    assert ("vmm-exited", victim.qemu_pid) in kinds and ("finding-raised", "KT-S020") in kinds
+    assert not [e for e in events if e.kind == "finding-cleared"], events
 
 
 def test_a_limit_kata_does_not_hold_is_a_warning_with_its_counts(
@@ -338,3 +350,14 @@ def test_ipv6_off_and_vcpus_from_the_state_file(faults_lab: tuple[Layout, Manife
     web = _sb(snap, "web-0")
     assert web.config_vcpus == 1 and web.vmm is not None and web.vmm.source == "proc"
     assert summary.resources_text(web).startswith("1c")
+
+
+def test_a_failing_redirects_printed_fix_works(faults_lab: tuple[Layout, Manifest]) -> None:
+    """The tap set down: KT-S006's fix, run as printed, brings the redirect back to `both`."""
+    layout, man = faults_lab
+    f = _codes(_sb(_annotated(layout), "tap-down-3"))["KT-S006"]
+    out = subprocess.run(["sh", "-c", f.fix], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, (f.fix, out.stderr)
+    fixed = _sb(_annotated(layout), "tap-down-3")
+    assert summary.redirect_health(fixed) == "both" and "KT-S006" not in _codes(fixed)
+    run_batch(["ip", "-n", _ns(man, "tap-down-3")], ["link set tap0_kata down"])  # as it was
