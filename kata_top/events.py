@@ -113,9 +113,11 @@ def _redirect_events(at: float, p: Sandbox, c: Sandbox, who: str) -> Iterable[Ev
         pr = before_red.get(r.direction)
         if pr is not None and pr.present != r.present:
             kind: EventKind = "redirect-added" if r.present else "redirect-removed"
+            what = "restored" if r.present else f"sent to {r.elsewhere} instead" \
+                if r.elsewhere else "removed"
             yield _ev(at, kind, "info" if r.present else "critical", c,
-                      f"{who}: redirect {r.direction} ({r.from_dev} → {r.to_dev}) "
-                      f"{'restored' if r.present else 'removed'}", pr.present, r.present)
+                      f"{who}: redirect {r.direction} ({r.from_dev} → {r.to_dev}) {what}",
+                      pr.present, r.present)
 
 
 def _limit_events(at: float, p: Sandbox, c: Sandbox, who: str) -> Iterable[Event]:

@@ -11,6 +11,7 @@ from kata_top.model import (
     Hypervisor,
     NetnsInfo,
     Pod,
+    Redirect,
     Sandbox,
     Snapshot,
 )
@@ -177,3 +178,18 @@ def test_the_small_ones_say_what_is_so() -> None:
     console = Console(record=True, width=160)
     console.print(help_table(SimpleNamespace(app=app), False))  # type: ignore[arg-type]
     assert "Tab, then ← →" in console.export_text()
+
+
+def test_a_redirect_sent_elsewhere_is_told_so_by_the_event() -> None:
+    from kata_top.events import diff_events
+
+    ok = (Redirect("in", "eth0", "tap0_kata", True), Redirect("out", "tap0_kata", "eth0", True))
+    moved = (ok[0], Redirect("out", "tap0_kata", "eth0", False, elsewhere="eth1",
+                             elsewhere_prio=49152))
+
+    def snap(reds: tuple[Redirect, ...]) -> Snapshot:
+        return Snapshot(taken_at=1.0, host=HostInfo("n", "k", "/run", True),
+                        sandboxes=(_sb("a" * 64, redirects=reds),))
+
+    (e,) = [e for e in diff_events(snap(ok), snap(moved)) if e.kind == "redirect-removed"]
+    assert "sent to eth1 instead" in e.summary
