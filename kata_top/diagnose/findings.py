@@ -208,7 +208,13 @@ def _qdisc_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
         # no VMM: what arrives for it is dropped on the way (eth0's ingress, the tap), as
         # KT-S020 says; nothing leaves a dead VM for a limit to hold back
         seen = []
+    # a failing redirect's packets are dropped on its device's ingress: KT-S006 says that
+    failing = {r.from_dev for r in sb.redirects
+               if derive.redirect_states(sb).get(r.direction) == "failing"} \
+        if sb.redirects else set()
     for qr in seen:
+        if qr.dev in failing and qr.handle == "ffff:":
+            continue
         if qr.drops_ps > worst_rate:
             worst_dev, worst_rate = qr.dev, qr.drops_ps
     if seen:
