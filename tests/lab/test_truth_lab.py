@@ -235,6 +235,7 @@ def test_rates_say_where_the_packets_went(faults_lab: tuple[Layout, Manifest], p
         assert "tap0_kata is down" in f.summary and f.evidence["commands"] == [
             "ip link set dev tap0_kata up"]
         assert summary.redirect_health(sb) == "in failing"
+        assert "KT-S012" not in _codes(sb)  # eth0's ingress drops are the redirect's failures
     else:
         # nothing holds the tap: its queue is off, mirred's hand-over fails
         assert failed + dropped >= attempted, (failed, dropped, attempted)
