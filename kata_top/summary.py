@@ -8,9 +8,9 @@ from kata_top.units import fmt_bytes, fmt_rate
 
 def redirect_health(sb: Sandbox) -> str:
     """`both` (both redirects as Kata leaves them), `-` where the model has none; otherwise
-    what is wrong, worst direction first: `out→eth1` (redirected elsewhere), `no ingress`
-    (no ingress qdisc), `in failing` (target down or mirred failing), `in only` (out is
-    missing), `none`."""
+    what is wrong, worst first: `out→eth1` (redirected elsewhere), `in failing` (target down
+    or mirred failing), `in only` (out missing, or no ingress qdisc to hold it: the finding
+    and the diagram name which), `none`."""
     if sb.network_model != "tcfilter":
         return "-"
     if not sb.redirects:
@@ -22,12 +22,10 @@ def redirect_health(sb: Sandbox) -> str:
         if st.get(d) == "elsewhere":
             r = next(r for r in sb.redirects if r.direction == d)
             return f"{d}→{r.elsewhere}"
-    if "no-qdisc" in st.values():
-        return "no ingress"
     for d in ("in", "out"):
         if st.get(d) == "failing":
             return f"{d} failing"
-    present = {d for d, s in st.items() if s != "missing"}
+    present = {d for d, s in st.items() if s not in ("missing", "no-qdisc")}
     if present == {"in", "out"}:
         return "both"
     if not present:

@@ -127,7 +127,7 @@ def test_missing_ingress_qdisc_is_named_and_both_fixes_work(
         assert f.evidence["devices"] == ["tap0_kata"] and "tap0_kata" in f.summary
         assert "no ingress qdisc" in f.summary
         assert f.evidence["commands"][0] == "tc qdisc add dev tap0_kata ingress"
-        assert summary.redirect_health(sb) == "no ingress"
+        assert summary.redirect_health(sb) == "in only"  # the finding and diagram name why
         assert "NO INGRESS QDISC" in _drawn(sb)
         if how == "raw":
             _run_printed(f.fix)

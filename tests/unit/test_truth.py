@@ -93,7 +93,7 @@ def test_each_redirect_state_is_told_the_same_everywhere() -> None:
                        "tc filter add dev tap0_kata parent ffff: protocol all u32 match u8 0 0 "
                        "action mirred egress redirect dev eth0"]),
         "no-qdisc": (Redirect("out", "tap0_kata", "eth0", False, ingress_qdisc=False),
-                     "no ingress", "KT-S005",
+                     "in only", "KT-S005",
                      ["tc qdisc add dev tap0_kata ingress",
                       "tc filter add dev tap0_kata parent ffff: protocol all u32 match u8 0 0 "
                       "action mirred egress redirect dev eth0"]),
