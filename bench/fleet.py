@@ -27,7 +27,8 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import replace
+
+from msgspec.structs import replace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

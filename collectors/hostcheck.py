@@ -15,9 +15,10 @@ import subprocess
 import tomllib
 from typing import Any
 
+from msgspec import Struct
+
 from kata_top.collectors.safeopen import read_file
 from kata_top.model import Finding
-from kata_top.records import dataclass
 
 CONFIG_PATHS = (
     "/etc/kata-containers/configuration.toml",
@@ -32,8 +33,7 @@ RS_CONFIG_PATHS = (
 )
 GO_MONITORS = ("hmp", "qmp", "qmp-pretty")  # govmm's MonitorProtocol values Kata accepts
 
-@dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(Struct, frozen=True):
     name: str
     ok: bool
     detail: str

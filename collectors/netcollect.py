@@ -33,6 +33,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from msgspec import Struct
+from msgspec.structs import replace
+
 from kata_top.collectors import netns
 from kata_top.collectors.decode_memo import DecodeMemo
 from kata_top.collectors.netlink import NetlinkError, RtnlSocket
@@ -46,7 +49,6 @@ from kata_top.collectors.rtnl import (
 )
 from kata_top.collectors.safeopen import open_netns
 from kata_top.model import Link, PeerInfo, evolve
-from kata_top.records import dataclass, replace
 
 if TYPE_CHECKING:
     from kata_top.collectors.read_ahead import ReadAhead
@@ -64,8 +66,7 @@ TC_FULL_EVERY_CYCLES = 20
 PeerFacts = tuple[str | None, int | None, str | None]  # the peer's name, MTU, operstate
 
 
-@dataclass(frozen=True)
-class _LastDump:
+class _LastDump(Struct, frozen=True):
     probe: list[bytes]  # the counters (or link dump) taken with the full dump
     stats: dict[int, bytes]  # the probe's counters per ifindex (RTM_GETSTATS probe only)
     base: NetnsDump  # the full dump, peers not filled in

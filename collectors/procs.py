@@ -12,8 +12,9 @@ import os
 import re
 from typing import TYPE_CHECKING
 
+from msgspec import Struct, field
+
 from kata_top.model import ProcInfo
-from kata_top.records import dataclass, field
 
 if TYPE_CHECKING:
     import psutil
@@ -33,8 +34,7 @@ def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
             re.compile(r"(/[^\s,=]*?)/(?:vc/vm|vc/sbs|kata)/[0-9a-f]{64}/"))
 
 
-@dataclass
-class ProcessIndex:
+class ProcessIndex(Struct):
     vmm: dict[str, int] = field(default_factory=dict)  # sandbox id -> pid
     vmm_kind: dict[str, str] = field(default_factory=dict)
     vmm_root: dict[str, str] = field(default_factory=dict)  # run root named on its cmdline

@@ -16,9 +16,10 @@ import socket
 import time
 from typing import Any
 
+from msgspec import Struct, field
+
 from kata_top.logs import ensure as ensure_logging
 from kata_top.model import MonitorKind, VmmNic
-from kata_top.records import dataclass, field
 
 # qemu.qmp logs every failed connection at WARNING; our callers report them as data instead.
 logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
@@ -44,8 +45,7 @@ class MonitorError(Exception):
     pass
 
 
-@dataclass
-class MonitorFacts:
+class MonitorFacts(Struct):
     kind: MonitorKind
     status: str = "unknown"
     name: str | None = None

@@ -10,6 +10,8 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from msgspec import Struct
+
 from kata_top.collectors.netlink import (
     GNET_STATS_BASIC,
     GNET_STATS_QUEUE,
@@ -44,7 +46,6 @@ from kata_top.collectors.netlink import (
     u8,
     u32,
 )
-from kata_top.records import dataclass
 
 if TYPE_CHECKING:
     from kata_top.collectors.decode_memo import DecodeMemo
@@ -346,8 +347,7 @@ def decode_filter(body: bytes, names: dict[int, str],
     )
 
 
-@dataclass(frozen=True)
-class NetnsDump:
+class NetnsDump(Struct, frozen=True):
     links: tuple[Link, ...]
     peer_nsids: dict[int, int]  # ifindex -> IFLA_LINK_NETNSID
     qdiscs: tuple[Qdisc, ...]

@@ -7,14 +7,15 @@ half written; a disk can hold anything): every field is type-checked and a bad o
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Literal
 
+import msgspec
+from msgspec import Struct
+
 from kata_top.collectors.safeopen import UnsafeFile, read_file, read_under
 from kata_top.model import NetworkModel
-from kata_top.records import dataclass
 
 KataRuntime = Literal["go", "rs"]
 
@@ -28,8 +29,7 @@ SANDBOX_UID = "io.kubernetes.cri.sandbox-uid"
 CRIO_UID = "io.kubernetes.pod.uid"
 
 
-@dataclass(frozen=True)
-class StateRecord:
+class StateRecord(Struct, frozen=True):
     id: str
     runtime: KataRuntime
     path: str
@@ -206,7 +206,7 @@ def read_state_file(sandbox_id: str, path: str, runtime: KataRuntime, retries: i
             return StateRecord(id=sandbox_id, runtime=runtime, path=path,
                                error=f"cannot read state file: {exc.strerror}")
         try:
-            return parse(sandbox_id, path, json.loads(raw))
+            return parse(sandbox_id, path, msgspec.json.decode(raw))
         except (ValueError, RecursionError, TypeError, AttributeError) as exc:
             # Not JSON, too deep, or JSON of the wrong shape: this sandbox's error, not ours.
             last_error = "empty file" if not raw.strip() else f"not valid JSON ({exc})"[:200]
@@ -252,8 +252,7 @@ class StateCache:
                 del self._cache[path]
 
 
-@dataclass(frozen=True)
-class DiscoveryError:
+class DiscoveryError(Struct, frozen=True):
     where: str
     message: str
 

@@ -15,11 +15,12 @@ import os
 import time
 from collections.abc import Sequence
 
+from msgspec.structs import replace
+
 from kata_top.collectors import qmp, vmm_proc
 from kata_top.collectors.procs import pid_alive
 from kata_top.collectors.vmm_target import VmmTarget
 from kata_top.model import Vmm, VmmNic, VmmSource, vmm_status
-from kata_top.records import replace
 
 OVERALL_DEADLINE_S = 2.0
 NO_MONITOR_REASON = ("no extra monitor configured; set extra_monitor_socket = \"qmp\" and "
@@ -67,7 +68,7 @@ def _from_monitor(base: Vmm, facts: qmp.MonitorFacts, source: VmmSource) -> Vmm:
 
 
 def _with(base: Vmm, **kw: object) -> Vmm:
-    return replace(base, **kw)  # type: ignore[arg-type]
+    return replace(base, **kw)
 
 
 async def _clh_api(sock_path: str, deadline: float) -> dict[str, object]:

@@ -6,11 +6,10 @@ Its own module so the engine can build targets without importing the monitor cli
 
 from __future__ import annotations
 
-from kata_top.records import dataclass
+from msgspec import Struct
 
 
-@dataclass(frozen=True)
-class VmmTarget:
+class VmmTarget(Struct, frozen=True):
     sandbox_id: str
     kind: str  # qemu | clh | firecracker | dragonball | unknown
     pid: int | None

@@ -14,6 +14,8 @@ import time
 import zlib
 from typing import TYPE_CHECKING
 
+from msgspec import Struct
+
 from kata_top import derive
 from kata_top.collectors import netns, procs, shimsock, state
 from kata_top.collectors.vmm_target import VmmTarget
@@ -41,7 +43,6 @@ from kata_top.model import (
     evolve,
     kata_state,
 )
-from kata_top.records import dataclass
 
 if TYPE_CHECKING:
     from kata_top.collectors.netcollect import NetCollector
@@ -68,8 +69,7 @@ UNWATCHED_REFRESH_S = 5.0
 VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--iops", "--bps")
 
 
-@dataclass(frozen=True)
-class EngineOptions:
+class EngineOptions(Struct, frozen=True):
     run_root: str = "/run"
     qmp_primary: bool = False
     with_vmm: bool = True

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-
-from kata_top.records import dataclass, field
+from dataclasses import dataclass, field
 
 RAW_S = 60.0
 BUCKET_S = 15.0

@@ -1,74 +1,48 @@
 """The Snapshot model: one immutable tree per collection cycle.
 
-Everything here is a frozen dataclass of plain values so a Snapshot can cross threads, be
-diffed, serialised to the versioned JSON contract (`formats/schema/snapshot-1.json`) and replayed.
+Everything here is a frozen msgspec.Struct of plain values so a Snapshot can cross threads, be
+diffed, serialised to the versioned JSON contract (`formats/schema/snapshot-1.json`) and
+replayed. The JSON keys are the field names, in order, but where a field says otherwise
+(`field(name=...)`). No object here is part of a reference cycle, so none is tracked by the
+garbage collector (`gc=False`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from kata_top.records import dataclass, field
-from kata_top.records import replace as _replace
+from msgspec import Struct, field
+from msgspec.structs import replace as _replace
+
+from kata_top.model_types import KATA_STATES as KATA_STATES
+from kata_top.model_types import VMM_STATUSES as VMM_STATUSES
+from kata_top.model_types import Direction as Direction
+from kata_top.model_types import EventKind as EventKind
+from kata_top.model_types import EventSource as EventSource
+from kata_top.model_types import MonitorKind as MonitorKind
+from kata_top.model_types import NetnsSource as NetnsSource
+from kata_top.model_types import NetworkModel as NetworkModel
+from kata_top.model_types import Runtime as Runtime
+from kata_top.model_types import SandboxState as SandboxState
+from kata_top.model_types import Severity as Severity
+from kata_top.model_types import ShimMonitorState as ShimMonitorState
+from kata_top.model_types import VmmSource as VmmSource
+from kata_top.model_types import VmmStatus as VmmStatus
+from kata_top.model_types import kata_state as kata_state
+from kata_top.model_types import vmm_status as vmm_status
 
 SCHEMA = "kata-top/snapshot/1"
-
-Severity = Literal["info", "warning", "critical"]
-#: `in` = toward the VM (eth0 → tap), `out` = from the VM (tap → eth0)
-Direction = Literal["in", "out"]
-#: Kata's Go runtime (`/run/vc/sbs`), runtime-rs (`/run/kata`), or neither (an orphan VMM)
-Runtime = Literal["go", "rs", "unknown"]
-#: Kata's own states, then kata-top's: `stale` (state left, VMM gone), `orphan` (a VMM with
-#: no state), `corrupt` (state unreadable), `unknown` (a state value Kata does not write)
-SandboxState = Literal["ready", "running", "paused", "stopped", "stale", "orphan", "corrupt",
-                       "unknown"]
-KATA_STATES: frozenset[str] = frozenset({"ready", "running", "paused", "stopped"})
-
-
-def kata_state(raw: str | None) -> SandboxState:
-    """Kata's recorded state (absent: running, as runtime-rs writes none); a value Kata does
-    not write is `unknown`."""
-    if raw is None or raw == "":
-        return "running"
-    return raw if raw in KATA_STATES else "unknown"  # type: ignore[return-value]
-#: Kata's internetworking models; `unknown` when neither state nor tc state tells
-NetworkModel = Literal["tcfilter", "macvtap", "none", "unknown"]
-#: where the VMM facts came from
-VmmSource = Literal["extra-monitor", "qmp", "api", "proc", "none"]
-#: QEMU's RunState (QAPI) and Cloud Hypervisor's states, plus `dead` (no process) and
-#: `unknown` (not asked, or an answer outside this set)
-VmmStatus = Literal["running", "paused", "shutdown", "prelaunch", "inmigrate", "postmigrate",
-                    "finish-migrate", "restore-vm", "save-vm", "suspended", "watchdog",
-                    "guest-panicked", "internal-error", "io-error", "debug", "colo", "created",
-                    "dead", "unknown"]
-VMM_STATUSES: frozenset[str] = frozenset(VmmStatus.__args__)  # type: ignore[attr-defined]
-MonitorKind = Literal["qmp", "hmp"]
-
-
-def vmm_status(raw: str) -> VmmStatus:
-    """A monitor's or API's answer as a status: values outside the known set are `unknown`
-    (the answer is untrusted input; the model never carries what its schema does not allow)."""
-    return raw if raw in VMM_STATUSES else "unknown"  # type: ignore[return-value]
-NetnsSource = Literal["state", "proc"]
-#: the shim's management socket: `listening` (a connection was accepted), `missing`,
-#: `refused` (a socket file nobody listens on), `busy` (backlog full), `not-a-socket`,
-#: `unreadable` (not root, or another error)
-ShimMonitorState = Literal["listening", "missing", "refused", "busy", "not-a-socket",
-                           "unreadable"]
 
 _T = TypeVar("_T")
 
 
 def evolve(obj: _T, **changes: Any) -> _T:
-    """`dataclasses.replace` for the hot paths: copies the field dict instead of re-running
-    `__init__` (about 5× faster; a 200-sandbox cycle makes thousands). Valid because no
-    class here has `__post_init__`, slots or derived fields (kata_top/records.py)."""
+    """A copy of a model object with some fields changed (msgspec.structs.replace, typed)."""
     out: _T = _replace(obj, **changes)  # type: ignore[type-var]
     return out
 
 
-@dataclass(frozen=True)
-class LinkStats:
+class LinkStats(Struct, frozen=True, gc=False):
     """A link's 64-bit kernel counters (as `ip -s link` shows them)."""
 
     rx_bytes: int = 0
@@ -81,8 +55,7 @@ class LinkStats:
     tx_errors: int = 0
 
 
-@dataclass(frozen=True)
-class TunInfo:
+class TunInfo(Struct, frozen=True, gc=False):
     """A tun/tap device's flags: Kata's taps are `tap`, no packet info, vnet headers."""
 
     type: Literal["tap", "tun"]
@@ -92,8 +65,7 @@ class TunInfo:
     num_queues: int | None
 
 
-@dataclass(frozen=True)
-class PeerInfo:
+class PeerInfo(Struct, frozen=True, gc=False):
     """The other end of a veth: ifindex in its namespace, and what we know of it there."""
 
     ifindex: int
@@ -104,8 +76,7 @@ class PeerInfo:
     operstate: str | None = None
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(Struct, frozen=True, gc=False):
     """A network device in the sandbox's namespace (or, for `none`, the sandbox's tap)."""
 
     name: str
@@ -124,8 +95,7 @@ class Link:
     ipv6_disabled: bool | None = None  # the device's disable_ipv6 (None: not reported)
 
 
-@dataclass(frozen=True)
-class QdiscStats:
+class QdiscStats(Struct, frozen=True, gc=False):
     """A qdisc's or class's counters (TCA_STATS2: basic + queue)."""
 
     bytes: int = 0
@@ -137,8 +107,7 @@ class QdiscStats:
     qlen: int = 0
 
 
-@dataclass(frozen=True)
-class Qdisc:
+class Qdisc(Struct, frozen=True, gc=False):
     """A queueing discipline on a device, with its counters."""
 
     dev: str
@@ -149,8 +118,7 @@ class Qdisc:
     default_class: str | None = None  # htb's `default N`
 
 
-@dataclass(frozen=True)
-class TcClass:
+class TcClass(Struct, frozen=True, gc=False):
     """A class of a classful qdisc (htb): rate and ceil in bits/s, counters."""
 
     dev: str
@@ -162,8 +130,7 @@ class TcClass:
     stats: QdiscStats
 
 
-@dataclass(frozen=True)
-class ActionStats:
+class ActionStats(Struct, frozen=True, gc=False):
     """A tc action's counters: for mirred, the redirect's hit counters."""
 
     bytes: int = 0
@@ -172,8 +139,7 @@ class ActionStats:
     overlimits: int = 0
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(Struct, frozen=True, gc=False):
     """A tc action of a filter (mirred: where it sends packets, and ages in seconds)."""
 
     kind: str
@@ -187,12 +153,11 @@ class Action:
     # times, an unchanged filter is the very same object cycle after cycle (nothing to
     # re-age, re-render or compare). The JSON contract shows them as ages at the
     # snapshot's time, `installed_s` and `last_used_s` (kata_top/formats/jsonout.py).
-    installed_at: float | None = None
-    last_used_at: float | None = None
+    installed_at: float | None = field(default=None, name="installed_s")
+    last_used_at: float | None = field(default=None, name="last_used_s")
 
 
-@dataclass(frozen=True)
-class Filter:
+class Filter(Struct, frozen=True, gc=False):
     """A tc filter on a device's ingress, with its actions."""
 
     dev: str
@@ -205,8 +170,7 @@ class Filter:
     actions: tuple[Action, ...] = ()
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(Struct, frozen=True, gc=False):
     """A route of the pod namespace's main table. `mtu` is the route's own MTU metric (what
     a CNI such as Cilium sets on it), None when it has none."""
 
@@ -216,13 +180,12 @@ class Route:
     mtu: int | None = None
 
 
-@dataclass(frozen=True)
-class Redirect:
+class Redirect(Struct, frozen=True, gc=False):
     """One direction of the tcfilter model: `in` = eth0 → tap (into the VM), `out` = tap → eth0."""
 
     direction: Direction
-    from_dev: str
-    to_dev: str
+    from_dev: str = field(name="from")
+    to_dev: str = field(name="to")
     present: bool
     packets: int = 0
     bytes: int = 0
@@ -238,8 +201,7 @@ class Redirect:
     drops: int = 0
 
 
-@dataclass(frozen=True)
-class RateLimit:
+class RateLimit(Struct, frozen=True, gc=False):
     """A shaping qdisc; shape `kata-htb` is Kata's own (htb 1: default 2)."""
 
     direction: Direction
@@ -251,8 +213,7 @@ class RateLimit:
     drops: int = 0
 
 
-@dataclass(frozen=True)
-class ProcInfo:
+class ProcInfo(Struct, frozen=True, gc=False):
     """A process kata-top found for the sandbox (shim or VMM), with its resource use."""
 
     pid: int
@@ -263,8 +224,7 @@ class ProcInfo:
     cmdline: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Virtiofsd:
+class Virtiofsd(Struct, frozen=True, gc=False):
     """A virtiofsd daemon serving the sandbox's shared directory."""
 
     pid: int
@@ -283,8 +243,7 @@ class Virtiofsd:
     write_bytes: int | None = None
 
 
-@dataclass(frozen=True)
-class VmmNic:
+class VmmNic(Struct, frozen=True, gc=False):
     """A NIC of the VM as the monitor or the command line describes it."""
 
     netdev: str | None
@@ -297,8 +256,7 @@ class VmmNic:
     rx_filter: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class Vmm:
+class Vmm(Struct, frozen=True, gc=False):
     """The VMM's view; `source` says who answered, `reason` why QMP was not asked."""
 
     source: VmmSource
@@ -325,8 +283,7 @@ class Vmm:
     queried_at: float | None = None
 
 
-@dataclass(frozen=True)
-class Hypervisor:
+class Hypervisor(Struct, frozen=True, gc=False):
     """The sandbox's hypervisor process as the state files and /proc tell it."""
 
     kind: str
@@ -335,8 +292,7 @@ class Hypervisor:
     path: str | None = None
 
 
-@dataclass(frozen=True)
-class Pod:
+class Pod(Struct, frozen=True, gc=False):
     """The Kubernetes pod (from the CRI annotations in Kata's state)."""
 
     name: str | None
@@ -344,8 +300,7 @@ class Pod:
     uid: str | None = None  # the pod's UID (kata-monitor's `cri_uid`)
 
 
-@dataclass(frozen=True)
-class NetnsInfo:
+class NetnsInfo(Struct, frozen=True, gc=False):
     """The sandbox's network namespace: path, inode, name under /run/netns."""
 
     path: str | None
@@ -355,16 +310,14 @@ class NetnsInfo:
     source: NetnsSource | None = None
 
 
-@dataclass(frozen=True)
-class SandboxError:
+class SandboxError(Struct, frozen=True, gc=False):
     """A part of the sandbox (or node) kata-top could not read, and why."""
 
     where: str
     message: str
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(Struct, frozen=True, gc=False):
     """A diagnosed problem with a stable code, severity, evidence and fix."""
 
     code: str
@@ -375,8 +328,7 @@ class Finding:
     sandbox: str | None = None
 
 
-@dataclass(frozen=True)
-class Sandbox:
+class Sandbox(Struct, frozen=True, gc=False):
     """A Kata sandbox: state files, processes, network namespace and VMM."""
 
     id: str
@@ -411,17 +363,7 @@ class Sandbox:
     rates: dict[str, float] = field(default_factory=dict)
 
 
-EventKind = Literal[
-    "sandbox-appeared", "sandbox-disappeared", "vmm-exited", "vmm-restarted",
-    "virtiofsd-exited", "redirect-added", "redirect-removed", "rate-limit-set",
-    "rate-limit-changed", "rate-limit-cleared", "qdisc-replaced", "mtu-changed", "link-down",
-    "link-up", "drops-started", "drops-stopped", "finding-raised", "finding-cleared",
-    "filter-added", "filter-removed", "action"]
-EventSource = Literal["diff", "netlink", "audit"]
-
-
-@dataclass(frozen=True)
-class Event:
+class Event(Struct, frozen=True, gc=False):
     """A change between two collections (`diff`), told by the kernel's tc notifications as it
     happened (`netlink`, so a change undone before the next collection is still seen), or an
     action of kata-top's own (`audit`). `by` is "kata-top" when kata-top made the change."""
@@ -440,8 +382,7 @@ class Event:
     run_root: str | None = None
 
 
-@dataclass(frozen=True)
-class HostInfo:
+class HostInfo(Struct, frozen=True, gc=False):
     """The node the snapshot was taken on."""
 
     node: str
@@ -450,17 +391,16 @@ class HostInfo:
     root: bool
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Struct, frozen=True, gc=False, kw_only=True):
     """One collection cycle of a node running Kata Containers."""
 
+    schema: str = SCHEMA  # first, for humans reading a stream
     taken_at: float
     host: HostInfo
     sandboxes: tuple[Sandbox, ...]
     errors: tuple[SandboxError, ...] = ()
     host_findings: tuple[Finding, ...] = ()
     duration_ms: float = 0.0
-    schema: str = SCHEMA
     events: tuple[Event, ...] = ()  # what changed since the previous snapshot of the stream
 
     def find(self, sandbox_id: str) -> Sandbox | None:
@@ -470,8 +410,7 @@ class Snapshot:
         return None
 
 
-@dataclass(frozen=True)
-class TcChange:
+class TcChange(Struct, frozen=True, gc=False):
     """One tc change notification, decoded: a filter added or removed on a device (the
     engine keeps them per sandbox for change detection, kata_top/events.py)."""
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from msgspec import Struct
+
 from kata_top.model import Sandbox, Snapshot, evolve
-from kata_top.records import dataclass
 
 
 def _delta(cur: int, prev: int) -> int:
@@ -158,8 +159,7 @@ def with_rates(cur: Snapshot, prev: Snapshot | None,
 # ---- typed reading of `Sandbox.rates` -----------------------------------------------------
 # The JSON contract keeps rates as one flat object with composed keys ("vm.in_bps",
 # "link.eth0.rx_pps", …); these are the only places that spell them.
-@dataclass(frozen=True)
-class VmRates:
+class VmRates(Struct, frozen=True):
     """Into/out of the VM: the redirects' hit counters (tcfilter) or the tap's own."""
 
     in_bps: float | None
@@ -177,8 +177,7 @@ class VmRates:
     in_dropped_pps: float | None = None
 
 
-@dataclass(frozen=True)
-class LinkRates:
+class LinkRates(Struct, frozen=True):
     rx_bps: float | None
     tx_bps: float | None
     rx_pps: float | None
@@ -186,15 +185,13 @@ class LinkRates:
     drops_ps: float | None
 
 
-@dataclass(frozen=True)
-class RedirectRates:
+class RedirectRates(Struct, frozen=True):
     bps: float | None
     pps: float | None
     failed_pps: float | None = None
 
 
-@dataclass(frozen=True)
-class QdiscRates:
+class QdiscRates(Struct, frozen=True):
     dev: str
     handle: str
     drops_ps: float

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from msgspec import Struct
+
 from kata_top.model import Direction
-from kata_top.records import dataclass
 
 
 class ActionError(Exception):
@@ -21,8 +22,7 @@ RedirectOp = Literal["add", "remove"]
 RedirectDirection = Literal["in", "out", "both"]
 
 
-@dataclass(frozen=True)
-class RedirectRequest:
+class RedirectRequest(Struct, frozen=True):
     """Add or remove Kata's tc redirect(s) of one sandbox."""
 
     sandbox_id: str
@@ -30,8 +30,7 @@ class RedirectRequest:
     direction: RedirectDirection
 
 
-@dataclass(frozen=True)
-class RateLimitRequest:
+class RateLimitRequest(Struct, frozen=True):
     """Set (bits/s) or clear (None) Kata's HTB rate limit per direction of one sandbox."""
 
     sandbox_id: str

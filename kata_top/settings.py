@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
+import msgspec
+from msgspec import Struct, field
+
 from kata_top.fsutil import write_atomically
 from kata_top.logs import get_logger
-from kata_top.records import dataclass, field
 
 
 def config_path() -> str:
@@ -30,8 +31,7 @@ REFRESH_MIN, REFRESH_MAX = 0.1, 3600.0
 log = get_logger(__name__)
 
 
-@dataclass
-class Settings:
+class Settings(Struct):
     theme: str = "kata-dark"
     refresh: float = 1.0
     qmp_primary: bool = False
@@ -46,7 +46,7 @@ class Settings:
 
         try:
             # Not followed if a symlink, never blocks on a FIFO, at most 1 MiB.
-            raw: Any = json.loads(read_file(config_path(), 1 << 20))
+            raw: Any = msgspec.json.decode(read_file(config_path(), 1 << 20))
         except FileNotFoundError:
             return cls()
         except (OSError, ValueError, RecursionError) as exc:
@@ -74,6 +74,5 @@ class Settings:
     def save(self) -> None:
         path = config_path()
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        from dataclasses import asdict
-
-        write_atomically(path, json.dumps(asdict(self), indent=2), mode=0o600)
+        write_atomically(path, msgspec.json.format(msgspec.json.encode(self), indent=2).decode(),
+                         mode=0o600)

@@ -414,7 +414,8 @@ class DetailScreen(KataScreen):
                 mine, p, "no events for this sandbox since kata-top started")
         else:
             snap = self.kapp.snapshot
-            doc = json.dumps(sandbox_to_dict(sb, snap.taken_at if snap else None), indent=2)
+            doc = json.dumps(sandbox_to_dict(sb, snap.taken_at if snap else time.time()),
+                             indent=2)
             key, shape, build = doc, doc.count("\n"), lambda _sb, _p: JSON(doc)
         p = palette_of(self.app)  # a theme change redraws: the palette is part of the key
         self._put(f"panel-{tab}", (key, p), shape, lambda: build(sb, p))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from kata_top.model import Sandbox
-from kata_top.records import dataclass, field
 from kata_top.requests import ActionError, ActionRequest, RateLimitRequest, RedirectRequest
 
 __all__ = ["ActionError", "ActionRequest", "Outcome", "Plan", "RateLimitRequest",

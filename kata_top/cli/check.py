@@ -7,8 +7,9 @@ import json
 import time
 from typing import TYPE_CHECKING
 
+from msgspec.structs import replace
+
 from kata_top.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail, narrow, node_options
-from kata_top.records import replace
 
 if TYPE_CHECKING:
     from kata_top.engine import Engine

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from kata_top.records import replace
+from msgspec.structs import replace
 
 if TYPE_CHECKING:
     from kata_top.engine import Engine

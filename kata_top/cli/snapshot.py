@@ -114,8 +114,7 @@ def _once(args: argparse.Namespace, engine: Engine) -> int:
     elif args.json:
         from kata_top.formats import jsonout
 
-        # Indenting goes through json's pure-Python encoder: several times the cost of the
-        # whole collection on a large node, so only for a person reading a terminal.
+        # indented for a person reading a terminal
         human = not args.output and sys.stdout.isatty()
         text = jsonout.dumps(snap, indent=2 if human else None) + "\n"
     else:
@@ -130,21 +129,34 @@ def _once(args: argparse.Namespace, engine: Engine) -> int:
             write_atomically(args.output, text)
         except OSError as exc:
             return fail("snapshot", f"cannot write {args.output}: {exc.strerror or exc}")
+    elif args.json:
+        _write_utf8(text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
 
 
+def _write_utf8(text: str) -> None:
+    """JSON is UTF-8, whatever encoding the locale gives stdout (a stdout that is no file,
+    as a caller's redirect_stdout gives, takes the text)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(text)
+        return
+    sys.stdout.flush()
+    buffer.write(text.encode())
+
+
 def _stream(args: argparse.Namespace, engine: Engine) -> int:
+    from msgspec.structs import replace
+
     from kata_top.events import AuditTail, DropTracker, diff_events
     from kata_top.formats import jsonout
     from kata_top.model import Snapshot
-    from kata_top.records import replace
     from kata_top.settings import audit_log_path
     from kata_top.stream import Derivation
 
     audit, drops = AuditTail(audit_log_path()), DropTracker()
-    encoder = jsonout.Encoder()  # converts only what changed since the last line
     prev: Snapshot | None = None
     derive = Derivation()
     n = 0
@@ -155,7 +167,7 @@ def _stream(args: argparse.Namespace, engine: Engine) -> int:
         snap = replace(snap, events=diff_events(prev, snap, engine.tc_changes,
                                                 audit.new_entries(), drops))
         prev = snap
-        sys.stdout.write(encoder.dumps(narrow(snap, args.sandbox)) + "\n")
+        _write_utf8(jsonout.dumps(narrow(snap, args.sandbox)) + "\n")
         sys.stdout.flush()
         n += 1
         if args.count is not None and n >= args.count:

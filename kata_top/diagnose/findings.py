@@ -415,10 +415,12 @@ def sandbox_findings(sb: Sandbox, prev: Sandbox | None) -> tuple[Finding, ...]:
     return tuple(sorted(out, key=lambda f: (-SEVERITY_ORDER[f.severity], f.code)))
 
 
+_BUT_FINDINGS = tuple(name for name in Sandbox.__struct_fields__ if name != "findings")
+
+
 def _same_but_findings(sb: Sandbox, prev: Sandbox) -> bool:
     """Every field of `sb` but its findings is the very object `prev` holds."""
-    theirs = prev.__dict__
-    return all(v is theirs[k] for k, v in sb.__dict__.items() if k != "findings")
+    return all(getattr(sb, name) is getattr(prev, name) for name in _BUT_FINDINGS)
 
 
 def annotate(snap: Snapshot, prev: Snapshot | None = None,

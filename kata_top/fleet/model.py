@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from kata_top.records import dataclass, field
+from msgspec import Struct, field
 
 FLEET_SCHEMA = "kata-top/fleet/1"
 
 
-@dataclass(frozen=True)
-class FleetSandbox:
+class FleetSandbox(Struct, frozen=True):
     """A sandbox as the metrics tell it (the node's `serve` has the whole of it)."""
 
     node: str
@@ -26,8 +25,7 @@ class FleetSandbox:
     rate_limit_drops_ps: float = 0.0
 
 
-@dataclass(frozen=True)
-class FleetNode:
+class FleetNode(Struct, frozen=True):
     """One node: its exporter's health and its sandboxes summed up."""
 
     node: str
@@ -43,8 +41,7 @@ class FleetNode:
     rate_limit_drops_ps: float = 0.0
 
 
-@dataclass(frozen=True)
-class FleetSnapshot:
+class FleetSnapshot(Struct, frozen=True):
     """One round of queries against Prometheus."""
 
     taken_at: float

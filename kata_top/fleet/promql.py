@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from kata_top.records import dataclass
+from msgspec import Struct
 
 MAX_BYTES = 64 << 20
 
@@ -21,8 +21,7 @@ class PrometheusError(Exception):
     """The query could not be answered; the message says why (never the token)."""
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(Struct, frozen=True):
     labels: dict[str, str]
     value: float
 

@@ -1,270 +1,140 @@
-"""Snapshots back from their JSON form (recordings for `--replay`), driven by the type hints.
+"""Snapshots back from their JSON form: recordings (`--replay`) and `--remote`'s answers.
 
-The input is untrusted (a file from another machine, cut off, edited): a value of the wrong
-shape raises RecordingError with the path of the bad field.
+The input is untrusted (a file from another machine, cut off, edited; a server that is not
+kata-top's): msgspec decodes it straight into the model, every value checked against the
+model's type hints (a Literal's values, an int that is no bool, a number JSON can hold: no
+NaN), its nesting bounded by the interpreter's recursion limit. Anything else raises
+RecordingError, which names the path of a bad field. Keys the model does not know are
+skipped. tc actions' ages (`installed_s`, `last_used_s`) become times again, counted back
+from the snapshot's `taken_at` (kata_top/formats/jsonout.py writes them).
 """
 
 from __future__ import annotations
 
-import contextvars
-import dataclasses
-import math
-import types
-import typing
-from collections.abc import Callable
-from functools import cache
+import re
 from typing import Any
 
-from kata_top import model
-from kata_top.formats.jsonout import AGES, json_key
-from kata_top.model import SCHEMA, Snapshot
+import msgspec
+from msgspec.structs import replace
 
-# The snapshot's time while its document is read: tc actions' ages count back from it.
-_TAKEN_AT: contextvars.ContextVar[float] = contextvars.ContextVar("taken_at", default=0.0)
+from kata_top.model import SCHEMA, Action, Filter, Sandbox, Snapshot
 
 
 class RecordingError(ValueError):
     pass
 
 
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls, vars(model))
+class _Head(msgspec.Struct):
+    """A document's `schema`, whatever else it holds."""
+
+    schema: Any = None
 
 
-class _Bad(Exception):
-    """A value of the wrong shape: the message, and the path to it from the innermost
-    converter out (each container adds its step on the way up; built only on error)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.steps: list[str] = []
+_DECODER = msgspec.json.Decoder(Snapshot)
+_HEAD = msgspec.json.Decoder(_Head)
+_ANY = msgspec.json.Decoder()
+_NOT_OURS = f"not a kata-top snapshot (schema {SCHEMA} expected)"
+_SCHEMA_FIRST = re.compile(rb'\s*\{\s*"schema"\s*:\s*"' + re.escape(SCHEMA.encode()) + rb'"')
 
 
-Convert = Callable[[Any], Any]
-
-
-@cache
-def _converter(tp: Any) -> Convert:
-    """The function that builds a value of type tp from its JSON form, or raises _Bad.
-
-    Made once per type from its hints (a recording's every snapshot has the same shape):
-    reading the hints again for every value cost ~90 % of loading a recording."""
-    if tp is Any:
-        return _same
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return _union(tp)
-    if origin is typing.Literal:
-        allowed = typing.get_args(tp)
-
-        def literal(value: Any) -> Any:
-            if value not in allowed:
-                raise _Bad(f"{value!r} not one of {allowed}")
-            return value
-        return literal
-    if origin is tuple:
-        (inner_tp, _ellipsis) = typing.get_args(tp)
-        return _tuple(_converter(inner_tp))
-    if origin is dict:
-        kt, vt = typing.get_args(tp)
-        return _dict(None if kt is str else _converter(kt), _converter(vt))
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _record(tp)
-    if tp is float:
-        return _float
-    if tp in (int, str, bool):
-        return _exactly(tp)
-
-    def unsupported(value: Any) -> Any:
-        raise _Bad(f"unsupported type {tp}")
-    return unsupported
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-def _union(tp: Any) -> Convert:
-    args = typing.get_args(tp)
-    optional = type(None) in args
-    choices = [_converter(a) for a in args if a is not type(None)]
-    if optional and len(choices) == 1:  # X | None, nearly every union of the model
-        only = choices[0]
-
-        def maybe(value: Any) -> Any:
-            return None if value is None else only(value)
-        return maybe
-
-    def union(value: Any) -> Any:
-        if value is None and optional:
-            return None
-        first: _Bad | None = None
-        for choice in choices:
-            try:
-                return choice(value)
-            except _Bad as exc:
-                first = first or exc
-        raise first or _Bad("bad value")
-    return union
-
-
-def _tuple(inner: Convert) -> Convert:
-    def build(value: Any) -> Any:
-        if not isinstance(value, list):
-            raise _Bad("expected a list")
-        try:
-            return tuple([inner(v) for v in value])
-        except _Bad:
-            for i, v in enumerate(value):  # which one: converting has no side effects
-                try:
-                    inner(v)
-                except _Bad as exc:
-                    exc.steps.append(f"[{i}]")
-                    raise
-            raise
-    return build
-
-
-def _dict(key: Convert | None, inner: Convert) -> Convert:
-    def build(value: Any) -> Any:
-        if not isinstance(value, dict):
-            raise _Bad("expected an object")
-        out = {}
-        for k, v in value.items():
-            name = str(k)
-            if key is not None:
-                try:
-                    name = key(name)
-                except _Bad as exc:
-                    exc.steps.append(" key")
-                    raise
-            try:
-                out[name] = inner(v)
-            except _Bad as exc:
-                exc.steps.append(f".{k}")
-                raise
-        return out
-    return build
-
-
-def _record(tp: type) -> Convert:
-    """A model object from its JSON object. The first object built makes two builders from
-    the class's fields (not earlier: a class whose fields name it would otherwise ask for its
-    own converter): a fast one for an object that has every key (what kata-top writes),
-    compiled with plain values' checks inline, and the checked one it falls back to, which
-    applies defaults and says where a value is wrong."""
-    built: list[tuple[Convert | None, Convert]] = []
-
-    def build(value: Any) -> Any:
-        if not built:
-            built.append(_record_builders(tp))
-        fast, checked = built[0]
-        if fast is not None and type(value) is dict:
-            try:
-                return fast(value)
-            except (_Bad, KeyError):
-                pass  # the checked builder says what and where
-        return checked(value)
-    return build
-
-
-# Plain values a fast builder checks inline (a call each is most of the time otherwise).
-# `v - v == 0` holds for a finite float only (inf - inf and nan - nan are nan).
-_INLINE = {str: "type(_v) is str", int: "type(_v) is int", bool: "type(_v) is bool",
-           float: "type(_v) is float and _v - _v == 0"}
-
-
-def _record_builders(tp: type) -> tuple[Convert | None, Convert]:
-    """(fast, checked); no fast one for Action, whose ages the checked builder converts."""
-    hints = _hints(tp)
-    fields = [(f.name, json_key(tp, f.name), _converter(hints[f.name]),
-               f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-              for f in dataclasses.fields(tp)]
-    ages = [name for name in AGES if tp is model.Action]
-
-    def checked(value: Any) -> Any:
-        if not isinstance(value, dict):
-            raise _Bad("expected an object")
-        kwargs: dict[str, Any] = {}
-        for name, key, convert, required in fields:
-            if key in value:
-                try:
-                    kwargs[name] = convert(value[key])
-                except _Bad as exc:
-                    exc.steps.append(f".{key}")
-                    raise
-            elif required:
-                raise _Bad(f"missing {key}")
-        for name in ages:
-            if kwargs.get(name) is not None:
-                kwargs[name] = _TAKEN_AT.get() - kwargs[name]  # an age: a time
-        return tp(**kwargs)
-
-    if ages:
-        return None, checked
-    scope: dict[str, Any] = {"tp": tp}
-    args = []
-    for i, (name, key, convert, _required) in enumerate(fields):
-        scope[f"c{i}"] = convert
-        hint = hints[name]
-        plain = typing.get_args(hint) if typing.get_origin(hint) in (
-            typing.Union, types.UnionType) else (hint,)
-        values = [t for t in plain if t is not type(None)]
-        if values and all(t in _INLINE for t in values):
-            tests = [f"({_INLINE[t]})" for t in values]
-            if type(None) in plain:
-                tests.insert(0, "_v is None")
-            # _v: the field's value, bound by the first test (a float field given an int,
-            # as JSON writes 1.0, goes through its converter)
-            first = tests[0].replace("_v", f"(_v := value[{key!r}])", 1)
-            args.append(f"{name}=(_v if {' or '.join([first, *tests[1:]])} else c{i}(_v))")
-        else:
-            args.append(f"{name}=c{i}(value[{key!r}])")
-    source = "def fast(value):\n    return tp(" + ", ".join(args) + ")\n"
-    exec(compile(source, f"<jsonin {tp.__name__}>", "exec"), scope)
-    return scope["fast"], checked
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            out = float(value)
-        except OverflowError:  # an integer of hundreds of digits
-            raise _Bad("expected a finite number") from None
-        if math.isfinite(out):
-            return out
-    raise _Bad("expected a finite number")
-
-
-def _exactly(tp: type) -> Convert:
-    def build(value: Any) -> Any:
-        if type(value) is tp or (isinstance(value, tp)
-                                 and not (tp is int and isinstance(value, bool))):
-            return value
-        raise _Bad(f"expected {tp.__name__}")
-    return build
-
-
-def _build(tp: Any, value: Any, path: str) -> Any:
-    """A value of type tp from its JSON form; RecordingError names the path of a bad field."""
+def decode(data: bytes | str) -> Snapshot:
+    """The snapshot in one JSON document; RecordingError says what is wrong with it."""
+    if isinstance(data, str):
+        data = data.encode()
     try:
-        return _converter(tp)(value)
-    except _Bad as exc:
-        raise RecordingError(f"{path}{''.join(reversed(exc.steps))}: {exc.message}") from None
+        snap = _DECODER.decode(data)
+        # `schema` is required of a document, though the model has a default for it: kata-top
+        # writes it first, anything else is asked again
+        if not _SCHEMA_FIRST.match(data) and _HEAD.decode(data).schema != SCHEMA:
+            raise RecordingError(_NOT_OURS)
+    except msgspec.ValidationError as exc:
+        raise RecordingError(_why(data, exc)) from None
+    except msgspec.DecodeError as exc:
+        # msgspec refuses the escape of a lone surrogate (\\udcff), which kata-top writes for
+        # a string of bytes that were no UTF-8 (formats/jsonout.py): the standard reader
+        # takes it
+        doc = _json_loads(data)
+        if doc is _NOT_JSON:
+            raise RecordingError(f"not JSON: {exc}") from None
+        return snapshot_from_dict(doc)
+    except RecursionError:
+        raise RecordingError("nested too deep") from None
+    return _checked(snap)
+
+
+_NOT_JSON: Any = object()
+
+
+def _json_loads(data: bytes) -> Any:
+    import json
+
+    try:  # (NaN and Infinity are json's, not JSON)
+        return json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # (UnicodeDecodeError is a ValueError)
+        return _NOT_JSON
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def whole(data: bytes) -> bool:
+    """data is one JSON document (a line of a recording is not cut off)."""
+    try:
+        _ANY.decode(data)
+    except msgspec.DecodeError:
+        return _json_loads(data) is not _NOT_JSON
+    except (msgspec.MsgspecError, RecursionError):
+        return False
+    return True
+
+
+def _why(data: bytes, exc: msgspec.ValidationError) -> str:
+    """What is wrong with a document that is JSON but not a snapshot the model can hold."""
+    try:
+        head = _HEAD.decode(data)
+    except RecursionError:
+        return "nested too deep"
+    except msgspec.MsgspecError:  # not even an object
+        return _NOT_OURS
+    return f"snapshot: {exc}" if head.schema == SCHEMA else _NOT_OURS
 
 
 def snapshot_from_dict(doc: Any) -> Snapshot:
+    """The snapshot in a document already parsed (dicts, lists, primitives)."""
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise RecordingError(f"not a kata-top snapshot (schema {SCHEMA} expected)")
+        raise RecordingError(_NOT_OURS)
     try:
-        taken_at = _float(doc.get("taken_at"))
-    except _Bad:
-        taken_at = 0.0  # (the field's own check below says what is wrong with it)
-    token = _TAKEN_AT.set(taken_at)
-    try:
-        snap: Snapshot = _build(Snapshot, doc, "snapshot")
-    finally:
-        _TAKEN_AT.reset(token)
-    return snap
+        snap = msgspec.convert(doc, Snapshot)
+    except msgspec.ValidationError as exc:
+        raise RecordingError(f"snapshot: {exc}") from None
+    except RecursionError:
+        raise RecordingError("nested too deep") from None
+    return _checked(snap)
+
+
+def _checked(snap: Snapshot) -> Snapshot:
+    if snap.schema != SCHEMA:
+        raise RecordingError(_NOT_OURS)
+    now = snap.taken_at
+    return replace(snap, sandboxes=tuple([_timed(sb, now) for sb in snap.sandboxes]))
+
+
+def _time(age: float | None, now: float) -> float | None:
+    return None if age is None else now - age
+
+
+def _timed(sb: Sandbox, now: float) -> Sandbox:
+    """The sandbox with its tc actions' ages (as read) made times."""
+    if not any(a.installed_at is not None or a.last_used_at is not None
+               for f in sb.filters for a in f.actions):
+        return sb
+
+    def action(a: Action) -> Action:
+        return replace(a, installed_at=_time(a.installed_at, now),
+                       last_used_at=_time(a.last_used_at, now))
+
+    def filt(f: Filter) -> Filter:
+        return replace(f, actions=tuple([action(a) for a in f.actions])) if f.actions else f
+
+    return replace(sb, filters=tuple([filt(f) for f in sb.filters]))

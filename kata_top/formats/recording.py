@@ -10,7 +10,6 @@ offset and built on demand, the last few kept.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -18,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import overload
 
-from kata_top.formats.jsonin import RecordingError, snapshot_from_dict
+from kata_top.formats.jsonin import RecordingError, decode, whole
 from kata_top.model import Snapshot
 
 KEPT = 8  # built snapshots kept: stepping back and forth does not build them again
@@ -69,26 +68,19 @@ class Recording(Sequence[Snapshot]):
             raise RecordingError(f"{self.path} is not a kata-top recording (line "
                                  f"{self._lines[0][2]}: {str(exc)[:120]}); make one with "
                                  "`kata-top snapshot --watch 1 > FILE`") from exc
-        if len(self._lines) > 1:
-            # `--watch` stopped mid-line (killed, the disk full): only the last line is
-            # read now, the others when shown
-            try:
-                json.loads(self._read(len(self._lines) - 1))
-            except (ValueError, RecursionError):
-                self._cut(len(self._lines) - 1)
+        # `--watch` stopped mid-line (killed, the disk full): only the last line is read
+        # now, the others when shown
+        if len(self._lines) > 1 and not whole(self._read(len(self._lines) - 1)):
+            self._cut(len(self._lines) - 1)
 
     def _read(self, i: int) -> bytes:
         offset, length, _n = self._lines[i]
         return os.pread(self._fh.fileno(), length, offset)
 
     def _decode(self, i: int) -> Snapshot:
-        raw = self._read(i)  # (a read that fails, or a closed recording, is no damage)
-        try:
-            # bad UTF-8 or nesting deep enough to exhaust the stack is this line's damage
-            # (UnicodeDecodeError is a ValueError), never a traceback
-            return snapshot_from_dict(json.loads(raw.decode("utf-8")))
-        except (ValueError, RecursionError) as exc:
-            raise RecordingError(str(exc)) from exc
+        # (a read that fails, or a closed recording, is no damage; bad UTF-8, bad JSON or
+        # nesting too deep is this line's, a RecordingError)
+        return decode(self._read(i))
 
     def _cut(self, i: int) -> None:
         """The recording ends before line i: it is cut off or damaged."""

@@ -15,8 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from msgspec import Struct
+
 from kata_top.model import Snapshot
-from kata_top.records import dataclass
 from kata_top.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,7 @@ class Unavailable(Exception):
     """No snapshot can be served now; the message says why (it becomes a 503's body)."""
 
 
-@dataclass(frozen=True)
-class HubStats:
+class HubStats(Struct, frozen=True):
     collections: int
     failures: int
     last_duration_s: float

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from kata_top.records import dataclass
+from msgspec import Struct
 
 Route = Literal["metrics", "snapshot", "check", "events", "healthz", "index"]
 ROUTES: dict[str, Route] = {"/metrics": "metrics", "/api/v1/snapshot": "snapshot",
@@ -28,8 +28,7 @@ class BadRequest(ValueError):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(Struct, frozen=True):
     route: Route
     sandbox: str | None = None
     since: str | None = None

@@ -183,7 +183,7 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, req: Request, snap: Snapshot) -> None:
         from kata_top.cli.check import check_document
         from kata_top.cli.common import narrow
-        from kata_top.formats.jsonout import snapshot_to_dict
+        from kata_top.formats.jsonout import encode
         from kata_top.select import SelectError
 
         try:
@@ -191,8 +191,9 @@ class Handler(BaseHTTPRequestHandler):
         except SelectError as exc:
             self._send(404, f"{exc}\n".encode(), "text/plain; charset=utf-8")
             return
-        doc = check_document(snap) if req.route == "check" else snapshot_to_dict(snap)
-        self._send(200, json.dumps(doc).encode(), "application/json")
+        body = (json.dumps(check_document(snap)).encode() if req.route == "check" else
+                encode(snap))
+        self._send(200, body, "application/json")
 
     def _gzip_wanted(self) -> bool:
         return "gzip" in self.headers.get("Accept-Encoding", "")

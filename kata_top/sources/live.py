@@ -10,11 +10,12 @@ from collections import deque
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
+from msgspec.structs import replace
+
 from kata_top.diagnose.drop_findings import with_drop_findings
 from kata_top.engine import Engine, EngineOptions
 from kata_top.events import DropTracker, append_journal, diff_events
 from kata_top.model import Event, Finding, Snapshot
-from kata_top.records import replace
 from kata_top.sources.base import Source
 from kata_top.stream import Derivation
 

@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from kata_top.formats.jsonin import RecordingError, snapshot_from_dict
+from kata_top.formats.jsonin import RecordingError, decode
 from kata_top.model import Snapshot
 from kata_top.sources.base import Source, SourceError
 
@@ -45,8 +45,8 @@ class RemoteSource(Source):
         if len(body) > MAX_BYTES:
             raise SourceError(f"{self.url} sent more than {MAX_BYTES >> 20} MiB")
         try:
-            return snapshot_from_dict(json.loads(body))
-        except (ValueError, RecursionError, RecordingError) as exc:
+            return decode(body)
+        except RecordingError as exc:
             raise SourceError(f"{self.url} did not send a kata-top snapshot: {exc}") from exc
 
     def trace_drops(self, seconds: int, sandbox_id: str | None = None,

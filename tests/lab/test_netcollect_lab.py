@@ -182,7 +182,7 @@ def _link_of(sb: Any, name: str) -> Any:
 def test_one_shot_collection_reads_what_the_cached_one_reads(scratch_lab: Any) -> None:
     """`snapshot` once reads without the counters probe: the same links, qdiscs and filters.
     Its decode memo serves both namespaces: what is the same bytes in each is decoded once."""
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
     namespaces = [sb.netns for sb in man.sandboxes if sb.netns]
@@ -391,7 +391,7 @@ def test_named_namespaces_taken_from_the_sandboxes_lookups_are_the_same(
 def test_link_dumps_leave_out_ipv6_statistics_and_keep_the_counters(scratch_lab: Any) -> None:
     """RTEXT_FILTER_SKIP_STATS: no IPv6 statistics (never read, summed per possible CPU by
     the kernel), the link's own counters and everything decoded the same as a whole dump."""
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     from kata_top.collectors import netlink
     from kata_top.collectors.netlink import (

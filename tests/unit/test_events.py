@@ -8,11 +8,11 @@ import io
 import json
 import math
 import os
-from dataclasses import replace
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from kata_top.cli.events import _print as print_event
 from kata_top.events import AuditTail, diff_events, event_matches, parse_since, read_journal

@@ -11,12 +11,12 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from kata_top.fleet.model import FleetNode, FleetSandbox, FleetSnapshot
 from kata_top.fleet.promql import PrometheusClient, PrometheusError, Sample, parse_vector

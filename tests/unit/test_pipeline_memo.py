@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from kata_top.diagnose import annotate
 from kata_top.formats.recording import load_recording

@@ -3,7 +3,6 @@ same snapshots (and the same end at a damaged line) as reading the whole file up
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -12,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kata_top.formats import recording
-from kata_top.formats.jsonin import RecordingError, snapshot_from_dict
+from kata_top.formats.jsonin import RecordingError, decode
 from kata_top.formats.recording import load_recording, open_recording
 from kata_top.model import Snapshot
 from kata_top.sources.replay import ReplaySource
@@ -37,8 +36,8 @@ def reference_load(path: str) -> tuple[list[Snapshot], str | None]:
             if not raw.strip():
                 continue
             try:
-                snaps.append(snapshot_from_dict(json.loads(raw.decode("utf-8"))))
-            except (ValueError, RecursionError, RecordingError) as exc:
+                snaps.append(decode(raw))
+            except RecordingError as exc:
                 if not snaps:
                     raise RecordingError(f"{path} is not a kata-top recording (line {n}: "
                                          f"{str(exc)[:120]}); make one with "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
 import os
 import socket
 import subprocess
@@ -195,7 +196,8 @@ def test_routes_answer_and_nothing_writes(tmp_path: Any) -> None:
         out = subprocess.run(["gzip", "-dc"], input=body, capture_output=True, check=False)
         assert out.returncode == 0 and out.stdout == gzip.decompress(body)
         status, _h, body = http_get(base + "/api/v1/snapshot?sandbox=default/web-0")
-        assert status == 200 and b'"name": "web-0"' in body
+        assert status == 200 and body.startswith(b'{"schema":"kata-top/snapshot/1",')
+        assert [sb["pod"]["name"] for sb in json.loads(body)["sandboxes"]] == ["web-0"]
         assert http_get(base + "/api/v1/snapshot?sandbox=nosuch")[0] == 404
         assert http_get(base + "/api/v1/check")[0] == 200
         health = http_get(base + "/healthz")

@@ -241,7 +241,7 @@ async def test_theme_key_cycles_and_persists() -> None:
 
 
 async def test_rows_off_screen_show_the_newest_data_when_scrolled_in() -> None:
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     snaps, _ = load_recording(RECORDING)
     base = next(sb for sb in snaps[0].sandboxes if sb.state == "running")
@@ -323,7 +323,7 @@ def _text(widget: Any) -> str:
 
 
 async def test_overview_hidden_under_detail_catches_up_on_return() -> None:
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     snaps, _ = load_recording(RECORDING)
     web = next(sb for sb in snaps[0].sandboxes if sb.pod.name == "web-0")
@@ -349,7 +349,7 @@ async def test_overview_hidden_under_detail_catches_up_on_return() -> None:
 async def test_events_appear_at_their_moment_in_a_replay(tmp_path: Any) -> None:
     """A recording's events show in the overview's pane (e) and the sandbox's Events tab
     when the replay reaches the snapshot that carries them, not before."""
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     from kata_top.formats import jsonout
     from kata_top.model import Event
@@ -397,7 +397,7 @@ async def test_the_source_hears_which_sandboxes_are_on_screen() -> None:
     """A live source reads every counter of the rows on screen each cycle and spares the
     others (EngineOptions.unwatched_refresh_s): the app tells it which rows and
     which detail screen the operator looks at."""
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     snaps, _ = load_recording(RECORDING)
     base = next(sb for sb in snaps[0].sandboxes if sb.state == "running")
