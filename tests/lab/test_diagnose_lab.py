@@ -197,8 +197,7 @@ def test_virtiofsd_left_behind(scratch_lab: Layout) -> None:
     """A virtiofsd whose sandbox has neither state nor VMM shows as an orphan row with
     KT-S024; the lab's real sandbox beside it gets no such finding."""
     import secrets
-
-    from msgspec.structs import replace
+    from dataclasses import replace
 
     from kata_top.lab import build
     from kata_top.lab.processes import start_virtiofsd
