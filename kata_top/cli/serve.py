@@ -24,14 +24,19 @@ endpoints:
   /metrics           Prometheus text (OpenMetrics when the scraper asks for it)
   /api/v1/snapshot   the kata-top/snapshot/1 JSON (?sandbox=ID|PREFIX|NS/POD)
   /api/v1/check      the kata-top/check/1 JSON
-  /healthz           200 while collections succeed; 503 with the reason when the last failed
+  /healthz           200 while collections succeed and can read the node; 503 with the reason
 
 One collection per request, but never more often than --min-interval: concurrent scrapers share
 one collection and a slow collection never stacks. Read-only: no route changes anything.
 
+Who may read: --web.config.file takes the Prometheus exporter-toolkit file (what node_exporter
+reads): tls_server_config (cert_file, key_file, client_ca_file, client_auth_type) and
+basic_auth_users (bcrypt hashes). Every path but /healthz then asks for them. Command lines
+are left out of /api/v1/snapshot unless authentication is configured or --include-cmdlines.
+
 examples:
   kata-top serve                                   # 127.0.0.1:9712, run root /run
-  kata-top serve --listen 0.0.0.0:9712             # what the DaemonSet in deploy/ runs
+  kata-top serve --listen 10.0.0.5:9712 --web.config.file /etc/kata-top/web.yml
   kata-top serve --run-root /run/kata-top-lab --listen 127.0.0.1:0   # the lab, any free port
 """
 
@@ -69,6 +74,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deadline", type=float, default=8.0, metavar="SECONDS",
                    help="answer 503 when no collection finished within this (default 8, under "
                         "Prometheus' 10 s scrape timeout)")
+    p.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                   help="TLS and basic auth, in the Prometheus exporter-toolkit format")
+    cmd = p.add_mutually_exclusive_group()
+    cmd.add_argument("--redact-cmdlines", dest="cmdlines", action="store_const",
+                     const="redact", help="leave process command lines out of "
+                     "/api/v1/snapshot (the default without authentication)")
+    cmd.add_argument("--include-cmdlines", dest="cmdlines", action="store_const",
+                     const="include", help="keep them even without authentication")
 
 
 def _stop(_signum: int, _frame: FrameType | None) -> None:
@@ -87,8 +100,18 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.run_root):
         return fail("serve", f"run root {args.run_root} does not exist")
     from kata_top.engine import VMM_REFRESH_S, EngineOptions
+    from kata_top.serve import webconfig
     from kata_top.serve.hub import SnapshotHub
     from kata_top.serve.server import ExporterServer
+
+    try:
+        web = webconfig.load(args.web_config_file) if args.web_config_file else \
+            webconfig.WebConfig()
+    except webconfig.WebConfigError as exc:
+        return fail("serve", f"--web.config.file: {exc}")
+    # Command lines name every device, socket and path of a VM: only for those who proved
+    # who they are, unless the operator says otherwise.
+    redact = args.cmdlines == "redact" or (args.cmdlines is None and not web.auth_required)
     from kata_top.settings import Settings
     from kata_top.sources.live import LiveSource
 
@@ -102,13 +125,19 @@ def run(args: argparse.Namespace) -> int:
     hub = SnapshotHub(lambda: LiveSource(opts, journal=journal), args.run_root,
                       args.min_interval)
     try:
-        server = ExporterServer((host, port), hub, args.deadline)
+        server = ExporterServer((host, port), hub, args.deadline, web=web,
+                                redact_cmdlines=redact)
+    except webconfig.WebConfigError as exc:
+        return fail("serve", f"--web.config.file: {exc}")
     except OSError as exc:
         return fail("serve", f"cannot listen on {args.listen}: {exc.strerror or exc}")
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
     shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
-    print(f"kata-top serve: listening on http://{shown}:{bound_port}/metrics "
-          f"(run root {args.run_root}, read-only)", file=sys.stderr, flush=True)
+    who = ("basic auth" if web.users else "client certificates") if web.auth_required \
+        else "no authentication"
+    print(f"kata-top serve: listening on {server.scheme}://{shown}:{bound_port}/metrics "
+          f"(run root {args.run_root}, read-only, {who}"
+          f"{', command lines left out' if redact else ''})", file=sys.stderr, flush=True)
     log.info("listening on %s:%s, run root %s", bound_host, bound_port, args.run_root)
     signal.signal(signal.SIGTERM, _stop)
     hub.start()

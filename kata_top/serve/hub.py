@@ -54,6 +54,10 @@ class SnapshotHub:
                                         daemon=True)
         self.source: Source | None = None  # set by the collector thread once made
 
+    @property
+    def run_root(self) -> str:
+        return self._run_root
+
     def start(self) -> None:
         self._thread.start()
 

@@ -21,7 +21,8 @@ from tests.deploy_helpers import DEPLOY, ROOT, load, write_rules
 from tests.helpers import require
 
 K8S = kubernetes_validate.latest_version()
-CORE = ("namespace.yaml", "serviceaccount.yaml", "daemonset.yaml", "service.yaml")
+CORE = ("namespace.yaml", "serviceaccount.yaml", "daemonset.yaml", "service.yaml",
+        "networkpolicy.yaml")
 
 
 @pytest.mark.parametrize("name", CORE)
@@ -52,6 +53,27 @@ def test_daemonset_is_read_only_and_least_privilege() -> None:
         assert mounts[path]["readOnly"] is True, path
     assert "--run-root=/host/run" in c["args"]
     assert c["resources"]["limits"]["memory"] and c["resources"]["requests"]["cpu"]
+
+
+def test_exporter_listens_on_the_pod_ip_and_only_prometheus_may_reach_it() -> None:
+    """Not 0.0.0.0: the pod's own IP from the downward API, and a NetworkPolicy that admits
+    one namespace to the metrics port, nothing else."""
+    pod = load("daemonset.yaml")["spec"]["template"]
+    c = pod["spec"]["containers"][0]
+    listen = [a for a in c["args"] if a.startswith("--listen")]
+    assert listen == ["--listen=$(POD_IP):9712"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert not pod["spec"].get("hostNetwork")
+    port = c["ports"][0]["containerPort"]
+    np = load("networkpolicy.yaml")["spec"]
+    assert np["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert np["policyTypes"] == ["Ingress"]
+    [rule] = np["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+    [peer] = rule["from"]
+    assert set(peer) == {"namespaceSelector"}  # no ipBlock, no podSelector-only peer
+    assert peer["namespaceSelector"]["matchLabels"]  # one namespace, not all of them
 
 
 def test_monitor_selects_the_daemonsets_pods() -> None:

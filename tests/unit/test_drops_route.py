@@ -125,11 +125,17 @@ def test_remote_asks_the_nodes_serve(tmp_path: Any, monkeypatch: pytest.MonkeyPa
         return _report()
 
     monkeypatch.setattr(trace_mod, "trace", fake)
-    with http_server(CountingSource(), str(tmp_path)) as base:
-        with pytest.raises(SourceError, match="403"):
-            RemoteSource(base).trace_drops(2)
-        from kata_top.serve.server import ExporterServer
+    with http_server(CountingSource(), str(tmp_path)) as base, \
+            pytest.raises(SourceError, match="403"):
+        RemoteSource(base).trace_drops(2)
+    import bcrypt
 
-        monkeypatch.setattr(ExporterServer, "auth_configured", True, raising=False)
+    from kata_top.serve.webconfig import WebConfig
+
+    web = WebConfig(users={"u": bcrypt.hashpw(b"p", bcrypt.gensalt(4))})
+    with http_server(CountingSource(), str(tmp_path), web=web) as base:
+        for who in ("", "u:wrong@", "x:p@"):  # authentication configured, not given
+            with pytest.raises(SourceError, match="401"):
+                RemoteSource(base.replace("http://", f"http://{who}")).trace_drops(2)
         got = RemoteSource(base.replace("http://", "http://u:p@")).trace_drops(2, "abc")
     assert got == _report() and seen == ["abc"]

@@ -27,6 +27,7 @@ from kata_top.serve.gzip_parts import PartsGzip
 from kata_top.serve.hub import SnapshotHub, Unavailable
 from kata_top.serve.routes import ROUTES, BadRequest, parse_target
 from kata_top.serve.server import ExporterServer
+from kata_top.serve.webconfig import WebConfig
 from kata_top.sources.base import Source
 from tests.serve_helpers import ROOT, http_get, serving
 
@@ -162,9 +163,10 @@ def test_failure_and_vanished_run_root_are_reasons_then_recover(tmp_path: Any) -
 
 # ---- the HTTP server over loopback ---------------------------------------------------------
 @contextmanager
-def http_server(source: CountingSource, run_root: str) -> Iterator[str]:
+def http_server(source: CountingSource, run_root: str, web: WebConfig | None = None
+                ) -> Iterator[str]:
     with hub_with(source, run_root, min_interval=1.0) as hub:
-        server = ExporterServer(("127.0.0.1", 0), hub, deadline=5.0)
+        server = ExporterServer(("127.0.0.1", 0), hub, deadline=5.0, web=web)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
         thread.start()
         try:
@@ -185,13 +187,16 @@ def test_routes_answer_and_nothing_writes(tmp_path: Any) -> None:
         assert headers["Content-Type"].startswith("application/openmetrics-text")
         assert body.endswith(b"# EOF\n")
         plain = http_get(base + "/metrics")[2]
-        for _ in range(2):  # the second answer reuses the first's compressed parts
+        first = b""
+        for step in ("render", "cached"):  # the same snapshot: the first answer again
             status, headers, body = http_get(base + "/metrics",
                                              headers={"Accept-Encoding": "gzip"})
             assert headers.get("Content-Encoding") == "gzip" and body[:2] == b"\x1f\x8b"
             assert _without_exporter_lines(gzip.decompress(body)) == \
                 _without_exporter_lines(plain)
-            assert "render;dur=" in headers["Server-Timing"]
+            assert f"{step};dur=" in headers["Server-Timing"]
+            assert body == (first or body)
+            first = body
         # an independent decoder agrees (gzip(1) checks the CRC and the length)
         out = subprocess.run(["gzip", "-dc"], input=body, capture_output=True, check=False)
         assert out.returncode == 0 and out.stdout == gzip.decompress(body)
