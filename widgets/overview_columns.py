@@ -106,7 +106,12 @@ def cell(col: str, sb: Sandbox, history: Sequence[float]) -> Cell:
     if col == "model":
         return (sb.network_model, "")
     if col == "in":
-        return (fmt_rate(rates.vm(sb).in_bps) if sb.rates else "-", "")
+        # what reached the VM; `!` (and red) while packets on their way in are lost (the
+        # redirect failing, the tap dropping): the detail says how many
+        vr = rates.vm(sb)
+        lost = (vr.in_failed_pps or 0.0) + (vr.in_dropped_pps or 0.0)
+        text = fmt_rate(vr.in_bps) if sb.rates else "-"
+        return (text + "!", "bad") if lost > 0 else (text, "")
     if col == "out":
         return (fmt_rate(rates.vm(sb).out_bps) if sb.rates else "-", "")
     if col == "trend":

@@ -20,10 +20,11 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 from kata_top import rates
 from kata_top.formats.jsonout import sandbox_to_dict
 from kata_top.history import marks, resample
-from kata_top.model import Action, Sandbox, Snapshot
+from kata_top.model import Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
 from kata_top.widgets.datapath import datapath
+from kata_top.widgets.detail_text import last_used, lost_text
 from kata_top.widgets.drops_view import drops_table, hop_marks
 from kata_top.widgets.events_view import events_table
 from kata_top.widgets.findings import findings_table
@@ -186,17 +187,9 @@ def _tc_tables(sb: Sandbox, p: Palette, now: float) -> Table:
                       str(flt.prio), flt.protocol,
                       f"{a.kind} {a.direction or ''} {a.action or ''}".strip(),
                       a.target or "-", str(a.stats.packets), str(a.stats.bytes),
-                      _last_used(a, now))
+                      last_used(a, now))
     outer.add_row(f)
     return outer
-
-
-def _last_used(a: Action, now: float) -> str:
-    """The kernel stamps an action's last use at install, so one that never matched would
-    read as used then: with no packet counted, it is `never`."""
-    if a.stats.packets == 0 and not a.stats.overlimits and not a.stats.drops:
-        return "never"
-    return f"{max(0.0, now - a.last_used_at):.0f}s ago" if a.last_used_at is not None else "-"
 
 
 def _kv(rows: list[tuple[str, Any]]) -> Table:
@@ -322,7 +315,7 @@ class DetailScreen(KataScreen):
                     f"{sb.state} · {sb.network_model} · netns "
                     f"{sb.netns.name or sb.netns.path} · in "
                     f"{fmt_rate(rates.vm(sb).in_bps)} out "
-                    f"{fmt_rate(rates.vm(sb).out_bps)}")
+                    f"{fmt_rate(rates.vm(sb).out_bps)}{lost_text(sb)}")
         self._put_text("title", head)
         p = palette_of(self.app)
         dead = self.kapp.drops.for_sandbox(sb.id) if self.kapp.drops else ()

@@ -153,8 +153,8 @@ def test_the_small_ones_say_what_is_so() -> None:
     from kata_top.diagnose import sandbox_findings
     from kata_top.engine import VIRTIOFSD_RATE_FLAGS, _virtiofsd_opts
     from kata_top.model import Action, ActionStats, Vmm
+    from kata_top.widgets.detail_text import last_used
     from kata_top.widgets.modals import help_table
-    from kata_top.widgets.screens import _last_used
 
     # --rlimit-nofile is the open-files limit, not a rate limit
     argv = ("virtiofsd", "--rlimit-nofile=1048576", "--thread-pool-size=1")
@@ -166,10 +166,10 @@ def test_the_small_ones_say_what_is_so() -> None:
     assert "None" not in s020.summary
     # a filter that never matched was never used
     never = Action("mirred", "redirect", "egress", "eth0", 2, ActionStats(), 100.0, 100.0)
-    assert _last_used(never, 141.0) == "never"
+    assert last_used(never, 141.0) == "never"
     used = Action("mirred", "redirect", "egress", "eth0", 2, ActionStats(packets=3), 100.0,
                   120.0)
-    assert _last_used(used, 141.0) == "21s ago"
+    assert last_used(used, 141.0) == "21s ago"
     # vCPUs from the state file when no monitor told
     sb = _sb("a" * 64, vmm=Vmm("proc", "running", memory_bytes=128 << 20), config_vcpus=2)
     assert summary.resources_text(sb).startswith("2c/")
@@ -193,3 +193,16 @@ def test_a_redirect_sent_elsewhere_is_told_so_by_the_event() -> None:
 
     (e,) = [e for e in diff_events(snap(ok), snap(moved)) if e.kind == "redirect-removed"]
     assert "sent to eth1 instead" in e.summary
+
+
+def test_the_overview_and_the_detail_mark_what_is_lost_on_the_way_in() -> None:
+    from kata_top.widgets.detail_text import lost_text
+    from kata_top.widgets.overview_columns import cell
+
+    failing = _sb("a" * 64, rates={"vm.in_bps": 0.0, "vm.in_attempted_bps": 131_000.0,
+                                   "vm.in_failed_pps": 16.0, "vm.in_dropped_pps": 0.0})
+    text, role = cell("in", failing, [])
+    assert text.endswith("!") and role == "bad"
+    assert "tried" in lost_text(failing) and "lost 16 pkt/s" in lost_text(failing)
+    fine = _sb("b" * 64, rates={"vm.in_bps": 8000.0, "vm.in_failed_pps": 0.0})
+    assert cell("in", fine, [])[1] == "" and lost_text(fine) == ""
