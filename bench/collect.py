@@ -58,8 +58,8 @@ def main() -> int:
             engine = Engine(EngineOptions(run_root=LAYOUT.run_root, with_vmm=False))
             engine.collect()  # warm: sockets opened, processes indexed
             ours = timed(engine.collect, args.rounds)
-            reused = engine.reused_namespaces
-            snap = engine.collect()
+            got = engine.collect()
+            reused, snap = got.reused_namespaces, got.snapshot
             assert len(snap.sandboxes) == n and not any(sb.errors for sb in snap.sandboxes)
             # The same with every namespace's tc dumped every round (no idle skipping): what a
             # node where every sandbox carries traffic costs.

@@ -75,3 +75,4 @@ def installed_python(source: str = ROOT) -> Iterator[str]:
         subprocess.run([python, "-m", "compileall", "-q", site], env=env, check=True,
                        stdout=subprocess.DEVNULL)
         yield python
+

@@ -24,7 +24,7 @@ sys.path.insert(0, ROOT)
 
 from kata_top.diagnose import annotate  # noqa: E402
 from kata_top.engine import Engine, EngineOptions  # noqa: E402
-from kata_top.events import diff_events  # noqa: E402
+from kata_top.events.diff import diff_events  # noqa: E402
 from kata_top.history import TrafficHistory  # noqa: E402
 from kata_top.lab import build  # noqa: E402
 from kata_top.lab.layout import Layout  # noqa: E402
@@ -42,13 +42,14 @@ def main() -> int:
     build.up(LAYOUT, build.UpOptions(sandboxes=args.sandboxes, qemu=False, scenario="plain"))
     try:
         engine = Engine(EngineOptions(run_root=LAYOUT.run_root, with_vmm=False))
-        prev = annotate(engine.collect())
+        prev = annotate(engine.collect().snapshot)
         collect_ms, detect_ms = [], []
         for _ in range(args.rounds):
             t0 = time.perf_counter()
-            snap = annotate(with_rates(engine.collect(), prev), prev)
+            got = engine.collect()
+            snap = annotate(with_rates(got.snapshot, prev), prev)
             t1 = time.perf_counter()
-            diff_events(prev, snap, engine.tc_changes, [])
+            diff_events(prev, snap, got.tc_changes, [])
             t2 = time.perf_counter()
             collect_ms.append((t1 - t0) * 1000)
             detect_ms.append((t2 - t1) * 1000)

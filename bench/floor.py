@@ -22,7 +22,7 @@ Floors: a one-shot collection cannot take less than the requests in two processe
 the state files (as if they too split perfectly), `snapshot --json` not less than that and the
 interpreter; the dashboard not less than its collection's requests and what its UI alone
 costs today (replayed: Textual's and the widgets' share, not a floor of Python). Beside
-each target (issue #16's, in TARGETS) the output says what the floor leaves for everything
+each target (in TARGETS) the output says what the floor leaves for everything
 kata-top's Python does (imports, decoding, the model, encoding), and what that work costs
 today in CPU (`snapshot --json --jobs 1`, less the interpreter, the requests and the state
 files).
@@ -52,7 +52,7 @@ from kata_top.lab.layout import Layout
 LAYOUT = Layout(run_root="/run/ktfloor", prefix="ktfloor")
 WATCHED_ROWS = 40  # the sandbox rows a 160x48 terminal shows (bench/ui.py's)
 Request = tuple[int, bytes, int]  # message type, payload, flags
-# issue #16's targets (ms): a one-shot collection, and `snapshot --json` wall
+# the targets (ms): a one-shot collection, and `snapshot --json` wall
 TARGETS = {1000: {"collection": 400.0, "snapshot_json": 600.0},
            200: {"snapshot_json": 150.0}}
 
@@ -85,7 +85,7 @@ def _cpu_ms(argv: list[str], runs: int = 3) -> float:
 def record_requests(run_root: str) -> list[tuple[str | None, bool, bool, list[Request]]]:
     """The sockets a one-shot collection opens (namespace path, tc and link events) and the
     requests it sends on each, in order, from one collection in this process."""
-    from kata_top.collectors.netlink import RtnlSocket
+    from kata_top.collectors.rtnetlink.netlink import RtnlSocket
     from kata_top.engine import Engine, EngineOptions
 
     log: list[tuple[str | None, bool, bool, list[Request]]] = []
@@ -123,7 +123,7 @@ def send_requests(recorded: list[tuple[str | None, bool, bool, list[Request]]]) 
     """The recorded requests again: a socket each, replies read whole, nothing decoded. A
     namespace-id lookup names a file descriptor: this process's own namespace's, as the
     collector's names the node's."""
-    from kata_top.collectors.netlink import RTM_GETNSID, RtnlSocket
+    from kata_top.collectors.rtnetlink.netlink import RTM_GETNSID, RtnlSocket
 
     home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -165,11 +165,11 @@ def one_shot(run_root: str, workers: int) -> tuple[float, dict[str, float]]:
     engine = Engine(EngineOptions(run_root=run_root, with_vmm=False, one_shot=True,
                                   read_workers=workers))
     t0 = time.perf_counter()
-    snap = engine.collect()
+    got = engine.collect()
     ms = (time.perf_counter() - t0) * 1000
     engine.close()
-    assert not any(sb.errors for sb in snap.sandboxes), "a sandbox failed"
-    return ms, dict(engine.timings)
+    assert not any(sb.errors for sb in got.snapshot.sandboxes), "a sandbox failed"
+    return ms, dict(got.timings)
 
 
 def dashboard_requests(run_root: str, seconds: float) -> dict[str, float]:
@@ -182,7 +182,7 @@ def dashboard_requests(run_root: str, seconds: float) -> dict[str, float]:
                                   tc_busy_refresh_s=TC_BUSY_REFRESH_S,
                                   unwatched_refresh_s=UNWATCHED_REFRESH_S))
     try:
-        snap = engine.collect()
+        snap = engine.collect().snapshot
         engine.watched = frozenset(sorted(sb.id for sb in snap.sandboxes)[:WATCHED_ROWS])
         netlink: list[float] = []
         cpu: list[float] = []
@@ -190,9 +190,9 @@ def dashboard_requests(run_root: str, seconds: float) -> dict[str, float]:
         while time.monotonic() < end:
             time.sleep(1.0)
             c0 = time.thread_time()
-            engine.collect()
+            got = engine.collect()
             cpu.append((time.thread_time() - c0) * 1000)
-            netlink.append(engine.timings["netlink"])
+            netlink.append(got.timings["netlink"])
     finally:
         engine.close()
     return {"requests_ms_per_s": round(statistics.median(netlink), 1),

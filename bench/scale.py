@@ -5,7 +5,7 @@ lab's IPv6 chatter has passed) it reports, side by side in one run:
 - collection, measured in a fresh worker process so memory is kata-top's alone: cold (the
   first collect of a new Engine: sockets opened, every namespace dumped) and steady (the
   median of --rounds collections 1 s apart, as the dashboard and serve run), each split per
-  part as Engine.timings names them (state files, /proc, namespace lookups, time waiting on
+  part as Collection.timings names them (state files, /proc, namespace lookups, time waiting on
   the kernel's netlink dumps, per-sandbox work in Python), and the worker's peak RSS; then a
   one-shot collection as `snapshot` once reads with a forked helper (two processes,
   collectors/read_ahead.py) and in one process, wall and CPU (the helper's included);
@@ -52,6 +52,16 @@ PARTS = ("state", "procs", "namespaces", "netlink", "sandboxes")
 NEUTRAL_CWD = "/"
 
 
+def collected(engine: Any) -> tuple[Any, dict[str, float]]:
+    """One collection's snapshot and timings, from this tree's engine (a Collection) or a
+    baseline's (which returned the snapshot and kept its timings as an attribute). Here, not
+    in bench/common.py: an installed worker imports only the kata_top of its python."""
+    got = engine.collect()
+    if hasattr(got, "snapshot"):
+        return got.snapshot, dict(got.timings)
+    return got, dict(engine.timings)
+
+
 def worker(run_root: str, rounds: int) -> None:
     """One Engine over run_root: cold, then steady; prints one JSON line."""
     import gc
@@ -62,18 +72,19 @@ def worker(run_root: str, rounds: int) -> None:
     gc.set_threshold(*GC_THRESHOLDS)  # as every kata-top command runs
     engine = Engine(EngineOptions(run_root=run_root, with_vmm=False))
     t0 = time.perf_counter()
-    snap = engine.collect()
+    snap, cold_parts = collected(engine)
     cold = (time.perf_counter() - t0) * 1000
-    cold_parts = dict(engine.timings)
     steady: list[float] = []
+    steady_cpu: list[float] = []  # this process's CPU: what a loaded machine's wall hides
     parts: dict[str, list[float]] = {p: [] for p in PARTS}
     for _ in range(rounds):
         time.sleep(max(0.0, 1.0 - (steady[-1] / 1000 if steady else 0.0)))
-        t0 = time.perf_counter()
-        snap = engine.collect()
+        t0, c0 = time.perf_counter(), time.process_time()
+        snap, timings = collected(engine)
         steady.append((time.perf_counter() - t0) * 1000)
+        steady_cpu.append((time.process_time() - c0) * 1000)
         for p in PARTS:
-            parts[p].append(engine.timings[p])
+            parts[p].append(timings[p])
     engine.close()
     assert not any(sb.errors for sb in snap.sandboxes), "a sandbox failed"
     # `snapshot` once: this tree with a helper (two processes; by default it forks only
@@ -89,6 +100,7 @@ def worker(run_root: str, rounds: int) -> None:
         "sandboxes": len(snap.sandboxes), "cold_ms": round(cold, 1),
         "cold_parts_ms": cold_parts,
         "steady_median_ms": round(statistics.median(steady), 1) if steady else None,
+        "steady_cpu_median_ms": round(statistics.median(steady_cpu), 1) if steady else None,
         "steady_max_ms": round(max(steady), 1) if steady else None,
         "steady_parts_median_ms": {p: round(statistics.median(v), 1) if v else None
                                    for p, v in parts.items()},
@@ -103,7 +115,7 @@ def _once(run_root: str, **opts: Any) -> dict[str, float]:
     engine = Engine(EngineOptions(run_root=run_root, with_vmm=False, one_shot=True, **opts))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     c0, t0 = time.process_time(), time.perf_counter()
-    snap = engine.collect()
+    snap, _timings = collected(engine)
     wall_ms = (time.perf_counter() - t0) * 1000
     cpu_s = time.process_time() - c0
     engine.close()
@@ -189,6 +201,9 @@ def main() -> int:
                          "side by side with this tree's")
     ap.add_argument("--turns", type=int, default=3,
                     help="with --baseline: collection workers of each, in turn (medians)")
+    ap.add_argument("--prefix", default=PREFIX,
+                    help="the lab's name prefix (its namespaces, links and processes)")
+    ap.add_argument("--run-root", default=LAYOUT_ROOT, help="the lab's run root")
     ap.add_argument("--worker", metavar="RUN_ROOT", help=argparse.SUPPRESS)
     ap.add_argument("--installed", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -198,7 +213,7 @@ def main() -> int:
     from bench.common import checkout, compile_bytecode, installed_python
     from kata_top.lab.layout import Layout
 
-    layout = Layout(run_root=LAYOUT_ROOT, prefix=PREFIX)
+    layout = Layout(run_root=args.run_root, prefix=args.prefix)
     compile_bytecode()
     with contextlib.ExitStack() as stack:
         installed = stack.enter_context(installed_python())
@@ -264,6 +279,7 @@ def run(args: argparse.Namespace, layout: Any, installed: str, baseline: str | N
                         runs[key].append(run_worker(python, layout.run_root, args.rounds))
                 for key, prefix in (("this", ""), ("baseline", "baseline_")):
                     for what, field in (("cold", "cold_ms"), ("steady", "steady_median_ms"),
+                                        ("steady_cpu", "steady_cpu_median_ms"),
                                         ("rss", "rss_mb"), ("once", "once_ms"),
                                         ("once_cpu", "once_cpu_ms"),
                                         ("once_alone", "once_alone_ms"),

@@ -10,8 +10,11 @@ On a lab of N sandboxes (`lab up --no-qemu --scenario plain`, default 200):
    start and a cold collection each time); wall and CPU (the child's rusage);
 3. soak (--soak-minutes, default 10): the exporter scraped every --interval seconds (15) as a
    Prometheus would, with its CPU share, RSS and open fds logged each minute.
-Prints JSON lines and a Markdown table with medians and ratios. Run as root:
+With --baseline REV, that commit's exporter runs beside this tree's on the same lab (both as
+installed) and the scrapes alternate between the two. Prints JSON lines and a Markdown table
+with medians and ratios. Run as root:
   python3 bench/serve.py [--sandboxes 200] [--scrapes 30] [--soak-minutes 10]
+  [--baseline REV] [--prefix P --run-root DIR]
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import compile_bytecode  # noqa: E402
+from bench.common import checkout, compile_bytecode, installed_python  # noqa: E402
 from kata_top.lab import build  # noqa: E402
 from kata_top.lab.layout import Layout  # noqa: E402
 
@@ -72,10 +75,12 @@ def scrape(url: str) -> tuple[int, float, dict[str, float]]:
     return len(body), float(m.group(1)) * 1000 if m else float("nan"), parts
 
 
-def start_serve(min_interval: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "kata_top", "serve", "--run-root",
+def start_serve(min_interval: str, python: str = sys.executable,
+                cwd: str = ROOT) -> tuple[subprocess.Popen[str], str]:
+    """An exporter over the lab (python: one as installed runs from a neutral cwd)."""
+    proc = subprocess.Popen([python, "-m", "kata_top", "serve", "--run-root",
                              LAYOUT.run_root, "--listen", "127.0.0.1:0", "--min-interval",
-                             min_interval, "--log-file", os.devnull], cwd=ROOT,
+                             min_interval, "--log-file", os.devnull], cwd=cwd,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert proc.stderr is not None
     line = proc.stderr.readline()
@@ -88,7 +93,44 @@ def stop(proc: subprocess.Popen[str]) -> None:
     proc.wait(10)
 
 
+def side_by_side(args: argparse.Namespace) -> dict[str, object]:
+    """This tree's exporter and the baseline's, both as installed, scraped in turn."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        pythons = {"this": stack.enter_context(installed_python()),
+                   "baseline": stack.enter_context(installed_python(
+                       stack.enter_context(checkout(args.baseline))))}
+        servers = {k: start_serve("0", py, "/") for k, py in pythons.items()}
+        for proc, _url in servers.values():
+            stack.callback(stop, proc)
+        for _proc, url in servers.values():
+            scrape(url)  # warm
+        walls: dict[str, list[float]] = {k: [] for k in servers}
+        cpus: dict[str, list[float]] = {k: [] for k in servers}
+        collect: dict[str, list[float]] = {k: [] for k in servers}
+        for n in range(args.scrapes):
+            order = list(servers) if n % 2 == 0 else list(servers)[::-1]
+            for k in order:
+                proc, url = servers[k]
+                c0, t0 = cpu_s(proc.pid), time.perf_counter()
+                _size, _coll, parts = scrape(url)
+                walls[k].append((time.perf_counter() - t0) * 1000)
+                collect[k].append(parts.get("collect", 0.0))
+                time.sleep(0.05)
+                cpus[k].append((cpu_s(proc.pid) - c0) * 1000)
+    row: dict[str, object] = {"sandboxes": args.sandboxes, "baseline": args.baseline,
+                              "scrapes": args.scrapes}
+    for k in servers:
+        pre = "" if k == "this" else "baseline_"
+        row[f"{pre}scrape_wall_median_ms"] = round(statistics.median(walls[k]), 1)
+        row[f"{pre}scrape_cpu_median_ms"] = round(statistics.median(cpus[k]), 1)
+        row[f"{pre}server_collect_median_ms"] = round(statistics.median(collect[k]), 1)
+    return row
+
+
 def main() -> int:
+    global LAYOUT
     ap = argparse.ArgumentParser()
     ap.add_argument("--sandboxes", type=int, default=200)
     ap.add_argument("--scrapes", type=int, default=30)
@@ -97,7 +139,13 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=15.0)
     ap.add_argument("--settle", type=float, default=60.0,
                     help="seconds to wait after lab up before measuring (default 60)")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="scrape that commit's exporter in turn with this tree's (both as "
+                         "installed); no cron'd runs, no soak")
+    ap.add_argument("--prefix", default=LAYOUT.prefix, help="the lab's name prefix")
+    ap.add_argument("--run-root", default=LAYOUT.run_root, help="the lab's run root")
     args = ap.parse_args()
+    LAYOUT = Layout(run_root=args.run_root, prefix=args.prefix)
     # SIGTERM (a background run being stopped) unwinds like Ctrl-C: the lab goes down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     # without bytecode every cron'd run would also pay the compiler: a baseline worse than
@@ -109,6 +157,9 @@ def main() -> int:
         # The first minute after `lab up`, IPv6 neighbour discovery makes every namespace busy
         # (every tc dump taken every cycle); measure the node as it runs, after that.
         time.sleep(args.settle)
+        if args.baseline:
+            print(json.dumps(side_by_side(args)), flush=True)
+            return 0
         proc, url = start_serve("0")
         try:
             scrape(url)  # warm: sockets opened, processes indexed, first tc dumps taken

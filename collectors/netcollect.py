@@ -13,11 +13,11 @@ peers are re-checked against the peer namespace's cached links. When counters mo
 nothing was notified, the links are the last dump's with the probe's counters and only tc is
 dumped again — or, for a caller that asks (`collect`'s tc_every_s: the dashboard's rows off
 screen), not before the last tc dump is that old; the tc counters handed out are then the
-last dump's (`last_deferred`), and the namespace is not taken as idle until tc is read.
+last dump's (`NetRead.tc_deferred`), and the namespace is not taken as idle until tc is read.
 A caller may also spare a namespace the probe itself (`collect`'s read_every_s: the
 dashboard's rows off screen): while its last read is younger than that (spread per namespace)
 and nothing waits on its socket (a notification: a change), the last dump is handed out again
-as it is (`last_skipped`) — one poll, no request.
+as it is (`NetRead.skipped`) — one poll, no request.
 A full dump (links, tc, the main table's routes) is taken anyway after TC_FULL_EVERY_S and
 TC_FULL_EVERY_CYCLES (spread over the namespaces, so a large node never re-dumps them all in
 one cycle), for what the rules cannot see: a packet the namespace itself sends and its qdisc
@@ -37,10 +37,11 @@ from msgspec import Struct
 from msgspec.structs import replace
 
 from kata_top.collectors import netns
-from kata_top.collectors.decode_memo import DecodeMemo
-from kata_top.collectors.netlink import NetlinkError, RtnlSocket
-from kata_top.collectors.rtnl import (
+from kata_top.collectors.rtnetlink import (
+    DecodeMemo,
+    NetlinkError,
     NetnsDump,
+    RtnlSocket,
     dump_netns,
     dump_tc,
     link_facts,
@@ -83,12 +84,26 @@ def _spread(key: netns.NetnsId) -> float:
     return 0.5 + (key.inode * 2654435761 % 1000) / 1000
 
 
+class NetRead:
+    """What one `NetCollector.collect` read of a namespace."""
+
+    __slots__ = ("dump", "key", "notes", "skipped", "tc_deferred")
+
+    def __init__(self, key: netns.NetnsId, dump: NetnsDump, tc_deferred: bool = False,
+                 skipped: bool = False, notes: Sequence[tuple[int, bytes]] = ()) -> None:
+        self.key = key  # the namespace's id (it may differ from the one asked: re-created)
+        self.dump = dump
+        self.tc_deferred = tc_deferred  # the dump's tc counters are an earlier collect's
+        self.skipped = skipped  # the whole dump is an earlier collect's (read_every_s)
+        self.notes = notes  # the tc notifications read (message type, body)
+
+
 class NetCollector:
-    def __init__(self, one_shot: bool = False) -> None:
+    def __init__(self, one_shot: bool = False, stats_probe: bool = True) -> None:
         # one_shot: a single collection (`snapshot` once): nothing is kept for a next one, so
         # no counters probe. The decode memo pays even within one collection: most
         # namespaces' loopback, noqueue qdiscs and u32 bookkeeping filters are the same bytes
-        # but for counters, decoded once for all of them (1,000 sandboxes: ~10 % of it)
+        # but for counters, decoded once for all of them
         self._one_shot = one_shot
         self._socks: dict[netns.NetnsId, RtnlSocket] = {}
         self._seen: set[netns.NetnsId] = set()
@@ -106,18 +121,14 @@ class NetCollector:
         self._early: dict[netns.NetnsId, tuple[netns.NetnsId, NetnsDump]] = {}  # read_ahead
         self._ahead: ReadAhead[netns.NetnsId, tuple[netns.NetnsId, NetnsDump]] | None = None
         self._last: dict[netns.NetnsId, _LastDump] = {}
-        self._stats_probe = True  # False on a kernel without RTM_GETSTATS
+        # False on a kernel without RTM_GETSTATS (found out at the first probe), or when asked:
+        # the whole link dump is the probe then
+        self._stats_probe = stats_probe
         self._cycle = 0  # begin_cycle calls so far
         self.tc_reused = 0  # namespaces not dumped again this cycle (for benchmarks and tests)
         self.restatted = 0  # namespaces whose links came from the counters probe this cycle
         self.skipped = 0  # namespaces not even probed this cycle (read_every_s)
         self._read_at: dict[netns.NetnsId, float] = {}  # a namespace's last probe or dump
-        # whether the last collect() handed out tc counters read at an earlier collect, and
-        # whether it handed out the whole namespace as an earlier collect read it
-        self.last_deferred = False
-        self.last_skipped = False
-        # the tc notifications the last collect() read (message type, body)
-        self.last_notes: list[tuple[int, bytes]] = []
 
     def begin_cycle(self, sandbox_ns: set[netns.NetnsId],
                     named: dict[netns.NetnsId, str] | None = None) -> None:
@@ -146,12 +157,17 @@ class NetCollector:
 
             # The first namespace is read before the fork: the namespace its veth's peer
             # lives in (where a node's pod veths end) and that namespace's links are then
-            # known to every helper, which would otherwise each dump the node's 1,000
-            # links again (~50 ms).
+            # known to every helper, which would otherwise each dump the node's links (one
+            # veth end per pod) again.
             path, key = jobs[0]
             with contextlib.suppress(Exception):  # collect() meets it again, and raises
-                self._early[key] = self._read(path, key)
-            self._ahead = ReadAhead(jobs, workers, self._read, self._forget_inherited)
+                self._early[key] = self._read_dump(path, key)
+            self._ahead = ReadAhead(jobs, workers, self._read_dump, self._forget_inherited)
+
+    def _read_dump(self, path: str, key: netns.NetnsId) -> tuple[netns.NetnsId, NetnsDump]:
+        """A one-shot read (a helper's too): the namespace's id and dump."""
+        got = self._read(path, key)
+        return got.key, got.dump
 
     def _forget_inherited(self) -> None:
         """In a forked helper: the parent's sockets and fds are its own, never read here."""
@@ -205,40 +221,37 @@ class NetCollector:
         return sock
 
     def collect(self, path: str, key: netns.NetnsId | None = None, tc_every_s: float = 0.0,
-                read_every_s: float = 0.0) -> tuple[netns.NetnsId, NetnsDump]:
+                read_every_s: float = 0.0) -> NetRead:
         """Full dump of the namespace at path (key: its id, if just stat'ed).
         FileNotFoundError when it is gone.
 
         tc_every_s: when packets moved and nothing was reconfigured, dump tc (qdisc, filter
         and action counters) again only if the last tc dump is older than this (spread per
         namespace like the full dumps); the links' counters are read every time, and a
-        notified change dumps everything at once. `last_deferred` then tells that the tc
+        notified change dumps everything at once. `NetRead.tc_deferred` then tells that the tc
         counters handed out are an earlier collect's. 0: tc every time.
         read_every_s: not even the links' counters are read again before the last read is
-        that old (spread per namespace), unless a notification waits: `last_skipped` then
+        that old (spread per namespace), unless a notification waits: `NetRead.skipped` then
         tells that the whole dump is an earlier collect's. 0: read every time."""
         key = key or netns.netns_id(path)
-        self.last_deferred = self.last_skipped = False
-        self.last_notes = []
         if self._early:
             early = self._early.pop(key, None)
             if early is not None:
-                return early
+                return NetRead(*early)
         if self._ahead is not None:
             got = self._ahead.take(key)  # raises what a helper's read raised
             if got is not None:  # a helper read it
-                return got
+                return NetRead(*got)
         return self._read(path, key, tc_every_s, read_every_s)
 
     def _read(self, path: str, key: netns.NetnsId, tc_every_s: float = 0.0,
-              read_every_s: float = 0.0) -> tuple[netns.NetnsId, NetnsDump]:
+              read_every_s: float = 0.0) -> NetRead:
         sock = self._socket(path, key, tc_events=True)
         if read_every_s and self._skippable(key, sock, read_every_s):
-            self.last_deferred = self.last_skipped = True
             self.skipped += 1
-            return key, self._last[key].dump
+            return NetRead(key, self._last[key].dump, tc_deferred=True, skipped=True)
         try:
-            dump = self._dump(key, sock, tc_every_s)
+            dump, deferred = self._dump(key, sock, tc_every_s)
         except (ValueError, LookupError, ArithmeticError):  # struct.error is a ValueError
             # A message we could not decode: start this namespace afresh next cycle, and let
             # the engine make it this sandbox's error.
@@ -253,9 +266,8 @@ class NetCollector:
             sock.close()
             key = netns.netns_id(path)
             sock = self._socket(path, key, tc_events=True)
-            dump = self._dump(key, sock, tc_every_s)
-        self.last_notes = sock.take_notifications()
-        return key, dump
+            dump, deferred = self._dump(key, sock, tc_every_s)
+        return NetRead(key, dump, tc_deferred=deferred, notes=sock.take_notifications())
 
     def _skippable(self, key: netns.NetnsId, sock: RtnlSocket, read_every_s: float) -> bool:
         """Whether the namespace's last dump can be handed out unread: read recently enough,
@@ -277,10 +289,12 @@ class NetCollector:
                 self._stats_probe = False
         return sock.dump_links()
 
-    def _dump(self, key: netns.NetnsId, sock: RtnlSocket, tc_every_s: float) -> NetnsDump:
+    def _dump(self, key: netns.NetnsId, sock: RtnlSocket, tc_every_s: float
+              ) -> tuple[NetnsDump, bool]:
+        """The namespace's dump, and whether its tc counters are an earlier dump's."""
         if self._one_shot:
             return self._with_peers(key, sock,
-                                    dump_netns(sock, memo=self._memo, routes=True))[0]
+                                    dump_netns(sock, memo=self._memo, routes=True))[0], False
         probe = self._probe(sock)
         notified = sock.take_notified()  # after the probe, which read what was queued
         now = self._read_at[key] = time.monotonic()
@@ -293,7 +307,7 @@ class NetCollector:
                 if any(self._peer_facts(c, i) != f for c, i, f in last.peers):
                     dump, peers = self._with_peers(key, sock, last.base)
                     self._last[key] = replace(last, dump=dump, peers=peers)
-                return dump  # the very same objects: actions keep times, not ages
+                return dump, False  # the very same objects: actions keep times, not ages
             # Packets moved, nothing was reconfigured: the links are the last dump's with the
             # probe's counters; only tc (whose counters moved too) is dumped again.
             moved = self._restat(last, probe) if self._stats_probe else None
@@ -302,18 +316,17 @@ class NetCollector:
                 self.restatted += 1
                 if tc_every_s and now - last.tc_at < tc_every_s * _spread(key):
                     # counters only: the last tc dump's objects stand (their counters older)
-                    self.last_deferred = True
                     dump = replace(last.dump, links=links)
                     self._last[key] = replace(last, probe=probe, stats=stats,
                                               base=replace(last.base, links=base_links),
                                               dump=dump, tc_behind=True)
-                    return dump
+                    return dump, True
                 tc = dump_tc(sock, {lk.ifindex: lk.name for lk in links}, self._memo)
                 base = NetnsDump(base_links, last.base.peer_nsids, *tc, routes=last.base.routes)
                 dump = NetnsDump(links, last.dump.peer_nsids, *tc, routes=last.dump.routes)
                 self._last[key] = replace(last, probe=probe, stats=stats, base=base, dump=dump,
                                           tc_at=now, tc_behind=False)
-                return dump
+                return dump, False
         # The probe was taken before the dumps: a packet that crosses in between makes the
         # next probe differ (a dump again), never a stale dump reused.
         base = dump_netns(sock, memo=self._memo, routes=True,
@@ -323,7 +336,7 @@ class NetCollector:
         self._last[key] = _LastDump(probe, stats_by_ifindex(probe) if self._stats_probe else {},
                                     base, dump, peers, time.monotonic() + TC_FULL_EVERY_S * spread,
                                     self._cycle + round(TC_FULL_EVERY_CYCLES * spread), now)
-        return dump
+        return dump, False
 
     @staticmethod
     def _restat(last: _LastDump, probe: list[bytes]

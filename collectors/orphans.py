@@ -15,8 +15,7 @@ import re
 import shlex
 
 from kata_top.collectors import netns, state
-from kata_top.collectors.netlink import RtnlSocket
-from kata_top.collectors.rtnl import link_facts
+from kata_top.collectors.rtnetlink import RtnlSocket, link_facts
 from kata_top.model import Finding
 
 KATA_TAP_RE = re.compile(r"^tap\d+_kata$")

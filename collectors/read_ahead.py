@@ -1,10 +1,10 @@
 """A one-shot collection's namespaces read by forked helpers beside the caller.
 
-A cold read of a namespace costs ~0.75 ms on a 2-core node, two thirds of it Python decoding
-its dumps under one GIL (a second thread made a 1,000-sandbox collection slower). `snapshot`
-once on a large node therefore forks helpers: each reads a share of the namespaces (its own
-netlink sockets, its own decode memo) and sends back the decoded dumps, pickled, while the
-caller reads the first share and builds the model. A helper's failure costs nothing but
+Most of a cold read of a namespace is Python decoding its dumps, under one GIL: threads do
+not share that work, processes do. `snapshot` once on a large node therefore forks helpers:
+each reads a share of the namespaces (its own netlink sockets, its own decode memo) and
+sends back the decoded dumps, pickled, while the caller reads the first share and builds the
+model. A helper's failure costs nothing but
 time: whatever it did not answer within its deadline the caller reads itself.
 
 Only for a process with one thread (fork copies no other thread, and a lock another thread
@@ -32,9 +32,9 @@ from kata_top.collectors import netns, safeopen
 K = TypeVar("K")
 R = TypeVar("R")
 
-# Namespaces per process below which a fork does not pay: a helper costs ~3 ms to fork,
-# ~0.12 ms a namespace to pickle and unpickle and more in copied pages, and saves ~0.6 ms a
-# namespace (bench/scale.py: 1.2-1.5x faster at 200-1,000 for 9-30 % more CPU in all).
+# Namespaces per process below which a fork does not pay: a helper costs a fork, pickling
+# and unpickling each namespace it reads and the pages it copies, and saves the caller the
+# reading of its share (bench/scale.py measures both sides).
 MIN_SHARE = 100
 MAX_WORKERS = 4
 # A helper that has not answered by then is killed and its share read by the caller: a
@@ -141,6 +141,11 @@ class ReadAhead(Generic[K, R]):
     """Forks a helper per later share of `jobs` ((path, key) pairs, in the order the caller
     will ask for them) that calls `read(path, key)` for each; `take(key)` hands out a
     helper's result (raising its exception) or None when the caller must read it."""
+
+    @property
+    def helper_pids(self) -> list[int]:
+        """The helpers' process ids (while they run)."""
+        return [h.pid for h in self._helpers]
 
     def __init__(self, jobs: Sequence[tuple[str, K]], workers: int,
                  read: Callable[[str, K], R], in_child: Callable[[], None]) -> None:

@@ -11,9 +11,9 @@ import os
 import time
 from typing import Any, Literal
 
-import msgspec
 from msgspec import Struct
 
+from kata_top.boundedjson import loads
 from kata_top.collectors.safeopen import UnsafeFile, read_file, read_under
 from kata_top.model import NetworkModel
 
@@ -181,15 +181,39 @@ def _below(path: str, root: str) -> str:
     return path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)
 
 
+# A file written this recently may be mid-rewrite (Kata truncates persist.json, then writes
+# it): worth a retry even when it did not change while read.
+BEING_WRITTEN_S = 1.0
+
+
+def _identity(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _settled(before: tuple[int, int, int] | None, path: str) -> bool:
+    """The file did not change while it was read and was not written just now: reading it
+    again would read the same bytes, so a retry (and its sleep) is pointless."""
+    after = _identity(path)
+    return after is not None and after == before and \
+        time.time() - after[2] / 1e9 > BEING_WRITTEN_S
+
+
 def read_state_file(sandbox_id: str, path: str, runtime: KataRuntime, retries: int = 2,
                     retry_delay: float = 0.02, root: str | None = None) -> StateRecord:
-    """Read and parse with retries: Kata truncates and rewrites persist.json in place.
+    """Read and parse; retried when the file was being rewritten (Kata rewrites persist.json
+    in place): it changed while read, or was written within BEING_WRITTEN_S. A file that
+    is simply corrupt costs one read, no sleep.
 
     With `root` (the state tree the path lies in), nothing below it is followed if it is a
     symlink; in any case a FIFO, device or oversized file is refused without blocking."""
     parse = parse_persist if runtime == "go" else parse_rs_state
     last_error = "unknown"
     for attempt in range(retries + 1):
+        before = _identity(path)
         try:
             raw = read_under(root, _below(path, root), MAX_STATE_BYTES) if root \
                 else read_file(path, MAX_STATE_BYTES)
@@ -206,12 +230,14 @@ def read_state_file(sandbox_id: str, path: str, runtime: KataRuntime, retries: i
             return StateRecord(id=sandbox_id, runtime=runtime, path=path,
                                error=f"cannot read state file: {exc.strerror}")
         try:
-            return parse(sandbox_id, path, msgspec.json.decode(raw))
+            return parse(sandbox_id, path, loads(raw))
         except (ValueError, RecursionError, TypeError, AttributeError) as exc:
             # Not JSON, too deep, or JSON of the wrong shape: this sandbox's error, not ours.
             last_error = "empty file" if not raw.strip() else f"not valid JSON ({exc})"[:200]
-        if attempt < retries:
+        if attempt < retries and not _settled(before, path):
             time.sleep(retry_delay * (attempt + 1))
+            continue
+        break
     return StateRecord(id=sandbox_id, runtime=runtime, path=path,
                        error=f"corrupt state file: {last_error}")
 

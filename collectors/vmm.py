@@ -10,13 +10,13 @@ All queries of a cycle run concurrently under a global bound, each with its own 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Sequence
 
 from msgspec.structs import replace
 
+from kata_top.boundedjson import loads
 from kata_top.collectors import qmp, vmm_proc
 from kata_top.collectors.procs import pid_alive
 from kata_top.collectors.vmm_target import VmmTarget
@@ -81,7 +81,7 @@ async def _clh_api(sock_path: str, deadline: float) -> dict[str, object]:
         finally:
             writer.close()
         _head, _, body = raw.partition(b"\r\n\r\n")
-        return json.loads(body) if body.strip() else None
+        return loads(body) if body.strip() else None
 
     async def both() -> dict[str, object]:
         return {"info": await get("vm.info"), "counters": await get("vm.counters")}

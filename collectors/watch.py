@@ -41,7 +41,7 @@ class StateWatcher:
 
         class Handler(pyinotify.ProcessEvent):  # type: ignore[misc]
             def process_default(self, event: Any) -> None:
-                watcher._fire()
+                watcher.fire()
 
         self._notifier = pyinotify.ThreadedNotifier(self._wm, Handler())
         self._notifier.daemon = True
@@ -83,7 +83,7 @@ class StateWatcher:
                 return
         self._on_change()
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         now = time.monotonic()
         if now - self._last >= self._min_interval:
             self._last = now

@@ -36,8 +36,8 @@ def setup_logging(path: str | None = None, debug: bool = False,
 
     defer: when neither a file nor debug is asked for and nothing has imported `logging`
     yet, set up only when something first logs through `get_logger` (or calls `ensure`):
-    `logging` and what it imports are ~10 ms of a one-shot command's start, and most runs
-    log nothing."""
+    importing `logging` and what it imports is a large share of a one-shot command's start,
+    and most runs log nothing."""
     global _pending
     if defer and path is None and not debug and "logging" not in sys.modules:
         _pending = (path, debug)
@@ -89,9 +89,10 @@ def _setup(path: str | None, debug: bool) -> str | None:
         if handler is None:
             return None
     else:
-        # the default log: opened by the first record (most commands log nothing, and the
-        # handler's module alone costs a one-shot `snapshot` more than its collection)
-        handler = _deferred_handler(target)
+        # the default log: opened by the first record (most commands log nothing)
+        handler = _open(target, say=False, delay=True)
+        if handler is None:
+            return None
     root.handlers[:] = [handler]
     # Third-party chatter (qemu.qmp logs every failed connect) only at debug.
     for name in ("qemu", "asyncio", "pyroute2"):
@@ -99,48 +100,32 @@ def _setup(path: str | None, debug: bool) -> str | None:
     return target
 
 
-def _open(target: str, say: bool) -> logging.Handler | None:
+def _open(target: str, say: bool, delay: bool = False) -> logging.Handler | None:
+    """The rotating log file; with `delay`, opened by the first record (most commands log
+    nothing), and a file that cannot be opened then means no log file, silently (nobody
+    asked for it)."""
     import logging
     import logging.handlers
 
+    class _Quiet(logging.handlers.RotatingFileHandler):
+        broken = False
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if not self.broken:
+                super().emit(record)
+
+        def handleError(self, record: logging.LogRecord) -> None:
+            # logging never breaks the tool: a log file that cannot be written is dropped
+            self.broken = True
+            self.close()
+
     try:
         os.makedirs(os.path.dirname(os.path.abspath(target)), mode=0o700, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
-            target, maxBytes=MAX_BYTES, backupCount=2, encoding="utf-8", errors="replace")
+        handler = _Quiet(target, maxBytes=MAX_BYTES, backupCount=2, encoding="utf-8",
+                         errors="replace", delay=delay)
     except OSError as exc:
         if say:
             print(f"kata-top: not logging to {target}: {exc.strerror or exc}", file=sys.stderr)
         return None
     handler.setFormatter(logging.Formatter(FORMAT))
     return handler
-
-
-def _deferred_handler(target: str) -> logging.Handler:
-    import logging
-
-    class _Deferred(logging.Handler):
-        """Stands in for the log file until something is logged; a file that cannot be opened
-        then means no log file, silently (nobody asked for it)."""
-
-        def __init__(self, target: str) -> None:
-            super().__init__()
-            self._target = target
-            self._real: logging.Handler | None = None
-            self._failed = False
-
-        def emit(self, record: logging.LogRecord) -> None:
-            if self._real is None and not self._failed:
-                try:
-                    self._real = _open(self._target, say=False)
-                except Exception:  # logging never breaks the tool (not even a failed import)
-                    self._real = None
-                self._failed = self._real is None
-            if self._real is not None:
-                self._real.handle(record)
-
-        def close(self) -> None:
-            if self._real is not None:
-                self._real.close()
-            super().close()
-
-    return _Deferred(target)

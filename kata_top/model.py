@@ -402,6 +402,12 @@ class Snapshot(Struct, frozen=True, gc=False, kw_only=True):
     host_findings: tuple[Finding, ...] = ()
     duration_ms: float = 0.0
     events: tuple[Event, ...] = ()  # what changed since the previous snapshot of the stream
+    # Per sandbox this collection did not read again (the dashboard's rows off screen,
+    # kata_top/engine/options.py): when the collection that read its links' counters,
+    # and its tc counters (qdiscs, filters' actions), took place. A sandbox not named was
+    # read at `taken_at`. Rates divide by these (kata_top/rates.py).
+    links_read_at: dict[str, float] = field(default_factory=dict)
+    tc_read_at: dict[str, float] = field(default_factory=dict)
 
     def find(self, sandbox_id: str) -> Sandbox | None:
         for sb in self.sandboxes:
@@ -412,7 +418,7 @@ class Snapshot(Struct, frozen=True, gc=False, kw_only=True):
 
 class TcChange(Struct, frozen=True, gc=False):
     """One tc change notification, decoded: a filter added or removed on a device (the
-    engine keeps them per sandbox for change detection, kata_top/events.py)."""
+    engine keeps them per sandbox for change detection, kata_top/events/diff.py)."""
 
     added: bool
     dev: str

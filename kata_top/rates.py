@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from msgspec import Struct
 
 from kata_top.model import Sandbox, Snapshot, evolve
@@ -21,7 +19,7 @@ def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float, tc_dt: float | 
                   tc_stale: bool = False) -> dict[str, float]:
     """Rates over `dt` seconds; tc's (redirects', qdiscs') over `tc_dt` (default `dt`), the
     time between the reads of the two sandboxes' tc counters. tc_stale: `cur`'s tc counters
-    are the ones `prev` had (not read again, kata_top/engine.py's tc_busy_refresh_s), so
+    are the ones `prev` had (not read again, kata_top/engine/options.py tc_busy_refresh_s), so
     `prev`'s tc rates stand."""
     if prev is None or dt <= 0:
         return {}
@@ -103,38 +101,35 @@ def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float, tc_dt: float | 
 def _still(cur: Sandbox, prev: Sandbox | None) -> bool:
     """No counter moved and none had moved before: the sandbox's rates are the last ones
     (all zero). The engine hands an idle sandbox out with its very links, qdiscs and
-    redirects of the last cycle (kata_top/engine.py), so identity says it."""
+    redirects of the last cycle (kata_top/engine/core.py), so identity says it."""
     return (prev is not None and bool(prev.rates) and cur.links is prev.links
             and cur.qdiscs is prev.qdiscs and cur.redirects is prev.redirects
             and not any(prev.rates.values()))
 
 
 def with_rates(cur: Snapshot, prev: Snapshot | None,
-               memo: dict[str, Sandbox] | None = None,
-               tc_read_at: Mapping[str, float] | None = None,
-               prev_tc_read_at: Mapping[str, float] | None = None,
-               read_at: Mapping[str, float] | None = None,
-               prev_read_at: Mapping[str, float] | None = None) -> Snapshot:
+               memo: dict[str, Sandbox] | None = None) -> Snapshot:
     """`cur` with each sandbox's rates since `prev`. A stream passes the same `memo` every
     cycle (the engine's sandboxes it saw last): a sandbox the engine handed out as the very
     object of last cycle, with still counters, is the previous snapshot's sandbox itself —
     those fields, those (zero) rates; `annotate` then finds its findings too.
-    tc_read_at / prev_tc_read_at: the engine's `tc_read_at` of each snapshot (sandboxes
-    whose tc counters are an earlier collection's, and when that was); read_at /
-    prev_read_at: the engine's `read_at` (sandboxes not read at all: the previous snapshot's
-    sandbox stands, rates included; once read again its rates count over the time since)."""
+    Each snapshot's `tc_read_at` names the sandboxes whose tc counters are an earlier
+    collection's (and when that was); `links_read_at` those not read at all: the previous
+    snapshot's sandbox stands, rates included; once read again its rates count over the
+    time since."""
     seen: dict[str, Sandbox] = {}
     if prev is None:
         if memo is not None:
             memo.clear()
             memo.update((sb.id, sb) for sb in cur.sandboxes)
         return cur
-    dt = cur.taken_at - prev.taken_at
+    read_at, tc_read_at = cur.links_read_at, cur.tc_read_at
+    prev_read_at, prev_tc_read_at = prev.links_read_at, prev.tc_read_at
     prev_by_id = {sb.id: sb for sb in prev.sandboxes}
     out = []
     for sb in cur.sandboxes:
         p = prev_by_id.get(sb.id)
-        unread = p is not None and read_at is not None and sb.id in read_at
+        unread = p is not None and sb.id in read_at
         if memo is not None:
             seen[sb.id] = sb
             if p is not None and memo.get(sb.id) is sb and (unread or _still(sb, p)):
@@ -143,12 +138,10 @@ def with_rates(cur: Snapshot, prev: Snapshot | None,
         if p is not None and (unread or _still(sb, p)):
             rates = p.rates
         else:
-            prev_read = prev_tc_read_at.get(sb.id, prev.taken_at) if prev_tc_read_at \
-                else prev.taken_at
-            link_dt = cur.taken_at - prev_read_at[sb.id] \
-                if prev_read_at and sb.id in prev_read_at else dt
+            prev_read = prev_tc_read_at.get(sb.id, prev.taken_at)
+            link_dt = cur.taken_at - prev_read_at.get(sb.id, prev.taken_at)
             rates = sandbox_rates(sb, p, link_dt, cur.taken_at - prev_read,
-                                  tc_stale=tc_read_at is not None and sb.id in tc_read_at)
+                                  tc_stale=sb.id in tc_read_at)
         out.append(evolve(sb, rates=rates))
     if memo is not None:
         memo.clear()

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from msgspec import Struct, field
 
+from kata_top.boundedjson import loads
 from kata_top.fsutil import write_atomically
 from kata_top.logs import get_logger
 
@@ -21,6 +22,10 @@ def config_path() -> str:
 
 
 def audit_log_path() -> str:
+    """KATA_TOP_AUDIT_LOG, or the standard place (the sandbox locks live beside it)."""
+    override = os.environ.get("KATA_TOP_AUDIT_LOG")
+    if override:
+        return override
     if os.geteuid() == 0:
         return "/var/log/kata-top/audit.jsonl"
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
@@ -46,7 +51,7 @@ class Settings(Struct):
 
         try:
             # Not followed if a symlink, never blocks on a FIFO, at most 1 MiB.
-            raw: Any = msgspec.json.decode(read_file(config_path(), 1 << 20))
+            raw: Any = loads(read_file(config_path(), 1 << 20))
         except FileNotFoundError:
             return cls()
         except (OSError, ValueError, RecursionError) as exc:

@@ -1,5 +1,5 @@
-"""A stream of snapshots (the dashboard, `serve`, `snapshot --watch`): each with its rates and
-findings, judged against the one before it.
+"""A stream of snapshots (the pipeline's middle stages): each with its rates and findings,
+judged against the one before it.
 
 What with_rates and annotate keep from one snapshot to the next lives here, so an idle
 sandbox passes through both as the very same object (kata_top/rates.py,
@@ -18,18 +18,10 @@ class Derivation:
         self.prev: Snapshot | None = None  # the last snapshot handed out
         self._raw_seen: dict[str, Sandbox] = {}  # the engine's sandboxes of the last one
         self._stable: dict[str, Sandbox] = {}  # sandboxes whose findings hold as they are
-        self._tc_read_at: dict[str, float] = {}  # the last snapshot's, see Engine.tc_read_at
-        self._read_at: dict[str, float] = {}  # the same of Engine.read_at
 
-    def next(self, raw: Snapshot, tc_read_at: dict[str, float] | None = None,
-             read_at: dict[str, float] | None = None) -> Snapshot:
-        """The engine's snapshot with rates since the last one and findings; tc_read_at,
-        read_at: the engine's (whose tc counters, whose every counter are an earlier
-        collection's)."""
-        snap = annotate(with_rates(raw, self.prev, self._raw_seen, tc_read_at,
-                                   self._tc_read_at, read_at, self._read_at),
-                        self.prev, self._stable)
-        self._tc_read_at = tc_read_at or {}
-        self._read_at = read_at or {}
+    def next(self, raw: Snapshot) -> Snapshot:
+        """The engine's snapshot with rates since the last one, and findings (its own
+        links_read_at and tc_read_at say whose counters are an earlier collection's)."""
+        snap = annotate(with_rates(raw, self.prev, self._raw_seen), self.prev, self._stable)
         self.prev = snap
         return snap

@@ -56,7 +56,7 @@ def run_root(tmp: Any, sandboxes: dict[str, Any]) -> str:
 def collect(root: str) -> Snapshot:
     engine = Engine(EngineOptions(run_root=root, with_vmm=False))
     try:
-        return engine.collect()
+        return engine.collect().snapshot
     finally:
         engine.close()
 

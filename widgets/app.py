@@ -125,9 +125,11 @@ class KataTopApp(DropTracing, App[int]):
         self.call_after_refresh(self._update_size_notice)
         if self._replay_warning:
             self.notify(self._replay_warning, severity="warning", timeout=8)
+        for notice in self.source.notices():  # a change of kata-top's left unfinished
+            self.notify(notice, severity="warning", timeout=20)
         if self._watch:
             # The source calls back from its watcher thread: hop onto the UI thread.
-            problem = self.source.start_watching(self._wake_from_watcher)
+            problem = self.source.start_watching(self.wake_from_watcher)
             if problem:
                 self.notify(problem, severity="warning")
         self.collect()
@@ -151,7 +153,9 @@ class KataTopApp(DropTracing, App[int]):
         if event.state == WorkerState.ERROR:
             err = str(event.worker.error)
             if err != self._last_error:
-                self.notify(f"collection failed: {err}", severity="error", timeout=6)
+                # a remote node's words: shown as they are, never read as markup
+                self.notify(f"collection failed: {err}", severity="error", timeout=6,
+                            markup=False)
             self._last_error = err
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
             self._collecting = False
@@ -170,7 +174,7 @@ class KataTopApp(DropTracing, App[int]):
         if not self._collecting:
             self.collect()
 
-    def _wake_from_watcher(self) -> None:
+    def wake_from_watcher(self) -> None:
         """The inotify watcher's thread: a sandbox came or went."""
         # the app may have exited meanwhile (its loop closed): nothing to wake then
         with contextlib.suppress(RuntimeError):
@@ -347,10 +351,10 @@ class KataTopApp(DropTracing, App[int]):
 
     @work(thread=True, exit_on_error=False, group="seek")
     def _seek(self, delta: int) -> None:
-        # off the UI thread: a recording reads and builds the step it lands on (~0.1 s at
-        # 200 sandboxes, bench/replay.py). Steps pressed in a row run one at a time, each
-        # posting what it reached before the next moves on: the last one drawn is where the
-        # cursor stands.
+        # off the UI thread: a recording reads and builds the step it lands on (a large node's
+        # step takes a noticeable moment, bench/replay.py). Steps pressed in a row run one at
+        # a time, each posting what it reached before the next moves on: the last one drawn
+        # is where the cursor stands.
         with self._seeking:
             self.post_message(SnapshotReady(self.source.seek(delta)))
 

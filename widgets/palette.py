@@ -62,7 +62,7 @@ _BY_APP: WeakKeyDictionary[App[Any], tuple[str, Palette]] = WeakKeyDictionary()
 
 def palette_of(app: App[Any]) -> Palette:
     """The palette of the app's current theme, kept per theme: Textual generates every CSS
-    variable of the theme to answer (~2 ms), and the header asks twice a second."""
+    variable of the theme to answer, and the header asks twice a second."""
     theme = str(getattr(app, "theme", ""))
     hit = _BY_APP.get(app)
     if hit is not None and hit[0] == theme:

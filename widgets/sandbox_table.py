@@ -1,8 +1,8 @@
 """The overview table: one line per sandbox, drawn with Textual's Line API.
 
 Why not DataTable: at 200 sandboxes a second, DataTable drops its whole render cache on any
-`update_cell` and re-renders every visible cell through Rich; that alone cost ~10 % of a core
-(bench/ui.py). Here a refresh compares each row's cells (plain `(text, role)` tuples) with what
+`update_cell` and re-renders every visible cell through Rich, every refresh (bench/ui.py
+measures it). Here a refresh compares each row's cells (plain `(text, role)` tuples) with what
 is drawn, and repaints only the screen lines whose row changed; each drawn line is cached as a
 Strip per (row, cursor, zebra) until that row changes or the theme does. Moving the cursor
 repaints two lines. The cursor follows the sandbox id across refreshes, filters and re-sorts.

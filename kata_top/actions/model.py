@@ -32,6 +32,8 @@ class Plan:
     steps: list[Step] = field(default_factory=list)
     noop: str | None = None
     before: dict[str, Any] = field(default_factory=dict)
+    # what was asked: the apply re-plans it under the sandbox's lock, the audit keeps it
+    request: ActionRequest | None = None
 
     def commands(self) -> list[str]:
         # The label comes from a path or a name the node chose: quoted for copy-paste.

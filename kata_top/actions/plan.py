@@ -40,25 +40,18 @@ from kata_top.actions.steps import (
     ifindex,
     is_kata_filter,
     kata_redirects,
-    late_htb_steps,
 )
-from kata_top.collectors.netlink import RtnlSocket
-from kata_top.collectors.rtnl import NetnsDump, dump_netns
-from kata_top.engine import Engine, EngineOptions
+from kata_top.collectors.rtnetlink import NetnsDump, RtnlSocket, dump_netns
+from kata_top.engine import read_one
 from kata_top.model import Direction, Filter, Sandbox
-from kata_top.select import label, resolve
+from kata_top.select import label
 from kata_top.units import fmt_rate
 
 
 # ---- fresh state ------------------------------------------------------------------------
 def find_sandbox(run_root: str, query: str) -> Sandbox:
-    engine = Engine(EngineOptions(run_root=run_root, with_vmm=False))
     try:
-        snap = engine.collect()
-    finally:
-        engine.close()
-    try:
-        return resolve(snap.sandboxes, query)
+        return read_one(run_root, query)
     except ValueError as exc:
         raise ActionError(str(exc)) from exc
 
@@ -69,11 +62,14 @@ def fresh_dump(sb: Sandbox) -> tuple[str, NetnsDump]:
         raise ActionError(f"{label(sb)} has no known network namespace; nothing to change")
     try:
         sock = RtnlSocket.open(path)
-    except FileNotFoundError as exc:
-        raise ActionError(f"{label(sb)}: its network namespace {path} is gone; refusing") \
-            from exc
+    except OSError as exc:  # gone, or no longer a namespace (UnsafeFile): being torn down
+        raise ActionError(f"{label(sb)}: its network namespace {path} is gone "
+                          f"({exc.strerror or exc}); refusing") from exc
     try:
         return path, dump_netns(sock)
+    except OSError as exc:
+        raise ActionError(f"{label(sb)}: reading its network namespace {path} failed "
+                          f"({exc.strerror or exc}); refusing") from exc
     finally:
         sock.close()
 
@@ -116,7 +112,8 @@ def plan_redirect(sb: Sandbox, op: str, direction: str) -> Plan:
     plan = Plan(sandbox=sb, netns_path=path, netns_label=_ns_label(sb),
                 operation=f"redirect {op} {direction}",
                 title=f"{op} redirect {direction} on {label(sb)}",
-                before=counters(dump, tap, virt))
+                before=counters(dump, tap, virt),
+                request=RedirectRequest(sb.id, op, direction))  # type: ignore[arg-type]
     ingress_devs = {q.dev for q in dump.qdiscs if q.kind == "ingress"}
     done: list[str] = []
     for d, src, dst in _pairs(tap, virt, direction):
@@ -197,7 +194,7 @@ def plan_ratelimit(sb: Sandbox, rates: Mapping[Direction, int | None]) -> Plan:
     what = ", ".join(f"{d} {fmt_rate(r) if r else 'clear'}" for d, r in rates.items())
     plan = Plan(sandbox=sb, netns_path=path, netns_label=_ns_label(sb),
                 operation=f"ratelimit {what}", title=f"rate limit {what} on {label(sb)}",
-                before=counters(dump, tap, "eth0"))
+                before=counters(dump, tap, "eth0"), request=RateLimitRequest(sb.id, dict(rates)))
     names = {lk.name: lk for lk in dump.links}
     done: list[str] = []
     for direction, rate in rates.items():
@@ -224,8 +221,8 @@ def plan_ratelimit(sb: Sandbox, rates: Mapping[Direction, int | None]) -> Plan:
             done.append(f"{direction} is already {fmt_rate(rate)}")
             continue
         if dev == IFB and dev not in names:
-            # The ifb does not exist yet: its htb steps look its index up at apply time.
-            plan.steps += ifb_steps(dump, tap) + late_htb_steps(dev, rate)
+            made, ifb_idx = ifb_steps(dump, tap)
+            plan.steps += made + htb_steps(dev, ifb_idx, rate)
             continue
         idx = ifindex(dump, dev)
         plan.steps += htb_change_steps(dev, idx, current, rate) if current else \
@@ -234,6 +231,16 @@ def plan_ratelimit(sb: Sandbox, rates: Mapping[Direction, int | None]) -> Plan:
         plan.noop = f"nothing to do on {label(sb)}: " + "; ".join(done)
     return plan
 
+
+
+def replan(plan: Plan) -> Plan:
+    """The plan's request planned again from fresh state (under the sandbox's lock)."""
+    request = plan.request
+    if isinstance(request, RedirectRequest):
+        return plan_redirect(plan.sandbox, request.op, request.direction)
+    if isinstance(request, RateLimitRequest):
+        return plan_ratelimit(plan.sandbox, request.rates)
+    return plan
 
 
 def plan_request(run_root: str, request: ActionRequest) -> Plan:

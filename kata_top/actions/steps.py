@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kata_top.actions.model import ActionError, Step
-from kata_top.collectors.rtnl import NetnsDump
+from kata_top.collectors.rtnetlink import NetnsDump
 from kata_top.model import Filter
 from kata_top.units import tc_rate
 
@@ -120,33 +120,33 @@ def del_htb(dev: str, idx: int, rate: int) -> Step:
 
 
 
-def ifb_steps(dump: NetnsDump, tap: str) -> list[Step]:
-    """macvtap/none: the tap's ingress is redirected to an ifb in the sandbox's namespace."""
+def _add_ifb(ifb_idx: int) -> Callable[[Any], None]:
+    # The ifb is created with the index its htb and redirect name, so all of them go in
+    # one netlink batch (nothing can be looked up between the messages of a batch).
+    def add(ipr: Any) -> None:
+        ipr.link("add", ifname=IFB, kind="ifb", index=ifb_idx)
+        ipr.link("set", index=ifb_idx, state="up")
+
+    return add
+
+
+def ifb_steps(dump: NetnsDump, tap: str) -> tuple[list[Step], int]:
+    """macvtap/none: the tap's ingress is redirected to an ifb in the sandbox's namespace.
+    Returns the steps and the index the ifb will have (the first one free)."""
     tap_idx = ifindex(dump, tap)
-
-    def add_ifb(ipr: Any) -> None:
-        ipr.link("add", ifname=IFB, kind="ifb")
-        ipr.link("set", index=ipr.link_lookup(ifname=IFB)[0], state="up")
-
-    def del_ifb(ipr: Any) -> None:
-        ipr.link("del", index=ipr.link_lookup(ifname=IFB)[0])
-
-    def add_red(ipr: Any) -> None:
-        filter_ops(tap_idx, ipr.link_lookup(ifname=IFB)[0], KATA_PRIO)[0](ipr)
-
-    def del_red(ipr: Any) -> None:
-        filter_ops(tap_idx, 0, KATA_PRIO)[1](ipr)
-
-    steps = [Step(f"ip link add {IFB} type ifb && ip link set {IFB} up", add_ifb, del_ifb)]
+    ifb_idx = max((lk.ifindex for lk in dump.links), default=1) + 1
+    add_red, del_red = filter_ops(tap_idx, ifb_idx, KATA_PRIO)
+    steps = [Step(f"ip link add {IFB} type ifb && ip link set {IFB} up", _add_ifb(ifb_idx),
+                  lambda ipr: ipr.link("del", index=ifb_idx))]
     if not any(q.dev == tap and q.kind == "ingress" for q in dump.qdiscs):
         steps.append(add_ingress(tap_idx, tap))
     steps.append(Step(f"tc filter add dev {q(tap)} parent ffff: protocol all prio {KATA_PRIO} u32 "
                       f"match u8 0 0 action mirred egress redirect dev {IFB}", add_red, del_red))
-    return steps
+    return steps, ifb_idx
 
 
 def ifb_teardown(dump: NetnsDump, tap: str) -> list[Step]:
-    """Undo _ifb_steps: the tap → ifb redirect, the tap's ingress if bare, the ifb itself."""
+    """Undo ifb_steps: the tap → ifb redirect, the tap's ingress if bare, the ifb itself."""
     tap_idx, ifb_idx = ifindex(dump, tap), ifindex(dump, IFB)
     steps: list[Step] = []
     to_ifb = kata_redirects(dump.filters, tap, IFB)
@@ -155,22 +155,6 @@ def ifb_teardown(dump: NetnsDump, tap: str) -> list[Step]:
     others = [f for f in dump.filters if f.dev == tap and f.parent == "ffff:" and f not in to_ifb]
     if not others and any(q.dev == tap and q.kind == "ingress" for q in dump.qdiscs):
         steps.append(del_ingress(tap_idx, tap))
-
-    def add_ifb(ipr: Any) -> None:
-        ipr.link("add", ifname=IFB, kind="ifb")
-        ipr.link("set", index=ipr.link_lookup(ifname=IFB)[0], state="up")
-
     steps.append(Step(f"ip link del {IFB}", lambda ipr: ipr.link("del", index=ifb_idx),
-                      add_ifb))
+                      _add_ifb(ifb_idx)))
     return steps
-
-
-def late_htb_steps(dev: str, rate: int) -> list[Step]:
-    def late(i: int) -> Step:
-        def do(ipr: Any) -> None:
-            htb_steps(dev, ipr.link_lookup(ifname=dev)[0], rate)[i].do(ipr)
-
-        return Step(htb_steps(dev, 0, rate)[i].command, do, None)
-
-    return [late(0), late(1), late(2)]
-

@@ -14,6 +14,7 @@ from kata_top.cli.common import (
     RawDescriptionHelpFormatter,
     fail,
     node_options,
+    warn_unfinished,
 )
 from kata_top.settings import audit_log_path
 
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         print("kata-top: changing tc state needs root (CAP_NET_ADMIN in the sandbox's "
               "namespace); try --dry-run to see the plan", file=sys.stderr)
         return 1
+    warn_unfinished()
     try:
         request: ActionRequest = RedirectRequest(args.sandbox, args.op, args.direction) \
             if args.cmd == "redirect" else RateLimitRequest(args.sandbox, rates)
@@ -126,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
         if answer not in ("y", "yes"):
             print("not applied")
             return 1
-    outcome = actions.execute(plan)
+    try:
+        outcome = actions.execute(plan)
+    except actions.ActionError as exc:
+        print(for_terminal(f"kata-top: {exc}"), file=sys.stderr)
+        return 1
     print(for_terminal(outcome.message), file=sys.stdout if outcome.ok else sys.stderr)
     return 0 if outcome.ok else 1

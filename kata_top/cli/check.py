@@ -7,12 +7,10 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from msgspec.structs import replace
-
 from kata_top.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail, narrow, node_options
 
 if TYPE_CHECKING:
-    from kata_top.engine import Engine
+    from kata_top.engine import EngineOptions
     from kata_top.model import Snapshot
 
 HELP = "diagnose host and sandboxes"
@@ -26,22 +24,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sandbox", metavar="X", help="id, unique id prefix, or namespace/pod")
 
 
-def check_snapshot(engine: Engine, pause: float = 0.5) -> Snapshot:
-    """What `check` judges: two collections `pause` apart (rate findings need both), the
-    findings, and the host's. Closes the engine."""
-    from kata_top.diagnose import annotate, host_findings
-    from kata_top.rates import with_rates
+def check_snapshot(opts: EngineOptions, pause: float = 0.5) -> Snapshot:
+    """What `check` judges: the pipeline's second snapshot, `pause` after the first (rate
+    findings need both), with the sandboxes' findings and the host's."""
+    from kata_top.pipeline import Pipeline
 
+    pipeline = Pipeline(opts, events=False)
     try:
-        first = engine.collect()
+        pipeline.next()
         time.sleep(pause)
-        snap = annotate(with_rates(engine.collect(), first))
-        orphans = engine.orphan_findings()
+        return pipeline.next()
     finally:
-        engine.close()
-    from kata_top.diagnose.hostfacts import in_context
-
-    return replace(snap, host_findings=in_context((*host_findings(), *orphans), snap))
+        pipeline.close()
 
 
 def check_document(snap: Snapshot) -> dict[str, object]:
@@ -57,7 +51,7 @@ def check_document(snap: Snapshot) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from kata_top.cli.common import engine_for
+    from kata_top.cli.common import engine_options
     from kata_top.cli.hints import missing_run_root, not_kata_root, not_root
     from kata_top.diagnose import render_findings, worst
     from kata_top.formats.terminal import for_terminal
@@ -69,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         if hint:
             fail("check", hint, 0)
     try:
-        snap = narrow(check_snapshot(engine_for(args)), args.sandbox)
+        snap = narrow(check_snapshot(engine_options(args)), args.sandbox)
     except SelectError as exc:
         return fail("check", str(exc))
     except Exception as exc:

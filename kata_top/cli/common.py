@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 from msgspec.structs import replace
 
 if TYPE_CHECKING:
-    from kata_top.engine import Engine
+    from kata_top.engine import EngineOptions
     from kata_top.model import Snapshot
+    from kata_top.pipeline import Pipeline
 
 
 _help_width: int | None = None
@@ -25,7 +26,7 @@ _help_width: int | None = None
 def help_width() -> int:
     """The terminal's width as argparse would ask it (COLUMNS, then the terminal, else 80),
     once per process: argparse imports shutil for it whenever it builds a formatter, which
-    it does for every argument added (~5 ms of a one-shot command's start)."""
+    it does for every argument added, and a one-shot command's start is most of its run."""
     global _help_width
     if _help_width is None:
         try:
@@ -91,16 +92,26 @@ def fail(cmd: str, message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
-def engine_for(args: argparse.Namespace, vmm_refresh_s: float = 0.0,
-               one_shot: bool = False, read_workers: int = 0) -> Engine:
-    from kata_top.engine import Engine, EngineOptions
+def engine_options(args: argparse.Namespace, vmm_refresh_s: float = 0.0,
+                   one_shot: bool = False, read_workers: int = 0) -> EngineOptions:
+    from kata_top.engine import EngineOptions
     from kata_top.settings import Settings
 
     qmp_primary = args.qmp_primary if args.qmp_primary is not None else \
         Settings.load().qmp_primary
-    return Engine(EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary,
-                                vmm_refresh_s=vmm_refresh_s, one_shot=one_shot,
-                                read_workers=read_workers))
+    return EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary,
+                         vmm_refresh_s=vmm_refresh_s, one_shot=one_shot,
+                         read_workers=read_workers)
+
+
+def pipeline_for(args: argparse.Namespace, vmm_refresh_s: float = 0.0, one_shot: bool = False,
+                 read_workers: int = 0, host: bool = True, events: bool = True) -> Pipeline:
+    """The command's pipeline (kata_top/pipeline.py). host: with the host's findings;
+    events: with what changed since the last snapshot."""
+    from kata_top.pipeline import HOST_PROBE_EVERY_S, Pipeline
+
+    return Pipeline(engine_options(args, vmm_refresh_s, one_shot, read_workers),
+                    host_every_s=HOST_PROBE_EVERY_S if host else None, events=events)
 
 
 def narrow(snap: Snapshot, query: str | None) -> Snapshot:
@@ -110,3 +121,15 @@ def narrow(snap: Snapshot, query: str | None) -> Snapshot:
     from kata_top.select import resolve
 
     return replace(snap, sandboxes=(resolve(snap.sandboxes, query),))
+
+
+def warn_unfinished() -> None:
+    """A change of kata-top's left unfinished on this node (killed mid-way: an intent in the
+    audit log without an outcome) is said first, on stderr, by every command that reads or
+    writes the audit log."""
+    from kata_top.actions.audit import unfinished_warning
+    from kata_top.formats.terminal import for_terminal
+
+    warning = unfinished_warning()
+    if warning:
+        print(for_terminal(f"kata-top: warning: {warning}"), file=sys.stderr)

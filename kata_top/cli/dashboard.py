@@ -28,7 +28,9 @@ def _source(args: argparse.Namespace, settings: Settings) -> tuple[Source, str |
             raise ValueError("--remote and --replay each name where data comes from: one")
         from kata_top.sources.remote import RemoteSource
 
-        return RemoteSource(args.remote), None
+        if not 0 < args.timeout <= 300:
+            raise ValueError("--timeout takes more than 0 and at most 300 seconds")
+        return RemoteSource(args.remote, timeout=args.timeout), None
     if args.replay:
         if args.write:
             raise ValueError("--write does not go with --replay: a recording cannot change "

@@ -56,14 +56,16 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.seconds <= MAX_SECONDS:
         return fail("drops", f"--seconds must be 1..{MAX_SECONDS} (got {args.seconds})")
-    from kata_top.engine import Engine, EngineOptions
+    from kata_top.engine import EngineOptions
+    from kata_top.pipeline import Pipeline
 
     # the sandboxes and their namespaces only: no VMM monitor is asked anything
-    engine = Engine(EngineOptions(run_root=args.run_root, with_vmm=False, one_shot=True))
+    pipeline = Pipeline(EngineOptions(run_root=args.run_root, with_vmm=False, one_shot=True),
+                        host_every_s=None, events=False)
     try:
-        snap = engine.collect()
+        snap = pipeline.next()
     finally:
-        engine.close()
+        pipeline.close()
     tty = sys.stderr.isatty()
     try:
         report = trace(snap, args.seconds, args.sandbox,

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from kata_top.cli.common import EXIT_OK, EXIT_USAGE, fail, node_options
+from kata_top.cli.common import EXIT_OK, EXIT_USAGE, fail, node_options, warn_unfinished
 
 HELP = "what changed, when: the node's events (journal, or --follow live)"
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,13 +47,13 @@ def _print(doc: dict[str, Any], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kata_top.events import (
+    from kata_top.events.journal import (
+        JournalError,
         default_journal,
         event_line,
-        event_matches,
-        parse_since,
         read_journal,
     )
+    from kata_top.events.query import event_matches, parse_since
 
     journal = args.journal or default_journal(args.run_root)
     root = os.path.normpath(args.run_root)
@@ -62,9 +62,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail("events", str(exc))
     if not args.follow:
-        docs = [d for d in read_journal(journal)
-                if event_matches(d, since, args.sandbox, args.run_root)
-                or event_matches(d, since, args.sandbox, root)]
+        try:
+            docs = [d for d in read_journal(journal)
+                    if event_matches(d, since, args.sandbox, args.run_root)
+                    or event_matches(d, since, args.sandbox, root)]
+        except JournalError as exc:
+            return fail("events", str(exc))
         if not docs and not os.path.exists(journal):
             return fail("events", f"no journal at {journal}: `kata-top serve` keeps one (the "
                                   "DaemonSet runs it), or watch live with --follow", EXIT_OK)
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from kata_top.engine import VMM_REFRESH_S, EngineOptions
     from kata_top.sources.live import LiveSource
 
+    warn_unfinished()
     source = LiveSource(EngineOptions(run_root=args.run_root, vmm_refresh_s=VMM_REFRESH_S),
                         journal=journal)
     try:

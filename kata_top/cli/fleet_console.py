@@ -33,5 +33,5 @@ def run_console(client: PrometheusClient, args: argparse.Namespace) -> int:
         _what, url, sandbox_id = result
         from kata_top.sources.remote import RemoteSource
 
-        KataTopApp(RemoteSource(url), refresh=2.0, theme=theme, settings=settings,
-                   initial_sandbox=sandbox_id).run()
+        KataTopApp(RemoteSource(url, timeout=args.timeout), refresh=2.0, theme=theme,
+                   settings=settings, initial_sandbox=sandbox_id).run()

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import importlib
 import os
@@ -51,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "serve": "kata_top.cli.serve",
     "redirect": "kata_top.cli.redirect",
     "ratelimit": "kata_top.cli.ratelimit",
+    "actions": "kata_top.cli.audit",
     "lab": "kata_top.lab.cli",
     "completion": "kata_top.cli.completion",
     "fleet": "kata_top.cli.fleet",
@@ -63,6 +63,7 @@ SHORT_HELP: dict[str, str] = {
     "serve": "HTTP exporter: /metrics for Prometheus, /api/v1/snapshot, /healthz",
     "redirect": "add or remove Kata's tc mirred redirects",
     "ratelimit": "set or clear Kata's HTB rate limits",
+    "actions": "the audit log: kata-top's changes; finish or roll back an unfinished one",
     "lab": "build a Kata-like node to watch (namespaces, tc, QEMU)",
     "completion": "print the bash or zsh completion script",
     "fleet": "every Kata node at once, from Prometheus (console, --json, check)",
@@ -70,11 +71,6 @@ SHORT_HELP: dict[str, str] = {
     "drops": "where and why packets die: kernel drop reasons per sandbox (bpftrace)",
 }
 
-
-# argparse translates each of its own words through gettext, which searches the disk for a
-# catalog at every call (a miss is not remembered): ~30 searches while the parser is built,
-# ~3 ms of every start. The language does not change while kata-top runs.
-vars(argparse)["_"] = functools.cache(vars(argparse)["_"])
 
 # commands that read once and exit: their start is most of their cost
 ONE_SHOT = frozenset({"snapshot", "check"})
@@ -104,6 +100,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--remote", metavar="URL",
                    help="watch another node through its `kata-top serve` (read-only), e.g. "
                         "http://node-7:9712")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="with --remote: the most one request to the node may take, all of "
+                        "it (default 10)")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     chosen = _chosen(argv)
     completing = "_ARGCOMPLETE" in os.environ  # the shell asks: every parser, in full

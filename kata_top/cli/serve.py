@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         Settings.load().qmp_primary
     opts = EngineOptions(run_root=args.run_root, qmp_primary=qmp_primary,
                          vmm_refresh_s=VMM_REFRESH_S)
-    from kata_top.events import default_journal
+    from kata_top.events.journal import default_journal
 
     journal = default_journal(args.run_root)
     hub = SnapshotHub(lambda: LiveSource(opts, journal=journal), args.run_root,

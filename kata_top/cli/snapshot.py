@@ -15,14 +15,14 @@ from kata_top.cli.common import (
     EXIT_NOT_ROOT,
     EXIT_OK,
     EXIT_USAGE,
-    engine_for,
     fail,
     narrow,
     node_options,
+    pipeline_for,
 )
 
 if TYPE_CHECKING:
-    from kata_top.engine import Engine
+    from kata_top.pipeline import Pipeline
 
 HELP = "collect once (or --watch) and print"
 
@@ -88,25 +88,26 @@ def run(args: argparse.Namespace) -> int:
             fail("snapshot", hint, 0)  # said once on stderr; the output still follows
     from kata_top.engine import VMM_REFRESH_S
 
-    # A stream (--watch) re-asks VM monitors every few seconds, not every snapshot.
-    engine = engine_for(args, VMM_REFRESH_S if args.watch is not None else 0.0,
-                        one_shot=args.watch is None, read_workers=args.jobs)
+    # A stream (--watch) re-asks VM monitors every few seconds, not every snapshot, and
+    # carries what changed (events) and the host's findings, so --replay shows them; one
+    # snapshot skips the host probe (it forks a scratch namespace: `check` judges the host).
+    stream = args.watch is not None
+    pipeline = pipeline_for(args, VMM_REFRESH_S if stream else 0.0, one_shot=not stream,
+                            read_workers=args.jobs, host=stream, events=stream)
     try:
-        code = _once(args, engine) if args.watch is None else _stream(args, engine)
+        code = _stream(args, pipeline) if stream else _once(args, pipeline)
     except SelectError as exc:
         return fail("snapshot", str(exc))
     finally:
-        engine.close()
+        pipeline.close()
     if code != EXIT_OK:
         return code
     return EXIT_NOT_ROOT if os.geteuid() != 0 else EXIT_OK
 
 
-def _once(args: argparse.Namespace, engine: Engine) -> int:
-    from kata_top.diagnose import annotate
-
+def _once(args: argparse.Namespace, pipeline: Pipeline) -> int:
     # One collection: rates need two, and --watch streams them.
-    snap = narrow(annotate(engine.collect()), args.sandbox)
+    snap = narrow(pipeline.next(), args.sandbox)
     if args.prometheus:
         from kata_top.formats import prometheus
 
@@ -147,26 +148,15 @@ def _write_utf8(text: str) -> None:
     buffer.write(text.encode())
 
 
-def _stream(args: argparse.Namespace, engine: Engine) -> int:
-    from msgspec.structs import replace
-
-    from kata_top.events import AuditTail, DropTracker, diff_events
+def _stream(args: argparse.Namespace, pipeline: Pipeline) -> int:
+    from kata_top.cli.common import warn_unfinished
     from kata_top.formats import jsonout
-    from kata_top.model import Snapshot
-    from kata_top.settings import audit_log_path
-    from kata_top.stream import Derivation
 
-    audit, drops = AuditTail(audit_log_path()), DropTracker()
-    prev: Snapshot | None = None
-    derive = Derivation()
+    warn_unfinished()  # a change of kata-top's left unfinished is said first
     n = 0
     while True:
         started = time.monotonic()
-        snap = derive.next(engine.collect())
-        # the recording carries what changed, so --replay can show it at its moment
-        snap = replace(snap, events=diff_events(prev, snap, engine.tc_changes,
-                                                audit.new_entries(), drops))
-        prev = snap
+        snap = pipeline.next()
         _write_utf8(jsonout.dumps(narrow(snap, args.sandbox)) + "\n")
         sys.stdout.flush()
         n += 1

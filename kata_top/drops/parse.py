@@ -5,10 +5,10 @@ is skipped (and counted), never an exception.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
+from kata_top.boundedjson import loads
 from kata_top.drops.model import DropCount
 
 # `__print_symbolic(REC->reason, { 2, "NOT_SPECIFIED" }, …)` in the format's print fmt
@@ -94,7 +94,7 @@ def parse_output(lines: list[str] | str, names: dict[int, str]) -> Parsed:
         if not line.strip():
             continue
         try:
-            doc = json.loads(line)
+            doc = loads(line)
         except ValueError:
             out.skipped += 1
             continue

@@ -9,13 +9,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from kata_top.collectors.droptrace import Progress, TraceBusy, TraceUnavailable
+from kata_top.collectors.droptrace import (
+    DEFAULT_SECONDS,
+    MAX_SECONDS,
+    Progress,
+    TraceBusy,
+    TraceUnavailable,
+)
 from kata_top.drops.model import DropReport
 from kata_top.model import Snapshot
 
 _ONE = threading.Lock()
 
-__all__ = ["TraceBusy", "TraceUnavailable", "busy", "trace"]
+__all__ = ["DEFAULT_SECONDS", "MAX_SECONDS", "TraceBusy", "TraceUnavailable", "busy",
+           "trace"]
 
 
 def busy() -> bool:

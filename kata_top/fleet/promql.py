@@ -4,15 +4,14 @@ behind a proxy can answer anything)."""
 
 from __future__ import annotations
 
-import json
 import math
 import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
 from msgspec import Struct
+
+from kata_top.httpget import server_text
 
 MAX_BYTES = 64 << 20
 
@@ -33,7 +32,7 @@ def parse_vector(doc: Any) -> list[Sample]:
         raise PrometheusError("not a Prometheus API answer (not a JSON object)")
     if doc.get("status") != "success":
         err = doc.get("error") if isinstance(doc.get("error"), str) else "no reason given"
-        raise PrometheusError(f"query failed: {str(err)[:300]}")
+        raise PrometheusError(f"query failed: {server_text(str(err))}")
     data = doc.get("data")
     if not isinstance(data, dict):
         raise PrometheusError("answer has no data")
@@ -41,7 +40,7 @@ def parse_vector(doc: Any) -> list[Sample]:
     if kind == "scalar" and isinstance(result, list) and len(result) == 2:
         return [Sample({}, _number(result[1]))]
     if kind != "vector" or not isinstance(result, list):
-        raise PrometheusError(f"expected a vector, got {str(kind)[:40]}")
+        raise PrometheusError(f"expected a vector, got {server_text(str(kind), 40)}")
     out = []
     for item in result:
         if not isinstance(item, dict) or not isinstance(item.get("metric"), dict):
@@ -92,33 +91,30 @@ class PrometheusClient:
         return {"Authorization": f"Bearer {token}"}
 
     def query(self, promql: str) -> list[Sample]:
+        from kata_top.boundedjson import loads
+        from kata_top.httpget import HttpError, TimedOut, fetch
+
         data = urllib.parse.urlencode({"query": promql}).encode()
-        req = urllib.request.Request(self.url + "/api/v1/query", data=data,
-                                     headers={**self._headers(), "Content-Type":
-                                              "application/x-www-form-urlencoded"})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout,
-                                        context=self._context) as resp:
-                body = resp.read(MAX_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                raise PrometheusError(f"{self.url} refused the credentials ({exc.code})") \
+            body = fetch(self.url + "/api/v1/query", timeout=self.timeout, max_bytes=MAX_BYTES,
+                         data=data, context=self._context,
+                         headers={**self._headers(), "Content-Type":
+                                  "application/x-www-form-urlencoded"})
+        except TimedOut as exc:
+            raise PrometheusError(str(exc)) from exc
+        except HttpError as exc:
+            if exc.status in (401, 403):
+                raise PrometheusError(f"{self.url} refused the credentials ({exc.status})") \
                     from exc
+            if exc.status is None or not exc.body or 300 <= exc.status < 400:
+                raise PrometheusError(str(exc)) from exc
             try:  # Prometheus explains a 4xx/5xx in its JSON body
-                doc = json.loads(exc.read(1 << 20))
+                doc = loads(exc.body)
             except ValueError:
-                raise PrometheusError(f"{self.url} answered {exc.code}") from exc
+                raise PrometheusError(str(exc)) from exc
             return parse_vector(doc)
-        except TimeoutError as exc:
-            raise PrometheusError(f"{self.url} did not answer within {self.timeout:g} s") \
-                from exc
-        except (OSError, ValueError) as exc:
-            raise PrometheusError(f"{self.url} unreachable: "
-                                  f"{getattr(exc, 'reason', None) or exc}") from exc
-        if len(body) > MAX_BYTES:
-            raise PrometheusError("answer larger than 64 MiB")
         try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError) as exc:
+            doc = loads(body)
+        except ValueError as exc:
             raise PrometheusError("answer is not JSON") from exc
         return parse_vector(doc)

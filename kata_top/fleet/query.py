@@ -23,9 +23,10 @@ JOB = "kata-top"
 ALL = "*"  # `sandboxes=ALL`: every node's sandboxes (fleet --json, fleet check)
 
 # What the fleet screen shows of a node, summed over its sandboxes: (q tag, recording rule
-# name, expression). Over 10,000 sandboxes these sums cost Prometheus ~0.8 s per evaluation,
-# so deploy/prometheusrule.yaml records them (tests/unit/test_deploy.py keeps the two equal)
-# and a refresh reads ~300 recorded rows; without those rules each refresh computes them.
+# name, expression). Over a large fleet these sums are Prometheus' heaviest evaluation (they
+# read every sandbox's series), so deploy/prometheusrule.yaml records them
+# (tests/unit/test_deploy.py keeps the two equal) and a refresh reads only the recorded rows
+# (a few per node); without those rules each refresh computes them.
 NODE_SUMS: tuple[tuple[str, str, str], ...] = (
     ("sandboxes", "node:kata_top_sandboxes:count",
      "count by (node, instance) (kata_top_sandbox_info)"),

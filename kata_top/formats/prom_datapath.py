@@ -9,7 +9,7 @@ from kata_top.derive import redirect_state
 from kata_top.model import Redirect, Sandbox
 
 if TYPE_CHECKING:
-    from kata_top.formats.prometheus import Exposition
+    from kata_top.formats.prom_text import Exposition
 
 
 def redirect_health(ex: Exposition, sb: Sandbox, r: Redirect, who: str,

@@ -57,8 +57,7 @@ def open_tap(netns_path: str, name: str) -> int:
 
 def open_macvtap(netns_path: str, name: str) -> int:
     """Open /dev/tap<ifindex> of the macvtap; its ifindex comes from netlink in the namespace."""
-    from kata_top.collectors.netlink import RtnlSocket
-    from kata_top.collectors.rtnl import dump_netns
+    from kata_top.collectors.rtnetlink import RtnlSocket, dump_netns
 
     sock = RtnlSocket.open(netns_path)
     try:

@@ -51,9 +51,9 @@ def _check(run_root: str, out_dir: str) -> str:
 
     from kata_top.cli.check import check_snapshot
     from kata_top.diagnose import render_findings
-    from kata_top.engine import Engine, EngineOptions
+    from kata_top.engine import EngineOptions
 
-    snap = check_snapshot(Engine(EngineOptions(run_root=run_root)), pause=1.0)
+    snap = check_snapshot(EngineOptions(run_root=run_root), pause=1.0)
     findings = list(snap.host_findings) + [f for sb in snap.sandboxes for f in sb.findings]
     console = Console(record=True, width=SIZE[0], file=open(os.devnull, "w"))  # noqa: SIM115
     console.print(Text(f"$ sudo kata-top check --run-root {run_root}", style="bold"))

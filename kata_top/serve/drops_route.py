@@ -31,7 +31,7 @@ def _text(status: int, message: str) -> Response:
 
 def parse(target: str) -> tuple[int, str | None]:
     """(seconds, sandbox) of the target; ValueError with the reason otherwise."""
-    from kata_top.collectors.droptrace import DEFAULT_SECONDS, MAX_SECONDS
+    from kata_top.drops.trace import DEFAULT_SECONDS, MAX_SECONDS
 
     if len(target) > 2048:
         raise ValueError("request target too long")

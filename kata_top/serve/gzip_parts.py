@@ -1,7 +1,7 @@
 """gzip of an answer made of parts, compressing again only the parts that changed.
 
-A scrape of 200 sandboxes is ~3 MB of text and most of its family blocks are byte for byte
-the same objects as at the last scrape (kata_top.formats.prometheus.TextCache hands them out
+A scrape of a busy node is megabytes of text, and most of its family blocks are byte for byte
+the same objects as at the last scrape (kata_top.formats.prom_cache.TextCache hands them out
 so). Each part is deflated on its own and ended with a full flush, which byte-aligns the
 output and resets the compressor's history, so a part's compressed bytes do not depend on
 what came before them: they can be kept and put into the next answer as they are. The parts,

@@ -23,7 +23,8 @@ from typing import Any, cast
 
 from prometheus_client.exposition import choose_encoder
 
-from kata_top.formats.prometheus import Exposition, TextCache
+from kata_top.formats.prom_cache import TextCache
+from kata_top.formats.prom_text import Exposition
 from kata_top.model import Snapshot
 from kata_top.serve.front import Front, Limits
 from kata_top.serve.gzip_parts import PartsGzip
@@ -209,7 +210,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _metrics(self, snap: Snapshot) -> None:
         # prometheus_client negotiates the format; kata-top's encoder writes it (see
-        # kata_top/formats/prometheus.py: same series, several times faster).
+        # kata_top/formats/prom_text.py: the same series, each sandbox's labels written once).
         _encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
         ex = Exposition()
         st = self.server.hub.stats()
@@ -253,7 +254,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _events(self, req: Request) -> None:
         """The events this exporter has seen (newest last), NDJSON kata-top/event/1."""
-        from kata_top.events import event_line, event_matches, parse_since
+        from kata_top.events.journal import event_line
+        from kata_top.events.query import event_matches, parse_since
 
         try:
             since = parse_since(req.since, time.time()) if req.since else None

@@ -71,6 +71,10 @@ class Source(ABC):
         warning to show when watching is not possible; None when it works or is moot."""
         return None
 
+    def notices(self) -> list[str]:
+        """Warnings to show once when a view opens on this source."""
+        return []
+
     # ---- kernel drop traces (only when the operator asks; time-boxed) -------------------
     def trace_drops(self, seconds: int, sandbox_id: str | None = None,
                     progress: Callable[[float, float], None] | None = None,

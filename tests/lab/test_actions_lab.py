@@ -215,11 +215,11 @@ def test_cli_is_idempotent_and_audited(action_lab: tuple[Layout, Manifest],
     assert run("ratelimit", "clear", "web-0").returncode == 0
     with open(log) as fh:
         fh.seek(size)
-        entries = [line for line in fh.read().splitlines() if line]
-    assert len(entries) == 2  # the no-op is not an applied action
-    import json
-
-    e = json.loads(entries[0])
+        entries = [json.loads(line) for line in fh.read().splitlines() if line]
+    # each change: its intent, then its outcome; the no-op is not an applied action
+    assert [e["phase"] for e in entries] == ["intent", "outcome"] * 2
+    assert entries[0]["id"] == entries[1]["id"] != entries[2]["id"] == entries[3]["id"]
+    e = entries[1]
     assert e["ok"] and e["plan"] and e["before"] and e["after"]["rate_limits"]["in"][
         "rate_bps"] == 7_000_000
 

@@ -10,9 +10,9 @@ import subprocess
 import time
 from typing import Any
 
-from kata_top.collectors import rtnl
-from kata_top.collectors.decode_memo import DecodeMemo, filter_layout, link_layout, masked
-from kata_top.collectors.netlink import (
+from kata_top.collectors.rtnetlink import decode as rtnl
+from kata_top.collectors.rtnetlink.memo import DecodeMemo, filter_layout, link_layout, masked
+from kata_top.collectors.rtnetlink.netlink import (
     IFLA_STATS64,
     RTM_GETQDISC,
     RTM_GETTCLASS,

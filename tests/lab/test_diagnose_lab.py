@@ -26,8 +26,8 @@ def annotated(demo_lab: tuple[Layout, Manifest]) -> Snapshot:
     layout, _ = demo_lab
     engine = Engine(EngineOptions(run_root=layout.run_root))
     try:
-        first = engine.collect()
-        return diagnose.annotate(with_rates(engine.collect(), first))
+        first = engine.collect().snapshot
+        return diagnose.annotate(with_rates(engine.collect().snapshot, first))
     finally:
         engine.close()
 
@@ -76,10 +76,10 @@ def test_missing_shim_monitor_socket(scratch_lab: Layout) -> None:
         while not os.path.exists(sock):  # the shim binds it a moment after it starts
             assert time.monotonic() - t0 < 20, "the lab's shim never listened"
             time.sleep(0.1)
-        first = engine.collect().sandboxes[0]
+        first = engine.collect().snapshot.sandboxes[0]
         assert first.shim is not None and first.shim_monitor == "listening"
         os.unlink(sock)
-        sb = diagnose.annotate(engine.collect()).sandboxes[0]
+        sb = diagnose.annotate(engine.collect().snapshot).sandboxes[0]
         assert sb.shim_monitor == "missing"  # seen at the next refresh, not 30 s later
         assert {f.code: f.severity for f in sb.findings}.get("KT-S044") == "warning"
     finally:
@@ -170,7 +170,7 @@ def test_rate_limiters_not_where_kata_puts_them(scratch_lab: Layout) -> None:
     def findings(pod: str) -> dict[str, Any]:
         engine = Engine(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False))
         try:
-            sb = next(s for s in diagnose.annotate(engine.collect()).sandboxes
+            sb = next(s for s in diagnose.annotate(engine.collect().snapshot).sandboxes
                       if s.pod.name == pod)
         finally:
             engine.close()
@@ -208,7 +208,7 @@ def test_virtiofsd_left_behind(scratch_lab: Layout) -> None:
     pid = start_virtiofsd(scratch_lab, ghost)  # ended by the fixture's lab down
     engine = Engine(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False))
     try:
-        snap = diagnose.annotate(engine.collect())
+        snap = diagnose.annotate(engine.collect().snapshot)
     finally:
         engine.close()
     row = next(s for s in snap.sandboxes if s.id == ghost.id)

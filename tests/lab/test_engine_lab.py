@@ -20,7 +20,7 @@ from tests.helpers import ROOT, need_qemu, ns_names
 def _collect(layout: Layout, **kw: object) -> Snapshot:
     engine = Engine(EngineOptions(run_root=layout.run_root, **kw))  # type: ignore[arg-type]
     try:
-        return engine.collect()
+        return engine.collect().snapshot
     finally:
         engine.close()
 
@@ -200,19 +200,19 @@ def test_vmm_monitors_are_asked_at_most_every_refresh(demo_lab: tuple[Layout, Ma
 
     engine = Engine(EngineOptions(run_root=layout.run_root, vmm_refresh_s=60.0))
     try:
-        first = asked(engine.collect())
+        first = asked(engine.collect().snapshot)
         assert all(t is not None for t in first.values())
         time.sleep(0.05)
-        assert asked(engine.collect()) == first  # reused: no monitor was opened
-        fresh = asked(engine.collect(fresh_vmm=True))  # `r` in the dashboard
+        assert asked(engine.collect().snapshot) == first  # reused: no monitor was opened
+        fresh = asked(engine.collect(fresh_vmm=True).snapshot)  # `r` in the dashboard
         assert all(fresh[sid] > first[sid] for sid in first)  # type: ignore[operator]
     finally:
         engine.close()
     every = Engine(EngineOptions(run_root=layout.run_root))  # snapshot: always asks
     try:
-        a = asked(every.collect())
+        a = asked(every.collect().snapshot)
         time.sleep(0.05)
-        b = asked(every.collect())
+        b = asked(every.collect().snapshot)
         assert all(b[sid] > a[sid] for sid in a)  # type: ignore[operator]
     finally:
         every.close()
@@ -252,7 +252,7 @@ def test_qmp_primary_on_held_socket_is_busy_and_closed(demo_lab: tuple[Layout, M
     engine = Engine(EngineOptions(run_root=layout.run_root, qmp_primary=True,
                                   primary_deadline=0.3))
     t0 = time.monotonic()
-    snap = engine.collect()
+    snap = engine.collect().snapshot
     elapsed = time.monotonic() - t0
     sb = next(x for x in snap.sandboxes if x.id == spec.id)
     assert sb.vmm is not None and sb.vmm.reason and sb.vmm.reason.startswith("busy")
@@ -307,7 +307,7 @@ def test_vmm_exiting_mid_collection(scratch_lab: Layout) -> None:
     engine = Engine(EngineOptions(run_root=scratch_lab.run_root))
     engine.collect()
     os.kill(victim.qemu_pid, signal.SIGKILL)
-    snap = engine.collect()
+    snap = engine.collect().snapshot
     engine.close()
     sb = next(x for x in snap.sandboxes if x.id == victim.spec.id)
     other = next(x for x in snap.sandboxes if x.id != victim.spec.id)

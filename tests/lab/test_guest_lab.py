@@ -126,12 +126,12 @@ def test_into_the_vm_is_what_the_guest_took_as_iproute2_counts_it(
 
     engine = Engine(EngineOptions(run_root=layout.run_root))
     try:
-        first = engine.collect()
+        first = engine.collect().snapshot
         before = iproute2()
         traffic.run(layout.node_ns, [spec.ip], seconds=1.0, rate_pps=100)
         time.sleep(0.3)
         after = iproute2()
-        snap = with_rates(engine.collect(), first)
+        snap = with_rates(engine.collect().snapshot, first)
     finally:
         engine.close()
     delivered, dropped, attempted = (b - a for a, b in zip(before, after, strict=True))

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from kata_top.collectors.netcollect import NetCollector
-from kata_top.collectors.rtnl import NetnsDump
+from kata_top.collectors.rtnetlink import NetnsDump
 from kata_top.lab import build, traffic
 
 
 def _cycle(nc: NetCollector, paths: list[str]) -> list[NetnsDump]:
     nc.begin_cycle(set())
     try:
-        return [nc.collect(p)[1] for p in paths]
+        return [nc.collect(p).dump for p in paths]
     finally:
         nc.end_cycle()
 
@@ -52,8 +52,7 @@ def test_idle_namespaces_reuse_tc_and_every_change_shows_next_cycle(
     namespaces = [sb.netns for sb in man.sandboxes if sb.netns]
     _quiet([scratch_lab.node_ns, *namespaces])
     paths = [f"/run/netns/{ns}" for ns in namespaces]
-    nc = NetCollector()
-    nc._stats_probe = stats_probe  # as on a kernel without RTM_GETSTATS
+    nc = NetCollector(stats_probe=stats_probe)  # False: as on a kernel without RTM_GETSTATS
     try:
         first = _idle_cycle(nc, paths)
         assert _redirects(first[0]) == {"eth0", "tap0_kata"}
@@ -159,8 +158,8 @@ def test_an_idle_sandbox_is_built_once(scratch_lab: Any) -> None:
     try:
         t0 = time.monotonic()
         while True:
-            a = engine.collect().sandboxes[0]
-            b = engine.collect().sandboxes[0]
+            a = engine.collect().snapshot.sandboxes[0]
+            b = engine.collect().snapshot.sandboxes[0]
             if b.links is a.links:
                 break
             assert time.monotonic() - t0 < 15, "an idle sandbox was never reused"
@@ -168,7 +167,7 @@ def test_an_idle_sandbox_is_built_once(scratch_lab: Any) -> None:
         assert b.qdiscs is a.qdiscs and b.redirects is a.redirects and b.pod is a.pod
         assert b is a  # filters too: an idle sandbox is the very same object
         subprocess.run(["ip", "-n", ns, "link", "set", "tap0_kata", "mtu", "1400"], check=True)
-        c = engine.collect().sandboxes[0]
+        c = engine.collect().snapshot.sandboxes[0]
         assert c.links is not b.links
         assert _link_of(c, "tap0_kata").mtu == 1400
     finally:
@@ -215,22 +214,21 @@ def test_one_shot_collection_reads_what_the_cached_one_reads(scratch_lab: Any) -
 def test_a_busy_sandbox_off_screen_has_tc_read_every_few_seconds_and_changes_at_once(
         scratch_lab: Any) -> None:
     """The dashboard reads a busy sandbox's tc counters every cycle only while it is on
-    screen (LiveSource.watch_closely); off screen its links' counters are read every cycle,
+    screen (Pipeline.watch_closely); off screen its links' counters are read every cycle,
     its tc counters every EngineOptions.tc_busy_refresh_s — and a tc change made by hand
     still shows at the very next cycle."""
     from kata_top.engine import EngineOptions
-    from kata_top.sources.live import LiveSource
+    from kata_top.pipeline import Pipeline
 
     man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
     specs = [sb for sb in man.sandboxes if sb.netns]
     _quiet([scratch_lab.node_ns, *[sb.netns for sb in specs if sb.netns]])
-    src = LiveSource(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False,
-                                   tc_busy_refresh_s=600.0))
+    src = Pipeline(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False,
+                                 tc_busy_refresh_s=600.0), host_every_s=None)
     try:
         snap = src.next()
         on, off = (next(sb.id for sb in snap.sandboxes if sb.netns.path and
                         sb.netns.path.endswith(spec.netns or "?")) for spec in specs)
-        engine = src._engine
 
         def redirected_in(s: Any, sid: str) -> int:
             sb = s.find(sid)
@@ -240,8 +238,11 @@ def test_a_busy_sandbox_off_screen_has_tc_read_every_few_seconds_and_changes_at_
             return int(_link_of(s.find(sid), "eth0").stats.rx_packets)
 
         t0 = time.monotonic()
-        while engine.reused_namespaces < 2:  # both idle: their tc dumps are current
-            snap = src.next()
+        while True:  # until both are idle: their tc dumps are current
+            step = src.step()
+            snap = step.snapshot
+            if step.collection.reused_namespaces >= 2:
+                break
             assert time.monotonic() - t0 < 15, "the namespaces never went idle"
             time.sleep(0.2)
         # Only now is one off screen: a stray packet before (a fresh namespace's last IPv6
@@ -254,7 +255,7 @@ def test_a_busy_sandbox_off_screen_has_tc_read_every_few_seconds_and_changes_at_
         assert redirected_in(busy, on) > redirected_in(snap, on)
         assert eth0_rx(busy, off) > eth0_rx(snap, off)
         assert redirected_in(busy, off) == redirected_in(snap, off)
-        assert on not in engine.tc_read_at and engine.tc_read_at.get(off) == snap.taken_at
+        assert on not in busy.tc_read_at and busy.tc_read_at.get(off) == snap.taken_at
         assert busy.find(off).qdiscs is snap.find(off).qdiscs
 
         # a filter deleted by hand while off screen and busy shows at the next cycle
@@ -266,14 +267,13 @@ def test_a_busy_sandbox_off_screen_has_tc_read_every_few_seconds_and_changes_at_
                     rate_pps=100)
         changed = src.next()
         assert {r.direction for r in changed.find(off).redirects if r.present} == {"out"}
-        assert off not in engine.tc_read_at
+        assert off not in changed.tc_read_at
 
         # on screen again: read every cycle
         src.watch_closely(None)
         traffic.run(scratch_lab.node_ns, [spec.spec.ip for spec in specs], seconds=0.2,
                     rate_pps=100)
-        src.next()
-        assert engine.tc_read_at == {}
+        assert src.next().tc_read_at == {}
     finally:
         src.close()
 
@@ -282,17 +282,17 @@ def test_an_unwatched_sandbox_is_not_read_again_before_its_time_but_changes_show
         scratch_lab: Any) -> None:
     """With EngineOptions.unwatched_refresh_s (the dashboard's rows off screen) a sandbox is
     not read at all before its time: packets that crossed do not show, its last snapshot
-    stands with its rates, and Engine.read_at says since when. A filter deleted by hand
+    stands with its rates, and Snapshot.links_read_at says since when. A filter deleted by hand
     still shows at the very next cycle (the namespace notified it); a watched sandbox is
     read every cycle, and once read again the rates count over the time since the read."""
     from kata_top.engine import EngineOptions
-    from kata_top.sources.live import LiveSource
+    from kata_top.pipeline import Pipeline
 
     man = build.up(scratch_lab, build.UpOptions(sandboxes=2, qemu=False, scenario="plain"))
     specs = [sb for sb in man.sandboxes if sb.netns]
     _quiet([scratch_lab.node_ns, *[sb.netns for sb in specs if sb.netns]])
-    src = LiveSource(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False,
-                                   unwatched_refresh_s=600.0))
+    src = Pipeline(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False,
+                                 unwatched_refresh_s=600.0), host_every_s=None)
     ips = [spec.spec.ip for spec in specs]
     try:
         for _ in range(2):  # what the namespaces' set-up still notified, read while watched
@@ -303,26 +303,26 @@ def test_an_unwatched_sandbox_is_not_read_again_before_its_time_but_changes_show
                         sb.netns.path.endswith(spec.netns or "?")) for spec in specs)
         off_ns = next(spec.netns for spec in specs
                       if snap.find(off).netns.path.endswith(spec.netns or "?"))
-        engine = src._engine
 
         def eth0_rx(s: Any, sid: str) -> int:
             return int(_link_of(s.find(sid), "eth0").stats.rx_packets)
 
         src.watch_closely([on])
         traffic.run(scratch_lab.node_ns, ips, seconds=0.3, rate_pps=100)
-        busy = src.next()
+        step = src.step()
+        busy = step.snapshot
         assert eth0_rx(busy, on) > eth0_rx(snap, on)
         assert busy.find(off) is snap.find(off)  # not read: the last one stands, rates too
-        assert engine.read_at == {off: snap.taken_at}
-        assert engine.tc_read_at.get(off) == snap.taken_at
-        assert engine._net.skipped == 1
+        assert busy.links_read_at == {off: snap.taken_at}
+        assert busy.tc_read_at.get(off) == snap.taken_at
+        assert step.collection.skipped_namespaces == 1
 
         # a filter deleted by hand shows at the next cycle, and the counters with it
         subprocess.run(["tc", "-n", off_ns, "filter", "del", "dev", "eth0", "ingress"],
                        check=True)
         changed = src.next()
         assert {r.direction for r in changed.find(off).redirects if r.present} == {"out"}
-        assert off not in engine.read_at and off not in engine.tc_read_at
+        assert off not in changed.links_read_at and off not in changed.tc_read_at
         # its rates count over the time since its last read, not since the last snapshot
         rx = eth0_rx(changed, off) - eth0_rx(snap, off)
         assert rx > 0
@@ -331,8 +331,8 @@ def test_an_unwatched_sandbox_is_not_read_again_before_its_time_but_changes_show
 
         src.watch_closely(None)  # everything on screen: read every cycle
         traffic.run(scratch_lab.node_ns, ips, seconds=0.2, rate_pps=100)
-        src.next()
-        assert engine.read_at == {} and engine._net.skipped == 0
+        step = src.step()
+        assert step.snapshot.links_read_at == {} and step.collection.skipped_namespaces == 0
     finally:
         src.close()
 
@@ -341,8 +341,8 @@ def test_route_dump_asks_for_the_main_table_and_reads_what_a_whole_dump_reads(
         scratch_lab: Any) -> None:
     """With strict checking the kernel dumps the main table only (not the local table nor
     any other); the routes kata-top reads are the ones a dump of every table gives."""
-    from kata_top.collectors.netlink import RTMSG, RtnlSocket
-    from kata_top.collectors.rtnl import RT_TABLE_MAIN, decode_route
+    from kata_top.collectors.rtnetlink.decode import RT_TABLE_MAIN, decode_route
+    from kata_top.collectors.rtnetlink.netlink import RTMSG, RtnlSocket
 
     man = build.up(scratch_lab, build.UpOptions(sandboxes=1, qemu=False, scenario="plain"))
     ns = next(sb.netns for sb in man.sandboxes if sb.netns)
@@ -393,15 +393,15 @@ def test_link_dumps_leave_out_ipv6_statistics_and_keep_the_counters(scratch_lab:
     the kernel), the link's own counters and everything decoded the same as a whole dump."""
     from msgspec.structs import replace
 
-    from kata_top.collectors import netlink
-    from kata_top.collectors.netlink import (
+    from kata_top.collectors.rtnetlink import netlink
+    from kata_top.collectors.rtnetlink.decode import AF_INET6, IFLA_AF_SPEC, decode_link
+    from kata_top.collectors.rtnetlink.netlink import (
         ALL_LINKS,
         IFINFOMSG,
         RTM_GETLINK,
         RtnlSocket,
         attr_spans,
     )
-    from kata_top.collectors.rtnl import AF_INET6, IFLA_AF_SPEC, decode_link
     from kata_top.model import LinkStats
 
     def inet6_types(body: bytes) -> set[int]:
@@ -421,7 +421,7 @@ def test_link_dumps_leave_out_ipv6_statistics_and_keep_the_counters(scratch_lab:
         lean, whole = sock.dump_links(), sock.request(RTM_GETLINK, ALL_LINKS)
     finally:
         sock.close()
-    assert netlink._skip_keeps_counters is True
+    assert netlink.link_dumps_skip_ipv6_stats() is True
     ipv6_stats = {3, 6}  # IFLA_INET6_STATS, IFLA_INET6_ICMP6STATS
     assert all(ipv6_stats <= inet6_types(b) for b in whole)
     assert not any(ipv6_stats & inet6_types(b) for b in lean)

@@ -48,10 +48,11 @@ def test_a_thousand_sandboxes_tell_the_truth(scratch_lab: Any) -> None:
         # Steady state first: a fresh lab's IPv6 chatter keeps namespaces busy a while.
         t0 = time.monotonic()
         while True:
-            snap = engine.collect()
+            got = engine.collect()
+            snap = got.snapshot
             assert len(snap.sandboxes) == SANDBOXES
             assert not [sb.id for sb in snap.sandboxes if sb.errors]
-            if engine.reused_namespaces >= SANDBOXES - 5:
+            if got.reused_namespaces >= SANDBOXES - 5:
                 break
             assert time.monotonic() - t0 < 120, "the lab never went idle"
             time.sleep(1)
@@ -67,7 +68,8 @@ def test_a_thousand_sandboxes_tell_the_truth(scratch_lab: Any) -> None:
             time.sleep(1.0)
             before = {i: (_mirred_packets(specs[i].netns, "eth0"),
                           _rx_packets(specs[i].netns, "eth0")) for i in busy + idle}
-            snap = engine.collect()
+            got = engine.collect()
+            snap = got.snapshot
             after = {i: (_mirred_packets(specs[i].netns, "eth0"),
                          _rx_packets(specs[i].netns, "eth0")) for i in busy + idle}
         finally:
@@ -79,13 +81,13 @@ def test_a_thousand_sandboxes_tell_the_truth(scratch_lab: Any) -> None:
             assert before[i][0] < after[i][0]  # traffic was moving
         for i in idle:
             assert (_red_in(by_id[i]), _eth0_rx(by_id[i])) == before[i] == after[i]
-        assert engine.reused_namespaces >= SANDBOXES - 20  # the idle ones were not dumped
+        assert got.reused_namespaces >= SANDBOXES - 20  # the idle ones were not dumped
 
         # A redirect removed by hand in an idle sandbox shows at the very next refresh.
         victim = specs[idle[0]]
         subprocess.run(["tc", "-n", victim.netns, "filter", "del", "dev", "tap0_kata",
                         "ingress"], check=True)
-        gone = {sb.id: sb for sb in engine.collect().sandboxes}[idle[0]]
+        gone = {sb.id: sb for sb in engine.collect().snapshot.sandboxes}[idle[0]]
         assert {r.direction: r.present for r in gone.redirects} == {"in": True, "out": False}
         assert {r.direction: r.present for r in
                 {sb.id: sb for sb in snap.sandboxes}[idle[1]].redirects} == {"in": True,
@@ -98,11 +100,11 @@ def test_a_thousand_sandboxes_tell_the_truth(scratch_lab: Any) -> None:
         once = Engine(EngineOptions(run_root=scratch_lab.run_root, with_vmm=False,
                                     one_shot=True, read_workers=2))
         try:
-            shared = {sb.id: sb for sb in once.collect().sandboxes}
+            shared = {sb.id: sb for sb in once.collect().snapshot.sandboxes}
         finally:
             once.close()
         assert child_pids() == children
-        steady = {sb.id: sb for sb in engine.collect().sandboxes}
+        steady = {sb.id: sb for sb in engine.collect().snapshot.sandboxes}
         assert shared.keys() == steady.keys()
         assert not [i for i, sb in shared.items() if sb.errors]
         for i, sb in shared.items():

@@ -34,10 +34,10 @@ def faults_lab() -> Iterator[tuple[Layout, Manifest]]:
 def _annotated(layout: Layout, pause: float = 0.0) -> Snapshot:
     engine = Engine(EngineOptions(run_root=layout.run_root))
     try:
-        first = engine.collect()
+        first = engine.collect().snapshot
         if pause:
             time.sleep(pause)
-        return diagnose.annotate(with_rates(engine.collect(), first))
+        return diagnose.annotate(with_rates(engine.collect().snapshot, first))
     finally:
         engine.close()
 
@@ -174,12 +174,12 @@ def test_rates_say_where_the_packets_went(faults_lab: tuple[Layout, Manifest], p
     ns = _ns(man, pod)
     engine = Engine(EngineOptions(run_root=layout.run_root))
     try:
-        first = engine.collect()
+        first = engine.collect().snapshot
         ip0, tc0 = _ip_tap(ns), _tc_mirred(ns, "eth0")
         res = traffic.run(layout.node_ns, [spec.ip], seconds=1.0, rate_pps=100)
         time.sleep(0.2)
         ip1, tc1 = _ip_tap(ns), _tc_mirred(ns, "eth0")
-        snap = diagnose.annotate(with_rates(engine.collect(), first))
+        snap = diagnose.annotate(with_rates(engine.collect().snapshot, first))
     finally:
         engine.close()
     assert res[spec.ip].udp_sent >= 80
@@ -252,7 +252,7 @@ def test_dead_vmm_keeps_the_network_findings_and_events_do_not_clear_them(
     import os
     import signal
 
-    from kata_top.events import diff_events
+    from kata_top.events.diff import diff_events
 
     layout, man = faults_lab
     assert _codes(_sb(_annotated(layout), "dead-mtu-5"))["KT-S010"].severity == "warning"

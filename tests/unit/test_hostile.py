@@ -23,7 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kata_top.collectors import netlink, qmp, rtnl, state
+from kata_top.collectors import qmp, state
+from kata_top.collectors.rtnetlink import decode as rtnl
+from kata_top.collectors.rtnetlink import netlink
 from kata_top.collectors.safeopen import UnsafeFile, read_file, read_under
 from kata_top.engine import Engine, EngineOptions
 from kata_top.formats import jsonout
@@ -286,10 +288,10 @@ def test_a_stopped_watcher_wakes_nobody(tmp_path: Any) -> None:
     watcher = StateWatcher([str(tmp_path)], lambda: woken.append(time.monotonic()),
                            min_interval=0.0)
     watcher.start()
-    watcher._fire()  # an event: a wake now, a second look later
+    watcher.fire()  # an event: a wake now, a second look later
     assert len(woken) == 1
     watcher.stop()
-    watcher._fire()  # handled in the notifier's thread just as it stops
+    watcher.fire()  # handled in the notifier's thread just as it stops
     time.sleep(watch.SECOND_LOOK_S + 0.3)
     assert len(woken) == 1
 
@@ -305,4 +307,4 @@ async def test_a_wake_after_the_dashboard_exits_is_dropped() -> None:
                      theme="kata-dark", settings=Settings())
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.pause()
-    app._wake_from_watcher()  # the watcher's thread, a moment late: nothing raised
+    app.wake_from_watcher()  # the watcher's thread, a moment late: nothing raised

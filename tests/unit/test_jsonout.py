@@ -17,7 +17,8 @@ from tests.helpers import ROOT
 
 RECORDING = os.path.join(ROOT, "tests", "data", "demo.ndjson")
 # The demo recording read and written again by kata-top 0.2.0 (commit b6150cc), whose
-# writer escaped non-ASCII: what every snapshot written now must still be.
+# writer escaped non-ASCII, and the freshness maps added since (links_read_at, tc_read_at:
+# empty in a recording read back): what every snapshot written now must still be.
 GOLDEN = os.path.join(ROOT, "tests", "data", "demo.golden.ndjson")
 
 

@@ -141,3 +141,40 @@ def test_nothing_imports_a_bare_top_level_folder() -> None:
     bad = [v for pkg in ("kata_top", "collectors", "widgets", "themes", "tests", "bench")
            for v in _violations(pkg, ("collectors", "widgets", "themes"))]
     assert bad == []
+
+
+# The pipeline's direction: collectors → engine → pipeline (rates, findings, host findings,
+# events) → outputs. Nothing flows back.
+PIPELINE_AND_OUTPUTS = ("kata_top.engine", "kata_top.pipeline", "kata_top.stream",
+                        "kata_top.rates", "kata_top.diagnose", "kata_top.events",
+                        "kata_top.formats", "kata_top.serve", "kata_top.sources",
+                        "kata_top.fleet", "kata_top.cli", "kata_top.actions",
+                        "kata_top.widgets")
+# A safe open (no symlink followed, never blocking on a FIFO) is what every reader of a
+# file on the node needs, not a collection: outputs may use it.
+SHARED_COLLECTOR_PARTS = ("kata_top.collectors.safeopen",)
+
+
+def test_collectors_never_import_the_pipeline_or_an_output() -> None:
+    assert _violations("collectors", PIPELINE_AND_OUTPUTS) == []
+
+
+@pytest.mark.parametrize("package", [os.path.join("kata_top", "formats"),
+                                     os.path.join("kata_top", "serve"), "widgets"])
+def test_outputs_never_import_collectors_or_the_engine(package: str) -> None:
+    """Outputs get Snapshots from the pipeline (a Source); they never collect."""
+    bad = [v for v in _violations(package, ("kata_top.collectors", "kata_top.engine"))
+           if not v.split(" imports ")[1].startswith(SHARED_COLLECTOR_PARTS)]
+    assert bad == []
+
+
+def test_rtnetlink_is_used_through_its_package_only() -> None:
+    """collectors/rtnetlink's one public entry is the package: its modules (decoders, socket
+    framing, memo) are its own business (tests of the decoders may reach them)."""
+    inner = tuple(f"kata_top.collectors.rtnetlink.{m[:-3]}"
+                  for m in os.listdir(os.path.join(ROOT, "collectors", "rtnetlink"))
+                  if m.endswith(".py") and m != "__init__.py")
+    assert len(inner) >= 3
+    bad = [v for pkg in ("kata_top", "collectors", "widgets")
+           for v in _violations(pkg, inner, exempt=(os.path.join("collectors", "rtnetlink"),))]
+    assert bad == []

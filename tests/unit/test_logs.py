@@ -46,6 +46,17 @@ def test_unwritable_default_log_is_silent(tmp_path: Any, monkeypatch: pytest.Mon
     assert capsys.readouterr().err == ""
 
 
+def test_default_log_that_fails_at_the_first_record_is_dropped_silently(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "kata-top.log"
+    target.mkdir()  # the directory exists; the file cannot be opened when the record comes
+    monkeypatch.setattr(logs, "default_log_path", lambda: str(target))
+    assert logs.setup_logging() == str(target)
+    for _ in range(3):
+        logging.getLogger("kata_top.test").warning("nobody asked for a log file")
+    assert capsys.readouterr().err == ""
+
+
 def test_explicit_unwritable_log_file_says_so_at_once(tmp_path: Any,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     blocker = os.path.join(str(tmp_path), "file")

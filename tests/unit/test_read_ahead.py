@@ -168,7 +168,7 @@ def slow(path, key):
     return key
 
 ahead = ReadAhead([("a", 1), ("b", 2)], 2, slow, lambda: None)
-print(" ".join(str(h.pid) for h in ahead._helpers), flush=True)
+print(" ".join(str(pid) for pid in ahead.helper_pids), flush=True)
 time.sleep(30)
 """
 

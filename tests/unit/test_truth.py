@@ -122,7 +122,9 @@ def test_each_redirect_state_is_told_the_same_everywhere() -> None:
 def test_journals_and_audit_entries_stay_with_their_run_root() -> None:
     """Two run roots on one node (same pod names): each journal, each stream's audit events
     and each `events` reading holds its own root's only."""
-    from kata_top.events import default_journal, diff_events, event_matches
+    from kata_top.events.diff import diff_events
+    from kata_top.events.journal import default_journal
+    from kata_top.events.query import event_matches
 
     assert default_journal("/run") == default_journal("/var/run/")
     assert default_journal("/run/lab-a") != default_journal("/run/lab-b") != \
@@ -151,14 +153,14 @@ def test_the_small_ones_say_what_is_so() -> None:
 
     from kata_top import summary
     from kata_top.diagnose import sandbox_findings
-    from kata_top.engine import VIRTIOFSD_RATE_FLAGS, _virtiofsd_opts
+    from kata_top.engine.beside import VIRTIOFSD_RATE_FLAGS, virtiofsd_opts
     from kata_top.model import Action, ActionStats, Vmm
     from kata_top.widgets.detail_text import last_used
     from kata_top.widgets.modals import help_table
 
     # --rlimit-nofile is the open-files limit, not a rate limit
     argv = ("virtiofsd", "--rlimit-nofile=1048576", "--thread-pool-size=1")
-    assert _virtiofsd_opts(argv)["nofile"] == "1048576"
+    assert virtiofsd_opts(argv)["nofile"] == "1048576"
     assert not [a for a in argv if a.startswith(VIRTIOFSD_RATE_FLAGS)]
     # no pid recorded: no `pid None`
     stale = _sb("f" * 64, state="stale", hypervisor=Hypervisor("clh", None, False))
@@ -181,7 +183,7 @@ def test_the_small_ones_say_what_is_so() -> None:
 
 
 def test_a_redirect_sent_elsewhere_is_told_so_by_the_event() -> None:
-    from kata_top.events import diff_events
+    from kata_top.events.diff import diff_events
 
     ok = (Redirect("in", "eth0", "tap0_kata", True), Redirect("out", "tap0_kata", "eth0", True))
     moved = (ok[0], Redirect("out", "tap0_kata", "eth0", False, elsewhere="eth1",

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from kata_top import diagnose
-from kata_top.collectors import hostcheck, netlink, qmp, rtnl, state, vmm_proc
+from kata_top.collectors import hostcheck, qmp, state, vmm_proc
+from kata_top.collectors.rtnetlink import decode as rtnl
+from kata_top.collectors.rtnetlink import netlink
 from kata_top.formats import jsonin, jsonout, recording
 from kata_top.lab.layout import Layout
 from kata_top.lab.scenario import build as build_specs
@@ -241,7 +243,7 @@ def test_peer_facts_of_any_link_message(junk: bytes, name: str, mtu: int, oper: 
     carries; a message too short for its header is the decoder's documented error."""
     import struct
 
-    from kata_top.collectors import rtnl
+    from kata_top.collectors.rtnetlink import decode as rtnl
 
     body = (netlink.IFINFOMSG.pack(0, 1, 7, 0, 0) + junk
             + netlink.attr(rtnl.IFLA_IFNAME, name.encode() + b"\0")
@@ -266,7 +268,7 @@ def test_route_decoder_on_any_message(family: int, dst_len: int, rtype: int, jun
     None, or the decoder's documented error for a message shorter than its header."""
     import struct
 
-    from kata_top.collectors import rtnl
+    from kata_top.collectors.rtnetlink import decode as rtnl
 
     body = netlink.RTMSG.pack(family, dst_len, 0, 0, 254, 4, 0, rtype, 0) + b"".join(
         netlink.attr(t, v) for t, v in attrs) + junk
@@ -283,7 +285,7 @@ def test_route_decoder_on_any_message(family: int, dst_len: int, rtype: int, jun
 def test_route_with_an_mtu_metric() -> None:
     import socket as so
 
-    from kata_top.collectors import rtnl
+    from kata_top.collectors.rtnetlink import decode as rtnl
 
     metrics = netlink.attr(rtnl.RTA_METRICS, netlink.attr(rtnl.RTAX_MTU, netlink.U32.pack(1400)))
     body = (netlink.RTMSG.pack(so.AF_INET, 0, 0, 0, 254, 3, 0, 1, 0)
@@ -388,13 +390,17 @@ def test_findings_have_codes_severities_and_fixes() -> None:
 SNAPSHOT_IMPORTS = {
     "kata_top.collectors", "kata_top.collectors.netns", "kata_top.collectors.procs",
     "kata_top.collectors.safeopen", "kata_top.collectors.shimsock", "kata_top.collectors.state",
-    "kata_top.collectors.vmm_target", "kata_top",
+    "kata_top.collectors.vmm_target", "kata_top", "kata_top.boundedjson",
     "kata_top.cli", "kata_top.cli.common", "kata_top.cli.hints", "kata_top.cli.main",
     "kata_top.cli.snapshot", "kata_top.derive", "kata_top.diagnose",
-    "kata_top.diagnose.findings", "kata_top.diagnose.redirects", "kata_top.diagnose.report",
+    "kata_top.diagnose.findings", "kata_top.diagnose.limits", "kata_top.diagnose.redirects",
+    "kata_top.diagnose.report",
     "kata_top.engine",
+    "kata_top.engine.beside", "kata_top.engine.core", "kata_top.engine.options",
+    "kata_top.engine.sandbox", "kata_top.engine.vmm_cache",
     "kata_top.formats", "kata_top.formats.jsonout", "kata_top.formats.terminal",
-    "kata_top.fsutil", "kata_top.logs", "kata_top.model", "kata_top.model_types", "kata_top.rates",
+    "kata_top.fsutil", "kata_top.logs", "kata_top.model", "kata_top.model_types",
+    "kata_top.pipeline", "kata_top.rates", "kata_top.stream",
     "kata_top.select", "kata_top.settings", "kata_top.units"}
 # … nor what only other commands need, the standard dataclasses and json (the model and the
 # records the read path uses are msgspec Structs, and msgspec reads and writes its JSON), or (on
@@ -463,13 +469,13 @@ def test_run_root_before_or_after_the_command() -> None:
 def test_oversized_netlink_reply_is_an_error_not_half_a_dump() -> None:
     sock = netlink.RtnlSocket.open(None)
     try:
-        netlink._local.buf = bytearray(32)
+        netlink.reset_receive_buffer(32)
         with pytest.raises(netlink.NetlinkError, match="larger than the buffer"):
             sock.dump_links()
-        assert len(netlink._buffer()) == 64  # grown for the next read
+        assert netlink.receive_buffer_size() == 64  # grown for the next read
     finally:
         # the thread's shared buffer is module state: restored whatever happened above
-        netlink._local.buf = bytearray(netlink.RECV_BUFFER)
+        netlink.reset_receive_buffer()
     try:
         assert any(rtnl.decode_link(b)[0].name == "lo" for b in sock.dump_links())
     finally:
@@ -477,7 +483,7 @@ def test_oversized_netlink_reply_is_an_error_not_half_a_dump() -> None:
 
 
 def test_a_vmm_seen_dead_after_its_sandbox_was_seen_alive_makes_it_stale() -> None:
-    from kata_top.engine import _with_vmm
+    from kata_top.engine.sandbox import with_vmm as _with_vmm
     from kata_top.model import Vmm
 
     alive = replace(_sb("a" * 64, "web", "default"), hypervisor=Hypervisor("qemu", 42, True))
@@ -575,15 +581,15 @@ def test_tc_rates_count_over_the_reads_of_tc_not_the_snapshots() -> None:
     s1 = with_rates(snap(101.0, 10, 10, 1), s0)  # read: 10 pkt/s in, 1 drop/s
     assert s1.sandboxes[0].rates["redirect.in.pps"] == 10.0
     # not read at 102 and 103 (the counters are 101's): the link moves on, tc rates stand
-    s2 = with_rates(snap(102.0, 30, 10, 1), s1, tc_read_at={sid: 101.0})
+    s2 = with_rates(replace(snap(102.0, 30, 10, 1), tc_read_at={sid: 101.0}), s1)
     r2 = s2.sandboxes[0].rates
     assert r2["link.eth0.rx_pps"] == 20.0
     assert r2["redirect.in.pps"] == 10.0 and r2["vm.in_attempted_pps"] == 10.0
     assert r2["qdisc.eth0.ffff:.drops_ps"] == 1.0
-    s3 = with_rates(snap(103.0, 50, 10, 1), s2, {}, {sid: 101.0}, {sid: 101.0})
+    s3 = with_rates(replace(snap(103.0, 50, 10, 1), tc_read_at={sid: 101.0}), s2, {})
     assert s3.sandboxes[0].rates["redirect.in.pps"] == 10.0
     # read at 104: 60 more packets since the read at 101, over 3 s
-    s4 = with_rates(snap(104.0, 70, 70, 7), s3, None, None, {sid: 101.0})
+    s4 = with_rates(snap(104.0, 70, 70, 7), s3)
     r4 = s4.sandboxes[0].rates
     assert r4["redirect.in.pps"] == 20.0 and r4["qdisc.eth0.ffff:.drops_ps"] == 2.0
     assert r4["link.eth0.rx_pps"] == 20.0
@@ -591,7 +597,7 @@ def test_tc_rates_count_over_the_reads_of_tc_not_the_snapshots() -> None:
 
 def test_a_sandbox_not_read_keeps_its_snapshot_and_counts_over_the_time_since_its_read(
         ) -> None:
-    """EngineOptions.unwatched_refresh_s: a sandbox the engine did not read (Engine.read_at)
+    """EngineOptions.unwatched_refresh_s: a sandbox the engine did not read (Snapshot.links_read_at)
     is the previous snapshot's, rates and all — never zero rates from counters not read —
     and once read again its rates count over the time since that read, not a burst."""
     from kata_top.model import Snapshot
@@ -611,20 +617,20 @@ def test_a_sandbox_not_read_keeps_its_snapshot_and_counts_over_the_time_since_it
     assert s1.sandboxes[0].rates["link.eth0.rx_pps"] == 10.0
     # not read at 102 and 103: the engine hands out the same sandbox (its counters 101's)
     raw = s1.sandboxes[0]
-    same = Snapshot(taken_at=102.0, host=s1.host, sandboxes=(raw,))
+    same = Snapshot(taken_at=102.0, host=s1.host, sandboxes=(raw,), links_read_at={sid: 101.0})
     memo[sid] = raw
-    s2 = with_rates(same, s1, memo, read_at={sid: 101.0})
+    s2 = with_rates(same, s1, memo)
     assert s2.sandboxes[0] is s1.sandboxes[0]
     # … or a new object built from the same counters (another input changed): rates stand
     s3 = with_rates(replace(same, taken_at=103.0, sandboxes=(replace(raw, pod=Pod("x", "y")),)),
-                    s2, memo, read_at={sid: 101.0})
+                    s2, memo)
     assert s3.sandboxes[0].rates["link.eth0.rx_pps"] == 10.0
     assert s3.sandboxes[0].pod.name == "x"
     # read at 104: 60 more packets since the read at 101, over 3 s — not over 1 s
-    s4 = with_rates(snap(104.0, 70), s3, memo, prev_read_at={sid: 101.0})
+    s4 = with_rates(snap(104.0, 70), s3, memo)
     assert s4.sandboxes[0].rates["link.eth0.rx_pps"] == 20.0
     # without the engine's word the same counters are a still sandbox (zero rates)
-    s5 = with_rates(same, s1)
+    s5 = with_rates(replace(same, links_read_at={}), s1)
     assert s5.sandboxes[0].rates["link.eth0.rx_pps"] == 0.0
 
 
@@ -634,7 +640,7 @@ def test_pending_polls_sockets_numbered_beyond_select_s_limit() -> None:
     import resource
     import socket
 
-    from kata_top.collectors.netlink import RtnlSocket
+    from kata_top.collectors.rtnetlink.netlink import RtnlSocket
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     high = 1500
@@ -676,7 +682,7 @@ def test_the_dashboard_reads_rows_off_screen_every_few_seconds(tmp_path: Any) ->
     """The dashboard's live source spares sandboxes off screen (their reads every
     UNWATCHED_REFRESH_S, their tc every TC_BUSY_REFRESH_S); `snapshot --watch`, `serve` and
     `check` build their engines without either (kata_top/cli/common.py)."""
-    from kata_top.cli.common import engine_for
+    from kata_top.cli.common import pipeline_for
     from kata_top.cli.dashboard import _source
     from kata_top.cli.main import build_parser
     from kata_top.engine import TC_BUSY_REFRESH_S, UNWATCHED_REFRESH_S
@@ -685,13 +691,12 @@ def test_the_dashboard_reads_rows_off_screen_every_few_seconds(tmp_path: Any) ->
     argv = ["--run-root", str(tmp_path)]
     src, _warning = _source(build_parser(argv).parse_args(argv), Settings())
     try:
-        opts = src._engine.opts  # type: ignore[attr-defined]
+        opts = src.opts  # type: ignore[attr-defined]
         assert opts.unwatched_refresh_s == UNWATCHED_REFRESH_S > 0
         assert opts.tc_busy_refresh_s == TC_BUSY_REFRESH_S > 0 and not opts.one_shot
     finally:
         src.close()
     argv = ["snapshot", "--run-root", str(tmp_path)]
-    engine = engine_for(build_parser(argv).parse_args(argv))
-    assert engine.opts.unwatched_refresh_s == 0 and engine.opts.tc_busy_refresh_s == 0
-    engine.close()
-
+    pipeline = pipeline_for(build_parser(argv).parse_args(argv))
+    assert pipeline.opts.unwatched_refresh_s == 0 and pipeline.opts.tc_busy_refresh_s == 0
+    pipeline.close()

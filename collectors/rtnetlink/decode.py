@@ -1,4 +1,4 @@
-"""Decode rtnetlink dumps of one namespace into model objects (links, qdiscs, classes, filters).
+"""Decode rtnetlink messages into model objects (links, qdiscs, classes, filters, routes).
 
 Only the attributes kata-top shows are decoded; offsets follow <linux/if_link.h>,
 <linux/pkt_sched.h>, <linux/pkt_cls.h> and <linux/tc_act/tc_mirred.h>.
@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import TYPE_CHECKING
 
-from msgspec import Struct
-
-from kata_top.collectors.netlink import (
+from kata_top.collectors.rtnetlink.netlink import (
     GNET_STATS_BASIC,
     GNET_STATS_QUEUE,
     IF_STATS_MSG,
@@ -21,9 +18,6 @@ from kata_top.collectors.netlink import (
     IFLA_STATS_LINK_64,
     RT_TABLE_MAIN,
     RTA_TABLE,
-    RTM_GETQDISC,
-    RTM_GETTCLASS,
-    RTM_GETTFILTER,
     RTMSG,
     RTNL_LINK_STATS64,
     S32,
@@ -38,7 +32,6 @@ from kata_top.collectors.netlink import (
     TCMSG,
     U32,
     U64,
-    RtnlSocket,
     cstr,
     first_attrs,
     parse_attr_list,
@@ -46,10 +39,6 @@ from kata_top.collectors.netlink import (
     u8,
     u32,
 )
-
-if TYPE_CHECKING:
-    from kata_top.collectors.decode_memo import DecodeMemo
-
 from kata_top.model import (
     Action,
     ActionStats,
@@ -347,17 +336,8 @@ def decode_filter(body: bytes, names: dict[int, str],
     )
 
 
-class NetnsDump(Struct, frozen=True):
-    links: tuple[Link, ...]
-    peer_nsids: dict[int, int]  # ifindex -> IFLA_LINK_NETNSID
-    qdiscs: tuple[Qdisc, ...]
-    classes: tuple[TcClass, ...]
-    filters: tuple[Filter, ...]
-    routes: tuple[Route, ...] = ()
-
-
 # rtnetlink.h: route attributes, the main table, unicast routes, the MTU metric
-# (RTA_TABLE and RT_TABLE_MAIN: collectors/netlink.py, whose route dump asks for the table)
+# (RTA_TABLE and RT_TABLE_MAIN: netlink.py's, whose route dump asks for the table)
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS = 1, 4, 5, 8
 RT_TABLE_COMPAT, RTN_UNICAST, RTAX_MTU = 252, 1, 2
 ROUTE_ATTRS = frozenset({RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_METRICS, RTA_TABLE})
@@ -389,70 +369,3 @@ def decode_route(body: bytes, names: dict[int, str]) -> Route | None:
     mtu = u32(parse_attrs(a[RTA_METRICS]).get(RTAX_MTU)) if RTA_METRICS in a else None
     return Route(dst=dst, dev=names.get(oif, f"if{oif}") if oif is not None else None,
                  gateway=gateway, mtu=mtu or None)
-
-
-def dump_routes(sock: RtnlSocket, names: dict[int, str]) -> tuple[Route, ...]:
-    return tuple(r for r in (decode_route(b, names) for b in sock.dump_routes()) if r)
-
-
-
-
-def decode_links(raw: list[bytes], memo: DecodeMemo | None = None
-                 ) -> tuple[tuple[Link, ...], dict[int, int]]:
-    links: list[Link] = []
-    peer_nsids: dict[int, int] = {}
-    for body in raw:
-        link, nsid = memo.link(body) if memo else decode_link(body)
-        links.append(link)
-        if nsid is not None:
-            peer_nsids[link.ifindex] = nsid
-    return tuple(links), peer_nsids
-
-
-TcDump = tuple[tuple[Qdisc, ...], tuple[TcClass, ...], tuple[Filter, ...]]
-
-
-def dump_tc(sock: RtnlSocket, names: dict[int, str], memo: DecodeMemo | None = None) -> TcDump:
-    """Qdiscs, classes and filters of the socket's namespace (names: ifindex → link name)."""
-    qdiscs: list[tuple[int, Qdisc]] = [
-        memo.qdisc(b, names) if memo else decode_qdisc(b, names)
-        for b in sock.dump_tc(RTM_GETQDISC)]
-    classes: list[TcClass] = []
-    filters: list[Filter] = []
-    now = time.time()  # one time for the dump: its actions' ages count back from it
-    # Filter and class dumps are per link and per parent: ask only where something can hang.
-    for ifindex, q in qdiscs:
-        if q.kind == "ingress":
-            parents = [INGRESS_HANDLE]
-        elif q.kind == "clsact":
-            parents = [TC_H_CLSACT_INGRESS, TC_H_CLSACT_EGRESS]
-        elif q.kind in ("htb", "hfsc", "drr", "prio") and q.parent == "root":
-            classes.extend(memo.tc_class(b, names) if memo else decode_class(b, names)
-                           for b in sock.dump_tc(RTM_GETTCLASS, ifindex=ifindex))
-            parents = [int(q.handle.rstrip(":"), 16) << 16]
-        else:
-            continue
-        for parent in parents:
-            for b in sock.dump_tc(RTM_GETTFILTER, ifindex=ifindex, parent=parent):
-                f = memo.filter(b, names, now) if memo else decode_filter(b, names, now)
-                if f is not None:
-                    filters.append(f)
-    return tuple(q for _, q in qdiscs), tuple(classes), tuple(filters)
-
-
-def dump_netns(sock: RtnlSocket, with_tc: bool = True, memo: DecodeMemo | None = None,
-               routes: bool = False, raw_links: list[bytes] | None = None) -> NetnsDump:
-    """Links, qdiscs, classes and filters of the socket's namespace (and the main table's
-    routes if asked); with a memo, only what changed since the last cycle is decoded
-    (collectors/decode_memo.py). raw_links: a link dump already taken."""
-    links, peer_nsids = decode_links(sock.dump_links() if raw_links is None else raw_links,
-                                     memo)
-    if not with_tc:
-        return NetnsDump(links, peer_nsids, (), (), ())
-    names = {lk.ifindex: lk.name for lk in links}
-    return NetnsDump(links, peer_nsids, *dump_tc(sock, names, memo),
-                     routes=dump_routes(sock, names) if routes else ())
-
-
-__all__ = ["NetnsDump", "decode_links", "decode_route", "dump_netns", "dump_routes", "dump_tc",
-           "fmt_handle"]

@@ -1,4 +1,5 @@
 """Change detection: what changed between two snapshots, and what the kernel said changed.
+(The pipeline's last stage, kata_top/pipeline.py.)
 
 Pure functions over Snapshots plus two side inputs the engine gathers as it collects: the tc
 change notifications each sandbox's socket received (so a filter added and removed between two
@@ -8,60 +9,19 @@ told apart from anyone else's).
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kata_top import rates
+from kata_top.events.drops import DropTracker
 from kata_top.model import Event, EventKind, Sandbox, Severity, Snapshot, TcChange, evolve
 from kata_top.select import label
 
-EVENT_SCHEMA = "kata-top/event/1"
 # kinds a write action of kata-top's can cause: attributed to it when its audit entry for
 # the same sandbox arrives in the same cycle
 WRITE_KINDS = frozenset({"redirect-added", "redirect-removed", "rate-limit-set",
                          "rate-limit-changed", "rate-limit-cleared", "qdisc-replaced",
                          "filter-added", "filter-removed"})
-
-
-class DropTracker:
-    """Drops started/stopped with hysteresis: a link that drops a packet every few seconds
-    (traffic toward a dead VM's tap) is one `drops-started`, and `drops-stopped` comes only
-    after QUIET_S without a drop — not an event pair every few seconds."""
-
-    QUIET_S = 30.0
-
-    def __init__(self) -> None:
-        self._state: dict[tuple[str, str], tuple[bool, float]] = {}  # (dropping, last drop)
-        self._dropping: set[tuple[str, str]] = set()
-        self._known: set[str] = set()  # sandboxes with links tracked
-
-    def update(self, key: tuple[str, str], t: float, drops_ps: float) -> str | None:
-        known = self._state.get(key)
-        dropping, last = known if known else (False, t)
-        self._known.add(key[0])
-        if drops_ps > 0:
-            self._state[key] = (True, t)
-            self._dropping.add(key)
-            return "started" if known is not None and not dropping else None
-        if dropping and t - last >= self.QUIET_S:
-            self._state[key] = (False, last)
-            self._dropping.discard(key)
-            return "stopped"
-        self._state[key] = (dropping, last)
-        return None
-
-    def quiet(self, sid: str) -> bool:
-        """Tracked, and none of its links dropping: nothing here can turn without a drop."""
-        return sid in self._known and not any(k[0] == sid for k in self._dropping)
-
-    def forget_except(self, live: set[str]) -> None:
-        self._state = {k: v for k, v in self._state.items() if k[0] in live}
-        self._dropping = {k for k in self._dropping if k[0] in live}
-        self._known &= live
 
 
 def _ev(at: float, kind: EventKind, sev: Severity, sb: Sandbox | None, summary: str,
@@ -263,167 +223,3 @@ def diff_events(prev: Snapshot | None, cur: Snapshot,
         out = [evolve(e, by="kata-top") if e.sandbox_id in acted and e.kind in WRITE_KINDS
                else e for e in out]
     return tuple(evolve(e, run_root=root) for e in out)
-
-
-class AuditTail:
-    """The audit log's lines appended since the last call (kata-top's own actions), read
-    without following a link and without blocking; a rotated or truncated log is re-read
-    from its start."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        # Actions before we started are history, not events: start at the log's end. A log
-        # that does not exist yet is read from its start when it appears.
-        try:
-            st = os.lstat(path)
-            self._offset: int | None = st.st_size
-            self._ino: int | None = st.st_ino
-        except OSError:
-            self._offset, self._ino = 0, None
-
-    def new_entries(self) -> list[dict[str, Any]]:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            return []
-        try:
-            st = os.fstat(fd)
-            if self._offset is None or (self._ino is not None and st.st_ino != self._ino) \
-                    or st.st_size < self._offset:
-                self._offset = 0  # rotated or truncated: the new log from its start
-            self._ino = st.st_ino
-            if st.st_size == self._offset:
-                return []
-            os.lseek(fd, self._offset, os.SEEK_SET)
-            data = os.read(fd, min(st.st_size - self._offset, 4 << 20))
-        finally:
-            os.close(fd)
-        lines = data.split(b"\n")
-        complete, rest = lines[:-1], lines[-1]  # a line being written waits for next time
-        self._offset += len(data) - len(rest)
-        out = []
-        for line in complete:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                out.append(entry)
-        return out
-
-
-JOURNAL_MAX_BYTES = 8 << 20
-
-
-def default_journal(run_root: str = "/run") -> str:
-    """Where `kata-top serve` and `kata-top events --follow` keep a run root's events: the
-    node's (/run) in events.ndjson, any other root's in a journal of its own."""
-    if os.geteuid() == 0:
-        base = "/var/lib/kata-top"
-    else:
-        base = os.path.join(os.environ.get("XDG_STATE_HOME")
-                            or os.path.expanduser("~/.local/state"), "kata-top")
-    root = os.path.normpath(run_root)
-    if root in ("/run", "/var/run"):
-        return os.path.join(base, "events.ndjson")
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", root.strip("/"))[:60]
-    tag = zlib.crc32(root.encode("utf-8", "surrogateescape")) & 0xFFFFFFFF
-    return os.path.join(base, f"events-{slug}-{tag:08x}.ndjson")
-
-
-def event_line(e: Event) -> str:
-    from kata_top.formats.jsonout import to_plain
-
-    return json.dumps({"schema": EVENT_SCHEMA, **to_plain(e)}, default=str)
-
-
-def append_journal(path: str, events: Sequence[Event]) -> None:
-    """Append events as NDJSON (kata-top/event/1), rotating to PATH.1 past 8 MiB. Best effort:
-    a journal that cannot be written never stops a collection."""
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        try:
-            if os.lstat(path).st_size > JOURNAL_MAX_BYTES:
-                os.replace(path, path + ".1")
-        except FileNotFoundError:
-            pass
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW |
-                     os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, "".join(event_line(e) + "\n" for e in events).encode(
-                "utf-8", "replace"))
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def read_journal(path: str) -> list[dict[str, Any]]:
-    """The journal's events, oldest first (its rotated half first); damaged lines skipped."""
-    from kata_top.collectors.safeopen import read_file
-
-    out: list[dict[str, Any]] = []
-    for p in (path + ".1", path):
-        try:
-            data = read_file(p, JOURNAL_MAX_BYTES * 2)
-        except OSError:
-            continue
-        for line in data.split(b"\n"):
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue
-            if _readable_event(doc):
-                out.append(doc)
-    return out
-
-
-# An event's time must be one a clock can show: the journal is a file on disk, damaged by a
-# full disk or a hand (a time of "yesterday", 1e400 or year 10^9 once stopped `kata-top
-# events` with a traceback).
-LATEST_EVENT_TIME = float(2 ** 33)  # the year 2242
-_TEXT_FIELDS = ("kind", "severity", "summary", "sandbox_id", "pod", "source", "by")
-
-
-def _readable_event(doc: Any) -> bool:
-    """A journal line that is an event kata-top can filter and print: its schema, a finite
-    time within what a clock shows, and text (or nothing) where an event has text."""
-    if not isinstance(doc, dict) or doc.get("schema") != EVENT_SCHEMA:
-        return False
-    at = doc.get("at")
-    if isinstance(at, bool) or not isinstance(at, int | float) \
-            or not 0 <= at <= LATEST_EVENT_TIME:  # (nan compares false: refused too)
-        return False
-    return all(doc.get(k) is None or isinstance(doc[k], str) for k in _TEXT_FIELDS)
-
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-
-
-def parse_since(text: str, now: float) -> float:
-    """`10m`, `2h`, `90` (seconds) or an ISO time → a Unix time; ValueError otherwise."""
-    m = _DURATION.match(text.strip())
-    if m:
-        mult = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-        return now - float(m.group(1)) * mult
-    try:
-        from datetime import datetime
-
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise ValueError(f"--since takes 10m, 2h, 90 or an ISO time, got {text[:40]!r}") \
-            from None
-
-
-def event_matches(doc: dict[str, Any], since: float | None, sandbox: str | None,
-                  run_root: str | None = None) -> bool:
-    if since is not None and float(doc.get("at") or 0) < since:
-        return False
-    if run_root is not None and doc.get("run_root") not in (None, run_root):
-        return False  # another run root's event (a journal shared by hand)
-    if sandbox:
-        sid, pod = str(doc.get("sandbox_id") or ""), str(doc.get("pod") or "")
-        return sid.startswith(sandbox) or pod == sandbox
-    return True
-
-

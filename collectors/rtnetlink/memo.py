@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kata_top.collectors import rtnl
-from kata_top.collectors.netlink import IFINFOMSG, IFLA_STATS64, TCF_T, TCMSG, attr_spans
+from kata_top.collectors.rtnetlink import decode as rtnl
+from kata_top.collectors.rtnetlink.netlink import IFINFOMSG, IFLA_STATS64, TCF_T, TCMSG, attr_spans
 from kata_top.model import ActionStats, Filter, Link, Qdisc, TcClass, evolve
 
 # What a span of a message is: zeroed only, or zeroed and patched back from the raw message.

@@ -1,0 +1,77 @@
+"""The audit log's pure parts: unfinished changes (an intent without an outcome), the lock
+that marks one under way, entries that survive a line cut short, the dashboard's notice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kata_top.actions.audit import AuditLog, read_entries, unfinished, unfinished_warning
+from kata_top.actions.lock import lock_path, sandbox_lock
+
+
+def _intent(i: str, sandbox: str = "sb1") -> dict[str, object]:
+    return {"phase": "intent", "id": i, "time": "t", "sandbox": sandbox, "pod": "ns/p",
+            "operation": "ratelimit in 5Mbit", "plan": ["tc …"]}
+
+
+def _outcome(i: str, **more: object) -> dict[str, object]:
+    return {"phase": "outcome", "id": i, "ok": True, "changed": True, **more}
+
+
+def test_an_intent_without_an_outcome_is_unfinished(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    book = AuditLog(str(log))
+    for e in (_intent("a"), _outcome("a"), _intent("b"), _intent("c", "sb2"),
+              _intent("d"), _outcome("d", resolves="c")):
+        book.append(e)
+    book.close()
+    assert [e["id"] for e in unfinished(str(log))] == ["b"]
+    warning = unfinished_warning(str(log))
+    assert warning and "kata-top actions" in warning and "ratelimit" in warning
+
+
+def test_a_change_under_way_is_not_unfinished(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    book = AuditLog(str(log))
+    book.append(_intent("a"))
+    book.close()
+    with sandbox_lock(str(log), "sb1"):
+        assert unfinished(str(log)) == []
+    assert [e["id"] for e in unfinished(str(log))] == ["a"]
+
+
+def test_a_line_cut_short_stays_its_own_line(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    log.write_text(json.dumps(_intent("a")) + "\n" + '{"phase": "outc')
+    book = AuditLog(str(log))
+    book.append(_outcome("a"))
+    book.close()
+    assert [e["phase"] for e in read_entries(str(log))] == ["intent", "outcome"]
+
+
+def test_a_lock_name_is_never_a_path(tmp_path: Path) -> None:
+    log = str(tmp_path / "audit.jsonl")
+    for sid in ("../../etc/passwd", "a/b", "", "x" * 500):
+        assert lock_path(log, sid).startswith(str(tmp_path / "locks") + "/")
+        assert "/" not in lock_path(log, sid)[len(str(tmp_path / "locks")) + 1:]
+
+
+def test_the_dashboard_says_a_change_is_unfinished(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from kata_top.engine import EngineOptions
+    from kata_top.sources.live import LiveSource
+
+    log = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("KATA_TOP_AUDIT_LOG", str(log))
+    source = LiveSource(EngineOptions(run_root=str(tmp_path)))
+    try:
+        assert source.notices() == []
+        book = AuditLog(str(log))
+        book.append(_intent("a"))
+        book.close()
+        assert "unfinished change" in source.notices()[0]
+    finally:
+        source.close()
