@@ -1,12 +1,14 @@
 """The dashboard under load: 200 lab sandboxes, 1 s refresh, 60 s, in a real terminal.
 
-kata-top runs as its own process on a pseudo-terminal (160×48, TERM=xterm-256color) with
+kata-top runs as its own process on a pseudo-terminal (160×48 or --size, TERM=xterm-256color,
+COLORTERM=truecolor unless --colorterm plain) with
 Textual's real Linux driver, so everything an operator's session costs is counted: the
 collection thread, the widgets, the compositor and the escape codes written to the tty.
 The benchmark is only the keyboard and the screen on the other side of the pty.
 
 Reports, over the measured window (after the first full snapshot is on screen):
-- cpu: kata-top's user+system time from /proc/PID/stat as % of one core,
+- cpu: kata-top's user+system time from /proc/PID/stat as % of one core, and beside it the
+  bytes a second written to the terminal (what an SSH link carries),
 - rss: peak resident memory (VmHWM),
 - key latency: a `j` written to the pty until the first byte of the redrawn screen comes
   back (median, p90, worst). Each press waits for 150 ms of screen silence first, so it is
@@ -17,7 +19,9 @@ Reports, over the measured window (after the first full snapshot is on screen):
 
 Targets: ≤ 10 % of one core, ≤ 150 MB, ≤ 100 ms.
 Run as root: python3 bench/ui.py [--sandboxes 200] [--seconds 60] [--no-idle] [--detail]
-[--traffic]
+[--traffic] [--size 140x40] [--colorterm plain,truecolor] [--baseline REV [--no-keys]]
+(--no-keys with --baseline: each tree's idle screen in turn, per --colorterm: the bytes
+over SSH in steady state)
 """
 
 from __future__ import annotations
@@ -49,12 +53,14 @@ TICK = os.sysconf("SC_CLK_TCK")
 class Terminal:
     """The operator's side of the pty: records when screen bytes arrive."""
 
-    def __init__(self, argv: list[str], cwd: str = ROOT) -> None:
+    def __init__(self, argv: list[str], cwd: str = ROOT, colorterm: str = "truecolor") -> None:
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor",
+        env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": colorterm,
                "KATA_TOP_CONFIG": "/tmp/kata-top-bench-config.json"}
         env.pop("NO_COLOR", None)
+        if colorterm == "plain":
+            env.pop("COLORTERM")
         self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
                                      env=env, start_new_session=True)
         os.close(slave)
@@ -148,14 +154,15 @@ class Terminal:
 
 
 def run(seconds: float, n: int, presses: bool, detail: bool = False,
-        python: str = sys.executable) -> dict[str, object]:
+        python: str = sys.executable, colorterm: str = "truecolor",
+        settle: float = 2.0) -> dict[str, object]:
     """`python`: this checkout's, or --baseline's installed python (run from /, so that the
     checkout is not first on its path)."""
     from bench.common import CONSOLE_SCRIPT
 
     term = Terminal([python, "-c", CONSOLE_SCRIPT, "--run-root", LAYOUT.run_root,
                      "--refresh", "1", "--theme", "dark"],
-                    cwd=ROOT if python == sys.executable else "/")
+                    cwd=ROOT if python == sys.executable else "/", colorterm=colorterm)
     try:
         t_start = time.monotonic()
         if not term.wait_for(f"{n} sandboxes".encode(), 60):
@@ -167,7 +174,7 @@ def run(seconds: float, n: int, presses: bool, detail: bool = False,
             os.write(term.master, b"\r")  # Enter: the first sandbox's detail screen
             if not term.wait_for(b"Problems", 10):
                 raise SystemExit("the detail screen did not open")
-        time.sleep(2.0)  # let the first cycles' rates settle
+        time.sleep(settle)  # let the first cycles' rates (and the TREND history) settle
         cpu0, t0, bytes0 = term.cpu_seconds(), time.monotonic(), term.total
         threads0 = term.thread_cpu()
         latencies: list[float] = []
@@ -192,12 +199,13 @@ def run(seconds: float, n: int, presses: bool, detail: bool = False,
         rc = term.quit()
     res: dict[str, object] = {
         "cpu_percent_of_one_core": round(100 * cpu / wall, 1),
+        "tty_bytes_per_s": round(out_bytes / wall),
         # The UI (event loop, widgets, compositor) runs on the main thread; collection runs
         # in a worker thread, the busiest of the others.
         "ui_thread_cpu_percent": round(100 * ui_cpu / wall, 1),
         "collector_thread_cpu_percent": round(100 * busiest / wall, 1),
         "peak_rss_mb": round(rss, 1),
-        "tty_kbytes_per_s": round(out_bytes / wall / 1024, 1),
+        "tty_kib_per_s": round(out_bytes / wall / 1024, 2),
         "first_full_screen_s": round(first_screen_s, 2), "exit_code": rc}
     if presses:
         lat = sorted(latencies)
@@ -210,6 +218,7 @@ def run(seconds: float, n: int, presses: bool, detail: bool = False,
 
 
 def main() -> int:
+    global COLS, ROWS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sandboxes", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=60)
@@ -221,7 +230,19 @@ def main() -> int:
     ap.add_argument("--baseline", metavar="REV",
                     help="run that commit's dashboard and this tree's in turn, twice each "
                          "(with keys), on the same lab")
+    ap.add_argument("--size", default=f"{COLS}x{ROWS}", metavar="COLSxROWS",
+                    help=f"the terminal (default {COLS}x{ROWS})")
+    ap.add_argument("--colorterm", default="truecolor", metavar="LIST",
+                    help="COLORTERM for the dashboard, comma-separated runs: truecolor, "
+                         "plain (unset: 256 colours); default truecolor")
+    ap.add_argument("--settle", type=float, default=2.0, metavar="SECONDS",
+                    help="wait this long after the first full screen before measuring "
+                         "(default 2; 15 for steady state: the TREND column full)")
+    ap.add_argument("--no-keys", action="store_true",
+                    help="with --baseline: idle runs only (the screen's own refreshes)")
     args = ap.parse_args()
+    COLS, ROWS = (int(v) for v in args.size.lower().split("x"))
+    colorterms = [c.strip() for c in args.colorterm.split(",") if c.strip()]
     if os.geteuid() != 0:
         print("bench/ui.py builds a lab: run it as root", file=sys.stderr)
         return 2
@@ -235,16 +256,24 @@ def main() -> int:
             # (IPv6 neighbour discovery), and whichever ran first would pay for them
             from bench.common import checkout, installed_python
 
+            keys = not args.no_keys
             with checkout(args.baseline) as tree, installed_python(tree) as python:
                 for i in (1, 2):
-                    results[f"baseline_{args.baseline}_with_keys_{i}"] = run(
-                        args.seconds, args.sandboxes, presses=True, python=python)
-                    results[f"with_keys_{i}"] = run(args.seconds, args.sandboxes,
-                                                    presses=True)
+                    for ct in colorterms:
+                        tag = f"{'with_keys' if keys else 'idle'}_{ct}_{i}"
+                        results[f"baseline_{args.baseline}_{tag}"] = run(
+                            args.seconds, args.sandboxes, presses=keys, python=python,
+                            colorterm=ct, settle=args.settle)
+                        results[tag] = run(args.seconds, args.sandboxes, presses=keys,
+                                           colorterm=ct, settle=args.settle)
         else:
-            results["with_keys"] = run(args.seconds, args.sandboxes, presses=True)
-        if not args.no_idle:
-            results["idle"] = run(args.seconds, args.sandboxes, presses=False)
+            for ct in colorterms:
+                results[f"with_keys_{ct}"] = run(args.seconds, args.sandboxes, presses=True,
+                                                 colorterm=ct)
+        if not args.no_idle and not args.no_keys:
+            for ct in colorterms:
+                results[f"idle_{ct}"] = run(args.seconds, args.sandboxes, presses=False,
+                                            colorterm=ct)
         if args.detail:
             results["detail_screen"] = run(args.seconds, args.sandboxes, presses=False,
                                            detail=True)

@@ -37,6 +37,7 @@ from kata_top.widgets.overview_columns import (
     visible_columns,
     vm_total,
 )
+from kata_top.widgets.partial_update import install as install_partial_update
 
 R = TypeVar("R")
 
@@ -76,6 +77,7 @@ class SandboxTable(ScrollView, can_focus=True):
 
     def __init__(self, id: str | None = None, model: RowModel[Any] = SANDBOXES) -> None:
         super().__init__(id=id)
+        install_partial_update()  # a changed cell is written alone, not its row up to it
         self.model = model
         self.cursor_row = 0
         self.filter_text = ""
@@ -300,10 +302,11 @@ class SandboxTable(ScrollView, can_focus=True):
             for row in range(top, bottom):
                 sid = order[row]
                 cells = self._build(sid)
-                if self._cells.get(sid) != cells:
+                drawn = self._cells.get(sid)
+                if drawn != cells:
                     self._cells[sid] = cells
                     self._strips.pop(sid, None)
-                    self.refresh_lines(row + HEADER_LINES)
+                    self._refresh_cells(row, drawn, cells)
             for sid in order[:top] + order[bottom:]:
                 self._cells.pop(sid, None)
                 self._strips.pop(sid, None)
@@ -312,6 +315,30 @@ class SandboxTable(ScrollView, can_focus=True):
         else:
             self.move_cursor(self.cursor_row)
 
+    def _refresh_cells(self, row: int, drawn: tuple[Cell, ...] | None,
+                       cells: tuple[Cell, ...]) -> None:
+        """Repaint only what changed in a row: over SSH every byte of a refresh is paid for,
+        and with traffic most rows change in a rate or two and the TREND sparkline, not in
+        the whole line. Within a cell whose colour stayed, only the characters from the first
+        to the last that differ are repainted (a rate's leading digits, a sparkline's padding
+        stay put); widgets/partial_update.py has Textual write just those."""
+        if drawn is None or len(drawn) != len(cells):
+            self.refresh_lines(row + HEADER_LINES)
+            return
+        y = row + HEADER_LINES - self.scroll_offset.y
+        dx = self.scroll_offset.x
+        left = 0
+        for c, old, new in zip(self._cols, drawn, cells, strict=True):
+            if old != new:
+                start, width = 0, c.width + 2
+                if old[1] == new[1]:
+                    span = _changed_span(_shown(old[0], c.width), _shown(new[0], c.width))
+                    if span is not None:
+                        start, width = 1 + span[0], span[1] - span[0]
+                self.refresh(Region(left + start - dx, y, width, 1))
+            left += c.width + 2
+
+    # ---- drawing ------------------------------------------------------------------------
     # ---- drawing ------------------------------------------------------------------------
     def _line_width(self) -> int:
         return sum(c.width + 2 for c in self._cols)
@@ -384,9 +411,7 @@ class SandboxTable(ScrollView, can_focus=True):
             if role and not cursor:  # the cursor's own colours keep the row readable
                 style = base + self.get_component_rich_style(f"sandbox-table--{role}",
                                                              partial=True)
-            if cell_len(text) > c.width:
-                text = set_cell_size(text, c.width - 1) + "…"
-            padded = set_cell_size(text, c.width)
+            padded = _shown(text, c.width)
             if style == run_style:
                 run += (" ", padded, " ")
                 continue
@@ -397,3 +422,24 @@ class SandboxTable(ScrollView, can_focus=True):
             run, run_style = [" " * (len(padded) - len(stripped)), " "], base
         segments.append(Segment("".join(run), run_style))
         return Strip(segments).extend_cell_length(width, base).crop(0, width)
+
+
+def _shown(text: str, width: int) -> str:
+    """A cell's text as drawn: cut with … when too long, padded to its column's width."""
+    if cell_len(text) > width:
+        text = set_cell_size(text, width - 1) + "…"
+    return set_cell_size(text, width)
+
+
+def _changed_span(old: str, new: str) -> tuple[int, int] | None:
+    """The columns [start, end) where two drawn cells differ, when every character of both is
+    one column wide (else None: repaint the whole cell)."""
+    if len(old) != len(new) or cell_len(old) != len(old) or cell_len(new) != len(new):
+        return None
+    start = 0
+    while start < len(old) and old[start] == new[start]:
+        start += 1
+    end = len(old)
+    while end > start and old[end - 1] == new[end - 1]:
+        end -= 1
+    return start, end

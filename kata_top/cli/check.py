@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     node_options(p, top=False)
     p.add_argument("--json", action="store_true", help="schema kata-top/check/1")
     p.add_argument("--sandbox", metavar="X", help="id, unique id prefix, or namespace/pod")
+    from kata_top.warm import add_options
+
+    add_options(p)
 
 
 def check_snapshot(opts: EngineOptions, pause: float = 0.5) -> Snapshot:
@@ -59,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not os.path.isdir(args.run_root):
         return fail("check", missing_run_root(args.run_root))
+    from kata_top import warm  # a running `kata-top serve`'s last collection, when fresh
+
+    warm_code = warm.check(args)
+    if warm_code is not None:
+        return warm_code
     for hint in (not_root("check"), not_kata_root(args.run_root)):
         if hint:
             fail("check", hint, 0)

@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --follow: collection interval (default 1)")
     p.add_argument("--journal", metavar="FILE", help="the journal to read or write "
                    "(default: /var/lib/kata-top/events.ndjson as root)")
+    from kata_top.warm import add_options
+
+    add_options(p)
 
 
 def _print(doc: dict[str, Any], as_json: bool) -> None:
@@ -62,13 +65,18 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail("events", str(exc))
     if not args.follow:
+        from kata_top import warm  # a running `kata-top serve`'s memory, when it reaches
+
+        served = warm.events(args, since, journal)
         try:
-            docs = [d for d in read_journal(journal)
-                    if event_matches(d, since, args.sandbox, args.run_root)
-                    or event_matches(d, since, args.sandbox, root)]
+            docs = [d for d in served if event_matches(d, None, None, args.run_root)
+                    or event_matches(d, None, None, root)] if served is not None else \
+                [d for d in read_journal(journal)
+                 if event_matches(d, since, args.sandbox, args.run_root)
+                 or event_matches(d, since, args.sandbox, root)]
         except JournalError as exc:
             return fail("events", str(exc))
-        if not docs and not os.path.exists(journal):
+        if served is None and not docs and not os.path.exists(journal):
             return fail("events", f"no journal at {journal}: `kata-top serve` keeps one (the "
                                   "DaemonSet runs it), or watch live with --follow", EXIT_OK)
         for d in docs:

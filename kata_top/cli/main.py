@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
-import argparse
 import gc
-import importlib
 import os
 import sys
-from collections.abc import Sequence
 
-from kata_top.cli.common import (
-    EXIT_INTERRUPTED,
-    HelpFormatter,
-    RawDescriptionHelpFormatter,
-    node_options,
-)
+TYPE_CHECKING = False  # not `typing`'s: importing typing is ~5 ms of a warm answer
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+# argparse and the shared options are imported when the parser is built: a warm answer
+# (kata_top/cli/fast.py) comes before that and needs neither
 
 DESCRIPTION = """\
 kata-top: one screen for a node running Kata Containers — sandboxes, their network namespace,
@@ -84,7 +82,11 @@ def _chosen(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The whole parser; only the chosen command's subparser gets its arguments (and its
     module imported), the others show their one-line help."""
+    import argparse
+    import importlib
+
     from kata_top import __version__
+    from kata_top.cli.common import HelpFormatter, RawDescriptionHelpFormatter, node_options
 
     p = argparse.ArgumentParser(prog="kata-top", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=RawDescriptionHelpFormatter)
@@ -117,6 +119,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 def _attach_completers(parser: argparse.ArgumentParser) -> None:
     """Sandbox arguments complete from the run root (argcomplete reads `.completer`)."""
+    import argparse
+
     from kata_top.cli.completion import sandbox_names
 
     for action in parser._actions:  # argparse has no public walk of its actions
@@ -137,6 +141,18 @@ GC_THRESHOLDS = (50_000, 20, 20)
 def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(*GC_THRESHOLDS)
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["snapshot"], ["check"]):
+        from kata_top.cli.fast import answer
+
+        try:
+            warm = answer(argv)  # a running serve's last collection, before any parsing
+        except KeyboardInterrupt:
+            return 130  # EXIT_INTERRUPTED
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        if warm is not None:
+            return warm
     parser = build_parser(argv)
     if "_ARGCOMPLETE" in os.environ:
         import argcomplete
@@ -150,12 +166,16 @@ def main(argv: list[str] | None = None) -> int:
                   defer=args.cmd in ONE_SHOT)
     try:
         if args.cmd:
+            import importlib
+
             code: int = importlib.import_module(COMMANDS[args.cmd]).run(args)
             return code
         from kata_top.cli.dashboard import run as run_dashboard
 
         return run_dashboard(args)
     except KeyboardInterrupt:
+        from kata_top.cli.common import EXIT_INTERRUPTED
+
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `kata-top snapshot | head`: the reader left; that is not an error.

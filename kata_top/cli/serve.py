@@ -26,6 +26,10 @@ endpoints:
   /api/v1/check      the kata-top/check/1 JSON
   /healthz           200 while collections succeed and can read the node; 503 with the reason
 
+Local clients (`kata-top snapshot`, `check`, `events --since` as root on this node) ask the
+serve first, on a root-only unix socket per run root under /run/kata-top, and print its last
+collection when it is fresh enough (their --max-age; --fresh collects anyway).
+
 One collection per request, but never more often than --min-interval: concurrent scrapers share
 one collection and a slow collection never stacks. Read-only: no route changes anything.
 
@@ -74,6 +78,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deadline", type=float, default=8.0, metavar="SECONDS",
                    help="answer 503 when no collection finished within this (default 8, under "
                         "Prometheus' 10 s scrape timeout)")
+    p.add_argument("--host-run-root", metavar="PATH", default=None,
+                   help="the run root as the node's own `kata-top` names it, when this serve "
+                        "sees it elsewhere (a container: /run for --run-root=/host/run); its "
+                        "local socket answers for both names")
     p.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
                    help="TLS and basic auth, in the Prometheus exporter-toolkit format")
     cmd = p.add_mutually_exclusive_group()
@@ -141,9 +149,14 @@ def run(args: argparse.Namespace) -> int:
     log.info("listening on %s:%s, run root %s", bound_host, bound_port, args.run_root)
     signal.signal(signal.SIGTERM, _stop)
     hub.start()
+    from kata_top.serve.local_socket import listen_locally
+
+    local = listen_locally(hub, [args.run_root, *filter(None, [args.host_run_root])], journal,
+                           args.min_interval)
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
+        local.stop()
         server.server_close()
         hub.stop()
         log.info("stopped")

@@ -53,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "quarters of the time, for a tenth to a third more CPU; 1 reads in this "
                         "process only, the least CPU in all. Not with --watch (a stream reads "
                         "only what changed)")
+    from kata_top.warm import add_options
+
+    add_options(p)
 
 
 def _usage_error(args: argparse.Namespace) -> str | None:
@@ -81,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
     problem = _usage_error(args)
     if problem:
         return fail("snapshot", problem)
+    from kata_top import warm  # a running `kata-top serve`'s last collection, when fresh
+
+    warm_code = warm.snapshot(args)
+    if warm_code is not None:
+        return warm_code
     from kata_top.cli.hints import not_kata_root, not_root
 
     for hint in (not_root("snapshot"), not_kata_root(args.run_root)):

@@ -92,7 +92,7 @@ class PrometheusClient:
 
     def query(self, promql: str) -> list[Sample]:
         from kata_top.boundedjson import loads
-        from kata_top.httpget import HttpError, TimedOut, fetch
+        from kata_top.httpget import HttpError, TimedOut, fetch, where
 
         data = urllib.parse.urlencode({"query": promql}).encode()
         try:
@@ -104,7 +104,8 @@ class PrometheusClient:
             raise PrometheusError(str(exc)) from exc
         except HttpError as exc:
             if exc.status in (401, 403):
-                raise PrometheusError(f"{self.url} refused the credentials ({exc.status})") \
+                raise PrometheusError(f"{where(self.url)} refused the credentials "
+                                      f"({exc.status})") \
                     from exc
             if exc.status is None or not exc.body or 300 <= exc.status < 400:
                 raise PrometheusError(str(exc)) from exc

@@ -46,8 +46,23 @@ def _document(cls: type, title: str, schema_const: str) -> dict[str, Any]:
     return out
 
 
+# Only in a document a running `kata-top serve` answered (kata_top/warm.py): not in the model,
+# not required, absent from a document collected by the command itself.
+SERVED = {
+    "description": "Present when the document is a running kata-top serve's last collection "
+                   "(the warm path of a one-shot command): where it came from and its age.",
+    "type": "object",
+    "properties": {"by": {"const": "kata-top serve"}, "socket": {"type": "string"},
+                   "age_s": {"type": "number"}, "taken_at": {"type": "number"}},
+    "required": ["by", "socket", "age_s", "taken_at"],
+    "additionalProperties": False,
+}
+
+
 def snapshot_schema() -> dict[str, Any]:
-    return _document(model.Snapshot, "snapshot-1.json", model.SCHEMA)
+    doc = _document(model.Snapshot, "snapshot-1.json", model.SCHEMA)
+    doc["properties"]["served"] = SERVED
+    return doc
 
 
 def event_schema() -> dict[str, Any]:

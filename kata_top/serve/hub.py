@@ -4,7 +4,10 @@ The engine's netlink sockets belong to the thread that made them, so every colle
 the hub's own thread. A request asks for a snapshot no older than `min_interval`: a fresh
 enough one is returned at once; otherwise the request waits for the next collection to finish
 (one already running counts), so two scrapers at once share one collection and a slow one is
-never started twice. A request that waits longer than its deadline gets `Unavailable`.
+never started twice. A request that waits longer than its deadline gets `Unavailable`. When
+one scraper asks at a steady period (kata_top/serve/cadence.py), the next collection starts
+early enough to finish just before its next scrape, which then gets a fresh snapshot at once:
+still one collection per scrape.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from collections.abc import Callable
 from msgspec import Struct
 
 from kata_top.model import Snapshot
+from kata_top.serve.cadence import Cadence
+from kata_top.serve.encoded import PerCollection
 from kata_top.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,11 @@ class SnapshotHub:
         self._thread = threading.Thread(target=self._loop, name="kata-top-collector",
                                         daemon=True)
         self.source: Source | None = None  # set by the collector thread once made
+        # each collection's answers, encoded once for every client (HTTP and the local socket)
+        self.encoded = PerCollection()
+        self.started_at = time.time()  # events before this are only in the journal
+        self._cadence = Cadence(min_interval)
+        self.prefetched = 0  # collections started ahead of a predicted scrape
 
     @property
     def run_root(self) -> str:
@@ -71,9 +81,31 @@ class SnapshotHub:
         with self._cond:
             return HubStats(self._seq, self._failures, self._last_duration, self._error)
 
-    def get(self, deadline: float) -> Snapshot:
-        """A snapshot at most `min_interval` old, or Unavailable after `deadline` seconds."""
+    def latest(self) -> tuple[Snapshot | None, float]:
+        """The last good snapshot and its age in seconds (inf when there is none), without
+        asking for a collection."""
         with self._cond:
+            if self._snap is None or self._error is not None:
+                return None, float("inf")
+            return self._snap, time.monotonic() - self._done_at
+
+    def again(self, deadline: float) -> None:
+        """Wait up to `deadline` seconds for one more collection than has finished (a check
+        wants two: rates)."""
+        with self._cond:
+            target = self._seq + 1
+            if not self._running:
+                self._wanted = True
+                self._cond.notify_all()
+            self._cond.wait_for(lambda: self._seq >= target or self._stopping, timeout=deadline)
+
+    def get(self, deadline: float, paced: bool = True) -> Snapshot:
+        """A snapshot at most `min_interval` old, or Unavailable after `deadline` seconds.
+        `paced`: a scrape, whose cadence may be learned (not a one-shot local client)."""
+        with self._cond:
+            if paced:
+                self._cadence.asked(time.monotonic())
+                self._cond.notify_all()  # the collector thread's wait may now end sooner
             fresh = self._snap is not None and self._error is None and \
                 time.monotonic() - self._done_at < self.min_interval
             if fresh and self._snap is not None:
@@ -99,7 +131,12 @@ class SnapshotHub:
             self.source = source
             while True:
                 with self._cond:
-                    self._cond.wait_for(lambda: self._wanted or self._stopping)
+                    while not (self._wanted or self._stopping):
+                        ahead = self._ahead_in()
+                        if ahead is not None and ahead <= 0:
+                            self.prefetched += 1
+                            break
+                        self._cond.wait(ahead)
                     if self._stopping:
                         return
                     self._wanted = False
@@ -114,6 +151,19 @@ class SnapshotHub:
         finally:
             if source is not None:
                 source.close()
+
+    def _ahead_in(self) -> float | None:
+        """Seconds until a collection should start to be done just before the next scrape
+        (called with the lock held), or None: no steady scraper, or the snapshot will still
+        be fresh when it comes."""
+        margin = 0.5 * self._last_duration + 0.05  # how old the snapshot is at the scrape
+        if margin >= self.min_interval / 2:
+            return None  # it would be too old for the scrape, which would collect again
+        now = time.monotonic()
+        nxt = self._cadence.next_ask(now)
+        if nxt is None or self._done_at + self.min_interval > nxt:
+            return None
+        return nxt - self._last_duration - margin - now
 
     def _collect_once(self, source: Source) -> None:
         t0 = time.monotonic()

@@ -55,6 +55,18 @@ def test_daemonset_is_read_only_and_least_privilege() -> None:
     assert c["resources"]["limits"]["memory"] and c["resources"]["requests"]["cpu"]
 
 
+def test_daemonset_shares_the_serve_socket_with_the_node() -> None:
+    spec = load("daemonset.yaml")["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/run/kata-top")
+    assert not mount.get("readOnly")  # the serve makes its socket there
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert volume["hostPath"] == {"path": "/run/kata-top", "type": "DirectoryOrCreate"}
+    # the socket's name comes from the run root: the node's `kata-top` says /run
+    assert "--host-run-root=/run" in c["args"]
+    assert {"name": "KATA_TOP_RUN_ROOT", "value": "/host/run"} in c["env"]
+
+
 def test_exporter_listens_on_the_pod_ip_and_only_prometheus_may_reach_it() -> None:
     """Not 0.0.0.0: the pod's own IP from the downward API, and a NetworkPolicy that admits
     one namespace to the metrics port, nothing else."""

@@ -103,6 +103,9 @@ def test_prometheus_faults_are_reasons(tmp_path: Any) -> None:
         with pytest.raises(PrometheusError, match="refused the credentials") as info:
             PrometheusClient(url, token_file=str(token)).query("up")
         assert "s3cret" not in str(info.value)
+        with pytest.raises(PrometheusError, match="refused the credentials") as info:
+            PrometheusClient(url.replace("://", "://ops:s3cret-pw@")).query("up")
+        assert "s3cret" not in str(info.value)
     err = json.dumps({"status": "error", "errorType": "bad_data", "error": "parse error"})
     with fake_prometheus(_reply(400, err.encode())) as url, \
             pytest.raises(PrometheusError, match="parse error"):

@@ -391,6 +391,7 @@ SNAPSHOT_IMPORTS = {
     "kata_top.collectors", "kata_top.collectors.netns", "kata_top.collectors.procs",
     "kata_top.collectors.safeopen", "kata_top.collectors.shimsock", "kata_top.collectors.state",
     "kata_top.collectors.vmm_target", "kata_top", "kata_top.boundedjson",
+    "kata_top.warm", "kata_top.cli.fast",  # a running serve first (here: a miss)
     "kata_top.cli", "kata_top.cli.common", "kata_top.cli.hints", "kata_top.cli.main",
     "kata_top.cli.snapshot", "kata_top.derive", "kata_top.diagnose",
     "kata_top.diagnose.findings", "kata_top.diagnose.limits", "kata_top.diagnose.redirects",
