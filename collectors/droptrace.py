@@ -92,8 +92,13 @@ def _mounted_root() -> str | None:
 
 def read_reasons(root: str) -> dict[int, str]:
     """The kernel's drop reasons by value, from the tracepoint's format."""
-    with open(os.path.join(root, FORMAT), encoding="utf-8", errors="replace") as fh:
-        text = fh.read(1 << 20)
+    path = os.path.join(root, FORMAT)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read(1 << 20)
+    except OSError as exc:
+        raise TraceUnavailable(f"cannot read the kfree_skb tracepoint's format ({path}): "
+                               f"{exc.strerror or exc}") from None
     fields = format_fields(text)
     if "reason" not in fields or "location" not in fields:
         raise TraceUnavailable("this kernel's kfree_skb tracepoint has no drop reason "
@@ -131,10 +136,12 @@ def _child_setup(mount_tracefs: bool) -> Callable[[], None]:
     thread that started it ends), own process group (a terminal's Ctrl-C is forwarded by the
     caller, which then still reads the maps), room to lock BPF maps, and — when the node has
     no tracefs mounted — tracefs mounted in a mount namespace of the child's own, so the
-    node's mounts never change and the mount goes with the child, however it ends."""
+    node's mounts never change and the mount goes with the child, however it ends.
+    The C library is loaded here, in the caller: between fork and exec (serve's worker
+    threads may hold the loader's or the import lock) the child only calls into it."""
+    libc = netns.load_libc()
 
     def setup() -> None:
-        libc = netns.load_libc()
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         os.setpgid(0, 0)
         with suppress(ValueError, OSError):
@@ -187,9 +194,9 @@ def run(seconds: int, progress: Progress | None = None,
                                 preexec_fn=_child_setup(root is None), close_fds=True)
     except (OSError, subprocess.SubprocessError) as exc:
         raise TraceUnavailable(f"bpftrace could not start: {exc}") from exc
-    if on_started is not None:
-        on_started(proc.pid)
     try:
+        if on_started is not None:
+            on_started(proc.pid)
         if root is None:  # the child's own tracefs, seen through its root
             names = read_reasons(f"/proc/{proc.pid}/root{TRACEFS}")
         lines, err, attached_at, interrupted = _collect(proc, seconds, progress, should_stop)

@@ -33,6 +33,12 @@ RS_CONFIG_PATHS = (
 )
 GO_MONITORS = ("hmp", "qmp", "qmp-pretty")  # govmm's MonitorProtocol values Kata accepts
 
+class ProbeResult(Struct, frozen=True):
+    name: str
+    ok: bool
+    detail: str
+
+
 # (name, shell snippet run in the scratch namespace, severity if missing, why Kata needs it)
 PROBES: tuple[tuple[str, str, str, str], ...] = (
     ("tun", "ip tuntap add dev kt0 mode tap && ip link set kt0 up", "critical",
@@ -48,13 +54,51 @@ PROBES: tuple[tuple[str, str, str, str], ...] = (
 )
 MODULE_HINT = {"tun": "tun", "veth": "veth", "sch_ingress": "sch_ingress",
                "cls_u32+act_mirred": "cls_u32 act_mirred", "sch_htb": "sch_htb",
-               "macvtap": "macvtap"}
+               "macvtap": "macvtap", "ifb": "ifb"}
+# The kernel option each probe needs, and what Kata's network setup (kata-containers
+# src/runtime/virtcontainers/network_linux.go, through vishvananda/netlink) then reports:
+# the kernel's errno text, wrapped. A missing qdisc, classifier or action kind is ENOENT
+# ("no such file or directory"), a missing link type EOPNOTSUPP ("operation not supported").
+KERNEL_OPTION = {"tun": "CONFIG_TUN", "veth": "CONFIG_VETH",
+                 "sch_ingress": "CONFIG_NET_SCH_INGRESS",
+                 "cls_u32+act_mirred": "CONFIG_NET_CLS_U32 and CONFIG_NET_ACT_MIRRED",
+                 "sch_htb": "CONFIG_NET_SCH_HTB", "macvtap": "CONFIG_MACVTAP",
+                 "ifb": "CONFIG_IFB"}
+KATA_ERROR = {"tun": "open /dev/net/tun: no such file or directory",
+              "veth": "operation not supported",
+              "sch_ingress": "no such file or directory",
+              "cls_u32+act_mirred": "no such file or directory",
+              "sch_htb": "no such file or directory",
+              "macvtap": "operation not supported", "ifb": "operation not supported"}
+# Kata opens its netlink handle on the pod's namespace with netlink.NewHandleAt, which opens a
+# socket of every family vishvananda/netlink supports (nl/nl_linux.go: SupportedNlFamilies =
+# NETLINK_ROUTE, NETLINK_XFRM, NETLINK_NETFILTER) and fails whole on the first the kernel
+# lacks: "Fail to get network endpoints number: err: protocol not supported" (seed 000).
+NETLINK_FAMILIES: tuple[tuple[str, int, str], ...] = (
+    ("netlink-xfrm", 6, "CONFIG_XFRM_USER"),
+    ("netlink-netfilter", 12, "CONFIG_NETFILTER_NETLINK"),
+)
+NETLINK_KATA_ERROR = "Fail to get network endpoints number: err: protocol not supported"
 
 
-class ProbeResult(Struct, frozen=True):
-    name: str
-    ok: bool
-    detail: str
+def probe_netlink(open_socket: Any = None) -> list[ProbeResult]:
+    """Whether the kernel has each netlink family Kata's netlink handle opens. Opening and
+    closing a socket changes nothing (the kernel may load the family's module on demand, as
+    it would for Kata)."""
+    import socket
+
+    def default(proto: int) -> None:
+        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, proto).close()
+
+    opener = open_socket or default
+    out = []
+    for name, proto, _opt in NETLINK_FAMILIES:
+        try:
+            opener(proto)
+            out.append(ProbeResult(name, True, ""))
+        except OSError as exc:
+            out.append(ProbeResult(name, False, (exc.strerror or str(exc)).lower()))
+    return out
 
 
 def probe_kernel() -> list[ProbeResult]:
@@ -118,7 +162,8 @@ def _dev_usable(path: str) -> tuple[bool, str]:
 
 
 def host_findings(dev_root: str = "/", probe: bool = True,
-                  config_paths: tuple[str, ...] | None = None) -> list[Finding]:
+                  config_paths: tuple[str, ...] | None = None,
+                  netlink_results: list[ProbeResult] | None = None) -> list[Finding]:
     """The node's findings. dev_root/probe/config_paths let tests describe a host (a node with
     or without /dev/vhost-net) without being one."""
     out: list[Finding] = []
@@ -131,11 +176,12 @@ def host_findings(dev_root: str = "/", probe: bool = True,
         crit = cfg_path is not None and disable_vhost is False
         out.append(Finding(
             code="KT-H002", severity="critical" if crit else "warning",
-            summary=f"/dev/vhost-net is {why}: Kata fails with \"Could not setup vhost fds "
-                    f"eth0 : open /dev/vhost-net: no such file or directory\""
+            summary=f"/dev/vhost-net is {why}: a sandbox that uses vhost-net "
+                    "(DisableVhostNet false, Kata's default) fails with \"Could not setup "
+                    "vhost fds eth0 : open /dev/vhost-net: no such file or directory\""
                     + (" (configuration has disable_vhost_net = false)" if crit else ""),
             evidence={"device": "/dev/vhost-net", "state": why, "config": cfg_path,
-                      "disable_vhost_net": disable_vhost},
+                      "disable_vhost_net": disable_vhost, "kernel_option": "CONFIG_VHOST_NET"},
             fix="modprobe vhost_net (and add it to /etc/modules-load.d/), or set "
                 "disable_vhost_net = true in [hypervisor.qemu]"))
     for dev, code, sev, fix in (
@@ -154,12 +200,32 @@ def host_findings(dev_root: str = "/", probe: bool = True,
         known = next((p for p in PROBES if p[0] == res.name), None)
         sev = known[2] if known else "warning"
         why = known[3] if known else "kata-top's kernel probe"
+        option = KERNEL_OPTION.get(res.name)
+        kata = KATA_ERROR.get(res.name)
         out.append(Finding(
             code="KT-H010", severity=sev,  # type: ignore[arg-type]
-            summary=f"kernel cannot do {res.name} (needed for {why}): {res.detail}",
-            evidence={"capability": res.name, "kernel_said": res.detail},
-            fix=f"modprobe {MODULE_HINT.get(res.name, res.name)} or enable it in the kernel "
-                "config (Kata reports this as `protocol not supported`)"))
+            summary=f"kernel cannot do {res.name}" + (f" ({option})" if option else "")
+                    + f", needed for {why}: {res.detail}"
+                    + (f"; Kata's setup fails with `{kata}`" if kata else ""),
+            evidence={"capability": res.name, "kernel_said": res.detail,
+                      "kernel_option": option, "kata_error": kata},
+            fix=f"modprobe {MODULE_HINT.get(res.name, res.name)}, or build the kernel with "
+                f"{option or 'it'}=m (or y)"))
+    for res in netlink_results if netlink_results is not None else \
+            (probe_netlink() if probe else ()):
+        if res.ok:
+            continue
+        option = next(o for n, _p, o in NETLINK_FAMILIES if n == res.name)
+        out.append(Finding(
+            code="KT-H011", severity="critical",
+            summary=f"kernel lacks {res.name.replace('-', ' ')} ({option}): opening it says "
+                    f"`{res.detail}`, and Kata fails every pod network with "
+                    f"`{NETLINK_KATA_ERROR}` (its netlink handle opens route, xfrm and "
+                    "netfilter sockets in the pod's namespace)",
+            evidence={"family": res.name, "kernel_option": option, "kernel_said": res.detail,
+                      "kata_error": NETLINK_KATA_ERROR},
+            fix=f"build the host kernel with {option}=m (or y), reboot into it; until then "
+                "only internetworking_model = \"none\" with disable_new_netns = true works"))
     if cfg_path is None:
         out.append(Finding(code="KT-H020", severity="info",
                            summary="no Kata configuration.toml found",

@@ -51,6 +51,7 @@ class StateRecord(Struct, frozen=True):
     rx_rate_bps: int = 0
     tx_rate_bps: int = 0
     disable_vhost_net: bool | None = None
+    vcpus: int | None = None  # HypervisorConfig's NumVCPUs (NumVCPUsF since Kata 3.3)
     debug: bool | None = None
     error: str | None = None  # set when the file could not be read or parsed
     # runtime-rs: where the VMM keeps its sockets (hypervisor_persist.rs vm_path, run_dir,
@@ -74,6 +75,13 @@ def _i(v: Any) -> int | None:
 
 def _b(v: Any) -> bool | None:
     return v if isinstance(v, bool) else None
+
+
+def _vcpus(hcfg: dict[str, Any]) -> int | None:
+    v = hcfg.get("NumVCPUsF", hcfg.get("NumVCPUs"))
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1 << 16:
+        return None
+    return int(-(-v // 1))  # a fraction of a vCPU boots as a whole one
 
 
 def _l(v: Any) -> list[Any]:
@@ -141,6 +149,7 @@ def parse_persist(sandbox_id: str, path: str, doc: Any) -> StateRecord:
         rx_rate_bps=_i(hcfg.get("RxRateLimiterMaxRate")) or 0,
         tx_rate_bps=_i(hcfg.get("TxRateLimiterMaxRate")) or 0,
         disable_vhost_net=_b(hcfg.get("DisableVhostNet")),
+        vcpus=_vcpus(hcfg),
         debug=_b(hcfg.get("Debug")),
     )
 

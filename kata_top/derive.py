@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
+from kata_top import rates
 from kata_top.model import (
     Filter,
     Link,
@@ -12,6 +14,7 @@ from kata_top.model import (
     RateLimit,
     Redirect,
     Route,
+    Sandbox,
     TcClass,
 )
 
@@ -58,31 +61,76 @@ def endpoint_kind(recorded: str | None, links: Sequence[Link], virt: str) -> str
     return None
 
 
-def redirect(filters: Sequence[Filter], direction: str, src: str, dst: str) -> Redirect:
-    """The mirred egress redirect src → dst on src's ingress, summed over matching filters."""
-    packets = nbytes = 0
+def redirect(filters: Sequence[Filter], direction: str, src: str, dst: str,
+             qdiscs: Sequence[Qdisc] | None = None) -> Redirect:
+    """The mirred egress redirect src → dst on src's ingress, summed over matching filters;
+    with what else tc holds there: a redirect to another device (the first by prio), and
+    whether src has an ingress qdisc (qdiscs None: not known, taken as there)."""
+    packets = nbytes = over = drops = 0
     prio: int | None = None
     present = False
+    other: tuple[int, str] | None = None
     for f in filters:
         if f.dev != src or f.parent not in ("ffff:", "ffff:fff2"):
             continue
         for a in f.actions:
-            if a.kind == "mirred" and a.action == "redirect" and a.direction == "egress" \
-                    and a.target == dst:
+            if a.kind != "mirred" or a.action != "redirect" or a.direction != "egress":
+                continue
+            if a.target == dst:
                 present = True
                 packets += a.stats.packets
                 nbytes += a.stats.bytes
+                over += a.stats.overlimits
+                drops += a.stats.drops
                 prio = f.prio if prio is None else prio
+            elif other is None or f.prio < other[0]:
+                other = (f.prio, a.target or f"if{a.target_ifindex}")
+    ingress = qdiscs is None or any(q.dev == src and q.kind in ("ingress", "clsact")
+                                    for q in qdiscs)
     return Redirect(direction="in" if direction == "in" else "out", from_dev=src, to_dev=dst,
-                    present=present, packets=packets, bytes=nbytes, prio=prio)
+                    present=present, packets=packets, bytes=nbytes, prio=prio,
+                    elsewhere=other[1] if other else None,
+                    elsewhere_prio=other[0] if other else None, ingress_qdisc=ingress,
+                    overlimits=over, drops=drops)
 
 
 def redirects(model: str, filters: Sequence[Filter], tap: str | None,
-              virt: str | None) -> tuple[Redirect, ...]:
+              virt: str | None, qdiscs: Sequence[Qdisc] | None = None
+              ) -> tuple[Redirect, ...]:
     if model != "tcfilter" or not tap:
         return ()
     v = virt or DEFAULT_VIRT
-    return (redirect(filters, "in", v, tap), redirect(filters, "out", tap, v))
+    return (redirect(filters, "in", v, tap, qdiscs), redirect(filters, "out", tap, v, qdiscs))
+
+
+#: one direction's redirect as tc holds it (kata_top/derive.py:redirect_state)
+RedirectState = Literal["ok", "elsewhere", "missing", "no-qdisc", "failing"]
+
+
+def redirect_state(r: Redirect, links: Sequence[Link], failing_pps: float | None = None
+                   ) -> RedirectState:
+    """`ok` (present, pointing where Kata points it), `elsewhere` (the first redirect on the
+    device goes to another device), `no-qdisc` (no ingress qdisc to hold a filter), `missing`,
+    or `failing` (present but the target is down, or mirred's failures rise:
+    failing_pps from kata_top/rates.py). The overview, the findings and the diagram all ask
+    this one function; kata_top/actions/plan.py repairs the same states."""
+    if r.elsewhere is not None and (not r.present or (r.elsewhere_prio or 0) <= (r.prio or 0)):
+        return "elsewhere"
+    if not r.present:
+        return "no-qdisc" if not r.ingress_qdisc else "missing"
+    # (a target that is not there at all is the tap's own fault, KT-S013)
+    target = next((lk for lk in links if lk.name == r.to_dev), None)
+    if (target is not None and not target.up) or (failing_pps or 0) > 0:
+        return "failing"
+    return "ok"
+
+
+def redirect_states(sb: Sandbox) -> dict[str, RedirectState]:
+    """Each redirect's state with its mirred failure rate, as the overview, the diagram and
+    the findings show it."""
+    return {r.direction: redirect_state(r, sb.links,
+                                        rates.redirect(sb, r.direction).failed_pps)
+            for r in sb.redirects}
 
 
 def kata_htb_rate(dev: str, qdiscs: Sequence[Qdisc], classes: Sequence[TcClass]) -> int | None:
@@ -123,11 +171,13 @@ def rate_limits(model: str, links: Sequence[Link], qdiscs: Sequence[Qdisc],
         else:
             continue
         rate = kata_htb_rate(q.dev, qdiscs, classes)
+        over, drops = q.stats.overlimits, q.stats.drops
         if rate is not None:
             out.append(RateLimit(direction=direction, dev=q.dev, rate_bps=rate,  # type: ignore[arg-type]
-                                 shape="kata-htb"))
+                                 shape="kata-htb", overlimits=over, drops=drops))
         else:
             rates = [c.rate_bps for c in classes if c.dev == q.dev and c.rate_bps]
             out.append(RateLimit(direction=direction, dev=q.dev,  # type: ignore[arg-type]
-                                 rate_bps=min(rates) if rates else 0, shape=q.kind))
+                                 rate_bps=min(rates) if rates else 0, shape=q.kind,
+                                 overlimits=over, drops=drops))
     return tuple(out)

@@ -60,6 +60,15 @@ def where(url: str) -> str:
     return server_text(f"{parts.scheme}://{host}{port}")
 
 
+def without_credentials(url: str) -> str:
+    """The URL as given, its path kept, but never its user:password (for output)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def basic_auth(url: str) -> dict[str, str]:
     """An Authorization header from the URL's user:password (`http://user:pw@node:9712`)."""
     parts = urllib.parse.urlsplit(url)

@@ -190,6 +190,15 @@ class Redirect(Struct, frozen=True, gc=False):
     packets: int = 0
     bytes: int = 0
     prio: int | None = None
+    # What tc holds besides: the device a mirred redirect on from_dev's ingress sends to
+    # instead of to_dev (and its filter's prio), whether from_dev has an ingress qdisc at all,
+    # and the mirred action's failures (overlimits: the target could not take the packet,
+    # e.g. it is down; drops) — attempts are `packets`, failures are not deliveries.
+    elsewhere: str | None = None
+    elsewhere_prio: int | None = None
+    ingress_qdisc: bool = True
+    overlimits: int = 0
+    drops: int = 0
 
 
 class RateLimit(Struct, frozen=True, gc=False):
@@ -199,6 +208,9 @@ class RateLimit(Struct, frozen=True, gc=False):
     dev: str
     rate_bps: int
     shape: str  # "kata-htb" | what else was found
+    # the root qdisc's counters: packets held back (overlimits) and dropped by the limit
+    overlimits: int = 0
+    drops: int = 0
 
 
 class ProcInfo(Struct, frozen=True, gc=False):
@@ -223,6 +235,8 @@ class Virtiofsd(Struct, frozen=True, gc=False):
     thread_pool_size: int | None
     rate_limit_flags: tuple[str, ...] = ()
     cpu_percent: float | None = None
+    # --rlimit-nofile: the open-files limit virtiofsd sets itself (not a rate limit)
+    rlimit_nofile: int | None = None
     rss_bytes: int | None = None
     threads: int | None = None
     read_bytes: int | None = None
@@ -344,6 +358,9 @@ class Sandbox(Struct, frozen=True, gc=False):
     redirects: tuple[Redirect, ...] = ()
     rate_limits: tuple[RateLimit, ...] = ()
     configured_rate_limits: dict[Direction, int] = field(default_factory=dict)
+    # from the state file's hypervisor config: DisableVhostNet, and the vCPUs it boots with
+    disable_vhost_net: bool | None = None
+    config_vcpus: int | None = None
     tap_name: str | None = None
     guest_mac: str | None = None
     vmm: Vmm | None = None
@@ -376,6 +393,8 @@ class Event(Struct, frozen=True, gc=False):
     after: Any = None
     source: EventSource = "diff"
     by: str | None = None
+    # the run root whose sandboxes it is about: journals and --follow show only their own
+    run_root: str | None = None
 
 
 class HostInfo(Struct, frozen=True, gc=False):

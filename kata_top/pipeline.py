@@ -86,7 +86,10 @@ class Pipeline:
             self._host = (*host_findings(), *(got.orphan_findings or ()))
             self._host_at = time.monotonic()
         if self._host:
-            snap = replace(snap, host_findings=self._host)
+            from kata_top.diagnose.hostfacts import in_context
+
+            # judged against this snapshot's sandboxes (their DisableVhostNet)
+            snap = replace(snap, host_findings=in_context(self._host, snap))
         if self.drop_report is not None:
             from kata_top.diagnose.drop_findings import with_drop_findings
 

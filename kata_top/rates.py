@@ -56,22 +56,35 @@ def sandbox_rates(cur: Sandbox, prev: Sandbox | None, dt: float, tc_dt: float | 
                 _delta(r.bytes, pr.bytes) * 8 * tc_per_s, 3)
             out[f"redirect.{r.direction}.pps"] = round(
                 _delta(r.packets, pr.packets) * tc_per_s, 3)
-    # Into/out of the VM: for tcfilter the mirred hit counters (what the datapath carries
-    # toward QEMU even when the guest is not reading); otherwise what the tap sends/receives.
+            # mirred's failures: packets it could not hand to the target (down, gone)
+            out[f"redirect.{r.direction}.failed_pps"] = round(
+                _delta(r.overlimits + r.drops, pr.overlimits + pr.drops) * tc_per_s, 3)
+    # Into/out of the VM: what the tap handed to the VMM (a tun tap's tx counts a packet when
+    # the VMM reads it; a macvtap counts frames headed to QEMU as rx) and what the VMM wrote
+    # to it. The redirects' mirred counters are attempts: a redirect to a tap that is down,
+    # or that no VMM drains, counts every packet it fails to deliver (`ip -s link` and
+    # `tc -s filter` side by side show it), so they are kept beside, as `attempted`.
     tap = cur.tap_name
-    if "redirect.in.bps" in out and "redirect.out.bps" in out:
-        out["vm.in_bps"] = out["redirect.in.bps"]
-        out["vm.out_bps"] = out["redirect.out.bps"]
-        out["vm.in_pps"] = out["redirect.in.pps"]
-        out["vm.out_pps"] = out["redirect.out.pps"]
-    elif tap and f"link.{tap}.tx_bps" in out:
-        # A tun tap transmits toward QEMU; a macvtap counts frames headed to QEMU as rx.
-        kind = next((lk.kind for lk in cur.links if lk.name == tap), "tun")
+    if tap and f"link.{tap}.tx_bps" in out:
+        tap_link = next((lk for lk in cur.links if lk.name == tap), None)
+        kind = tap_link.kind if tap_link else "tun"
         to_vm, from_vm = ("rx", "tx") if kind == "macvtap" else ("tx", "rx")
         out["vm.in_bps"] = out[f"link.{tap}.{to_vm}_bps"]
         out["vm.out_bps"] = out[f"link.{tap}.{from_vm}_bps"]
         out["vm.in_pps"] = out[f"link.{tap}.{to_vm}_pps"]
         out["vm.out_pps"] = out[f"link.{tap}.{from_vm}_pps"]
+        p_tap = prev_links.get(tap)
+        if tap_link is not None and p_tap is not None and p_tap.ifindex == tap_link.ifindex:
+            # dropped at the tap on the way in: the VMM not draining it (or not holding it)
+            cur_d = tap_link.stats.rx_dropped if kind == "macvtap" else \
+                tap_link.stats.tx_dropped
+            prev_d = p_tap.stats.rx_dropped if kind == "macvtap" else p_tap.stats.tx_dropped
+            out["vm.in_dropped_pps"] = round(_delta(cur_d, prev_d) * per_s, 3)
+    for d in ("in", "out"):
+        if f"redirect.{d}.bps" in out:
+            out[f"vm.{d}_attempted_bps"] = out[f"redirect.{d}.bps"]
+            out[f"vm.{d}_attempted_pps"] = out[f"redirect.{d}.pps"]
+            out[f"vm.{d}_failed_pps"] = out.get(f"redirect.{d}.failed_pps", 0.0)
     if cur.qdiscs and tc_per_s is not None:
         qprev = {(q.dev, q.handle, q.parent): q for q in prev.qdiscs}
         for q in cur.qdiscs:
@@ -146,6 +159,15 @@ class VmRates(Struct, frozen=True):
     out_bps: float | None
     in_pps: float | None
     out_pps: float | None
+    # what the redirects attempted (tcfilter), what mirred failed to hand on, and what the
+    # tap dropped on the way in (None: not known for this model or not yet)
+    in_attempted_bps: float | None = None
+    out_attempted_bps: float | None = None
+    in_attempted_pps: float | None = None
+    out_attempted_pps: float | None = None
+    in_failed_pps: float | None = None
+    out_failed_pps: float | None = None
+    in_dropped_pps: float | None = None
 
 
 class LinkRates(Struct, frozen=True):
@@ -159,6 +181,7 @@ class LinkRates(Struct, frozen=True):
 class RedirectRates(Struct, frozen=True):
     bps: float | None
     pps: float | None
+    failed_pps: float | None = None
 
 
 class QdiscRates(Struct, frozen=True):
@@ -171,7 +194,10 @@ class QdiscRates(Struct, frozen=True):
 def vm(sb: Sandbox) -> VmRates:
     r = sb.rates
     return VmRates(r.get("vm.in_bps"), r.get("vm.out_bps"), r.get("vm.in_pps"),
-                   r.get("vm.out_pps"))
+                   r.get("vm.out_pps"), r.get("vm.in_attempted_bps"),
+                   r.get("vm.out_attempted_bps"), r.get("vm.in_attempted_pps"),
+                   r.get("vm.out_attempted_pps"), r.get("vm.in_failed_pps"),
+                   r.get("vm.out_failed_pps"), r.get("vm.in_dropped_pps"))
 
 
 def link_drops(sb: Sandbox, dev: str) -> float | None:
@@ -187,7 +213,8 @@ def link(sb: Sandbox, dev: str) -> LinkRates:
 
 def redirect(sb: Sandbox, direction: str) -> RedirectRates:
     r = sb.rates
-    return RedirectRates(r.get(f"redirect.{direction}.bps"), r.get(f"redirect.{direction}.pps"))
+    return RedirectRates(r.get(f"redirect.{direction}.bps"), r.get(f"redirect.{direction}.pps"),
+                         r.get(f"redirect.{direction}.failed_pps"))
 
 
 def qdiscs(sb: Sandbox) -> list[QdiscRates]:

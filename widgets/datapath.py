@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kata_top import rates
+from kata_top.derive import redirect_states
 from kata_top.drops.model import Hop
 from kata_top.model import Link, Redirect, Sandbox
 from kata_top.units import fmt_rate
@@ -37,20 +38,52 @@ def _link_cell(p: Palette, sb: Sandbox, lk: Link | None, title: str) -> Text:
     return t
 
 
-def _redirect_cell(p: Palette, sb: Sandbox, r: Redirect | None, direction: str) -> Text:
+def _redirect_cell(p: Palette, sb: Sandbox, r: Redirect | None, direction: str,
+                   state: str | None) -> Text:
+    """One direction as tc holds it (the state of kata_top/derive.py:redirect_state, the
+    one the overview and the findings use): where it points, and attempts vs failures."""
     t = Text()
     arrow = "▶" if direction == "in" else "◀"
-    if r is None or not r.present:
+    if r is None:
         t.append(f"{arrow} {direction}: MISSING\n", style=p.bad_strong)
         t.append("no mirred redirect", style=p.bad)
         return t
-    t.append(f"{arrow} {direction} ", style=p.ok + STRONG)
-    t.append(f"{r.from_dev}→{r.to_dev}\n", style=p.ok)
+    if state == "elsewhere":
+        t.append(f"{arrow} {direction}: WRONG TARGET\n", style=p.bad_strong)
+        t.append(f"{r.from_dev}→{r.elsewhere} (Kata: {r.to_dev})", style=p.bad)
+        return t
+    if state == "no-qdisc":
+        t.append(f"{arrow} {direction}: NO INGRESS QDISC\n", style=p.bad_strong)
+        t.append(f"{r.from_dev} has no ffff: qdisc", style=p.bad)
+        return t
+    if state == "missing":
+        t.append(f"{arrow} {direction}: MISSING\n", style=p.bad_strong)
+        t.append("no mirred redirect", style=p.bad)
+        return t
+    failing = state == "failing"
+    t.append(f"{arrow} {direction} ", style=(p.bad_strong if failing else p.ok + STRONG))
+    t.append(f"{r.from_dev}→{r.to_dev}" + (" FAILING" if failing else "") + "\n",
+             style=p.bad if failing else p.ok)
     rr = rates.redirect(sb, direction)
-    pps, bps = rr.pps, rr.bps
-    if pps is not None:
-        t.append(f"{pps:.0f}p/s {fmt_rate(bps)}  ")
+    if rr.pps is not None:
+        t.append(f"tried {rr.pps:.0f}p/s {fmt_rate(rr.bps)}  ")
+    if rr.failed_pps:
+        t.append(f"failed {rr.failed_pps:.0f}p/s  ", style=p.bad)
     t.append(f"{r.packets} pkt", style=MUTED)
+    if r.overlimits or r.drops:
+        t.append(f" ({r.overlimits + r.drops} failed)", style=p.bad if failing else MUTED)
+    return t
+
+
+def _into_vm(p: Palette, sb: Sandbox, ok: bool) -> Text:
+    """The tap → VMM hop: what the VMM took (the tap's tx) and what the tap dropped."""
+    v = rates.vm(sb)
+    t = Text()
+    t.append_text(_arrow(p, ok, "in"))
+    if v.in_pps is not None:
+        t.append(f"\n{v.in_pps:.0f}p/s", style=p.value)
+    if v.in_dropped_pps:
+        t.append(f"\ndrop {v.in_dropped_pps:.0f}p/s", style=p.bad_strong)
     return t
 
 
@@ -121,12 +154,13 @@ def datapath(sb: Sandbox, p: Palette = DEFAULT,
     grid.add_row(*[Text(c, style="bold underline") for c in cols])
     tap_ok = tap is not None and tap.up and tap.carrier is not False
     if sb.network_model == "tcfilter":
-        in_ok = red.get("in") is not None and red["in"].present
-        out_ok = red.get("out") is not None and red["out"].present
+        st = redirect_states(sb)
+        in_ok = st.get("in") == "ok"
+        out_ok = st.get("out") == "ok"
         tc = Text()
-        tc.append_text(_redirect_cell(p, sb, red.get("in"), "in"))
+        tc.append_text(_redirect_cell(p, sb, red.get("in"), "in", st.get("in")))
         tc.append("\n")
-        tc.append_text(_redirect_cell(p, sb, red.get("out"), "out"))
+        tc.append_text(_redirect_cell(p, sb, red.get("out"), "out", st.get("out")))
         both = Text()
         both.append_text(_arrow(p, in_ok, "in"))
         both.append("\n")
@@ -136,7 +170,7 @@ def datapath(sb: Sandbox, p: Palette = DEFAULT,
                      _mark(p, _link_cell(p, sb, eth0, "eth0"), dead.get("eth0")), both,
                      _mark(p, tc, dead.get("mirred")), both.copy(),
                      _mark(p, _link_cell(p, sb, tap, sb.tap_name or "tap"), dead.get("tap")),
-                     _arrow(p, tap_ok and alive, "in"), _mark(p, nic, dead.get("vmm")),
+                     _into_vm(p, sb, tap_ok and alive), _mark(p, nic, dead.get("vmm")),
                      _arrow(p, alive, "in"), guest)
     else:
         label = "macvtap on eth0" if sb.network_model == "macvtap" else \

@@ -53,6 +53,10 @@ def help_table(screen: Screen[object], write: bool) -> Table:
             t.add_row(Text(key_label(keys), style=style or "bold"),
                       Text(binding.description or binding.action, style=style),
                       Text(note, style="dim"))
+        if title == "sandbox detail":
+            # Textual's own tab bar keys: no binding of ours to list them
+            t.add_row(Text("Tab, then ← →", style="bold"), "detail tabs: Tab moves to the tab "
+                      "bar (Problems, Links, tc, VMM, virtiofsd, …), ← → switch", "")
     t.add_row(Text("ctrl+p", style="bold"), "command palette: jump to a sandbox, actions", "")
     return t
 

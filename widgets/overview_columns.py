@@ -54,7 +54,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("in", "IN", 9, 1, vm_in),
     Column("out", "OUT", 9, 1, vm_out),
     Column("trend", "TREND", HISTORY, 5, vm_total),
-    Column("redirect", "REDIRECT", 9, 0, summary.redirect_health),
+    Column("redirect", "REDIRECT", 11, 0, summary.redirect_health),
     Column("limit", "RATE LIMIT", 21, 3, summary.rate_limit_text),
     Column("vm", "VM", 9, 6, summary.resources_text),
     Column("vfs", "VFS", 7, 5, summary.virtiofsd_text),
@@ -63,7 +63,7 @@ COLUMNS: tuple[Column, ...] = (
 
 STATE_ROLE = {"running": "ok", "stale": "bad", "orphan": "warn", "corrupt": "bad",
               "paused": "warn"}
-REDIRECT_ROLE = {"both": "ok", "none": "bad", "in only": "bad", "out only": "bad"}
+REDIRECT_ROLE = {"both": "ok", "-": "muted", "?": "muted"}  # anything else names a fault
 
 
 def sparkline(values: Sequence[float]) -> str:
@@ -106,7 +106,12 @@ def cell(col: str, sb: Sandbox, history: Sequence[float]) -> Cell:
     if col == "model":
         return (sb.network_model, "")
     if col == "in":
-        return (fmt_rate(rates.vm(sb).in_bps) if sb.rates else "-", "")
+        # what reached the VM; `!` (and red) while packets on their way in are lost (the
+        # redirect failing, the tap dropping): the detail says how many
+        vr = rates.vm(sb)
+        lost = (vr.in_failed_pps or 0.0) + (vr.in_dropped_pps or 0.0)
+        text = fmt_rate(vr.in_bps) if sb.rates else "-"
+        return (text + "!", "bad") if lost > 0 else (text, "")
     if col == "out":
         return (fmt_rate(rates.vm(sb).out_bps) if sb.rates else "-", "")
     if col == "trend":
@@ -114,7 +119,7 @@ def cell(col: str, sb: Sandbox, history: Sequence[float]) -> Cell:
         return (sparkline(history).rjust(HISTORY), "accent")
     if col == "redirect":
         h = summary.redirect_health(sb)
-        return (h, REDIRECT_ROLE.get(h, "muted"))
+        return (h, REDIRECT_ROLE.get(h, "bad"))
     if col == "limit":
         return (summary.rate_limit_text(sb), "")
     if col == "vm":

@@ -24,6 +24,7 @@ from kata_top.model import Sandbox, Snapshot
 from kata_top.select import label
 from kata_top.units import fmt_bytes, fmt_rate
 from kata_top.widgets.datapath import datapath
+from kata_top.widgets.detail_text import last_used, lost_text
 from kata_top.widgets.drops_view import drops_table, hop_marks
 from kata_top.widgets.events_view import events_table
 from kata_top.widgets.findings import findings_table
@@ -186,8 +187,7 @@ def _tc_tables(sb: Sandbox, p: Palette, now: float) -> Table:
                       str(flt.prio), flt.protocol,
                       f"{a.kind} {a.direction or ''} {a.action or ''}".strip(),
                       a.target or "-", str(a.stats.packets), str(a.stats.bytes),
-                      f"{max(0.0, now - a.last_used_at):.0f}s ago"
-                      if a.last_used_at is not None else "-")
+                      last_used(a, now))
     outer.add_row(f)
     return outer
 
@@ -240,6 +240,7 @@ def _vfs_panel(sb: Sandbox, p: Palette) -> Table:
                  ("shared dir", v.shared_dir), ("cache", v.cache),
                  ("thread pool", v.thread_pool_size),
                  ("rate-limit flags", " ".join(v.rate_limit_flags) or "none"),
+                 ("open-files limit", v.rlimit_nofile or "virtiofsd's default"),
                  ("cpu / rss", f"{v.cpu_percent if v.cpu_percent is not None else '-'}% / "
                                f"{fmt_bytes(v.rss_bytes)}"),
                  ("io", f"read {fmt_bytes(v.read_bytes)} write {fmt_bytes(v.write_bytes)}")]
@@ -316,14 +317,15 @@ class DetailScreen(KataScreen):
         head = Text()
         head.append(label(sb), style="bold")
         head.append(f" · {sb.id}\n", style=MUTED)
+        pid = f" pid {sb.hypervisor.pid}" if sb.hypervisor.pid else " (no pid recorded)"
         # an endpoint other than Kata's usual veth is named (a netkit one Kata cannot attach)
         odd = f" ({sb.endpoint} endpoint)" if sb.endpoint not in (None, "virtual", "veth") \
             else ""
-        head.append(f"{sb.runtime} runtime · {sb.hypervisor.kind} pid {sb.hypervisor.pid} · "
+        head.append(f"{sb.runtime} runtime · {sb.hypervisor.kind}{pid} · "
                     f"{sb.state} · {sb.network_model}{odd} · netns "
                     f"{sb.netns.name or sb.netns.path} · in "
                     f"{fmt_rate(rates.vm(sb).in_bps)} out "
-                    f"{fmt_rate(rates.vm(sb).out_bps)}")
+                    f"{fmt_rate(rates.vm(sb).out_bps)}{lost_text(sb)}")
         self._put_text("title", head)
         p = palette_of(self.app)
         dead = self.kapp.drops.for_sandbox(sb.id) if self.kapp.drops else ()

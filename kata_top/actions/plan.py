@@ -22,6 +22,7 @@ from kata_top.actions.model import (
     Plan,
     RateLimitRequest,
     RedirectRequest,
+    Step,
 )
 from kata_top.actions.steps import (
     DEFAULT_ROOT_QDISCS,
@@ -42,7 +43,7 @@ from kata_top.actions.steps import (
 )
 from kata_top.collectors.rtnetlink import NetnsDump, RtnlSocket, dump_netns
 from kata_top.engine import read_one
-from kata_top.model import Direction, Sandbox
+from kata_top.model import Direction, Filter, Sandbox
 from kata_top.select import label
 from kata_top.units import fmt_rate
 
@@ -119,12 +120,16 @@ def plan_redirect(sb: Sandbox, op: str, direction: str) -> Plan:
         src_idx, dst_idx = ifindex(dump, src), ifindex(dump, dst)
         existing = kata_redirects(dump.filters, src, dst)
         if op == "add":
+            wrong = _redirects_elsewhere(sb, dump, src, dst, existing)
+            plan.steps += [_del_wrong(dump, f) for f in wrong]
             if existing:
-                done.append(f"{d} ({src} → {dst}) is already there")
+                if not wrong:
+                    done.append(f"{d} ({src} → {dst}) is already there")
                 continue
             if src not in ingress_devs:
                 plan.steps.append(add_ingress(src_idx, src))
-            prios = [f.prio for f in dump.filters if f.dev == src and f.parent == "ffff:"]
+            prios = [f.prio for f in dump.filters if f.dev == src and f.parent == "ffff:"
+                     and f not in wrong]
             prio = KATA_PRIO if not prios else min(prios) - 1
             plan.steps.append(add_redirect(src, src_idx, dst, dst_idx, prio))
         else:
@@ -145,6 +150,35 @@ def plan_redirect(sb: Sandbox, op: str, direction: str) -> Plan:
     if not plan.steps:
         plan.noop = f"nothing to do on {label(sb)}: " + "; ".join(done)
     return plan
+
+
+def _redirects_elsewhere(sb: Sandbox, dump: NetnsDump, src: str, dst: str,
+                         existing: list[Filter]) -> list[Filter]:
+    """The filters on src's ingress that redirect to another device ahead of Kata's (all of
+    them when Kata's is missing): what KT-S004 names, removed before the right one is added.
+    One not of Kata's shape is refused, as `redirect remove` refuses it."""
+    first = min((f.prio for f in existing), default=None)
+    out = []
+    for f in dump.filters:
+        if f.dev != src or f.parent != "ffff:" or f in existing:
+            continue
+        if not any(a.kind == "mirred" and a.action == "redirect" and a.target != dst
+                   for a in f.actions):
+            continue
+        if first is not None and f.prio > first:
+            continue  # behind Kata's redirect: it never sees a packet
+        if not is_kata_filter(f):
+            raise ActionError(f"{label(sb)}: the filter on {src} (prio {f.prio}, {f.kind}) "
+                              f"redirects away from {dst} but is not of Kata's shape (u32 "
+                              "match-all, one mirred action); refusing to touch it")
+        out.append(f)
+    return out
+
+
+def _del_wrong(dump: NetnsDump, f: Filter) -> Step:
+    a = f.actions[0]
+    idx = a.target_ifindex if a.target_ifindex is not None else ifindex(dump, a.target or "")
+    return del_redirect(f.dev, ifindex(dump, f.dev), a.target or f"if{idx}", idx, f.prio)
 
 
 def _rate_dev(sb: Sandbox, direction: Direction, tap: str) -> str:

@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from kata_top.events.query import event_matches, parse_since
 
-    journal = args.journal or default_journal()
+    journal = args.journal or default_journal(args.run_root)
+    root = os.path.normpath(args.run_root)
     try:
         since = parse_since(args.since, time.time()) if args.since else None
     except ValueError as exc:
@@ -68,8 +69,11 @@ def run(args: argparse.Namespace) -> int:
 
         served = warm.events(args, since, journal)
         try:
-            docs = served if served is not None else \
-                [d for d in read_journal(journal) if event_matches(d, since, args.sandbox)]
+            docs = [d for d in served if event_matches(d, None, None, args.run_root)
+                    or event_matches(d, None, None, root)] if served is not None else \
+                [d for d in read_journal(journal)
+                 if event_matches(d, since, args.sandbox, args.run_root)
+                 or event_matches(d, since, args.sandbox, root)]
         except JournalError as exc:
             return fail("events", str(exc))
         if served is None and not docs and not os.path.exists(journal):

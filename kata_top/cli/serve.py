@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                          vmm_refresh_s=VMM_REFRESH_S)
     from kata_top.events.journal import default_journal
 
-    journal = default_journal()
+    journal = default_journal(args.run_root)
     hub = SnapshotHub(lambda: LiveSource(opts, journal=journal), args.run_root,
                       args.min_interval)
     try:

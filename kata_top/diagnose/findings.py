@@ -15,9 +15,10 @@ from typing import Any
 
 from kata_top import derive, rates
 from kata_top.collectors.shimsock import SOCKET_NAME
+from kata_top.diagnose.limits import limit_place_findings, rate_limit_findings
+from kata_top.diagnose.redirects import redirect_findings
 from kata_top.model import Finding, Sandbox, Severity, Snapshot, evolve
 from kata_top.select import label
-from kata_top.units import fmt_rate
 
 CLEAR_AFTER = 3
 q = shlex.quote  # ids and names come from state files: every fix is safe to paste
@@ -33,20 +34,26 @@ def _f(sb: Sandbox, code: str, severity: Severity, summary: str, fix: str,
                    sandbox=sb.id)
 
 
-def _redirect_fix(sb: Sandbox, direction: str, src: str, dst: str) -> str:
-    ns = sb.netns.name or sb.netns.path or "<netns>"
-    return (f"kata-top redirect add {q(sb.id[:12])} --direction {direction}  "
-            f"(= ip netns exec {q(ns)} tc filter add dev {q(src)} parent ffff: protocol all u32 "
-            f"match u8 0 0 action mirred egress redirect dev {q(dst)})")
+def _pid(pid: int | None) -> str:
+    """` (pid N)`, or nothing when no pid is known (runtime-rs with Cloud Hypervisor
+    records none)."""
+    return f" (pid {pid})" if pid else ""
 
 
 def _state_findings(sb: Sandbox) -> Iterable[Finding]:
     if sb.state == "stale":
+        # What the dead VMM's redirects still attempt is lost: said here, once, rather than
+        # as findings of their own (KT-S006/S007/S012 judge a datapath with a VMM).
+        failing = [d for d, st in derive.redirect_states(sb).items() if st == "failing"]
+        v = rates.vm(sb)
+        lost = (v.in_failed_pps or 0.0) + (v.in_dropped_pps or 0.0)
         yield _f(sb, "KT-S020", "critical",
-                 f"{label(sb)}: state files remain but the VMM (pid {sb.hypervisor.pid}) is "
-                 "not running", "check the shim's logs (journalctl -t kata), then remove the "
+                 f"{label(sb)}: state files remain but the VMM{_pid(sb.hypervisor.pid)} is "
+                 "not running" + (f"; the {' and '.join(failing)} redirect's packets are "
+                                  "lost" if failing else ""),
+                 "check the shim's logs (journalctl -t kata), then remove the "
                  "pod (crictl stopp/rmp) so Kata cleans up its state",
-                 pid=sb.hypervisor.pid, state_path=sb.state_path)
+                 pid=sb.hypervisor.pid, state_path=sb.state_path, lost_in_pps=lost)
     elif sb.state == "orphan" and sb.hypervisor.pid:
         yield _f(sb, "KT-S021", "warning",
                  f"VMM pid {sb.hypervisor.pid} runs sandbox {sb.id[:12]} with no state file",
@@ -71,29 +78,14 @@ def _state_findings(sb: Sandbox) -> Iterable[Finding]:
 
 
 def _redirect_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
-    if sb.network_model != "tcfilter" or not sb.redirects or sb.state == "stale":
+    if sb.network_model != "tcfilter" or not sb.redirects:
         return
-    missing = [r for r in sb.redirects if not r.present]
-    if len(missing) == 2:
-        yield _f(sb, "KT-S001", "critical",
-                 f"{label(sb)}: both tc redirects are missing: the VM is cut off",
-                 _redirect_fix(sb, "both", "eth0", sb.tap_name or "tap0_kata"),
-                 missing=["in", "out"])
-    elif missing:
-        r = missing[0]
-        what = "receive" if r.direction == "out" else "send"
-        yield _f(sb, "KT-S002", "critical",
-                 f"{label(sb)}: redirect {r.direction} ({r.from_dev} → {r.to_dev}) is missing: "
-                 f"traffic flows one way only, the VM can {what} but not "
-                 f"{'send' if what == 'receive' else 'receive'}",
-                 _redirect_fix(sb, r.direction, r.from_dev, r.to_dev),
-                 direction=r.direction, present=[x.direction for x in sb.redirects if x.present])
+    yield from redirect_findings(sb, prev, _held)
     # A lost redirect: packets arrive on eth0 but the mirred counter of `in` stands still.
     eth_rx = rates.link(sb, "eth0").rx_pps
     red_in = rates.redirect(sb, "in").pps
     if eth_rx is not None and red_in is not None:
-        cond = eth_rx >= 1.0 and red_in == 0 and any(r.present and r.direction == "in"
-                                                     for r in sb.redirects)
+        cond = eth_rx >= 1.0 and red_in == 0 and derive.redirect_states(sb).get("in") == "ok"
         yield from _held(sb, prev, "KT-S003", cond, lambda: _f(
             sb, "KT-S003", "warning",
             f"{label(sb)}: eth0 receives {eth_rx:.0f} pkt/s but the in redirect counts none",
@@ -161,7 +153,7 @@ def _route_mtu_findings(sb: Sandbox) -> Iterable[Finding]:
 
 
 def _tap_findings(sb: Sandbox) -> Iterable[Finding]:
-    if not sb.hypervisor.alive or not sb.tap_name:
+    if not sb.tap_name:
         return
     tap = next((lk for lk in sb.links if lk.name == sb.tap_name), None)
     if tap is None:
@@ -170,11 +162,14 @@ def _tap_findings(sb: Sandbox) -> Iterable[Finding]:
                      "the VM's NIC has no host side; the pod must be re-created",
                      tap=sb.tap_name)
         return
-    if not tap.up or tap.carrier is False:
+    # Without a VMM nothing holds the tap: no carrier is that, said once (KT-S020); a tap
+    # set down is a fault of its own either way.
+    if not tap.up or (tap.carrier is False and sb.hypervisor.alive):
         yield _f(sb, "KT-S011", "warning",
-                 f"{label(sb)}: {tap.name} is {'down' if not tap.up else 'without carrier'}",
-                 f"ip link set dev {tap.name} up (in the pod netns); no carrier means QEMU "
-                 "does not hold the tap", operstate=tap.operstate, up=tap.up,
+                 f"{label(sb)}: {tap.name} is {'down' if not tap.up else 'without carrier'}"
+                 + ("" if sb.hypervisor.alive else " (and the VMM is gone)"),
+                 f"ip link set dev {q(tap.name)} up (in the pod netns); no carrier means the "
+                 "VMM does not hold the tap", operstate=tap.operstate, up=tap.up,
                  carrier=tap.carrier)
 
 
@@ -192,17 +187,34 @@ def _ipv6_findings(sb: Sandbox) -> Iterable[Finding]:
                  "disable IPv6 for the pod network as a whole",
                  eth0_ipv6_disabled=eth0.ipv6_disabled, tap_ipv6_disabled=tap.ipv6_disabled)
     elif eth0.ipv6_disabled:
+        # Seed 001: Kata copies the pod's fe80:: link-local address to the guest's NIC; where
+        # IPv6 is off on one side only, that add is refused with EACCES (-13) (KT-S014). Off
+        # on both sides there is no such address to copy: no failure, only no IPv6.
         yield _f(sb, "KT-S015", "info",
                  f"{label(sb)}: IPv6 is disabled in the pod's namespace (eth0 and "
-                 f"{tap.name}); a pod that expects IPv6 will not get it",
-                 "enable IPv6 on the node and in the CNI config if the pod needs it",
-                 eth0_ipv6_disabled=True, tap_ipv6_disabled=True)
+                 f"{tap.name}): a pod that expects IPv6 will not get it; Kata adds no fe80:: "
+                 "address, so its `EACCES (-13)` on that add (KT-S014) cannot happen here",
+                 "enable IPv6 (net.ipv6.conf.all.disable_ipv6=0 on the node, and in the CNI "
+                 "config) if the pod needs it; enable it on both sides at once, or Kata's "
+                 "fe80:: add fails with EACCES (-13)",
+                 eth0_ipv6_disabled=True, tap_ipv6_disabled=True,
+                 kata_error="EACCES (-13) adding the fe80:: link-local address")
 
 
 def _qdisc_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
     worst_dev, worst_rate = None, 0.0
     seen = rates.qdiscs(sb)
+    if not sb.hypervisor.alive:
+        # no VMM: what arrives for it is dropped on the way (eth0's ingress, the tap), as
+        # KT-S020 says; nothing leaves a dead VM for a limit to hold back
+        seen = []
+    # a failing redirect's packets are dropped on its device's ingress: KT-S006 says that
+    failing = {r.from_dev for r in sb.redirects
+               if derive.redirect_states(sb).get(r.direction) == "failing"} \
+        if sb.redirects else set()
     for qr in seen:
+        if qr.dev in failing and qr.handle == "ffff:":
+            continue
         if qr.drops_ps > worst_rate:
             worst_dev, worst_rate = qr.dev, qr.drops_ps
     if seen:
@@ -211,69 +223,6 @@ def _qdisc_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
             f"{label(sb)}: qdisc on {worst_dev} drops {worst_rate:.1f} pkt/s",
             f"tc -s qdisc show dev {q(worst_dev or '?')}; a rate limit too low or a full queue",
             dev=worst_dev, drops_ps=worst_rate))
-
-
-BUILTIN_LIMITERS = ("cloud-hypervisor", "firecracker", "dragonball")
-
-
-def _rate_limit_findings(sb: Sandbox) -> Iterable[Finding]:
-    actual = {r.direction: r for r in sb.rate_limits}
-    for r in sb.rate_limits:
-        yield _f(sb, "KT-S050", "info",
-                 f"{label(sb)}: rate limit {r.direction} {fmt_rate(r.rate_bps)} on {r.dev} "
-                 f"({r.shape})", f"kata-top ratelimit clear {q(sb.id[:12])} --direction "
-                 f"{r.direction} (if it is not wanted)", direction=r.direction, dev=r.dev,
-                 rate_bps=r.rate_bps, shape=r.shape)
-    if sb.hypervisor.kind in BUILTIN_LIMITERS:
-        return  # the VMM limits rates itself, not tc (IsRateLimiterBuiltin, clh.go, fc.go)
-    for direction, configured in sb.configured_rate_limits.items():
-        have = actual.get(direction)
-        if configured and (have is None or have.rate_bps != configured):
-            yield _f(sb, "KT-S051", "warning",
-                     f"{label(sb)}: Kata configured {direction} {fmt_rate(configured)} but tc "
-                     f"has {fmt_rate(have.rate_bps) if have else 'no limit'}",
-                     f"kata-top ratelimit set {q(sb.id[:12])} --{direction} {configured}bit",
-                     direction=direction, configured_bps=configured,
-                     actual_bps=have.rate_bps if have else None)
-
-
-def _limit_place_findings(sb: Sandbox) -> Iterable[Finding]:
-    """A limiter not where Kata puts one (kata-notes.md, Kata's network code): rx on the tap;
-    tx on eth0 for tcfilter, on an ifb fed by a mirred redirect from the tap's ingress for
-    macvtap and none. A tx HTB on an ifb nothing is redirected to shapes nothing."""
-    if sb.network_model not in ("tcfilter", "macvtap", "none") or not sb.tap_name:
-        return
-    tap, model = sb.tap_name, sb.network_model
-    ifbs = {lk.name for lk in sb.links if lk.kind == "ifb"}
-    for q_ in sb.qdiscs:
-        if q_.parent != "root" or q_.kind != "htb":
-            continue
-        if derive.kata_htb_rate(q_.dev, sb.qdiscs, sb.classes) is None:
-            continue  # not Kata's shape: shown as it is (KT-S050), not judged
-        if q_.dev == tap:
-            continue
-        expected = "eth0" if model == "tcfilter" else "an ifb device fed from the tap"
-        wrong = (model == "tcfilter" and q_.dev != "eth0") or \
-            (model != "tcfilter" and q_.dev not in ifbs)
-        if wrong:
-            yield _f(sb, "KT-S053", "warning",
-                     f"{label(sb)}: a Kata-shaped rate limit sits on {q_.dev}, where Kata's "
-                     f"{model} model never puts one (tx goes on {expected}, rx on {tap})",
-                     f"remove it (tc qdisc del dev {q(q_.dev)} root, in the pod netns) and "
-                     f"set the limit with kata-top ratelimit set {q(sb.id[:12])}",
-                     dev=q_.dev, model=model)
-            continue
-        if q_.dev in ifbs:
-            fed = any(f.dev == tap and a.kind == "mirred" and a.action == "redirect"
-                      and a.target == q_.dev for f in sb.filters for a in f.actions)
-            if not fed:
-                yield _f(sb, "KT-S052", "warning",
-                         f"{label(sb)}: the tx limit on {q_.dev} shapes nothing: no redirect "
-                         f"from {tap}'s ingress to {q_.dev}",
-                         f"tc filter add dev {q(tap)} parent ffff: protocol all u32 match u8 "
-                         f"0 0 action mirred egress redirect dev {q(q_.dev)}  (in the pod "
-                         "netns, after tc qdisc add dev " + q(tap) + " ingress)",
-                         ifb=q_.dev, tap=tap)
 
 
 def _virtiofsd_findings(sb: Sandbox, prev: Sandbox | None) -> Iterable[Finding]:
@@ -362,18 +311,17 @@ def _shim_findings(sb: Sandbox) -> Iterable[Finding]:
 
 
 def sandbox_findings(sb: Sandbox, prev: Sandbox | None) -> tuple[Finding, ...]:
+    # Judged on everything still there: a dead VMM adds its finding (KT-S020) and the
+    # namespace's faults stay named (they are still there, and still need their fix).
     out: list[Finding] = list(_state_findings(sb))
-    if sb.state == "stale":
-        # Without a VMM, counters and taps only echo the one fact that matters.
-        return tuple(out)
     out += _redirect_findings(sb, prev)
     out += _mtu_findings(sb)
     out += _route_mtu_findings(sb)
     out += _tap_findings(sb)
     out += _ipv6_findings(sb)
     out += _qdisc_findings(sb, prev)
-    out += _rate_limit_findings(sb)
-    out += _limit_place_findings(sb)
+    out += rate_limit_findings(sb)
+    out += limit_place_findings(sb)
     out += _virtiofsd_findings(sb, prev)
     out += _vmm_findings(sb)
     out += _shim_findings(sb)

@@ -11,7 +11,9 @@ from kata_top.collectors import procs, shimsock, state
 from kata_top.model import ShimMonitorState, Virtiofsd
 
 SHIM_PROBE_EVERY_S = 30.0  # mean interval between connects to a listening shim socket
-VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--rlimit-nofile", "-o rlimit", "--iops", "--bps")
+# Flags that throttle virtiofsd's I/O. `--rlimit-nofile` is not one: it is the open-files
+# limit (Virtiofsd.rlimit_nofile).
+VIRTIOFSD_RATE_FLAGS = ("--rate-limit", "--iops", "--bps")
 
 
 class ShimProbes:
@@ -69,7 +71,8 @@ def virtiofsd(pcache: procs.ProcCache, sid: str, rec: state.StateRecord | None,
             rate_limit_flags=tuple(a for a in argv if a.startswith(VIRTIOFSD_RATE_FLAGS)),
             cpu_percent=info.cpu_percent if info else None,
             rss_bytes=info.rss_bytes if info else None,
-            threads=info.threads if info else None, read_bytes=rd, write_bytes=wr))
+            threads=info.threads if info else None, read_bytes=rd, write_bytes=wr,
+            rlimit_nofile=int(opts["nofile"]) if opts.get("nofile", "").isdigit() else None))
     # The C virtiofsd forks a sandboxed child with the same command line: show the parent.
     parents = [v for v in out if v.pid == (rec.virtiofsd_pid if rec else None)]
     return tuple(parents or out[:1])
@@ -89,6 +92,10 @@ def virtiofsd_opts(argv: tuple[str, ...]) -> dict[str, str]:
             out["cache"] = a.split("=", 1)[1]
         elif a.startswith("--thread-pool-size="):
             out["threads"] = a.split("=", 1)[1]
+        elif a.startswith("--rlimit-nofile="):
+            out["nofile"] = a.split("=", 1)[1]
+        elif a == "--rlimit-nofile":
+            out["nofile"] = next(it, "")
         elif a.startswith("-o"):
             for part in a[2:].split(","):
                 k, _, v = part.partition("=")
@@ -96,4 +103,6 @@ def virtiofsd_opts(argv: tuple[str, ...]) -> dict[str, str]:
                     out["shared_dir"] = v
                 elif k == "cache":
                     out["cache"] = v
+                elif k == "rlimit_nofile":
+                    out["nofile"] = v
     return out

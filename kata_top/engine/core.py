@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import time
 from typing import TYPE_CHECKING
 
@@ -107,17 +106,13 @@ class Engine:
             self._net_made.close()
 
     def _orphan_findings(self) -> tuple[Finding, ...]:
-        """KT-H030 for each named namespace that holds a Kata tap but belongs to no sandbox of
-        this collection (one link dump per named namespace: not every cycle)."""
-        from kata_top.collectors.orphans import orphan_namespaces
+        """KT-H030 for each named namespace that holds a Kata tap but belongs to no sandbox
+        under any known run root (collectors/orphans.py; one link dump per named namespace:
+        not every cycle); `ip netns delete` is offered only when no process is in it."""
+        from kata_top.collectors.orphans import judge_orphans
 
-        return tuple(Finding(
-            code="KT-H030", severity="warning",
-            summary=f"network namespace {name} holds {', '.join(taps)} but no Kata sandbox "
-                    "uses it: left behind by a sandbox that no longer exists",
-            evidence={"netns": name, "taps": taps},
-            fix=f"if no pod owns it (crictl pods): ip netns delete {shlex.quote(name)}")
-            for name, taps in orphan_namespaces(self._named_cache.get(), self._used_ns))
+        return tuple(judge_orphans(self._named_cache.get(), self._used_ns,
+                                   self.opts.run_root))
 
     def _read_ahead(self, net: NetCollector, ids: list[str],
                     ns_paths: dict[str, _NsPath]) -> None:

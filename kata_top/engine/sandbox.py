@@ -52,11 +52,14 @@ def build_sandbox(sid: str, rec: state.StateRecord | None, dump: NetnsDump | Non
     if dump is not None and model == "none" and ns_source == "proc":
         # `none` often shares the node's namespace: show only this sandbox's tap.
         links = tuple(lk for lk in links if lk.name == tap)
-    redirects = derive.redirects(model, filters, tap, virt) if dump else ()
+    redirects = derive.redirects(model, filters, tap, virt, dump.qdiscs) if dump else ()
     limits = derive.rate_limits(model, links, dump.qdiscs, dump.classes, tap, virt) \
         if dump else ()
     configured: dict[Direction, int] = {}
-    if rec is not None and (rec.rx_rate_bps or rec.tx_rate_bps):
+    if rec is not None and (rec.rx_rate_bps or rec.tx_rate_bps
+                            or (rec.runtime == "go" and not rec.error)):
+        # The Go runtime's persist.json always holds both (0 = no limit); runtime-rs
+        # records none, so nothing is known there.
         configured = {"in": rec.rx_rate_bps, "out": rec.tx_rate_bps}
 
     vmm: Vmm | None = None
@@ -76,7 +79,9 @@ def build_sandbox(sid: str, rec: state.StateRecord | None, dump: NetnsDump | Non
         qdiscs=dump.qdiscs if dump else (), classes=dump.classes if dump else (),
         filters=filters, routes=dump.routes if dump else (), redirects=redirects,
         rate_limits=limits,
-        configured_rate_limits=configured, tap_name=tap,
+        configured_rate_limits=configured,
+        disable_vhost_net=rec.disable_vhost_net if rec else None,
+        config_vcpus=rec.vcpus if rec else None, tap_name=tap,
         guest_mac=rec.guest_mac if rec else None, vmm=vmm, virtiofsd=vfs, shim=shim,
         shim_monitor=shim_monitor, vmm_proc=vmm_proc_info, state_path=rec.path if rec else None,
         errors=tuple(errors),

@@ -44,8 +44,9 @@ def _sandbox_events(at: float, p: Sandbox, c: Sandbox,
     who = label(c)
     # Most sandboxes change nothing between two collections: the cheap comparisons first.
     if p.hypervisor.alive and not c.hypervisor.alive:
-        yield _ev(at, "vmm-exited", "critical", c, f"{who}: the VMM (pid {p.hypervisor.pid}) "
-                  "exited", p.hypervisor.pid, None)
+        yield _ev(at, "vmm-exited", "critical", c, f"{who}: the VMM"
+                  + (f" (pid {p.hypervisor.pid})" if p.hypervisor.pid else "") + " exited",
+                  p.hypervisor.pid, None)
     elif p.hypervisor.pid and c.hypervisor.pid and p.hypervisor.pid != c.hypervisor.pid:
         yield _ev(at, "vmm-restarted", "warning", c, f"{who}: the VMM restarted (pid "
                   f"{p.hypervisor.pid} → {c.hypervisor.pid})", p.hypervisor.pid,
@@ -72,9 +73,11 @@ def _redirect_events(at: float, p: Sandbox, c: Sandbox, who: str) -> Iterable[Ev
         pr = before_red.get(r.direction)
         if pr is not None and pr.present != r.present:
             kind: EventKind = "redirect-added" if r.present else "redirect-removed"
+            what = "restored" if r.present else f"sent to {r.elsewhere} instead" \
+                if r.elsewhere else "removed"
             yield _ev(at, kind, "info" if r.present else "critical", c,
-                      f"{who}: redirect {r.direction} ({r.from_dev} → {r.to_dev}) "
-                      f"{'restored' if r.present else 'removed'}", pr.present, r.present)
+                      f"{who}: redirect {r.direction} ({r.from_dev} → {r.to_dev}) {what}",
+                      pr.present, r.present)
 
 
 def _limit_events(at: float, p: Sandbox, c: Sandbox, who: str) -> Iterable[Event]:
@@ -130,6 +133,13 @@ def _link_events(at: float, p: Sandbox, c: Sandbox, who: str,
                       + (f" {new_drops:.1f} pkt/s" if new_drops else ""), old_drops, new_drops)
 
 
+def _unjudged(c: Sandbox) -> bool:
+    """The sandbox could not be read this time (its namespace, or the whole of it): a
+    finding missing from it is not known to be fixed, so it is not `cleared` — only when its
+    evidence is read again and gone."""
+    return any(e.where in ("netns", "collect") for e in c.errors)
+
+
 def _finding_events(at: float, p: Sandbox, c: Sandbox) -> Iterable[Event]:
     codes_before = {f.code: f for f in p.findings}
     codes_now = {f.code: f for f in c.findings}
@@ -137,9 +147,10 @@ def _finding_events(at: float, p: Sandbox, c: Sandbox) -> Iterable[Event]:
         f = codes_now[code]
         if f.severity != "info":
             yield _ev(at, "finding-raised", f.severity, c, f"{code}: {f.summary}", None, code)
+    unjudged = _unjudged(c)
     for code in sorted(set(codes_before) - set(codes_now)):
         f = codes_before[code]
-        if f.severity != "info":
+        if f.severity != "info" and not unjudged:
             yield _ev(at, "finding-cleared", "info", c, f"{code} cleared: {f.summary}", code,
                       None)
 
@@ -191,8 +202,16 @@ def diff_events(prev: Snapshot | None, cur: Snapshot,
                            {"dev": ch.dev, "parent": ch.parent, "prio": ch.prio,
                             "target": ch.target}, source="netlink"))
     acted: set[str] = set()
+    root = cur.host.run_root
+    known = {sb.id for sb in cur.sandboxes} | ({sb.id for sb in prev.sandboxes} if prev
+                                               else set())
     for entry in actions:
         sid = str(entry.get("sandbox") or "")
+        # One audit log serves every run root on the node: an action is this stream's only
+        # when it names this run root, or (entries that do not) a sandbox of it.
+        if entry.get("run_root") not in (None, root) or (
+                entry.get("run_root") is None and sid not in known):
+            continue
         if entry.get("changed"):
             acted.add(sid)
         out.append(Event(at=at, kind="action", severity="info",
@@ -203,4 +222,4 @@ def diff_events(prev: Snapshot | None, cur: Snapshot,
     if acted:
         out = [evolve(e, by="kata-top") if e.sandbox_id in acted and e.kind in WRITE_KINDS
                else e for e in out]
-    return tuple(out)
+    return tuple(evolve(e, run_root=root) for e in out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,12 +16,20 @@ EVENT_SCHEMA = "kata-top/event/1"
 JOURNAL_MAX_BYTES = 8 << 20
 
 
-def default_journal() -> str:
-    """Where `kata-top serve` and `kata-top events --follow` keep the node's events."""
+def default_journal(run_root: str = "/run") -> str:
+    """Where `kata-top serve` and `kata-top events --follow` keep a run root's events: the
+    node's (/run) in events.ndjson, any other root's in a journal of its own."""
     if os.geteuid() == 0:
-        return "/var/lib/kata-top/events.ndjson"
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return os.path.join(base, "kata-top", "events.ndjson")
+        base = "/var/lib/kata-top"
+    else:
+        base = os.path.join(os.environ.get("XDG_STATE_HOME")
+                            or os.path.expanduser("~/.local/state"), "kata-top")
+    root = os.path.normpath(run_root)
+    if root in ("/run", "/var/run"):
+        return os.path.join(base, "events.ndjson")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", root.strip("/"))[:60]
+    tag = zlib.crc32(root.encode("utf-8", "surrogateescape")) & 0xFFFFFFFF
+    return os.path.join(base, f"events-{slug}-{tag:08x}.ndjson")
 
 
 def event_line(e: Event) -> str:

@@ -24,9 +24,12 @@ def parse_since(text: str, now: float) -> float:
             from None
 
 
-def event_matches(doc: dict[str, Any], since: float | None, sandbox: str | None) -> bool:
+def event_matches(doc: dict[str, Any], since: float | None, sandbox: str | None,
+                  run_root: str | None = None) -> bool:
     if since is not None and float(doc.get("at") or 0) < since:
         return False
+    if run_root is not None and doc.get("run_root") not in (None, run_root):
+        return False  # another run root's event (a journal shared by hand)
     if sandbox:
         sid, pod = str(doc.get("sandbox_id") or ""), str(doc.get("pod") or "")
         return sid.startswith(sandbox) or pod == sandbox

@@ -11,7 +11,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from kata_top.httpget import server_text
+from kata_top.httpget import server_text, without_credentials
 
 MAX_BYTES = 64 << 20
 
@@ -67,7 +67,8 @@ class PrometheusClient:
                  timeout: float = 5.0) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise PrometheusError(f"--prometheus takes http(s)://HOST:PORT, got {url!r}")
+            raise PrometheusError("--prometheus takes http(s)://HOST:PORT, got "
+                                  f"{server_text(without_credentials(url))!r}")
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._token_file = token_file
@@ -92,7 +93,7 @@ class PrometheusClient:
 
     def query(self, promql: str) -> list[Sample]:
         from kata_top.boundedjson import loads
-        from kata_top.httpget import HttpError, TimedOut, fetch
+        from kata_top.httpget import HttpError, TimedOut, fetch, where
 
         data = urllib.parse.urlencode({"query": promql}).encode()
         try:
@@ -104,7 +105,8 @@ class PrometheusClient:
             raise PrometheusError(str(exc)) from exc
         except HttpError as exc:
             if exc.status in (401, 403):
-                raise PrometheusError(f"{self.url} refused the credentials ({exc.status})") \
+                raise PrometheusError(f"{where(self.url)} refused the credentials "
+                                      f"({exc.status})") \
                     from exc
             if exc.status is None or not exc.body or 300 <= exc.status < 400:
                 raise PrometheusError(str(exc)) from exc

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from kata_top.fleet.model import FleetNode, FleetSandbox, FleetSnapshot
 from kata_top.fleet.promql import PrometheusClient, Sample
+from kata_top.httpget import without_credentials
 
 JOB = "kata-top"
 ALL = "*"  # `sandboxes=ALL`: every node's sandboxes (fleet --json, fleet check)
@@ -34,8 +35,10 @@ NODE_SUMS: tuple[tuple[str, str, str], ...] = (
      'count by (node, instance) (kata_top_sandbox_info{state="stale"})'),
     ("findings", "node:kata_top_findings:sum",
      "sum by (node, instance, severity) (kata_top_findings)"),
-    ("bps", "node:kata_top_redirect_bits:rate2m",
-     "sum by (node, instance, direction) (rate(kata_top_redirect_bytes_total[2m])) * 8"),
+    # into/out of the VMs: what the taps handed to the VMMs (a failing redirect's attempts
+    # are not traffic into a VM)
+    ("bps", "node:kata_top_vm_delivered_bits:rate2m",
+     "sum by (node, instance, direction) (rate(kata_top_vm_delivered_bytes_total[2m])) * 8"),
     ("oneway", "node:kata_top_one_way_sandboxes:count",
      "count by (node, instance) (count by (node, instance, sandbox_id) "
      "(kata_top_redirect_present == 0))"),
@@ -70,7 +73,7 @@ Q_SANDBOXES = (
     'label_replace(sum by (node, instance, sandbox_id, code, severity) '
     '(kata_top_findings{{{m}}} > 0), "q", "findings", "", "") or '
     'label_replace(sum by (node, instance, sandbox_id, direction) '
-    '(rate(kata_top_redirect_bytes_total{{{m}}}[2m])) * 8, "q", "bps", "", "") or '
+    '(rate(kata_top_vm_delivered_bytes_total{{{m}}}[2m])) * 8, "q", "bps", "", "") or '
     'label_replace(kata_top_redirect_present{{{m}}} == 0, "q", "missing", "", "") or '
     'label_replace(sum by (node, instance, sandbox_id) '
     '(rate(kata_top_qdisc_drops_total{{kind="htb"{c}{m}}}[2m])), "q", "htbdrops", "", "")')
@@ -133,7 +136,8 @@ def collect(client: PrometheusClient, job: str = JOB,
     urls = tuple(sorted({(_node_of(s.labels, no_node), f"http://{s.labels['instance']}")
                          for s in node_rows if s.labels.get("q") == "up"
                          and s.labels.get("instance")}))
-    return FleetSnapshot(taken_at=now, prometheus=client.url, nodes=nodes, sandboxes=rows,
+    return FleetSnapshot(taken_at=now, prometheus=without_credentials(client.url),
+                         nodes=nodes, sandboxes=rows,
                          errors=errors, serve_urls=urls, queries=queries,
                          duration_ms=round((time.monotonic() - t0) * 1000, 2),
                          sandboxes_of=sandboxes)

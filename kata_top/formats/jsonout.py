@@ -58,8 +58,8 @@ def encode(snap: Snapshot) -> bytes:
     return _text(_aged_snapshot(snap))
 
 
-# C1 controls (U+0080-U+009F; in UTF-8 0xC2 then 0x80-0x9F): escaped, as the ASCII writer
-# before did, for a terminal may act on them (U+009B is CSI)
+# C1 controls (U+0080-U+009F; in UTF-8 0xC2 then 0x80-0x9F) are escaped: a terminal may
+# act on them (U+009B is CSI)
 _C1 = re.compile(b"\xc2([\x80-\x9f])")
 
 
@@ -72,7 +72,8 @@ def _text(obj: Any) -> bytes:
         data = _ENCODER.encode(obj)
     except UnicodeEncodeError:
         # A string holding a lone surrogate (bytes the OS gave that are no UTF-8, kept by
-        # surrogateescape) has no UTF-8: json's escapes for it, as kata-top always wrote.
+        # surrogateescape) has no UTF-8: json's escapes for it (formats/jsonin.py reads
+        # them back).
         import json
 
         return json.dumps(msgspec.to_builtins(obj), separators=(",", ":")).encode()

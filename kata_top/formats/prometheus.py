@@ -22,6 +22,7 @@ Names and labels (docs/metrics.md maps them to kata-monitor's):
 
 from __future__ import annotations
 
+from kata_top.formats.prom_datapath import rate_limits, redirect_health, vm_counters
 from kata_top.formats.prom_text import Exposition
 from kata_top.model import Sandbox, Snapshot
 
@@ -87,10 +88,9 @@ def _tc(ex: Exposition, sb: Sandbox, who: str) -> None:
         ex.add("redirect_packets", "counter", "Packets the redirect carried (mirred hit "
                "counter).", who, r.packets, **red)
         ex.add("redirect_bytes", "counter", "Bytes the redirect carried.", who, r.bytes, **red)
-    for lim in sb.rate_limits:
-        ex.add("rate_limit_bytes_per_second", "gauge", "Rate limit found in tc (bytes/s, "
-               "Prometheus' base unit; tc shows bits/s).", who, lim.rate_bps / 8,
-               direction=lim.direction, device=lim.dev, shape=lim.shape)
+        redirect_health(ex, sb, r, who, red)
+    vm_counters(ex, sb, who)
+    rate_limits(ex, sb, who)
     for d, rate in sorted(sb.configured_rate_limits.items()):
         if rate:
             ex.add("configured_rate_limit_bytes_per_second", "gauge", "Rate limit Kata's "

@@ -7,7 +7,7 @@ from kata_top.model import Snapshot
 from kata_top.units import fmt_rate
 
 COLUMNS = (("POD", 30), ("SANDBOX", 12), ("RT", 3), ("HV", 6), ("STATE", 8), ("MODEL", 9),
-           ("IN", 9), ("OUT", 9), ("REDIRECT", 9), ("RATELIMIT", 22), ("VM", 9), ("VFS", 7),
+           ("IN", 9), ("OUT", 9), ("REDIRECT", 11), ("RATELIMIT", 22), ("VM", 9), ("VFS", 7),
            ("!", 3))
 
 

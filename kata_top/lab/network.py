@@ -125,10 +125,19 @@ def build_pod(layout: Layout, spec: SandboxSpec) -> None:
     if spec.model == "tcfilter":
         ip_lines += [f"tuntap add dev {TAP} mode tap multi_queue vnet_hdr",
                      f"link set {TAP} mtu 1500 up"]
-        tc_lines += ["qdisc add dev eth0 ingress", f"qdisc add dev {TAP} ingress"]
+        tc_lines += ["qdisc add dev eth0 ingress"]
+        if "no-ingress-qdisc" not in spec.faults:
+            tc_lines.append(f"qdisc add dev {TAP} ingress")
         tc_lines += redirect_lines("eth0", TAP)
-        if "no-out-redirect" not in spec.faults:
+        if "redirect-elsewhere" in spec.faults:
+            ip_lines += ["link add eth1 type veth peer name eth1p", "link set eth1 up"]
+            tc_lines += redirect_lines(TAP, "eth1")
+        elif not spec.faults & {"no-out-redirect", "no-ingress-qdisc"}:
             tc_lines += redirect_lines(TAP, "eth0")
+        if "tap-down" in spec.faults:
+            ip_lines.append(f"link set {TAP} down")
+        if "foreign-limit" in spec.faults:
+            tc_lines += rate_limit_lines(TAP, 5_000_000)  # by hand: Kata's config has 0
         # Cloud Hypervisor and Firecracker limit rates inside the VMM (IsRateLimiterBuiltin
         # in clh.go and fc.go): Kata adds its HTB for QEMU only
         if spec.rx_rate_bps and spec.hypervisor == "qemu":
@@ -157,7 +166,7 @@ def build_pod(layout: Layout, spec: SandboxSpec) -> None:
         ip_lines.append(f"route add default via {NODE_IP} dev eth0 mtu 1400")
     run_batch(["ip", "-n", ns], ip_lines)
     run_batch(["tc", "-n", ns], tc_lines)
-    quiet_pod_stack(layout.netns_path(spec))
+    quiet_pod_stack(layout.netns_path(spec), ipv6_off="ipv6-off" in spec.faults)
     if spec.model == "l3forwarding":
         netns.run_in(layout.netns_path(spec), _l3fwd_sysctls)
 
@@ -169,7 +178,7 @@ def _l3fwd_sysctls() -> None:
             fh.write("1")
 
 
-def quiet_pod_stack(netns_path: str) -> None:
+def quiet_pod_stack(netns_path: str, ipv6_off: bool = False) -> None:
     """The pod namespace keeps the pod IP on eth0 (as Kata does) but ignores ICMP echo, so a
     ping reply proves the guest answered, not the namespace's own stack behind a lost
     redirect. /proc/sys/net follows the namespace of the thread that opens it."""
@@ -177,6 +186,10 @@ def quiet_pod_stack(netns_path: str) -> None:
     def write() -> None:
         with open("/proc/sys/net/ipv4/icmp_echo_ignore_all", "w") as fh:
             fh.write("1")
+        if ipv6_off:  # the `ipv6-off` fault: IPv6 off on every device of the namespace
+            for conf in ("all", "default", "eth0", TAP):
+                with open(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6", "w") as fh:
+                    fh.write("1")
 
     netns.run_in(netns_path, write)
 

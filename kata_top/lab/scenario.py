@@ -15,8 +15,11 @@ KIND_SCENARIOS = {
     "rs-dragonball": ("rs", "dragonball", "tcfilter"),
     "rs-l3fwd": ("rs", "qemu", "l3forwarding"),
 }
-SCENARIOS = ("demo", "tcfilter", "plain", "kinds", *KIND_SCENARIOS)
+SCENARIOS = ("demo", "tcfilter", "plain", "faults", "kinds", *KIND_SCENARIOS)
 SCENARIO_HELP = {
+    "faults": "one sandbox per datapath fault planted by hand on a node (wrong redirect "
+              "target, no ingress qdisc, tap down, a limit Kata's config does not hold, dead "
+              "VMM over an MTU mismatch, IPv6 off), then healthy tcfilter",
     "demo": "every network model and every fault kata-top must recognise, then healthy tcfilter",
     "tcfilter": "healthy tcfilter sandboxes, each with a QMP extra monitor",
     "plain": "healthy tcfilter sandboxes without extra monitors (as most nodes run)",
@@ -44,7 +47,8 @@ class SandboxSpec:
     extra_monitor: str | None = None  # None | "qmp" | "hmp"
     rx_rate_bps: int = 0  # into the VM (Kata's RxRateLimiterMaxRate)
     tx_rate_bps: int = 0
-    # no-out-redirect, mtu, dead-vmm, stale-shim-monitor, route-mtu
+    # no-out-redirect, mtu, dead-vmm, stale-shim-monitor, route-mtu, and (the `faults`
+    # scenario) redirect-elsewhere, no-ingress-qdisc, tap-down, foreign-limit, ipv6-off
     faults: frozenset[str] = field(default_factory=frozenset)
 
     @property
@@ -76,11 +80,34 @@ _DEMO_MIX: tuple[tuple[str, dict[str, object]], ...] = (
 )
 
 
+# Faults planted the way they happen on nodes, each on a tcfilter sandbox as Kata builds it
+# (kata-containers src/runtime/virtcontainers/network_linux.go: setupTCFiltering adds an
+# ingress qdisc and a u32 match-all mirred redirect on each of eth0 and the tap).
+_FAULTS_MIX: tuple[tuple[str, dict[str, object]], ...] = (
+    ("web", {}),
+    # `tc filter … action mirred egress redirect dev eth1` on the tap: out goes elsewhere
+    ("elsewhere", {"faults": frozenset({"redirect-elsewhere"})}),
+    # the tap's ingress qdisc deleted (and with it the out redirect)
+    ("no-ingress", {"faults": frozenset({"no-ingress-qdisc"})}),
+    # `ip link set tap0_kata down`: the in redirect fails every packet (mirred overlimits)
+    ("tap-down", {"faults": frozenset({"tap-down"})}),
+    # an HTB added by hand on the tap while the sandbox's RxRateLimiterMaxRate is 0
+    ("foreign-limit", {"faults": frozenset({"foreign-limit"})}),
+    # the VMM killed on a sandbox whose node link is 1450 under a 1500 eth0
+    ("dead-mtu", {"faults": frozenset({"dead-vmm", "mtu"})}),
+    # net.ipv6.conf.all.disable_ipv6=1 in the pod namespace
+    ("ipv6-off", {"faults": frozenset({"ipv6-off"})}),
+    # an MTU mismatch whose VMM a test kills: the finding must outlive it
+    ("mtu", {"faults": frozenset({"mtu"})}),
+)
+
+
 def build(scenario: str, count: int) -> list[SandboxSpec]:
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     specs: list[SandboxSpec] = []
     kinds = list(KIND_SCENARIOS) if scenario == "kinds" else [scenario]
+    mix = _DEMO_MIX if scenario == "demo" else _FAULTS_MIX if scenario == "faults" else ()
     for i in range(count):
         sid = secrets.token_hex(32)
         ns = NAMESPACES[i % len(NAMESPACES)]
@@ -92,8 +119,8 @@ def build(scenario: str, count: int) -> list[SandboxSpec]:
                                      rx_rate_bps=50_000_000 if hypervisor == "firecracker"
                                      else 0,
                                      extra_monitor="hmp" if kind == "rs-qemu" else None))
-        elif scenario == "demo" and i < len(_DEMO_MIX):
-            role, extra = _DEMO_MIX[i]
+        elif i < len(mix):
+            role, extra = mix[i]
             specs.append(SandboxSpec(index=i, id=sid, pod_name=f"{role}-{i}", pod_namespace=ns,
                                      **extra))  # type: ignore[arg-type]
         else:

@@ -11,7 +11,6 @@ workers, not all of them.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
 import threading
@@ -39,7 +38,7 @@ class BasicAuth:
         try:
             user, sep, password = base64.b64decode(token.strip(), validate=True) \
                 .decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, a token that is not ASCII
             return None
         if not sep:
             return None

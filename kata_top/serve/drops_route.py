@@ -59,9 +59,10 @@ def parse(target: str) -> tuple[int, str | None]:
     return seconds, sandbox
 
 
-def handle(target: str, auth_configured: bool, snapshot: Callable[[], Snapshot]) -> Response:
+def handle(target: str, auth_configured: bool, snapshot: Callable[[], Snapshot],
+           should_stop: Callable[[], bool] | None = None) -> Response:
     """Answer one POST to `target`. `snapshot()` gives the node's sandboxes (the exporter's
-    shared collection)."""
+    shared collection); `should_stop()` true ends the trace early (the exporter stopping)."""
     if not auth_configured:
         return _text(403, "tracing drops needs the exporter's authentication: start serve "
                           "with a web config that sets basic auth users")
@@ -76,7 +77,7 @@ def handle(target: str, auth_configured: bool, snapshot: Callable[[], Snapshot])
     if busy():
         return _text(409, "a drop trace is already running; one at a time")
     try:
-        report = trace(snapshot(), seconds, sandbox)
+        report = trace(snapshot(), seconds, sandbox, should_stop=should_stop)
     except SelectError as exc:
         return _text(404, str(exc))
     except TraceBusy as exc:

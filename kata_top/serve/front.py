@@ -221,6 +221,10 @@ class Front:
                 peer = writer.get_extra_info("peername") or ("", 0)
                 response = await asyncio.get_running_loop().run_in_executor(
                     self._pool, self.answer, raw, (str(peer[0]), int(peer[1])), cert)
+            except Exception:  # a route's bug: said to the client and logged, not a reset
+                log.exception("answering a request failed")
+                response = plain_response(500, "Internal Server Error",
+                                          "the exporter failed to answer; see its log")
             finally:
                 self._queued -= 1
         try:

@@ -68,6 +68,8 @@ class ExporterServer:
         self.text_lock = threading.Lock()
         # (openmetrics, gzip) → the last /metrics answer and what it was made from
         self.answers: dict[tuple[bool, bool], tuple[Snapshot, object, bytes]] = {}
+        # set when the server stops: a drop trace still running ends now, not at its time
+        self.stopping = threading.Event()
         ssl_context = self.web.ssl_context()  # WebConfigError before anything listens
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         # SO_REUSEADDR: a restarted exporter binds again at once (TIME_WAIT of last scrapes).
@@ -94,9 +96,11 @@ class ExporterServer:
         self.front.run()
 
     def shutdown(self) -> None:
+        self.stopping.set()
         self.front.shutdown()
 
     def server_close(self) -> None:
+        self.stopping.set()
         self.front.close()
 
     def _answer(self, raw: bytes, peer: tuple[str, int], cert: dict[str, Any] | None) -> bytes:
@@ -127,6 +131,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def authorized(self) -> bool:
         """True when the request may be served; else a 401 is written."""
+        tls = self.server.web.tls
+        if tls is not None and tls.client_auth_type == "RequireAndVerifyClientCert" and \
+                self.peer_cert is None:
+            # a plain socket beside the TLS one (front_for) carries no certificate to verify
+            self._send(403, b"this exporter needs a verified client certificate (TLS)\n",
+                       "text/plain; charset=utf-8")
+            return False
         auth = self.server.basic_auth
         if auth is None or auth.check(self.headers.get("Authorization")) is not None:
             return True
@@ -171,7 +182,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.auth_required and not self.authorized():
             return
         res = drops_route.handle(self.path, self.server.auth_required,
-                                 lambda: self.server.hub.get(self.server.deadline))
+                                 lambda: self.server.hub.get(self.server.deadline),
+                                 self.server.stopping.is_set)
         self._send(res.status, res.body, res.content_type)
 
     def _route(self) -> None:

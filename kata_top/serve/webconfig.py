@@ -87,8 +87,14 @@ class WebConfig:
 
 def load(path: str) -> WebConfig:
     """Read and check `path`; WebConfigError (one line) for anything wrong."""
+    import stat
+
     try:
-        with open(path, "rb") as fh:
+        # O_NONBLOCK: a FIFO at the path must not hold serve's start; only a file is read
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise WebConfigError(f"{path} is not a regular file")
             raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise WebConfigError(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -28,7 +28,7 @@ class RemoteSource(Source):
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
-        self.label = self.url
+        self.label = where(self.url)  # user:password authenticate; never on screen
         self.timeout = timeout
 
     def next(self) -> Snapshot:

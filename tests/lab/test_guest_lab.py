@@ -97,3 +97,48 @@ def test_rate_limit_holds_a_flood(guest_lab: tuple[Layout, Manifest]) -> None:
     traffic.run(layout.node_ns, [spec.ip], seconds=2.0, rate_pps=800, payload_bytes=1000)
     free = (_tap_tx_bytes(layout, ns) - start_b) * 8 / (time.monotonic() - t0)
     assert free > 3e6, f"after clearing: {free / 1e6:.2f} Mbit/s"
+
+
+def test_into_the_vm_is_what_the_guest_took_as_iproute2_counts_it(
+        guest_lab: tuple[Layout, Manifest]) -> None:
+    """With a guest draining its NIC, what the tap handed to the VMM (`ip -s link` TX of the
+    tap) is what kata-top calls into the VM, beside the in redirect's attempts (`tc -s
+    filter`): the same packets, nothing failed or dropped."""
+    import json
+
+    from kata_top.engine import Engine, EngineOptions
+    from kata_top.rates import with_rates
+
+    layout, man = guest_lab
+    spec = man.sandboxes[1].spec
+    ns = layout.pod_ns(spec)
+
+    def iproute2() -> tuple[int, int, int]:
+        link = json.loads(subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev",
+                                          "tap0_kata"], capture_output=True, text=True,
+                                         check=True).stdout)[0]["stats64"]["tx"]
+        filt = json.loads(subprocess.run(["tc", "-n", ns, "-s", "-j", "filter", "show", "dev",
+                                          "eth0", "ingress"], capture_output=True, text=True,
+                                         check=True).stdout)
+        sent = sum(a["stats"]["packets"] for f in filt
+                   for a in f.get("options", {}).get("actions", []))
+        return link["packets"], link["dropped"], sent
+
+    engine = Engine(EngineOptions(run_root=layout.run_root))
+    try:
+        first = engine.collect().snapshot
+        before = iproute2()
+        traffic.run(layout.node_ns, [spec.ip], seconds=1.0, rate_pps=100)
+        time.sleep(0.3)
+        after = iproute2()
+        snap = with_rates(engine.collect().snapshot, first)
+    finally:
+        engine.close()
+    delivered, dropped, attempted = (b - a for a, b in zip(before, after, strict=True))
+    assert attempted >= 80 and dropped == 0 and delivered >= attempted - 5
+    sb = next(s for s in snap.sandboxes if s.id == spec.id)
+    dt = snap.taken_at - first.taken_at
+    r = sb.rates
+    assert r["vm.in_pps"] * dt == pytest.approx(delivered, abs=6)
+    assert r["vm.in_attempted_pps"] * dt == pytest.approx(attempted, abs=6)
+    assert r["vm.in_failed_pps"] == 0.0 and r["vm.in_dropped_pps"] == 0.0

@@ -158,3 +158,12 @@ def test_a_node_without_bpftrace_btf_or_privilege_says_so_in_one_line(
     monkeypatch.setattr(droptrace, "_capable", lambda bit: False)
     with pytest.raises(droptrace.TraceUnavailable, match="needs root"):
         droptrace.bpftrace_path()
+
+
+def test_an_unreadable_tracepoint_format_is_one_sentence(tmp_path: object) -> None:
+    """The format file gone (the tracer's child already exited, tracefs unreadable): a
+    TraceUnavailable every caller prints, never an OSError's traceback."""
+    from kata_top.collectors import droptrace
+
+    with pytest.raises(droptrace.TraceUnavailable, match="cannot read"):
+        droptrace.read_reasons(os.path.join(str(tmp_path), "no-tracefs"))

@@ -139,3 +139,32 @@ def test_remote_asks_the_nodes_serve(tmp_path: Any, monkeypatch: pytest.MonkeyPa
                 RemoteSource(base.replace("http://", f"http://{who}")).trace_drops(2)
         got = RemoteSource(base.replace("http://", "http://u:p@")).trace_drops(2, "abc")
     assert got == _report() and seen == ["abc"]
+
+
+def test_a_trace_running_when_the_exporter_stops_is_ended(tmp_path: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve's SIGTERM closes the server while a POST's trace may run on a worker: the trace
+    is told to stop (bpftrace SIGINTed) instead of running out its seconds."""
+    import bcrypt
+
+    from kata_top.serve.webconfig import WebConfig
+
+    stops: list[Any] = []
+
+    def fake(snap: Any, seconds: int, sandbox: str | None = None, *a: Any,
+             should_stop: Any = None, **k: Any) -> Any:
+        stops.append(should_stop)
+        return _report()
+
+    monkeypatch.setattr(trace_mod, "trace", fake)
+    web = WebConfig(users={"u": bcrypt.hashpw(b"p", bcrypt.gensalt(4))})
+    import base64
+
+    auth = {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}
+    with http_server(CountingSource(), str(tmp_path), web=web) as base:
+        conn = http.client.HTTPConnection(base[7:], timeout=5)
+        conn.request("POST", "/api/v1/drops?seconds=2", headers=auth)
+        assert conn.getresponse().status == 200
+        conn.close()
+        assert len(stops) == 1 and stops[0] is not None and not stops[0]()
+    assert stops[0]()

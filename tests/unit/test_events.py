@@ -42,6 +42,21 @@ def test_a_redirect_lost_between_two_snapshots() -> None:
     assert e.by is None and e.source == "diff"
 
 
+def test_a_finding_is_cleared_only_when_its_evidence_is_gone() -> None:
+    """A sandbox whose namespace could not be read this time has no findings, but nothing
+    was fixed: no `finding-cleared`; once read again without the fault, cleared."""
+    from kata_top.model import Finding, SandboxError
+
+    f = Finding("KT-S002", "critical", "redirect out is missing", {}, "fix", SB.id)
+    broken = _with(findings=(f,))
+    unread = _with(findings=(), links=(), redirects=(),
+                   errors=(SandboxError("netns", "reading /run/netns/x: busy"),))
+    assert not [e for e in diff_events(broken, unread) if e.kind == "finding-cleared"]
+    fixed = _with(findings=())
+    assert [e.kind for e in diff_events(broken, fixed) if e.kind == "finding-cleared"] == [
+        "finding-cleared"]
+
+
 def test_notifications_tell_what_the_diff_cannot_see() -> None:
     changes = {SB.id: [TcChange(True, "eth0", "ffff:", 7, "tap0_kata"),
                        TcChange(False, "eth0", "ffff:", 7, "tap0_kata")]}

@@ -103,6 +103,9 @@ def test_prometheus_faults_are_reasons(tmp_path: Any) -> None:
         with pytest.raises(PrometheusError, match="refused the credentials") as info:
             PrometheusClient(url, token_file=str(token)).query("up")
         assert "s3cret" not in str(info.value)
+        with pytest.raises(PrometheusError, match="refused the credentials") as info:
+            PrometheusClient(url.replace("://", "://ops:s3cret-pw@")).query("up")
+        assert "s3cret" not in str(info.value)
     err = json.dumps({"status": "error", "errorType": "bad_data", "error": "parse error"})
     with fake_prometheus(_reply(400, err.encode())) as url, \
             pytest.raises(PrometheusError, match="parse error"):
@@ -292,3 +295,16 @@ def test_without_recording_rules_the_node_sums_are_computed_and_said() -> None:
     assert snap.queries == 2 and snap.sandboxes_of is None
     assert snap.errors == (RULES_HINT,)
     assert snap.serve_urls == (("n1", "http://10.0.0.1:9712"),)
+
+
+def test_the_prometheus_url_never_shows_its_password() -> None:
+    """A fleet snapshot (JSON and the console) and a refused URL keep the path but never
+    the user:password an operator put in --prometheus."""
+    from kata_top.fleet.promql import PrometheusClient, PrometheusError
+    from kata_top.httpget import without_credentials
+
+    assert without_credentials("http://u:s3cret@prom:9090/sub") == "http://prom:9090/sub"
+    assert without_credentials("https://prom:9090") == "https://prom:9090"
+    with pytest.raises(PrometheusError) as err:
+        PrometheusClient("ftp://u:s3cret@prom:9090")
+    assert "s3cret" not in str(err.value)

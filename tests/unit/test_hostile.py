@@ -171,14 +171,16 @@ def test_monitor_answers_of_the_wrong_type_never_reach_the_model(tmp_path: Any) 
 
 
 def test_fixes_are_shell_quoted() -> None:
-    from kata_top.diagnose.findings import _redirect_fix
-    from kata_top.model import Hypervisor, NetnsInfo, Pod, Sandbox
+    from kata_top.diagnose.redirects import _fix, repair_commands
+    from kata_top.model import Hypervisor, NetnsInfo, Pod, Redirect, Sandbox
 
     sb = Sandbox(id="x; rm -rf / #", runtime="go", state="running", pod=Pod(None, None),
                  hypervisor=Hypervisor("qemu", 1, True), network_model="tcfilter",
                  netns=NetnsInfo(path="/run/netns/a b", inode=None))
-    fix = _redirect_fix(sb, "out", "tap0_kata", "eth0")
+    r = Redirect("out", "tap 0", "eth0", False, elsewhere="x;y", elsewhere_prio=1)
+    fix = _fix(sb, ["out"], repair_commands(r, "elsewhere"))
     assert "'x; rm -rf / '" in fix and "'/run/netns/a b'" in fix  # the id's first 12
+    assert "dev 'tap 0'" in fix
 
 
 # ---- readers of what operators hand us -----------------------------------------------------

@@ -139,7 +139,8 @@ def test_200_mb_of_valid_json_is_refused_with_little_memory() -> None:
                               env={**os.environ, "PYTHONPATH": ROOT})
     message, rss_mb = proc.stdout.strip().splitlines()
     assert "more than 32 MiB" in message, proc.stdout + proc.stderr
-    assert int(rss_mb) < 200, rss_mb
+    # the cap (32 MiB) and the interpreter; reading the whole body took gigabytes
+    assert int(rss_mb) < 256, rss_mb
 
 
 def test_a_declared_huge_body_is_not_read() -> None:

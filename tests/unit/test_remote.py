@@ -65,3 +65,10 @@ def test_what_is_not_a_snapshot_is_a_source_error(body: bytes, says: str) -> Non
                                                                  "snapshot") as exc:
         RemoteSource(url, timeout=5).next()
     assert says in str(exc.value)
+
+
+def test_the_dashboards_label_never_shows_the_urls_password() -> None:
+    """The URL's user:password authenticate the drops POST; the header names the node only."""
+    src = RemoteSource("https://ops:hunter2@node-7:9712/")
+    assert "hunter2" not in src.label and "node-7:9712" in src.label
+    assert src.url == "https://ops:hunter2@node-7:9712"  # still what requests are sent to

@@ -116,6 +116,18 @@ def test_basic_auth_remembers_only_a_password_that_matched() -> None:
         assert auth.check(header) is None, header
 
 
+_AUTH = BasicAuth({"alice": _hash(PASSWORD).encode()})
+
+
+@given(st.one_of(st.text(max_size=80).map(lambda t: "Basic " + t),
+                 st.binary(max_size=60).map(lambda b: "Basic " + base64.b64encode(b).decode()),
+                 st.text(max_size=80)))
+def test_any_authorization_header_is_a_user_or_none(header: str) -> None:
+    """The header is the client's (http.server hands it over as latin-1): whatever it holds,
+    an answer, never an exception that leaves the request unanswered."""
+    assert _AUTH.check(header) in (None, "alice")
+
+
 # ---- TLS and basic auth on a real serve ----------------------------------------------------
 def _config(tmp_path: Any, **tls: str) -> tuple[str, dict[str, str]]:
     certs = make_certs(str(tmp_path))
@@ -290,3 +302,53 @@ def test_a_guarded_route_needs_authentication_configured_and_given(tmp_path: Any
             server.server_close()
             thread.join()
             hub.stop()
+
+
+def test_a_plain_second_socket_is_no_way_around_required_client_certificates(
+        tmp_path: Any) -> None:
+    """front_for answers without TLS: on a server that authenticates by client certificate
+    only, a request there has proved nothing and must not reach a guarded (or any) route."""
+    import socket
+
+    from kata_top.serve.webconfig import TlsConfig
+
+    certs = make_certs(str(tmp_path))
+    web = WebConfig(tls=TlsConfig(certs["server.crt"], certs["server.key"], certs["ca.crt"],
+                                  "RequireAndVerifyClientCert"))
+    hub = SnapshotHub(lambda: _Fixed(DEMO[-1]), str(tmp_path))
+    hub.start()
+    server = ExporterServer(("127.0.0.1", 0), hub, 5.0, web=web)
+    server.handler_class = _Guarded
+    assert server.auth_required
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(str(tmp_path / "serve.sock"))
+    unix.listen()
+    front = server.front_for(unix)
+    thread = threading.Thread(target=front.run)
+    thread.start()
+    try:
+        for request in (b"POST /api/v1/drops HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                        b"GET /metrics HTTP/1.1\r\n\r\n"):
+            with socket.socket(socket.AF_UNIX) as c:
+                c.settimeout(10)
+                c.connect(str(tmp_path / "serve.sock"))
+                c.sendall(request)
+                out = b""
+                while chunk := c.recv(4096):
+                    out += chunk
+            assert out.split(b" ", 2)[1] in (b"401", b"403"), (request, out[:200])
+    finally:
+        front.shutdown()
+        front.close()
+        thread.join()
+        server.server_close()
+        hub.stop()
+
+
+def test_a_fifo_as_web_config_is_refused_without_blocking(tmp_path: Any) -> None:
+    from kata_top.serve.webconfig import WebConfigError, load
+
+    fifo = tmp_path / "web.yml"
+    os.mkfifo(fifo)
+    with pytest.raises(WebConfigError, match="not a regular file"):
+        load(str(fifo))

@@ -254,3 +254,23 @@ def test_a_second_socket_is_answered_by_the_same_server(tmp_path: Any) -> None:
         thread.join()
         server.server_close()
         hub.stop()
+
+
+def test_an_answer_that_fails_is_a_500_not_a_reset() -> None:
+    """A route's bug (any exception building the answer) is answered and counted in the log,
+    not a connection dropped without a word."""
+
+    def broken(_raw: bytes, _peer: Any, _cert: Any) -> bytes:
+        raise RuntimeError("a route's bug")
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    front = Front(sock, Limits(), broken)
+    thread = threading.Thread(target=front.run)
+    thread.start()
+    try:
+        out = _exchange(sock.getsockname(), b"GET / HTTP/1.1\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 500 "), out[:100]
+    finally:
+        front.shutdown()
+        front.close()
+        thread.join()

@@ -396,7 +396,9 @@ SNAPSHOT_IMPORTS = {
     "kata_top.warm", "kata_top.cli.fast",  # a running serve first (here: a miss)
     "kata_top.cli", "kata_top.cli.common", "kata_top.cli.hints", "kata_top.cli.main",
     "kata_top.cli.snapshot", "kata_top.derive", "kata_top.diagnose",
-    "kata_top.diagnose.findings", "kata_top.diagnose.report", "kata_top.engine",
+    "kata_top.diagnose.findings", "kata_top.diagnose.limits", "kata_top.diagnose.redirects",
+    "kata_top.diagnose.report",
+    "kata_top.engine",
     "kata_top.engine.beside", "kata_top.engine.core", "kata_top.engine.kinds",
     "kata_top.engine.options",
     "kata_top.engine.sandbox", "kata_top.engine.vmm_cache",
@@ -586,7 +588,7 @@ def test_tc_rates_count_over_the_reads_of_tc_not_the_snapshots() -> None:
     s2 = with_rates(replace(snap(102.0, 30, 10, 1), tc_read_at={sid: 101.0}), s1)
     r2 = s2.sandboxes[0].rates
     assert r2["link.eth0.rx_pps"] == 20.0
-    assert r2["redirect.in.pps"] == 10.0 and r2["vm.in_pps"] == 10.0
+    assert r2["redirect.in.pps"] == 10.0 and r2["vm.in_attempted_pps"] == 10.0
     assert r2["qdisc.eth0.ffff:.drops_ps"] == 1.0
     s3 = with_rates(replace(snap(103.0, 50, 10, 1), tc_read_at={sid: 101.0}), s2, {})
     assert s3.sandboxes[0].rates["redirect.in.pps"] == 10.0
