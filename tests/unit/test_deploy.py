@@ -154,3 +154,32 @@ def test_the_fleet_consoles_sums_are_recorded_by_the_rules() -> None:
     groups = {g["name"]: g for g in load("prometheusrule.yaml")["spec"]["groups"]}
     recorded = {r["record"]: " ".join(r["expr"].split()) for r in groups["kata-top.fleet"]["rules"]}
     assert recorded == {name: expr for _q, name, expr in NODE_SUMS}
+
+
+def test_vm_traffic_panels_show_what_the_tap_delivered() -> None:
+    """Traffic into/out of a VM is what its tap delivered (the recording rule where one
+    exists), with mirred's attempts beside it, never the attempts alone; the packets the
+    redirect failed and the tap dropped have a panel of their own."""
+    with open(os.path.join(DEPLOY, "grafana-dashboard.json"), encoding="utf-8") as fh:
+        panels = json.load(fh)["panels"]
+    recorded = {r["record"] for g in load("prometheusrule.yaml")["spec"]["groups"]
+                for r in g["rules"] if "record" in r}
+
+    def exprs(p: dict[str, Any]) -> list[str]:
+        return [t["expr"] for t in p.get("targets", [])]
+
+    traffic = [p for p in panels if p["title"].startswith("Traffic ")]
+    assert len(traffic) >= 3
+    for p in traffic:
+        first = exprs(p)[0]  # the delivered series leads; the attempts follow it
+        assert "node:kata_top_vm_delivered_bits:rate2m" in first \
+            or "kata_top_vm_delivered_bytes_total" in first, p["title"]
+        assert any("kata_top_redirect_bytes_total" in e for e in exprs(p)[1:]), p["title"]
+    node_level = [p for p in traffic if any("sum by (node)" in e for e in exprs(p))]
+    assert node_level and all("node:kata_top_vm_delivered_bits:rate2m" in exprs(p)[0]
+                              for p in node_level)
+    used = {m for p in panels for e in exprs(p) for m in re.findall(r"\bnode:kata_top_\w+:\w+", e)}
+    assert used and used <= recorded, sorted(used - recorded)
+    lost = [" ".join(exprs(p)) for p in panels]
+    assert any("kata_top_redirect_failed_packets_total" in e
+               and "kata_top_vm_dropped_packets_total" in e for e in lost)
