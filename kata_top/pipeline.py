@@ -63,7 +63,7 @@ class Pipeline:
             from kata_top.events.drops import DropTracker
             from kata_top.settings import audit_log_path
 
-            self._audit = AuditTail(audit_log_path())
+            self._audit = AuditTail(audit_log_path(), opts.run_root)
             self._drops = DropTracker()
 
     def watch_closely(self, sandbox_ids: Ids[str] | None) -> None:

@@ -97,6 +97,13 @@ def intent_for(plan: Plan, resolves: str | None = None) -> dict[str, Any]:
     }
     if resolves:
         entry["resolves"] = resolves
+    return _with_root(entry, plan)
+
+
+def _with_root(entry: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    # events of one run root tell only its actions (kata_top/events/audit_tail.py)
+    if plan.run_root:
+        entry["run_root"] = os.path.normpath(plan.run_root)
     return entry
 
 
@@ -121,7 +128,7 @@ def entry_for(plan: Plan, outcome: Outcome, intent: dict[str, Any] | None = None
         entry = {"phase": "outcome", "id": intent["id"], **entry}
         if "resolves" in intent:
             entry["resolves"] = intent["resolves"]
-    return entry
+    return _with_root(entry, plan)
 
 
 def read_entries(path: str | None = None) -> list[dict[str, Any]]:

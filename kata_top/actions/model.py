@@ -34,6 +34,9 @@ class Plan:
     before: dict[str, Any] = field(default_factory=dict)
     # what was asked: the apply re-plans it under the sandbox's lock, the audit keeps it
     request: ActionRequest | None = None
+    # the run root the sandbox was found under: the audit lines name it, so each root's
+    # event stream tells only its own actions (one audit log serves the node)
+    run_root: str | None = None
 
     def commands(self) -> list[str]:
         # The label comes from a path or a name the node chose: quoted for copy-paste.

@@ -237,16 +237,22 @@ def replan(plan: Plan) -> Plan:
     """The plan's request planned again from fresh state (under the sandbox's lock)."""
     request = plan.request
     if isinstance(request, RedirectRequest):
-        return plan_redirect(plan.sandbox, request.op, request.direction)
-    if isinstance(request, RateLimitRequest):
-        return plan_ratelimit(plan.sandbox, request.rates)
-    return plan
+        fresh = plan_redirect(plan.sandbox, request.op, request.direction)
+    elif isinstance(request, RateLimitRequest):
+        fresh = plan_ratelimit(plan.sandbox, request.rates)
+    else:
+        return plan
+    fresh.run_root = plan.run_root
+    return fresh
 
 
 def plan_request(run_root: str, request: ActionRequest) -> Plan:
     """Plan a typed request (the dashboard's dialogs make them) against fresh state."""
     sb = find_sandbox(run_root, request.sandbox_id)
     if isinstance(request, RedirectRequest):
-        return plan_redirect(sb, request.op, request.direction)
-    assert isinstance(request, RateLimitRequest)
-    return plan_ratelimit(sb, request.rates)
+        plan = plan_redirect(sb, request.op, request.direction)
+    else:
+        assert isinstance(request, RateLimitRequest)
+        plan = plan_ratelimit(sb, request.rates)
+    plan.run_root = run_root
+    return plan

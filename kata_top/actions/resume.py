@@ -38,6 +38,12 @@ def _directions(request: dict[str, Any]) -> list[Direction]:
 
 
 def plan_resume(run_root: str, intent: dict[str, Any], how: How) -> Plan:
+    plan = _replay(run_root, intent, how)
+    plan.run_root = run_root  # its audit lines name the root, as the change's own did
+    return plan
+
+
+def _replay(run_root: str, intent: dict[str, Any], how: How) -> Plan:
     request = intent.get("request")
     if not isinstance(request, dict) or request.get("kind") not in ("redirect", "ratelimit"):
         raise ActionError("this intent records no request kata-top can replay; compare its "

@@ -11,10 +11,15 @@ from kata_top.boundedjson import loads
 class AuditTail:
     """The audit log's lines appended since the last call (kata-top's own actions), read
     without following a link and without blocking; a rotated or truncated log is re-read
-    from its start."""
+    from its start.
 
-    def __init__(self, path: str) -> None:
+    One audit log serves every run root on the node: with `run_root`, a line naming another
+    root is not this stream's and is left out here. Lines that name none (written before
+    the log recorded roots) pass, for the events' diff to judge by their sandbox."""
+
+    def __init__(self, path: str, run_root: str | None = None) -> None:
         self.path = path
+        self.run_root = os.path.normpath(run_root) if run_root else None
         # Actions before we started are history, not events: start at the log's end. A log
         # that does not exist yet is read from its start when it appears.
         try:
@@ -51,6 +56,13 @@ class AuditTail:
             except ValueError:
                 continue
             # an intent is not an action yet: its outcome line is (or an unfinished change)
-            if isinstance(entry, dict) and entry.get("phase") != "intent":
+            if isinstance(entry, dict) and entry.get("phase") != "intent" \
+                    and self._ours(entry):
                 out.append(entry)
         return out
+
+    def _ours(self, entry: dict[str, Any]) -> bool:
+        root = entry.get("run_root")
+        if self.run_root is None or root is None:
+            return True
+        return isinstance(root, str) and os.path.normpath(root) == self.run_root

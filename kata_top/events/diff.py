@@ -9,6 +9,7 @@ told apart from anyone else's).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -209,8 +210,9 @@ def diff_events(prev: Snapshot | None, cur: Snapshot,
         sid = str(entry.get("sandbox") or "")
         # One audit log serves every run root on the node: an action is this stream's only
         # when it names this run root, or (entries that do not) a sandbox of it.
-        if entry.get("run_root") not in (None, root) or (
-                entry.get("run_root") is None and sid not in known):
+        named = entry.get("run_root")
+        if (named is None and sid not in known) or (
+                named is not None and os.path.normpath(str(named)) != os.path.normpath(root)):
             continue
         if entry.get("changed"):
             acted.add(sid)

@@ -75,3 +75,36 @@ def test_the_dashboard_says_a_change_is_unfinished(tmp_path: Path,
         assert "unfinished change" in source.notices()[0]
     finally:
         source.close()
+
+
+def test_audit_lines_name_the_run_root_and_each_roots_tail_keeps_its_own(tmp_path: Path
+                                                                         ) -> None:
+    """One audit log serves every run root on the node: its intent and outcome lines name the
+    root the change was planned under, and a root's event tail leaves the others' out (lines
+    naming none, from before roots were recorded, are left to the events' sandbox check)."""
+    from kata_top.actions.audit import entry_for, intent_for
+    from kata_top.actions.model import Outcome, Plan
+    from kata_top.events.audit_tail import AuditTail
+    from kata_top.model import Hypervisor, NetnsInfo, Pod, Sandbox
+
+    sb = Sandbox(id="e" * 64, runtime="go", network_model="tcfilter",
+                 netns=NetnsInfo(None, None), pod=Pod("web-0", "default"), state="running",
+                 hypervisor=Hypervisor("qemu", 1, True))
+    plan = Plan(sb, str(tmp_path / "no-such-netns"), "x", "redirect add in", "t",
+                run_root="/run/lab-a/")
+    intent = intent_for(plan)
+    outcome = entry_for(plan, Outcome(True, "done", True), intent)
+    assert intent["run_root"] == outcome["run_root"] == "/run/lab-a"
+    unrooted = Plan(sb, "/x", "x", "redirect add in", "t")
+    assert "run_root" not in intent_for(unrooted)
+
+    log = tmp_path / "audit.jsonl"
+    tail_a, tail_b = AuditTail(str(log), "/run/lab-a"), AuditTail(str(log), "/run/lab-b/")
+    anyroot = AuditTail(str(log))
+    old = {k: v for k, v in outcome.items() if k != "run_root"}
+    with open(log, "a") as fh:
+        for line in (intent, outcome, {**outcome, "run_root": "/run/lab-b"}, old):
+            fh.write(json.dumps(line) + "\n")
+    assert [e.get("run_root") for e in tail_a.new_entries()] == ["/run/lab-a", None]
+    assert [e.get("run_root") for e in tail_b.new_entries()] == ["/run/lab-b", None]
+    assert len(anyroot.new_entries()) == 3  # no root given: every outcome (intents are not)
