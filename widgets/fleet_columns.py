@@ -10,6 +10,20 @@ from kata_top.widgets.overview_columns import HISTORY, Cell, Column, sparkline
 from kata_top.widgets.sandbox_table import RowModel
 
 
+def _lost(x: FleetNode | FleetSandbox) -> float:
+    """Packets lost per second on the way into or out of the VMs: the redirect's failures
+    (the tap down or gone) and the tap's drops (IN/OUT count only what was delivered)."""
+    return x.redirect_failed_ps + x.tap_dropped_ps
+
+
+def _lost_cell(x: FleetNode | FleetSandbox) -> Cell:
+    lost = _lost(x)
+    if not lost:
+        return ("-", "muted")
+    return (f"{lost:.0f}/s" if lost >= 1 else f"{lost:.1f}/s",
+            "bad" if x.redirect_failed_ps else "warn")
+
+
 def _age(n: FleetNode) -> str:
     return "-" if n.last_seen_age_s is None else f"{n.last_seen_age_s:.0f}s"
 
@@ -23,6 +37,7 @@ NODE_COLUMNS: tuple[Column, ...] = (
     Column("warn", "WARN", 5, 1, lambda n: n.warning),
     Column("in", "IN", 9, 2, lambda n: n.in_bps),
     Column("out", "OUT", 9, 2, lambda n: n.out_bps),
+    Column("lost", "LOST", 7, 2, _lost),
     Column("oneway", "ONE-WAY", 7, 0, lambda n: n.one_way),
     Column("dead", "DEAD VMM", 8, 1, lambda n: n.dead_vmms),
     Column("drops", "RL DROPS", 8, 3, lambda n: n.rate_limit_drops_ps),
@@ -49,6 +64,8 @@ def node_cells(cols: Sequence[Column], n: FleetNode, history: Sequence[float]
             return (fmt_rate(n.in_bps), "")
         if key == "out":
             return (fmt_rate(n.out_bps), "")
+        if key == "lost":
+            return _lost_cell(n)
         if key == "oneway":
             return (str(n.one_way), "bad") if n.one_way else ("0", "muted")
         if key == "dead":
@@ -81,6 +98,7 @@ SANDBOX_COLUMNS: tuple[Column, ...] = (
     Column("model", "MODEL", 8, 3, lambda s: s.network_model),
     Column("in", "IN", 9, 1, lambda s: s.in_bps),
     Column("out", "OUT", 9, 1, lambda s: s.out_bps),
+    Column("lost", "LOST", 7, 1, _lost),
     Column("redirect", "REDIRECT", 12, 0, lambda s: ",".join(s.missing_redirects)),
     Column("problems", "!", 3, 0, lambda s: s.critical * 100 + s.warning),
     Column("codes", "FINDINGS", 24, 2, lambda s: " ".join(s.codes)),
@@ -103,6 +121,8 @@ def sandbox_cells(cols: Sequence[Column], s: FleetSandbox, history: Sequence[flo
             return (fmt_rate(s.in_bps), "")
         if key == "out":
             return (fmt_rate(s.out_bps), "")
+        if key == "lost":
+            return _lost_cell(s)
         if key == "redirect":
             return (f"{'+'.join(s.missing_redirects)} MISSING", "bad") \
                 if s.missing_redirects else ("ok" if s.network_model == "tcfilter" else "-",

@@ -23,6 +23,10 @@ class FleetSandbox(Struct, frozen=True):
     out_bps: float = 0.0
     missing_redirects: tuple[str, ...] = ()  # directions whose redirect is gone
     rate_limit_drops_ps: float = 0.0
+    # packets lost on the way into or out of the VM: attempted by the redirect but not handed
+    # to its target (the tap down or gone), and dropped by the tap on the way in
+    redirect_failed_ps: float = 0.0
+    tap_dropped_ps: float = 0.0
 
 
 class FleetNode(Struct, frozen=True):
@@ -39,6 +43,8 @@ class FleetNode(Struct, frozen=True):
     one_way: int = 0
     dead_vmms: int = 0
     rate_limit_drops_ps: float = 0.0
+    redirect_failed_ps: float = 0.0  # summed over the node's sandboxes, as FleetSandbox's
+    tap_dropped_ps: float = 0.0
 
 
 class FleetSnapshot(Struct, frozen=True):

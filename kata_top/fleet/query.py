@@ -44,6 +44,12 @@ NODE_SUMS: tuple[tuple[str, str, str], ...] = (
      "(kata_top_redirect_present == 0))"),
     ("htbdrops", "node:kata_top_htb_drops:rate2m",
      'sum by (node, instance) (rate(kata_top_qdisc_drops_total{kind="htb"}[2m]))'),
+    # packets lost at the redirect (the tap down or gone) and at the tap (the VMM not
+    # draining it): beside bps, which counts only what was delivered
+    ("failed", "node:kata_top_redirect_failed_packets:rate2m",
+     "sum by (node, instance) (rate(kata_top_redirect_failed_packets_total[2m]))"),
+    ("tapdrops", "node:kata_top_vm_dropped_packets:rate2m",
+     "sum by (node, instance) (rate(kata_top_vm_dropped_packets_total[2m]))"),
 )
 RULES_HINT = ("Prometheus has no kata-top recording rules (the `kata-top.fleet` group of "
               "deploy/prometheusrule.yaml): every refresh sums the nodes itself, slowly on "
@@ -65,8 +71,8 @@ def nodes_query(job: str = JOB, recorded: bool = True) -> str:
 
 
 # One node's (or every node's) sandboxes: only the labels the console shows (at 10,000
-# sandboxes the answer's size is the cost), their findings, traffic, lost redirects and
-# rate-limit drops.
+# sandboxes the answer's size is the cost), their findings, traffic, lost redirects,
+# rate-limit drops and the packets lost at the redirect and at the tap.
 Q_SANDBOXES = (
     'label_replace(group by (node, instance, sandbox_id, cri_name, cri_namespace, state, '
     'network_model) (kata_top_sandbox_info{{{m}}}), "q", "info", "", "") or '
@@ -76,7 +82,11 @@ Q_SANDBOXES = (
     '(rate(kata_top_vm_delivered_bytes_total{{{m}}}[2m])) * 8, "q", "bps", "", "") or '
     'label_replace(kata_top_redirect_present{{{m}}} == 0, "q", "missing", "", "") or '
     'label_replace(sum by (node, instance, sandbox_id) '
-    '(rate(kata_top_qdisc_drops_total{{kind="htb"{c}{m}}}[2m])), "q", "htbdrops", "", "")')
+    '(rate(kata_top_qdisc_drops_total{{kind="htb"{c}{m}}}[2m])), "q", "htbdrops", "", "") or '
+    'label_replace(sum by (node, instance, sandbox_id) '
+    '(rate(kata_top_redirect_failed_packets_total{{{m}}}[2m])), "q", "failed", "", "") or '
+    'label_replace(sum by (node, instance, sandbox_id) '
+    '(rate(kata_top_vm_dropped_packets_total{{{m}}}[2m])), "q", "tapdrops", "", "")')
 
 
 def _string(value: str) -> str:
@@ -150,7 +160,7 @@ class _Acc:
         self.labels = labels
         self.critical = self.warning = 0
         self.codes: set[str] = set()
-        self.in_bps = self.out_bps = self.drops = 0.0
+        self.in_bps = self.out_bps = self.drops = self.failed = self.tap_drops = 0.0
         self.missing: set[str] = set()
 
     def row(self, node: str, sandbox_id: str) -> FleetSandbox:
@@ -161,7 +171,8 @@ class _Acc:
             network_model=lab.get("network_model", "unknown"), critical=self.critical,
             warning=self.warning, codes=tuple(sorted(self.codes)), in_bps=self.in_bps,
             out_bps=self.out_bps, missing_redirects=tuple(sorted(self.missing)),
-            rate_limit_drops_ps=self.drops)
+            rate_limit_drops_ps=self.drops, redirect_failed_ps=self.failed,
+            tap_dropped_ps=self.tap_drops)
 
 
 def fold_sandboxes(answer: Iterable[Sample], no_node: set[str]) -> tuple[FleetSandbox, ...]:
@@ -192,6 +203,10 @@ def fold_sandboxes(answer: Iterable[Sample], no_node: set[str]) -> tuple[FleetSa
             sb.missing.add(lab.get("direction", ""))
         elif q == "htbdrops":
             sb.drops += _finite(s)
+        elif q == "failed":
+            sb.failed += _finite(s)
+        elif q == "tapdrops":
+            sb.tap_drops += _finite(s)
     return tuple(sorted((a.row(node, sid) for (node, sid), a in acc.items()),
                         key=lambda r: (r.node, r.pod_namespace, r.pod_name, r.sandbox_id)))
 
@@ -205,7 +220,7 @@ class _NodeAcc:
         self.up: bool | None = None
         self.seen: float | None = None
         self.sandboxes = self.critical = self.warning = self.one_way = self.stale = 0
-        self.in_bps = self.out_bps = self.drops = 0.0
+        self.in_bps = self.out_bps = self.drops = self.failed = self.tap_drops = 0.0
 
 
 def fold_nodes(answer: Iterable[Sample], now: float,
@@ -233,9 +248,14 @@ def fold_nodes(answer: Iterable[Sample], now: float,
             n.one_way += int(_finite(s))
         elif q == "htbdrops":
             n.drops += _finite(s)
+        elif q == "failed":
+            n.failed += _finite(s)
+        elif q == "tapdrops":
+            n.tap_drops += _finite(s)
     return tuple(FleetNode(
         node=name, up=n.up, last_seen_age_s=round(now - n.seen, 1)
         if n.seen is not None and n.seen == n.seen else None,
         sandboxes=n.sandboxes, critical=n.critical, warning=n.warning, in_bps=n.in_bps,
-        out_bps=n.out_bps, one_way=n.one_way, dead_vmms=n.stale, rate_limit_drops_ps=n.drops)
+        out_bps=n.out_bps, one_way=n.one_way, dead_vmms=n.stale, rate_limit_drops_ps=n.drops,
+        redirect_failed_ps=n.failed, tap_dropped_ps=n.tap_drops)
         for name, n in sorted(acc.items()))

@@ -29,11 +29,25 @@ def node_problems(snap: FleetSnapshot, node: FleetNode) -> list[tuple[str, str]]
         if r.rate_limit_drops_ps > 0:
             out.append(("warning", f"{pod}: rate limit drops {r.rate_limit_drops_ps:.1f} "
                                    "pkt/s"))
+        out += _lost(pod, r.redirect_failed_ps, r.tap_dropped_ps)
         other = [c for c in r.codes if c not in ("KT-S001", "KT-S002", "KT-S020")]
         if other and (r.critical or r.warning):
             out.append(("critical" if r.critical else "warning",
                         f"{pod}: findings {', '.join(other)} (kata-top check --sandbox "
                         f"{r.sandbox_id[:12]} on the node)"))
+    return out
+
+
+def _lost(who: str, failed_ps: float, dropped_ps: float) -> list[tuple[str, str]]:
+    """Packets that never reached the VM (or the pod's side): the traffic columns count
+    only what the taps delivered, so these are said on their own."""
+    out: list[tuple[str, str]] = []
+    if failed_ps > 0:
+        out.append(("critical", f"{who}: redirects fail {failed_ps:.1f} pkt/s (the tap down "
+                                "or gone: nothing reaches the VM)"))
+    if dropped_ps > 0:
+        out.append(("warning", f"{who}: taps drop {dropped_ps:.1f} pkt/s on the way into the "
+                               "VM (the VMM not draining them)"))
     return out
 
 
@@ -45,6 +59,7 @@ def _sums(node: FleetNode) -> list[tuple[str, str]]:
         out.append(("critical", f"{node.dead_vmms} sandbox(es) whose VMM is dead"))
     if node.rate_limit_drops_ps > 0:
         out.append(("warning", f"rate limits drop {node.rate_limit_drops_ps:.1f} pkt/s"))
+    out += _lost("its sandboxes", node.redirect_failed_ps, node.tap_dropped_ps)
     if node.critical or node.warning:
         out.append(("critical" if node.critical else "warning",
                     f"{node.critical} critical and {node.warning} warning findings "

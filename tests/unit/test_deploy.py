@@ -182,4 +182,6 @@ def test_vm_traffic_panels_show_what_the_tap_delivered() -> None:
     assert used and used <= recorded, sorted(used - recorded)
     lost = [" ".join(exprs(p)) for p in panels]
     assert any("kata_top_redirect_failed_packets_total" in e
-               and "kata_top_vm_dropped_packets_total" in e for e in lost)
+               and "kata_top_vm_dropped_packets_total" in e for e in lost)  # per sandbox
+    assert any("node:kata_top_redirect_failed_packets:rate2m" in e
+               and "node:kata_top_vm_dropped_packets:rate2m" in e for e in lost)  # per node

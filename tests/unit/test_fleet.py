@@ -163,6 +163,7 @@ def test_a_node_is_selected_by_a_quoted_matcher() -> None:
     st.sampled_from(["q", "node", "instance", "sandbox_id", "severity", "direction", "code",
                      "state"]), st.sampled_from(["up", "seen", "sandboxes", "stale", "findings",
                                                  "bps", "oneway", "htbdrops", "info", "missing",
+                                                 "failed", "tapdrops",
                                                  "in", "out", "critical", "warning", "n1", ""])),
     st.floats(allow_nan=True, allow_infinity=False)), max_size=30))
 def test_any_rows_fold_into_nodes_and_sandboxes(samples: list[Sample]) -> None:
@@ -215,6 +216,39 @@ def test_fleet_check_of_one_node_or_from_the_sums_alone() -> None:
     assert "CRIT alpha: 1 sandbox(es) with a redirect missing" in sums
     assert "CRIT alpha: 1 sandbox(es) whose VMM is dead" in sums
     assert "CRIT beta: 1 critical and 0 warning findings" in sums
+
+
+def test_packets_lost_at_the_redirect_and_the_tap_are_their_own_column() -> None:
+    """IN/OUT are what the taps delivered; what the redirect failed to hand over and what the
+    tap dropped come in the same two rounds (no query per row) and are shown and checked."""
+    assert "kata_top_redirect_failed_packets_total" in sandboxes_query() and \
+        "kata_top_vm_dropped_packets_total" in sandboxes_query()
+    sid = "f" * 64
+    rows = [Sample({"q": "info", "node": "n1", "sandbox_id": sid, "cri_name": "web-0",
+                    "cri_namespace": "default", "state": "running"}, 1.0),
+            Sample({"q": "failed", "node": "n1", "sandbox_id": sid}, 12.0),
+            Sample({"q": "tapdrops", "node": "n1", "sandbox_id": sid}, 0.5)]
+    sums = [Sample({"q": "failed", "node": "n1"}, 12.0),
+            Sample({"q": "tapdrops", "node": "n1"}, 0.5)]  # the nodes' round
+    [sb] = fold_sandboxes(rows, set())
+    [node] = fold_nodes(sums, 1e9, set())
+    assert (sb.redirect_failed_ps, sb.tap_dropped_ps) == (12.0, 0.5)
+    assert (node.redirect_failed_ps, node.tap_dropped_ps) == (12.0, 0.5)
+    snap = replace(FIXED, nodes=(node,), sandboxes=(sb,))
+    text = render(snap)
+    assert "CRIT n1: default/web-0: redirects fail 12.0 pkt/s" in text
+    assert "WARN n1: default/web-0: taps drop 0.5 pkt/s" in text
+    assert "CRIT n1: its sandboxes: redirects fail 12.0 pkt/s" in render(
+        replace(snap, sandboxes=(), sandboxes_of=None))
+    from kata_top.widgets.fleet_columns import NODES, SANDBOXES_OF_NODE
+
+    def lost(model: Any, row: Any) -> Any:
+        cols = [c for c in model.columns if c.key == "lost"]
+        return model.cells(cols, row, [])[0]
+
+    assert lost(SANDBOXES_OF_NODE, sb) == ("12/s", "bad")
+    assert lost(NODES, replace(node, redirect_failed_ps=0.0)) == ("0.5/s", "warn")
+    assert lost(NODES, FIXED.nodes[0]) == ("-", "muted")
 
 
 class FixedSource:
