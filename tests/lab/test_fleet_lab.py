@@ -152,3 +152,41 @@ def test_fleet_on_three_nodes(demo_lab: tuple[Layout, Manifest], tmp_path: Any) 
                 assert gamma_node["up"] is False and gamma_node["last_seen_age_s"] >= 0
                 check = fleet(prom, "check")
                 assert "gamma: kata-top on this node does not answer scrapes" in check.stdout
+
+
+def test_fleet_says_the_packets_a_down_tap_loses(tmp_path: Any) -> None:
+    """UDP into the `faults` lab's sandbox whose tap is down: IN (what the taps delivered)
+    stays 0 while the LOST split shows the redirect's failures, on that sandbox and in the
+    node's recorded sum, through a real Prometheus and deploy/'s rules; `fleet check` says it."""
+    import threading
+
+    from kata_top.lab import traffic
+
+    need_root()
+    require(prometheus_binary() is not None, "needs Debian's prometheus package")
+    with running_lab("l", build.UpOptions(sandboxes=4, scenario="faults")) as (lab, man), \
+            serving(lab.run_root) as (url, _p):
+        spec = next(s.spec for s in man.sandboxes if s.spec.pod_name == "tap-down-3")
+        (tmp_path / "prom").mkdir()
+        rules = write_rules(str(tmp_path / "rules.yaml"))
+        with prometheus(str(tmp_path / "prom"), {"lost": url[7:]}, (rules,)) as prom:
+            sender = threading.Thread(target=traffic.run, args=(
+                lab.node_ns, [spec.ip]), kwargs={"seconds": 20.0, "rate_pps": 100},
+                daemon=True)
+            sender.start()
+            try:
+                def lost() -> bool:
+                    return bool(promql(prom, "node:kata_top_redirect_failed_packets:rate2m"
+                                             " > 10"))
+                wait_for(lost, 60, "the node's recorded redirect failures")
+                doc = json.loads(fleet(prom, "--json").stdout)
+                check = fleet(prom, "check")
+            finally:
+                sender.join(30)
+        [node] = doc["nodes"]
+        assert node["redirect_failed_ps"] > 10
+        rows = {s["pod_name"]: s for s in doc["sandboxes"]}
+        assert rows["tap-down-3"]["redirect_failed_ps"] > 10
+        assert rows["tap-down-3"]["in_bps"] == 0  # nothing reached the VM
+        assert all(r["redirect_failed_ps"] == 0 for p, r in rows.items() if p != "tap-down-3")
+        assert f"{spec.pod_namespace}/tap-down-3: redirects fail" in check.stdout, check.stdout
