@@ -218,6 +218,8 @@ def test_cli_is_idempotent_and_audited(action_lab: tuple[Layout, Manifest],
         entries = [json.loads(line) for line in fh.read().splitlines() if line]
     # each change: its intent, then its outcome; the no-op is not an applied action
     assert [e["phase"] for e in entries] == ["intent", "outcome"] * 2
+    # the log serves every run root on the node: each line names its own
+    assert {e["run_root"] for e in entries} == {os.path.normpath(layout.run_root)}
     assert entries[0]["id"] == entries[1]["id"] != entries[2]["id"] == entries[3]["id"]
     e = entries[1]
     assert e["ok"] and e["plan"] and e["before"] and e["after"]["rate_limits"]["in"][
