@@ -267,6 +267,14 @@ def _attempt(cmd: str, args: Any, want: str, sandbox: str | None = None,
         return None
 
 
+def _unreadable(cmd: str, args: Any) -> None:
+    """A serve's answer that is not what this version reads (another version's serve): the
+    command collects itself, as on any other miss, never a traceback."""
+    if getattr(args, "debug", False):
+        print(f"kata-top {cmd}: collecting here: the serve's answer is not readable",
+              file=sys.stderr)
+
+
 def served(header: dict[str, Any], path: str) -> dict[str, Any]:
     """The document's `served` field: where a warm answer came from and how old it is."""
     return {"by": "kata-top serve", "socket": path, "age_s": round(header["age_s"], 3),
@@ -305,22 +313,26 @@ def snapshot(args: Any) -> int | None:
     header, body, path = got
     field = served(header, path)
     parts: list[bytes | bytearray | memoryview]
-    if want == "json":
-        if not args.output and sys.stdout.isatty():
-            import json
+    try:
+        if want == "json":
+            if not args.output and sys.stdout.isatty():
+                import json
 
-            doc = json.loads(body)
-            doc["served"] = field
-            parts = [(json.dumps(doc, indent=2) + "\n").encode()]
+                doc = json.loads(body)
+                doc["served"] = field
+                parts = [(json.dumps(doc, indent=2) + "\n").encode()]
+            else:
+                parts = [*served_parts(body, field), b"\n"]
+        elif want == "prometheus":
+            parts = [(f"# kata-top: served by kata-top serve ({path}), collected "
+                      f"{field['age_s']} s before this was written\n").encode(), body]
         else:
-            parts = [*served_parts(body, field), b"\n"]
-    elif want == "prometheus":
-        parts = [(f"# kata-top: served by kata-top serve ({path}), collected "
-                  f"{field['age_s']} s before this was written\n").encode(), body]
-    else:
-        from kata_top.formats.terminal import for_terminal
+            from kata_top.formats.terminal import for_terminal
 
-        parts = [(for_terminal(body.decode()) + "\n").encode()]
+            parts = [(for_terminal(body.decode()) + "\n").encode()]
+    except (ValueError, TypeError):  # UnicodeDecodeError and JSON's errors are ValueErrors
+        _unreadable("snapshot", args)
+        return None
     if args.output:
         from kata_top.fsutil import write_atomically
 
@@ -347,18 +359,22 @@ def check(args: Any) -> int | None:
     header, body, path = got
     import json
 
-    answer = json.loads(body)
+    try:
+        answer = json.loads(body)
+        doc, text, worst = dict(answer["doc"]), str(answer["text"]), answer.get("worst")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        _unreadable("check", args)
+        return None
     if args.json:
-        doc = dict(answer["doc"])
         doc["served"] = served(header, path)
         print(json.dumps(doc, indent=2))
     else:
         from kata_top.formats.terminal import for_terminal
 
-        print(for_terminal(answer["text"]))
+        print(for_terminal(text))
     sys.stdout.flush()
     _say("check", header, path)
-    return 1 if answer.get("worst") in ("warning", "critical") else 0
+    return 1 if worst in ("warning", "critical") else 0
 
 
 def events(args: Any, since: float | None, journal: str) -> list[dict[str, Any]] | None:
@@ -376,6 +392,13 @@ def events(args: Any, since: float | None, journal: str) -> list[dict[str, Any]]
             print(f"kata-top events: reading the journal: the serve writes "
                   f"{header.get('journal')}", file=sys.stderr)
         return None
-    docs = [loads(line) for line in body.splitlines() if line.strip()]
+    try:
+        docs = [loads(line) for line in body.splitlines() if line.strip()]
+    except ValueError:  # not UTF-8 or not JSON
+        _unreadable("events", args)
+        return None
+    if not all(isinstance(d, dict) for d in docs):
+        _unreadable("events", args)
+        return None
     _say("events", header, path)
     return docs

@@ -346,3 +346,48 @@ def test_any_request_gets_an_answer_or_a_no(tmp_path: Any, sock_dir: str) -> Non
             assert s.recv(100) == b""  # closed without an answer
             s.close()
         assert warm.ask(root, "json", None)[0]["ok"]
+
+
+@contextmanager
+def _answering(run_root: str, body: bytes) -> Iterator[None]:
+    """A serve of `run_root` whose header is right and whose body is `body`."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(warm.socket_path(run_root))
+    os.chmod(warm.socket_path(run_root), 0o600)
+    listener.listen(4)
+    header = {"v": 1, "ok": True, "run_root": warm.run_root_key(run_root), "taken_at": 1.0,
+              "age_s": 0.0, "refresh_s": 5.0, "length": len(body),
+              "journal": os.path.realpath(os.path.join(run_root, "j"))}
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(4096)
+                    conn.sendall(json.dumps(header).encode() + b"\n" + body)
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        yield
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+
+
+@pytest.mark.parametrize("body", [b"\xff\xfe", b"[1]", b'{"doc": 1}', b"not json", b"{}"])
+def test_an_unreadable_answer_is_a_miss_not_a_traceback(tmp_path: Any, sock_dir: str,
+                                                        body: bytes) -> None:
+    from argparse import Namespace
+
+    root = str(tmp_path)
+    args = Namespace(run_root=root, fresh=False, max_age=None, debug=True, sandbox=None,
+                     json=True, prometheus=False, output=None, watch=None, follow=False)
+    with _answering(root, body):
+        assert warm.check(args) is None
+        assert warm.events(args, 0.0, os.path.join(root, "j")) is None or body[:1] == b"{"
+        if not body.endswith(b"}"):  # the JSON document is passed on, not decoded
+            assert warm.snapshot(args) is None
+        if body == b"\xff\xfe":
+            args.json = False
+            assert warm.snapshot(args) is None
