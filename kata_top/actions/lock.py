@@ -66,7 +66,8 @@ def is_held(audit_path: str, sandbox_id: str) -> bool:
     """Whether a change of this sandbox is under way in some process right now."""
     path = lock_path(audit_path, sandbox_id)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO in its place must not hang the reader (notices, snapshot)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return False
     try:

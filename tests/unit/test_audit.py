@@ -108,3 +108,19 @@ def test_audit_lines_name_the_run_root_and_each_roots_tail_keeps_its_own(tmp_pat
     assert [e.get("run_root") for e in tail_a.new_entries()] == ["/run/lab-a", None]
     assert [e.get("run_root") for e in tail_b.new_entries()] == ["/run/lab-b", None]
     assert len(anyroot.new_entries()) == 3  # no root given: every outcome (intents are not)
+
+
+def test_asking_whether_a_change_holds_the_lock_never_blocks_on_a_fifo(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    audit = str(tmp_path / "audit.log")
+    fifo = lock_path(audit, "sb1")
+    os.makedirs(os.path.dirname(fifo))
+    os.mkfifo(fifo)
+    # in a child: a blocked open cannot be interrupted in this process
+    code = ("import sys; from kata_top.actions.lock import is_held; "
+            f"sys.exit(0 if is_held({audit!r}, 'sb1') is False else 1)")
+    done = subprocess.run([sys.executable, "-c", code], timeout=20, check=False)
+    assert done.returncode == 0
