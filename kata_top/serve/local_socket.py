@@ -14,10 +14,12 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import socket
 import stat
 import threading
+import time
 from typing import Any
 
 from kata_top.model import Snapshot
@@ -124,8 +126,12 @@ class LocalSocketServer:
             if not self._slots.acquire(blocking=False):
                 conn.close()  # the client collects itself
                 continue
-            threading.Thread(target=self._serve_one, args=(conn, root), daemon=True,
-                             name="kata-top-local-client").start()
+            try:
+                threading.Thread(target=self._serve_one, args=(conn, root), daemon=True,
+                                 name="kata-top-local-client").start()
+            except RuntimeError:  # no thread to be had: this client reads cold
+                conn.close()
+                self._slots.release()
 
     def _serve_one(self, conn: socket.socket, root: str) -> None:
         try:
@@ -143,8 +149,15 @@ class LocalSocketServer:
 
     @staticmethod
     def _request(conn: socket.socket) -> dict[str, Any]:
+        # one deadline for the whole request, so a client that trickles it byte by byte
+        # cannot hold a slot longer than one that sends nothing
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
         buf = b""
         while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ValueError("request not sent in time")
+            conn.settimeout(left)
             chunk = conn.recv(MAX_HEADER)
             if not chunk:
                 raise ValueError("closed before a request")
@@ -231,12 +244,16 @@ class LocalSocketServer:
         return "".join(lines).encode()
 
 
+def _number(x: Any) -> bool:
+    """A finite JSON number (a bool is not one, nor NaN or infinity)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _valid(sandbox: Any, since: Any, max_age: Any, wait: Any) -> bool:
-    number = (int, float)
     return (sandbox is None or (isinstance(sandbox, str) and 0 < len(sandbox) < 300)) and \
-        (since is None or isinstance(since, number)) and \
-        (max_age is None or (isinstance(max_age, number) and max_age >= 0)) and \
-        isinstance(wait, number)
+        (since is None or _number(since)) and \
+        (max_age is None or (_number(max_age) and max_age >= 0)) and \
+        _number(wait)
 
 
 def encode_whole(snap: Snapshot, route: str, redact: bool) -> bytes:

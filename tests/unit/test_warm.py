@@ -391,3 +391,39 @@ def test_an_unreadable_answer_is_a_miss_not_a_traceback(tmp_path: Any, sock_dir:
         if body == b"\xff\xfe":
             args.json = False
             assert warm.snapshot(args) is None
+
+
+def test_a_trickling_client_loses_its_slot_at_one_deadline(tmp_path: Any, sock_dir: str,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """The request has one deadline, not one per read: a byte every 0.2 s is cut off."""
+    from kata_top.serve import local_socket
+
+    monkeypatch.setattr(local_socket, "CLIENT_TIMEOUT_S", 1.0)
+    root = os.path.realpath(tmp_path)
+    with local_serve(root, min_interval=60) as (_hub, local):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(local.paths[0])
+        t0 = time.monotonic()
+        closed_after = None
+        try:
+            for _ in range(40):  # 8 s of trickle if nobody cuts it
+                s.sendall(b" ")
+                time.sleep(0.2)
+        except OSError:  # the serve closed the connection
+            closed_after = time.monotonic() - t0
+        finally:
+            s.close()
+        assert closed_after is not None and closed_after < 4.0
+
+
+def test_non_finite_numbers_are_a_bad_request(tmp_path: Any, sock_dir: str) -> None:
+    root = os.path.realpath(tmp_path)
+    with local_serve(root, min_interval=60) as (_hub, local):
+        for field in ("wait", "max_age", "since"):
+            req: dict[str, Any] = {"v": 1, "want": "json", "run_root": root, "wait": 0,
+                                   field: float("nan")}
+            header, body = local.answer(req, root)
+            assert (header["ok"], header.get("why"), body) == (False, "bad request", b"")
+        header, _ = local.answer({"v": 1, "want": "json", "run_root": root, "wait": True}, root)
+        assert header["why"] == "bad request"
