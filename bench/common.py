@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The serves a benchmark starts (and the clients it times, which inherit the environment) use a
+# socket directory of the benchmark's own, not the node's /run/kata-top; removed at exit.
+if "KATA_TOP_SERVE_DIR" not in os.environ:
+    os.environ["KATA_TOP_SERVE_DIR"] = tempfile.mkdtemp(prefix="ktbench-serve-")
+    atexit.register(shutil.rmtree, os.environ["KATA_TOP_SERVE_DIR"], True)
 
 
 def shell_loop(namespaces: list[str]) -> None:

@@ -8,7 +8,9 @@ CI=true, where a missing prerequisite fails.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +22,11 @@ from tests.helpers import TEST_PREFIX, make_layout, need_qemu, need_root, ns_nam
 
 # Snapshot tests must not depend on how far an animation got on a loaded machine.
 os.environ["TEXTUAL_ANIMATIONS"] = "none"
+# Every serve a test starts (in this process or a child, which inherits the environment) puts
+# its local socket here, never in the node's /run/kata-top; removed when the session ends,
+# whatever happened.
+SERVE_DIR = tempfile.mkdtemp(prefix=f"{TEST_PREFIX}-serve-")
+os.environ["KATA_TOP_SERVE_DIR"] = SERVE_DIR
 LAB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab") + os.sep
 
 
@@ -50,7 +57,8 @@ def scratch_lab() -> Iterator[Layout]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Whatever happened, no namespace of ours may outlive the run."""
+    """Whatever happened, no namespace or serve socket of ours may outlive the run."""
+    shutil.rmtree(SERVE_DIR, ignore_errors=True)
     if os.geteuid() != 0:
         return
     left = [n for n in ns_names() if n.startswith(TEST_PREFIX)]
