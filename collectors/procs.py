@@ -81,10 +81,10 @@ def _vmm_kind(argv0: str) -> str | None:
 def _short_id(argv: tuple[str, ...]) -> str | None:
     """Firecracker's truncated sandbox id: `--id <id[:32]>` (jailed) or the jailer root in
     its --api-sock path (not jailed)."""
-    sid = _arg_value(argv, "--id")
+    sid = arg_value(argv, "--id")
     if sid and len(sid) == FC_ID_LEN and all(c in "0123456789abcdef" for c in sid):
         return sid
-    sock = _arg_value(argv, "--api-sock") or ""
+    sock = arg_value(argv, "--api-sock") or ""
     parts = sock.split("/")
     if "firecracker" in parts:
         cand = parts[parts.index("firecracker") + 1] if parts[-1] else ""
@@ -93,7 +93,8 @@ def _short_id(argv: tuple[str, ...]) -> str | None:
     return None
 
 
-def _arg_value(argv: tuple[str, ...], flag: str) -> str | None:
+def arg_value(argv: tuple[str, ...], flag: str) -> str | None:
+    """The value of `flag` on a command line, given as `flag VALUE` or `flag=VALUE`."""
     for i, a in enumerate(argv):
         if a == flag and i + 1 < len(argv):
             return argv[i + 1]
@@ -140,7 +141,7 @@ def scan(proc_root: str = "/proc") -> ProcessIndex:
             continue
         # The real shim is argv[0]; the lab's stand-in runs as `python3 <path>/<shim name>`.
         if any(os.path.basename(a) == SHIM_NAME for a in argv[:2]):
-            sid = _arg_value(argv, "-id")
+            sid = arg_value(argv, "-id")
             if sid:
                 idx.shim[sid] = pid
                 idx.cmdlines[pid] = argv

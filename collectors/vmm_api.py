@@ -21,6 +21,7 @@ import os
 import stat
 from typing import Any
 
+from kata_top.collectors.procs import arg_value
 from kata_top.model import VmmNic, VmmStatus
 
 CLH_PATHS = ("/api/v1/vmm.ping", "/api/v1/vm.info", "/api/v1/vm.counters")
@@ -114,15 +115,6 @@ def fc_facts(answers: dict[str, object]) -> dict[str, Any]:
     }
 
 
-def _arg(argv: tuple[str, ...], flag: str) -> str | None:
-    for i, a in enumerate(argv):
-        if a == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith(flag + "="):
-            return a.split("=", 1)[1]
-    return None
-
-
 def _under_root(path: str, run_root: str) -> str:
     """A host path Kata wrote (/run/...) as seen under kata-top's run root (a DaemonSet
     mounts the host's /run/vc and /run/kata under /host/run)."""
@@ -146,7 +138,7 @@ def api_socket(kind: str, sid: str, runtime: str, run_root: str, argv: tuple[str
     named: list[str] = []
     fixed: str | None = None
     if kind == "clh":
-        arg = _arg(argv, "--api-socket")
+        arg = arg_value(argv, "--api-socket")
         if arg and arg.startswith("path="):  # CH also takes `path=<p>[,fd=..]`
             arg = arg[5:].split(",", 1)[0]
         named = [p for p in (arg, recorded) if p and p.startswith("/")]
@@ -155,7 +147,7 @@ def api_socket(kind: str, sid: str, runtime: str, run_root: str, argv: tuple[str
         else:  # virtcontainers/clh.go apiSocketPath: <VMStorePath>/<id>/clh-api.sock
             fixed = os.path.join(run_root, "vc", "vm", sid, "clh-api.sock")
     elif kind == "firecracker":
-        arg = _arg(argv, "--api-sock")
+        arg = arg_value(argv, "--api-sock")
         named = [p for p in (arg, os.path.join(run_dir, "fc.sock") if run_dir else None)
                  if p and p.startswith("/")]  # runtime-rs firecracker/inner_hypervisor.rs
         # virtcontainers/fc.go setPaths: jailed under <chroot base>/firecracker/<id[:32]>/

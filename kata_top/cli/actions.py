@@ -113,21 +113,9 @@ def run(args: argparse.Namespace) -> int:
     if plan.noop:
         print(for_terminal(plan.noop + " (already so)"))
         return 0
-    print(for_terminal(f"plan: {plan.title}"))
-    for cmd in plan.commands():
-        print(for_terminal(f"  {cmd}"))
-    if args.dry_run:
-        print("dry run: nothing changed")
-        return 0
-    if not args.yes:
-        if not sys.stdin.isatty():
-            print("kata-top: not a terminal, so nobody can confirm; pass --yes to apply",
-                  file=sys.stderr)
-            return 1
-        answer = input("apply? [y/N] ").strip().lower()
-        if answer not in ("y", "yes"):
-            print("not applied")
-            return 1
+    stop = show_and_confirm(f"plan: {plan.title}", plan.commands(), args.dry_run, args.yes)
+    if stop is not None:
+        return stop
     try:
         outcome = actions.execute(plan)
     except actions.ActionError as exc:
@@ -135,3 +123,24 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(for_terminal(outcome.message), file=sys.stdout if outcome.ok else sys.stderr)
     return 0 if outcome.ok else 1
+
+
+def show_and_confirm(heading: str, commands: list[str], dry_run: bool, yes: bool) -> int | None:
+    """Print a plan and its commands, then stop (the exit code) on --dry-run, without a
+    terminal to confirm on, or when the operator says no; None: go ahead and apply."""
+    from kata_top.formats.terminal import for_terminal
+
+    print(for_terminal(heading))
+    for cmd in commands:
+        print(for_terminal(f"  {cmd}"))
+    if dry_run:
+        print("dry run: nothing changed")
+        return 0
+    if yes:
+        return None
+    if not sys.stdin.isatty():
+        return fail("", "not a terminal, so nobody can confirm; pass --yes to apply", 1)
+    if input("apply? [y/N] ").strip().lower() not in ("y", "yes"):
+        print("not applied")
+        return 1
+    return None

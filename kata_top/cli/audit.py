@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 def _resolve(args: argparse.Namespace, path: str) -> int:
     from kata_top import actions
     from kata_top.actions.resume import close_noop, find_intent, plan_resume
+    from kata_top.cli.actions import show_and_confirm
     from kata_top.formats.terminal import for_terminal
 
     if os.geteuid() != 0 and not args.dry_run:
@@ -87,18 +88,10 @@ def _resolve(args: argparse.Namespace, path: str) -> int:
             close_noop(path, intent, args.op, plan.noop)
             print(f"marked {str(intent.get('id'))[:12]} resolved in {path}")
             return 0
-        print(for_terminal(f"plan ({args.op} {str(intent.get('id'))[:12]}): {plan.title}"))
-        for cmd in plan.commands():
-            print(for_terminal(f"  {cmd}"))
-        if args.dry_run:
-            print("dry run: nothing changed")
-            return 0
-        if not args.yes:
-            if not sys.stdin.isatty():
-                return fail("actions", "not a terminal, so nobody can confirm; pass --yes", 1)
-            if input("apply? [y/N] ").strip().lower() not in ("y", "yes"):
-                print("not applied")
-                return 1
+        stop = show_and_confirm(f"plan ({args.op} {str(intent.get('id'))[:12]}): {plan.title}",
+                                plan.commands(), args.dry_run, args.yes)
+        if stop is not None:
+            return stop
         outcome = actions.execute(plan, resolves=str(intent.get("id")))
     except actions.ActionError as exc:
         return fail("actions", str(exc), 1)
