@@ -68,17 +68,20 @@ def hold_tap(fd):
         except OSError:
             return
 
-def run_api(sock_path, get_path, interval):
-    s = None
+def connect(sock_path):
+    """A connection to the VMM's socket, waiting up to 10 s for the VMM to make it."""
     for _ in range(200):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(sock_path)
-            break
+            return s
         except OSError:
             s.close()
-            s = None
             time.sleep(0.05)
+    return None
+
+def run_api(sock_path, get_path, interval):
+    s = connect(sock_path)
     if s is None:
         return 1
     f = s.makefile("rwb", buffering=0)
@@ -118,16 +121,7 @@ def run():
             time.sleep(3600)
     sock_path = args[args.index("-qmp") + 1]
     log = os.path.join(os.path.dirname(sock_path), "shim.log")
-    s = None
-    for _ in range(200):
-        try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(sock_path)
-            break
-        except OSError:
-            s.close()
-            s = None
-            time.sleep(0.05)
+    s = connect(sock_path)
     if s is None:
         return 1
     f = s.makefile("rwb", buffering=0)
