@@ -145,19 +145,24 @@ def check_path(path: str) -> None:
     _private(st, path)
 
 
-def _read_line(sock: _socket.socket, deadline: float) -> tuple[bytes, bytes]:
+def read_line(sock: _socket.socket, deadline: float,
+              error: type[Exception] = Miss) -> tuple[bytes, bytes]:
+    """The first line (its newline dropped) and what came after it in the same reads, under
+    one deadline for the whole line (a peer trickling bytes gets no longer than a silent
+    one); `error` for a peer too slow, gone, or whose first MAX_HEADER bytes hold no line.
+    Both ends of the local socket read their header with it."""
     buf = b""
     while b"\n" not in buf:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise Miss("the serve did not answer in time")
+            raise error("no whole line in time")
         sock.settimeout(left)
         chunk = sock.recv(65536)
         if not chunk:
-            raise Miss("the serve closed the connection without an answer")
+            raise error("closed before a whole line")
         buf += chunk
         if len(buf) > MAX_HEADER and b"\n" not in buf[:MAX_HEADER]:
-            raise Miss("the serve's answer has no header")
+            raise error(f"no line within {MAX_HEADER} bytes")
     line, _, rest = buf.partition(b"\n")
     return line, rest
 
@@ -203,7 +208,7 @@ def ask(run_root: str, want: str, max_age: float | None, sandbox: str | None = N
         except OSError as exc:
             raise Miss(f"{path}: {exc.strerror or exc}") from None
         try:
-            line, rest = _read_line(sock, started + ANSWER_S)
+            line, rest = read_line(sock, started + ANSWER_S)
             header = loads(line)
         except OSError as exc:
             raise Miss(f"{path}: {exc.strerror or 'no answer in time'}") from None

@@ -24,7 +24,7 @@ from typing import Any
 
 from kata_top.model import Snapshot
 from kata_top.serve.hub import SnapshotHub, Unavailable
-from kata_top.warm import MAX_HEADER, WANTS, run_root_key, socket_dir, socket_path
+from kata_top.warm import WANTS, read_line, run_root_key, socket_dir, socket_path
 
 log = logging.getLogger(__name__)
 
@@ -149,22 +149,8 @@ class LocalSocketServer:
 
     @staticmethod
     def _request(conn: socket.socket) -> dict[str, Any]:
-        # one deadline for the whole request, so a client that trickles it byte by byte
-        # cannot hold a slot longer than one that sends nothing
-        deadline = time.monotonic() + CLIENT_TIMEOUT_S
-        buf = b""
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ValueError("request not sent in time")
-            conn.settimeout(left)
-            chunk = conn.recv(MAX_HEADER)
-            if not chunk:
-                raise ValueError("closed before a request")
-            buf += chunk
-            if len(buf) > MAX_HEADER:
-                raise ValueError("request too long")
-        req = json.loads(buf.partition(b"\n")[0])
+        line, _ = read_line(conn, time.monotonic() + CLIENT_TIMEOUT_S, ValueError)
+        req = json.loads(line)
         if not isinstance(req, dict):
             raise ValueError("request is not an object")
         return req
